@@ -1,0 +1,120 @@
+/* Configuration: natpeer.ini parsed through inih into a fresh np_conf,
+ * validated as a whole before anything is bound or written. Errors have one
+ * shape: "FILE:LINE: [section] key: what is wrong (expected ...)". */
+#ifndef NP_CONF_H
+#define NP_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct np_strv {
+  char **v;
+  size_t n;
+} np_strv;
+
+typedef struct np_conf_kv {
+  char *key;
+  char *value;
+  int line;
+} np_conf_kv;
+
+/* A [plugin.NAME] section: free keys handed to that plugin. */
+typedef struct np_conf_plugin {
+  char *name;
+  np_conf_kv *kv;
+  size_t n;
+} np_conf_plugin;
+
+enum np_dht_mode { NP_DHT_AUTO, NP_DHT_SERVER, NP_DHT_CLIENT, NP_DHT_OFF };
+enum np_reach { NP_REACH_AUTO, NP_REACH_PUBLIC, NP_REACH_PRIVATE };
+enum np_tristate { NP_TRI_AUTO, NP_TRI_ON, NP_TRI_OFF };
+
+typedef struct np_conf {
+  char *path; /* NULL for built-in defaults */
+  struct {
+    char *identity_file;
+    np_strv listen;
+    np_strv announce;
+    char *control;
+    char *control_group;
+    int control_allow_remote;
+    char *data_dir;
+    int log_level;
+    int log_timestamps;
+  } host;
+  struct {
+    np_strv peers;
+    uint64_t connect_timeout_ms;
+  } bootstrap;
+  struct {
+    int mode; /* enum np_dht_mode */
+    uint32_t bucket_size;
+    uint32_t alpha;
+    uint64_t record_ttl_ms;
+    uint64_t refresh_interval_ms;
+  } dht;
+  struct {
+    int reachability; /* enum np_reach */
+    int autonat;
+    int autonat_service;
+    uint64_t autonat_interval_ms;
+    int hole_punch;
+    uint32_t hole_punch_attempts;
+    uint64_t hole_punch_timeout_ms;
+  } nat;
+  struct {
+    int service; /* enum np_tristate */
+    int client;  /* enum np_tristate */
+    np_strv relays;
+    uint32_t max_reservations;
+    uint32_t max_circuits;
+    uint64_t reservation_ttl_ms;
+    uint64_t circuit_duration_ms;
+    uint64_t circuit_bytes;
+  } relay;
+  struct {
+    uint32_t max_connections;
+    uint32_t max_streams_per_conn;
+    uint32_t max_streams_per_protocol;
+    uint64_t max_message;
+    uint64_t idle_timeout_ms;
+    uint64_t call_timeout_ms;
+    uint32_t max_peers;
+    uint32_t max_pending_calls;
+  } limits;
+  struct {
+    char *dir;
+    int autoload;
+    np_strv load;
+    np_strv deny;
+  } plugins;
+  np_conf_plugin *psec;
+  size_t n_psec;
+} np_conf;
+
+/* np_conf_defaults fills |c| with the built-in defaults (documented in
+ * etc/natpeer.ini). Returns 0 or NP_ENOMEM. */
+int np_conf_defaults(np_conf *c);
+
+/* np_conf_load parses |path| over the defaults into a new np_conf. On error
+ * returns a negative code and, when |err| is non-NULL, writes one line
+ * "FILE:LINE: [section] key: what is wrong (expected ...)" into it.
+ * Relative paths in the file are resolved against the file's directory. */
+int np_conf_load(np_conf **pc, const char *path, char *err, size_t errlen);
+/* Same, from a string (tests, fuzzing); |name| stands for the file name. */
+int np_conf_load_string(np_conf **pc, const char *name, const char *text,
+                        size_t len, char *err, size_t errlen);
+/* Built-in defaults only (no --config). */
+int np_conf_new_default(np_conf **pc);
+void np_conf_del(np_conf *c);
+
+/* The [plugin.NAME] section of |name|, or NULL. */
+const np_conf_plugin *np_conf_plugin_section(const np_conf *c,
+                                             const char *name);
+const char *np_conf_plugin_get(const np_conf_plugin *s, const char *key);
+
+/* Documented key table, for the test that etc/natpeer.ini covers every key:
+ * returns the i-th "section.key" name or NULL past the end. */
+const char *np_conf_key_name(size_t i);
+
+#endif

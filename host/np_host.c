@@ -1,0 +1,288 @@
+#include "np_host.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "np_err.h"
+#include "np_log.h"
+#include "np_plugin.h"
+
+struct np_host {
+  struct ev_loop *ev;
+  np_loop *loop;
+  np_conf *conf;
+  np_identity id;
+  np_proto_table *protos;
+  np_plugins *plugins;
+  ev_signal sig_int, sig_term, sig_hup;
+  int signals_on;
+  int stopped;
+  unsigned calls; /* incoming calls in flight, all owners */
+  np_remote_call_fn remote_call;
+  np_remote_cancel_fn remote_cancel;
+  void *remote_ud;
+};
+
+enum { OUT_ACTIVE = 1, OUT_DELIVERING, OUT_CANCELED };
+
+struct np_outgoing {
+  np_host *h;
+  np_call_complete_fn done;
+  void *ud;
+  np_call *local;
+  void *remote;
+  int state;
+  int err;
+  uint8_t *resp;
+  size_t len;
+};
+
+np_loop *np_host_loop(np_host *h) { return h->loop; }
+const np_conf *np_host_conf(const np_host *h) { return h->conf; }
+const np_identity *np_host_identity(const np_host *h) { return &h->id; }
+np_proto_table *np_host_protos(np_host *h) { return h->protos; }
+np_plugins *np_host_plugins(np_host *h) { return h->plugins; }
+
+int np_host_calls_admit(const np_host *h) {
+  return h->calls < h->conf->limits.max_pending_calls;
+}
+
+void np_host_calls_add(np_host *h, int delta) {
+  h->calls = (unsigned)((int)h->calls + delta);
+}
+
+void np_host_set_remote(np_host *h, np_remote_call_fn call,
+                        np_remote_cancel_fn cancel, void *tud) {
+  h->remote_call = call;
+  h->remote_cancel = cancel;
+  h->remote_ud = tud;
+}
+
+static void on_stop_signal(struct ev_loop *ev, ev_signal *w, int revents) {
+  np_host *h = w->data;
+  (void)ev, (void)revents;
+  np_info("host", "stopping signal=%s", w->signum == SIGINT ? "INT" : "TERM");
+  np_host_stop(h);
+}
+
+static void on_hup(struct ev_loop *ev, ev_signal *w, int revents) {
+  (void)ev, (void)revents;
+  np_info("host", "reloading signal=HUP");
+  np_host_reload(w->data);
+}
+
+int np_host_new(np_host **ph, struct ev_loop *ev, np_conf *conf,
+                const np_identity *id) {
+  np_host *h = calloc(1, sizeof(*h));
+  int rv;
+  if (h == NULL)
+    return NP_ENOMEM;
+  h->ev = ev;
+  h->conf = conf;
+  h->id = *id;
+  if ((rv = np_loop_new(&h->loop, ev)) != 0 ||
+      (rv = np_proto_table_new(&h->protos, 65536)) != 0 ||
+      (rv = np_plugins_new(&h->plugins, h)) != 0) {
+    h->conf = NULL; /* not taken on failure */
+    np_host_del(h);
+    return rv;
+  }
+  *ph = h;
+  return 0;
+}
+
+int np_host_start(np_host *h, int handle_signals) {
+  np_plugins_result r;
+  int rv;
+  if (handle_signals) {
+    ev_signal_init(&h->sig_int, on_stop_signal, SIGINT);
+    ev_signal_init(&h->sig_term, on_stop_signal, SIGTERM);
+    ev_signal_init(&h->sig_hup, on_hup, SIGHUP);
+    h->sig_int.data = h->sig_term.data = h->sig_hup.data = h;
+    ev_signal_start(h->ev, &h->sig_int);
+    ev_signal_start(h->ev, &h->sig_term);
+    ev_signal_start(h->ev, &h->sig_hup);
+    h->signals_on = 1;
+  }
+  rv = np_plugins_sync(h->plugins, h->conf, &r);
+  if (rv != 0)
+    return rv;
+  np_info("host", "started peer=%s plugins=%u refused=%u protocols=%zu",
+          h->id.id_str, r.loaded, r.refused, np_proto_count(h->protos));
+  return 0;
+}
+
+/* Finish queued work while everything it may touch is still alive. */
+static void drain(np_host *h) {
+  for (int i = 0; i < 64 && np_loop_pending(h->loop) > 0; i++)
+    ev_run(h->ev, EVRUN_NOWAIT);
+}
+
+void np_host_stop(np_host *h) {
+  if (h->stopped)
+    return;
+  h->stopped = 1;
+  drain(h);
+  np_plugins_del(h->plugins);
+  h->plugins = NULL;
+  drain(h);
+  if (h->signals_on) {
+    ev_signal_stop(h->ev, &h->sig_int);
+    ev_signal_stop(h->ev, &h->sig_term);
+    ev_signal_stop(h->ev, &h->sig_hup);
+    h->signals_on = 0;
+  }
+  ev_break(h->ev, EVBREAK_ALL);
+  np_info("host", "stopped peer=%s", h->id.id_str);
+}
+
+void np_host_del(np_host *h) {
+  if (h == NULL)
+    return;
+  if (h->plugins || h->signals_on) {
+    if (!h->stopped)
+      np_host_stop(h);
+  }
+  np_plugins_del(h->plugins);
+  np_loop_del(h->loop);
+  np_proto_table_del(h->protos);
+  np_conf_del(h->conf);
+  np_identity_clear(&h->id);
+  free(h);
+}
+
+int np_host_reload(np_host *h) {
+  char err[1024];
+  np_conf *nc = NULL;
+  np_plugins_result r;
+  int rv;
+  if (h->conf->path == NULL) {
+    rv = np_conf_new_default(&nc);
+  } else {
+    rv = np_conf_load(&nc, h->conf->path, err, sizeof(err));
+    if (rv != 0) {
+      char esc[1100];
+      np_log_escape(esc, sizeof(esc), err, strlen(err));
+      np_error("host", "reload-rejected error=\"%s\" (keeping the running "
+                       "config)", esc);
+      return rv;
+    }
+  }
+  if (rv != 0)
+    return rv;
+  /* Keys that need a restart keep their running value, said once. */
+  if (strcmp(nc->host.identity_file, h->conf->host.identity_file) != 0)
+    np_warn("host", "reload-ignored key=host.identity_file (restart to "
+                    "change the identity)");
+  np_conf_del(h->conf);
+  h->conf = nc;
+  np_log_set_level(nc->host.log_level);
+  np_log_set_timestamps(nc->host.log_timestamps);
+  if (h->plugins == NULL)
+    return 0;
+  rv = np_plugins_sync(h->plugins, h->conf, &r);
+  np_info("host",
+          "reloaded plugins_loaded=%u unloaded=%u reloaded=%u refused=%u "
+          "kept=%u protocols=%zu",
+          r.loaded, r.unloaded, r.reloaded, r.refused, r.kept,
+          np_proto_count(h->protos));
+  return rv;
+}
+
+int np_host_call_local(np_host *h, const char *caller_peer, const char *proto,
+                       size_t proto_len, const uint8_t *req, size_t len,
+                       np_call_complete_fn done, void *ud, np_call **pc) {
+  const np_handler *hd;
+  if (np_proto_name_check(proto, proto_len) != 0)
+    return NP_EINVAL;
+  if (len > h->conf->limits.max_message)
+    return NP_ELIMIT;
+  hd = np_proto_find(h->protos, proto, proto_len);
+  if (hd == NULL || hd->kind != NP_HANDLER_UNARY || hd->pending == NULL)
+    return NP_ENOPROTO;
+  return np_call_dispatch(h, hd, hd->pending, caller_peer, req, len, done, ud,
+                          pc);
+}
+
+static void out_deliver(void *arg) {
+  np_outgoing *o = arg;
+  if (o->state == OUT_DELIVERING)
+    o->done(o->ud, o->err, o->resp, o->len);
+  free(o->resp);
+  free(o);
+}
+
+static void out_complete(void *ud, int err, const uint8_t *data, size_t len) {
+  np_outgoing *o = ud;
+  o->local = NULL;
+  o->remote = NULL;
+  o->err = err;
+  if (len && data) {
+    if ((o->resp = malloc(len)) == NULL) {
+      o->err = NP_ENOMEM;
+      len = 0;
+    } else {
+      memcpy(o->resp, data, len);
+    }
+  }
+  o->len = len;
+  o->state = OUT_DELIVERING;
+  /* The answer may arrive from inside the callee's handler: deliver it on
+   * the next turn so the caller never runs inside someone else's stack. */
+  if (np_loop_defer(o->h->loop, out_deliver, o) != 0) {
+    o->done(o->ud, o->err, o->resp, o->len);
+    free(o->resp);
+    free(o);
+  }
+}
+
+int np_host_call(np_host *h, const char *peer, const char *proto,
+                 const uint8_t *req, size_t len, np_call_complete_fn done,
+                 void *ud, np_outgoing **handle) {
+  np_outgoing *o;
+  np_peerid target;
+  int rv;
+  if (peer == NULL || proto == NULL || done == NULL)
+    return NP_EINVAL;
+  if (np_peerid_parse(&target, peer, strlen(peer)) != 0)
+    return NP_EINVAL;
+  if (len > h->conf->limits.max_message)
+    return NP_ELIMIT;
+  if ((o = calloc(1, sizeof(*o))) == NULL)
+    return NP_ENOMEM;
+  o->h = h;
+  o->done = done;
+  o->ud = ud;
+  o->state = OUT_ACTIVE;
+  if (np_peerid_equal(&target, &h->id.id)) {
+    rv = np_host_call_local(h, h->id.id_str, proto, strlen(proto), req, len,
+                            out_complete, o, &o->local);
+  } else if (h->remote_call) {
+    rv = h->remote_call(h->remote_ud, peer, proto, req, len, out_complete, o,
+                        &o->remote);
+  } else {
+    rv = NP_EUNREACH;
+  }
+  if (rv != 0) {
+    free(o);
+    return rv;
+  }
+  if (handle)
+    *handle = o;
+  return 0;
+}
+
+void np_host_call_cancel(np_host *h, np_outgoing *o) {
+  if (o == NULL)
+    return;
+  if (o->state == OUT_DELIVERING) {
+    o->state = OUT_CANCELED; /* freed by its queued delivery */
+    return;
+  }
+  if (o->local)
+    np_call_caller_gone(o->local);
+  else if (o->remote && h->remote_cancel)
+    h->remote_cancel(h->remote_ud, o->remote);
+  free(o);
+}
