@@ -184,7 +184,7 @@ static void free_fields(np_conf *c);
 int np_conf_defaults(np_conf *c) {
   memset(c, 0, sizeof(*c));
   c->host.log_level = NP_LOG_INFO;
-  c->host.data_dir = strdup(NP_LOCALSTATEDIR);
+  c->host.data_dir = strdup("/var/lib/natpeer"); /* systemd StateDirectory */
   c->bootstrap.connect_timeout_ms = SEC(10);
   c->dht.mode = NP_DHT_AUTO;
   c->dht.bucket_size = 20;

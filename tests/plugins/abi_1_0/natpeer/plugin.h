@@ -1,0 +1,156 @@
+/* FROZEN COPY of natpeer plugin SDK ABI 1.0 (tests only: a plugin "built
+ * last year" against the older, smaller descriptor and host table).
+ * natpeer plugin SDK -- the one stable ABI between natpeer-host and handler
+ * plugins. C99, no dependencies beyond the C library.
+ *
+ * Promise: within one NP_ABI_MAJOR, structs only grow at the end and members
+ * never change type or meaning. A plugin built against an older minor keeps
+ * loading; a plugin that needs a newer member checks it with NP_HAS().
+ *
+ * A plugin never links against the host: everything it may call arrives in
+ * the np_host_api table handed to its init. All callbacks run on the host's
+ * single event-loop thread; a plugin needs no locking.
+ */
+#ifndef NATPEER_PLUGIN_H
+#define NATPEER_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NP_ABI_MAJOR 1 /* bumped only if an existing member changes meaning */
+#define NP_ABI_MINOR 0 /* frozen copy of ABI 1.0 for the compatibility test */
+
+/* Error codes: 0 is success, failures are these negative numbers. Never
+ * renumbered; new codes are appended. api->strerror() names each. */
+#define NP_ERRORS(X)                                                           \
+  X(INVAL, -1, "invalid argument")                                             \
+  X(NOMEM, -2, "out of memory")                                                \
+  X(EXIST, -3, "already registered")                                           \
+  X(LIMIT, -4, "limit exceeded")                                               \
+  X(TRUNC, -5, "input truncated")                                              \
+  X(PROTO, -6, "protocol violation by peer")                                   \
+  X(NOPROTO, -7, "protocol not supported by peer")                             \
+  X(TIMEDOUT, -8, "timed out")                                                 \
+  X(CLOSED, -9, "connection or stream closed")                                 \
+  X(CANCELED, -10, "canceled")                                                 \
+  X(SYS, -11, "system call failed")                                            \
+  X(NOTSUP, -12, "not supported by this host")                                 \
+  X(NOENT, -13, "not found")                                                   \
+  X(PERM, -14, "permission denied")                                            \
+  X(REMOTE, -15, "remote handler failed")                                      \
+  X(UNREACH, -16, "peer unreachable")                                          \
+  X(CRYPTO, -17, "cryptographic failure")                                      \
+  X(PEERID, -18, "peer identity mismatch")
+
+#define NP_ERR_ENUM_(name, code, msg) NP_E##name = (code),
+enum np_error { NP_OK = 0, NP_ERRORS(NP_ERR_ENUM_) NP_ERR_LAST_ = -19 };
+#undef NP_ERR_ENUM_
+
+/* Log levels for api->log. */
+enum np_log_level {
+  NP_LOG_ERROR = 0,
+  NP_LOG_WARN = 1,
+  NP_LOG_INFO = 2,
+  NP_LOG_DEBUG = 3
+};
+
+typedef struct np_plugin np_plugin; /* opaque, host-owned, one per .so */
+typedef struct np_call np_call;     /* one incoming unary request; dies at reply */
+typedef struct np_stream np_stream; /* valid until its on_close returns */
+typedef struct np_timer np_timer;   /* stopped by the host on unload */
+
+/* An incoming unary request. |req| is borrowed for the call of this function;
+ * answer exactly once, now or later, with api->call_reply or
+ * api->call_fail. If the caller goes away first, on_cancel (if registered
+ * through register_unary2) runs and |c| must not be used afterwards. */
+typedef void (*np_unary_cb)(np_call *c, const uint8_t *req, size_t len,
+                            void *ud);
+/* Completion of an outgoing call: err == 0 and the response, or err < 0
+ * (NP_EREMOTE with the remote's message in resp, or a local error). */
+typedef void (*np_done_cb)(int err, const uint8_t *resp, size_t len, void *ud);
+typedef void (*np_timer_cb)(np_timer *t, void *ud);
+
+typedef struct np_stream_cbs {
+  size_t struct_size; /* = sizeof(np_stream_cbs) as the plugin was built */
+  void (*on_open)(np_stream *s, void *ud);
+  void (*on_data)(np_stream *s, const uint8_t *data, size_t len, void *ud);
+  void (*on_close)(np_stream *s, int err, void *ud); /* last callback for s */
+} np_stream_cbs;
+
+typedef struct np_host_api {
+  size_t struct_size; /* sizeof the *running host's* table */
+  uint16_t abi_major, abi_minor;
+  /* ABI 1.0 -- append only: never reorder, retype or remove a member */
+  const char *(*strerror)(int err);
+  void (*log)(np_plugin *p, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+      __attribute__((format(printf, 3, 4)))
+#endif
+      ;
+  /* Value of |key| in this plugin's [plugin.NAME] section, or NULL. The
+   * string stays valid until the plugin's shutdown returns. */
+  const char *(*conf_get)(np_plugin *p, const char *key);
+  /* Register a handler for protocol name |proto| (1..1024 bytes). Returns 0,
+   * NP_EEXIST (name taken by another plugin or a control client) or
+   * NP_EINVAL. Registrations end when the plugin unloads. */
+  int (*register_unary)(np_plugin *p, const char *proto, np_unary_cb cb,
+                        void *ud);
+  int (*register_stream)(np_plugin *p, const char *proto,
+                         const np_stream_cbs *cbs, void *ud);
+  /* The authenticated remote peer of a call, "12D3KooW..." (borrowed). */
+  const char *(*call_peer)(const np_call *c);
+  /* Answer |c| once; |resp| is copied. After it, |c| is gone. */
+  int (*call_reply)(np_call *c, const uint8_t *resp, size_t len);
+  int (*stream_write)(np_stream *s, const uint8_t *data, size_t len);
+  void (*stream_close)(np_stream *s);
+  /* One-shot timer firing after |ms| milliseconds on the host loop. The
+   * handle stays valid until the callback returns or timer_stop is called. */
+  int (*timer_start)(np_plugin *p, np_timer **t, uint64_t ms, np_timer_cb cb,
+                     void *ud);
+  void (*timer_stop)(np_timer *t);
+} np_host_api;
+
+/* Nonzero when the running host's table is long enough to hold member M. */
+#define NP_HAS(api, M)                                                         \
+  ((api)->struct_size >= offsetof(np_host_api, M) + sizeof((api)->M))
+
+typedef struct np_plugin_desc {
+  size_t struct_size; /* sizeof(np_plugin_desc) as the plugin was built */
+  uint16_t abi_major, abi_minor;
+  const char *name;    /* unique; selects the [plugin.NAME] section */
+  const char *version; /* free text, logged at load */
+  /* Returns 0, or a negative NP_E* code (the plugin is then refused and its
+   * shutdown is not called). */
+  int (*init)(np_plugin *p, const np_host_api *api, void **plugin_ud);
+  void (*shutdown)(np_plugin *p, void *plugin_ud); /* skipped if init failed */
+} np_plugin_desc;
+
+#define NP_PLUGIN_ENTRY_SYMBOL "np_plugin_entry"
+
+#if defined(__GNUC__)
+#define NP_PLUGIN_EXPORT_ __attribute__((visibility("default")))
+#else
+#define NP_PLUGIN_EXPORT_
+#endif
+
+#define NP_PLUGIN_DEFINE(NAME, VERSION, INIT, SHUTDOWN)                        \
+  NP_PLUGIN_EXPORT_ const np_plugin_desc *np_plugin_entry(void);               \
+  const np_plugin_desc *np_plugin_entry(void) {                                \
+    static const np_plugin_desc d = {sizeof(np_plugin_desc),                   \
+                                     NP_ABI_MAJOR,                             \
+                                     NP_ABI_MINOR,                             \
+                                     (NAME),                                   \
+                                     (VERSION),                                \
+                                     (INIT),                                   \
+                                     (SHUTDOWN)};                              \
+    return &d;                                                                 \
+  }
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NATPEER_PLUGIN_H */
