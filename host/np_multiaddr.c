@@ -298,7 +298,9 @@ typedef struct sbuf {
 } sbuf;
 
 static void put(sbuf *b, const void *s, size_t n) {
-  if (b->err || n >= b->cap - b->n) { /* keep room for the NUL */
+  if (b->err)
+    return;
+  if (n >= b->cap - b->n) { /* keep room for the NUL */
     b->err = NP_ELIMIT;
     return;
   }
@@ -306,7 +308,7 @@ static void put(sbuf *b, const void *s, size_t n) {
   b->n += n;
 }
 
-static void puts_(sbuf *b, const char *s) { put(b, s, strlen(s)); }
+static void put_str(sbuf *b, const char *s) { put(b, s, strlen(s)); }
 
 /* Append the output of an encoder that writes a NUL-terminated string. */
 static void put_encoded(sbuf *b, np_ssize r) {
@@ -327,11 +329,11 @@ static void print_value(sbuf *b, const proto *p, const uint8_t *v, size_t n) {
   case K_IP6:
     inet_ntop(p->kind == K_IP4 ? AF_INET : AF_INET6, v, tmp, sizeof(tmp));
     put(b, "/", 1);
-    puts_(b, tmp);
+    put_str(b, tmp);
     return;
   case K_PORT:
     snprintf(tmp, sizeof(tmp), "/%u", (unsigned)(v[0] << 8 | v[1]));
-    puts_(b, tmp);
+    put_str(b, tmp);
     return;
   case K_P2P:
     put(b, "/", 1);
@@ -367,7 +369,7 @@ np_ssize np_maddr_to_string(const uint8_t *bin, size_t len, char *out,
   while ((rv = np_maddr_next(bin, len, &off, &c)) > 0) {
     const proto *p = by_code(c.code);
     put(&b, "/", 1);
-    puts_(&b, p->name);
+    put_str(&b, p->name);
     print_value(&b, p, c.val, c.vlen);
   }
   if (b.err) {
