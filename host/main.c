@@ -180,7 +180,8 @@ int main(int argc, char **argv) {
     np_conf_del(conf);
     return 1;
   }
-  rv = np_host_start(host, 1);
+  rv = np_host_start(host, call ? NP_HOST_SIGNALS
+                                 : NP_HOST_SIGNALS | NP_HOST_CONTROL);
   if (rv != 0) {
     fprintf(stderr, "natpeer-host: start failed: %s\n", np_strerror(rv));
     np_host_del(host);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "np_crypto.h"
 #include "np_err.h"
 #include "np_host.h"
 #include "np_loop.h"
@@ -36,6 +37,15 @@ static void run_handler(void *arg) {
 int np_call_dispatch(np_host *host, const np_handler *h, np_list *owner_list,
                      const char *caller_peer, const uint8_t *req, size_t len,
                      np_call_complete_fn done, void *done_ud, np_call **pc) {
+  return np_call_dispatch_id(host, h, owner_list, caller_peer, NULL, req, len,
+                             done, done_ud, pc);
+}
+
+int np_call_dispatch_id(np_host *host, const np_handler *h,
+                        np_list *owner_list, const char *caller_peer,
+                        const uint8_t *call_id, const uint8_t *req, size_t len,
+                        np_call_complete_fn done, void *done_ud,
+                        np_call **pc) {
   np_call *c;
   if (!np_host_calls_admit(host))
     return NP_ELIMIT;
@@ -54,6 +64,10 @@ int np_call_dispatch(np_host *host, const np_handler *h, np_list *owner_list,
   c->done = done;
   c->done_ud = done_ud;
   c->state = NP_CALL_QUEUED;
+  if (call_id)
+    memcpy(c->call_id, call_id, sizeof(c->call_id));
+  else
+    np_crypto_random(c->call_id, sizeof(c->call_id));
   snprintf(c->peer, sizeof(c->peer), "%s", caller_peer ? caller_peer : "");
   np_list_init(&c->owner_link);
   if (np_loop_defer(np_host_loop(host), run_handler, c) != 0) {

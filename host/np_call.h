@@ -38,6 +38,8 @@ struct np_call {
   uint8_t *req;
   size_t req_len;
   int state;
+  uint8_t call_id[16]; /* the caller's callId when it sent one (unary wire
+                          format), else random: control clients see it */
 };
 
 /* Hand |req| (copied) to unary handler |h| on the next loop turn. The call
@@ -47,6 +49,12 @@ struct np_call {
 int np_call_dispatch(np_host *host, const np_handler *h, np_list *owner_list,
                      const char *caller_peer, const uint8_t *req, size_t len,
                      np_call_complete_fn done, void *done_ud, np_call **pc);
+/* Same, carrying the caller's 16-byte callId (NULL: a random one). */
+int np_call_dispatch_id(np_host *host, const np_handler *h,
+                        np_list *owner_list, const char *caller_peer,
+                        const uint8_t *call_id, const uint8_t *req, size_t len,
+                        np_call_complete_fn done, void *done_ud,
+                        np_call **pc);
 
 /* The caller went away: the handler's cancel callback runs (if any) and
  * the call is freed. |done| will not run. */

@@ -1,9 +1,11 @@
 #include "np_host.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "np_ctl.h"
 #include "np_err.h"
 #include "np_log.h"
 #include "np_plugin.h"
@@ -15,10 +17,13 @@ struct np_host {
   np_identity id;
   np_proto_table *protos;
   np_plugins *plugins;
+  np_ctl *ctl;
   ev_signal sig_int, sig_term, sig_hup;
   int signals_on;
   int stopped;
   unsigned calls; /* incoming calls in flight, all owners */
+  const np_net_ops *net_ops;
+  void *net;
   np_remote_call_fn remote_call;
   np_remote_cancel_fn remote_cancel;
   void *remote_ud;
@@ -43,6 +48,9 @@ const np_conf *np_host_conf(const np_host *h) { return h->conf; }
 const np_identity *np_host_identity(const np_host *h) { return &h->id; }
 np_proto_table *np_host_protos(np_host *h) { return h->protos; }
 np_plugins *np_host_plugins(np_host *h) { return h->plugins; }
+const char *np_host_control_addr(const np_host *h) {
+  return h->ctl ? np_ctl_addr(h->ctl) : NULL;
+}
 
 int np_host_calls_admit(const np_host *h) {
   return h->calls < h->conf->limits.max_pending_calls;
@@ -50,6 +58,17 @@ int np_host_calls_admit(const np_host *h) {
 
 void np_host_calls_add(np_host *h, int delta) {
   h->calls = (unsigned)((int)h->calls + delta);
+}
+
+void np_host_set_net(np_host *h, const np_net_ops *ops, void *net) {
+  h->net_ops = ops;
+  h->net = net;
+}
+
+const np_net_ops *np_host_net(np_host *h, void **net) {
+  if (net)
+    *net = h->net;
+  return h->net_ops;
 }
 
 void np_host_set_remote(np_host *h, np_remote_call_fn call,
@@ -92,10 +111,19 @@ int np_host_new(np_host **ph, struct ev_loop *ev, np_conf *conf,
   return 0;
 }
 
-int np_host_start(np_host *h, int handle_signals) {
+int np_host_start(np_host *h, int flags) {
   np_plugins_result r;
   int rv;
-  if (handle_signals) {
+  if (flags & NP_HOST_CONTROL) {
+    char err[1024];
+    rv = np_ctl_new(&h->ctl, h, err, sizeof(err));
+    if (rv != 0) {
+      np_error("host", "control-failed error=\"%s\"", err);
+      fprintf(stderr, "natpeer-host: %s\n", err);
+      return rv;
+    }
+  }
+  if (flags & NP_HOST_SIGNALS) {
     ev_signal_init(&h->sig_int, on_stop_signal, SIGINT);
     ev_signal_init(&h->sig_term, on_stop_signal, SIGTERM);
     ev_signal_init(&h->sig_hup, on_hup, SIGHUP);
@@ -123,6 +151,9 @@ void np_host_stop(np_host *h) {
   if (h->stopped)
     return;
   h->stopped = 1;
+  drain(h);
+  np_ctl_del(h->ctl);
+  h->ctl = NULL;
   drain(h);
   np_plugins_del(h->plugins);
   h->plugins = NULL;
@@ -191,7 +222,8 @@ int np_host_reload(np_host *h) {
 }
 
 int np_host_call_local(np_host *h, const char *caller_peer, const char *proto,
-                       size_t proto_len, const uint8_t *req, size_t len,
+                       size_t proto_len, const uint8_t *call_id,
+                       const uint8_t *req, size_t len,
                        np_call_complete_fn done, void *ud, np_call **pc) {
   const np_handler *hd;
   if (np_proto_name_check(proto, proto_len) != 0)
@@ -201,8 +233,8 @@ int np_host_call_local(np_host *h, const char *caller_peer, const char *proto,
   hd = np_proto_find(h->protos, proto, proto_len);
   if (hd == NULL || hd->kind != NP_HANDLER_UNARY || hd->pending == NULL)
     return NP_ENOPROTO;
-  return np_call_dispatch(h, hd, hd->pending, caller_peer, req, len, done, ud,
-                          pc);
+  return np_call_dispatch_id(h, hd, hd->pending, caller_peer, call_id, req,
+                             len, done, ud, pc);
 }
 
 static void out_deliver(void *arg) {
@@ -240,6 +272,12 @@ static void out_complete(void *ud, int err, const uint8_t *data, size_t len) {
 int np_host_call(np_host *h, const char *peer, const char *proto,
                  const uint8_t *req, size_t len, np_call_complete_fn done,
                  void *ud, np_outgoing **handle) {
+  return np_host_call_id(h, peer, proto, NULL, req, len, done, ud, handle);
+}
+
+int np_host_call_id(np_host *h, const char *peer, const char *proto,
+                    const uint8_t *call_id, const uint8_t *req, size_t len,
+                    np_call_complete_fn done, void *ud, np_outgoing **handle) {
   np_outgoing *o;
   np_peerid target;
   int rv;
@@ -256,11 +294,11 @@ int np_host_call(np_host *h, const char *peer, const char *proto,
   o->ud = ud;
   o->state = OUT_ACTIVE;
   if (np_peerid_equal(&target, &h->id.id)) {
-    rv = np_host_call_local(h, h->id.id_str, proto, strlen(proto), req, len,
-                            out_complete, o, &o->local);
+    rv = np_host_call_local(h, h->id.id_str, proto, strlen(proto), call_id,
+                            req, len, out_complete, o, &o->local);
   } else if (h->remote_call) {
-    rv = h->remote_call(h->remote_ud, peer, proto, req, len, out_complete, o,
-                        &o->remote);
+    rv = h->remote_call(h->remote_ud, peer, proto, call_id, req, len,
+                        out_complete, o, &o->remote);
   } else {
     rv = NP_EUNREACH;
   }

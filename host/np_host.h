@@ -19,9 +19,15 @@ typedef struct np_plugins np_plugins;
 /* np_host_new takes ownership of |conf| on success. |id| is copied. */
 int np_host_new(np_host **ph, struct ev_loop *ev, np_conf *conf,
                 const np_identity *id);
-/* Load plugins, install SIGINT/SIGTERM (graceful stop) and SIGHUP (reload)
- * watchers. Returns 0 or a negative code. */
-int np_host_start(np_host *h, int handle_signals);
+enum np_host_flags {
+  NP_HOST_SIGNALS = 1, /* SIGINT/SIGTERM stop, SIGHUP reloads */
+  NP_HOST_CONTROL = 2  /* open the [host] control socket */
+};
+/* Open the control socket (NP_HOST_CONTROL), install signal watchers
+ * (NP_HOST_SIGNALS), load plugins. Returns 0 or a negative code. */
+int np_host_start(np_host *h, int flags);
+/* The control socket's bound address, or NULL. */
+const char *np_host_control_addr(const np_host *h);
 /* Graceful stop: plugins shut down, sockets closed, the loop breaks. */
 void np_host_stop(np_host *h);
 void np_host_del(np_host *h);
@@ -42,11 +48,12 @@ int np_host_calls_admit(const np_host *h);
 void np_host_calls_add(np_host *h, int delta);
 
 /* Route a unary call to the local handler of |proto| (1..1024 bytes), as if
- * it came from |caller_peer|. |done| runs exactly once, later (never from
+ * it came from |caller_peer| (|call_id|: 16 bytes or NULL). |done| runs exactly once, later (never from
  * inside this call), unless the call is withdrawn. Returns 0, NP_ENOPROTO
  * (no such handler, or a stream handler), NP_ELIMIT or NP_ENOMEM. */
 int np_host_call_local(np_host *h, const char *caller_peer, const char *proto,
-                       size_t proto_len, const uint8_t *req, size_t len,
+                       size_t proto_len, const uint8_t *call_id,
+                       const uint8_t *req, size_t len,
                        np_call_complete_fn done, void *ud, np_call **pc);
 
 /* Transport hook for calls to other peers (installed by the QUIC layer).
@@ -54,12 +61,58 @@ int np_host_call_local(np_host *h, const char *caller_peer, const char *proto,
  * returns an error and never runs it. |*cancel| receives a handle for
  * np_host_call_cancel. */
 typedef int (*np_remote_call_fn)(void *tud, const char *peer,
-                                 const char *proto, const uint8_t *req,
-                                 size_t len, np_call_complete_fn done,
-                                 void *ud, void **cancel);
+                                 const char *proto, const uint8_t *call_id,
+                                 const uint8_t *req, size_t len,
+                                 np_call_complete_fn done, void *ud,
+                                 void **cancel);
 typedef void (*np_remote_cancel_fn)(void *tud, void *cancel);
 void np_host_set_remote(np_host *h, np_remote_call_fn call,
                         np_remote_cancel_fn cancel, void *tud);
+
+/* Network operations, installed by the transport layer (np_swarm). The
+ * control socket and plugins reach the network only through these. Each
+ * asynchronous one returns 0 and later runs its callback exactly once
+ * (never from inside the call), or returns an error and never runs it. */
+typedef struct np_stream np_stream;
+typedef struct np_conn_info {
+  np_peerid peer;
+  uint8_t addr[256]; /* remote multiaddr, binary */
+  size_t addr_len;
+  int outbound;
+  int64_t rtt_us; /* -1 unknown */
+  uint64_t age_ms;
+  char agent[128];
+} np_conn_info;
+typedef void (*np_net_done_fn)(void *ud, int err);
+typedef void (*np_net_stream_fn)(void *ud, int err, np_stream *s,
+                                 const char *proto);
+typedef void (*np_net_ping_fn)(void *ud, int err, int64_t rtt_us);
+typedef struct np_net_ops {
+  /* Connect to |peer| using |addrs| (binary multiaddrs; may be empty to
+   * use what the peerstore knows). */
+  int (*connect)(void *net, const np_peerid *peer, const uint8_t *const *addrs,
+                 const size_t *lens, size_t n, uint64_t timeout_ms,
+                 np_net_done_fn cb, void *ud, void **handle);
+  /* Open a stream to |peer| negotiating the first of |protos| it accepts.
+   * The callback receives a stream whose cbs the receiver fills in. */
+  int (*open_stream)(void *net, const np_peerid *peer,
+                     const char *const *protos, size_t n, uint64_t timeout_ms,
+                     np_net_stream_fn cb, void *ud, void **handle);
+  int (*ping)(void *net, const np_peerid *peer, uint64_t timeout_ms,
+              np_net_ping_fn cb, void *ud, void **handle);
+  /* Withdraw a pending connect/open_stream/ping: its callback never runs. */
+  void (*cancel)(void *net, void *handle);
+  int (*disconnect)(void *net, const np_peerid *peer);
+  /* Fill up to |max| connection records; returns how many connections
+   * exist (may exceed |max|). */
+  size_t (*conns)(void *net, np_conn_info *out, size_t max);
+  /* This host's addresses (binary multiaddrs without /p2p/), up to |max|;
+   * returns how many exist. */
+  size_t (*addrs)(void *net, const uint8_t **bins, size_t *lens, size_t max);
+} np_net_ops;
+void np_host_set_net(np_host *h, const np_net_ops *ops, void *net);
+/* The installed network, or NULL (ops) when this host has none. */
+const np_net_ops *np_host_net(np_host *h, void **net);
 
 /* Call |proto| on |peer| (this host's own ID dispatches locally). Same
  * contract as np_host_call_local; *handle (may be NULL) lets the caller
@@ -68,6 +121,11 @@ typedef struct np_outgoing np_outgoing;
 int np_host_call(np_host *h, const char *peer, const char *proto,
                  const uint8_t *req, size_t len, np_call_complete_fn done,
                  void *ud, np_outgoing **handle);
+/* Same with the caller's 16-byte callId (control clients' calls keep
+ * theirs end to end, as hivemind's daemons do); NULL picks a random one. */
+int np_host_call_id(np_host *h, const char *peer, const char *proto,
+                    const uint8_t *call_id, const uint8_t *req, size_t len,
+                    np_call_complete_fn done, void *ud, np_outgoing **handle);
 void np_host_call_cancel(np_host *h, np_outgoing *o);
 
 #endif

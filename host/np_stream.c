@@ -1,5 +1,16 @@
 #include "np_stream.h"
 
+#include <string.h>
+
+void np_stream_set_cbs(np_stream *s, const np_stream_cbs *cbs, void *ud) {
+  size_t n = cbs->struct_size < sizeof(s->cbs) ? cbs->struct_size
+                                               : sizeof(s->cbs);
+  memset(&s->cbs, 0, sizeof(s->cbs));
+  memcpy(&s->cbs, cbs, n);
+  s->cbs.struct_size = sizeof(s->cbs);
+  s->ud = ud;
+}
+
 void np_stream_closed(np_stream *s, int err) {
   if (s->closed)
     return;

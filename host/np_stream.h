@@ -1,5 +1,6 @@
-/* A byte stream handed to a stream handler. The transport that owns it
- * fills in |ops|; handlers only see the SDK's np_stream_* calls. */
+/* A byte stream handed to a stream handler (plugin or control client). The
+ * transport that owns it fills in |ops| and |impl|; handlers only see the
+ * SDK's stream_* calls and their np_stream_cbs. */
 #ifndef NP_STREAM_H
 #define NP_STREAM_H
 
@@ -11,21 +12,33 @@
 #include "np_peerid.h"
 
 typedef struct np_stream_ops {
+  /* 0, NP_ELIMIT (send buffer full, nothing queued) or NP_ECLOSED. */
   int (*write)(np_stream *s, const uint8_t *data, size_t len);
-  void (*close)(np_stream *s); /* graceful: finish writing, then close */
-  void (*reset)(np_stream *s); /* abort, used when the handler unloads */
+  void (*close)(np_stream *s); /* graceful: finish writing (FIN) */
+  void (*reset)(np_stream *s); /* abort both directions */
+  /* Stop (1) or resume (0) delivering on_data; while paused the transport
+   * withholds flow-control credit, so the remote slows down. */
+  void (*pause)(np_stream *s, int paused);
 } np_stream_ops;
 
 struct np_stream {
   const np_stream_ops *ops;
-  np_stream_cbs cbs; /* handler callbacks, converted to the current size */
+  void *impl;        /* the transport's own stream object */
+  np_stream_cbs cbs; /* receiver callbacks, converted to the current size */
   void *ud;
   np_list owner_link; /* in the handler owner's stream list */
   char peer[NP_PEERID_STRMAX];
-  int closed; /* on_close delivered */
+  char proto[128]; /* negotiated protocol (truncated for display) */
+  uint8_t addr[128]; /* remote multiaddr of the connection, binary */
+  size_t addr_len;
+  int closed;      /* on_close delivered */
 };
 
-/* Deliver on_close once and unlink from the owner. */
+/* Set the receiver of |s|: |cbs| is converted to the current size (a
+ * shorter, older struct leaves the newer members NULL). */
+void np_stream_set_cbs(np_stream *s, const np_stream_cbs *cbs, void *ud);
+
+/* Transport side: deliver on_close once and unlink from the owner. */
 void np_stream_closed(np_stream *s, int err);
 
 #endif

@@ -26,6 +26,8 @@ static void echo_on_data(np_stream *s, const uint8_t *data, size_t len,
     e->api->stream_close(s);
     return;
   }
+  /* A full send buffer means a peer that writes without reading: echo
+   * cannot keep up with it, so give up on that stream. */
   if (e->api->stream_write(s, data, len) < 0)
     e->api->stream_close(s);
 }
@@ -35,7 +37,7 @@ static void echo_on_close(np_stream *s, int err, void *ud) {
 }
 
 static const np_stream_cbs echo_stream = {sizeof(np_stream_cbs), echo_on_open,
-                                          echo_on_data, echo_on_close};
+                                          echo_on_data, echo_on_close, NULL};
 
 static int echo_init(np_plugin *p, const np_host_api *api, void **plugin_ud) {
   const char *proto = api->conf_get(p, "protocol");

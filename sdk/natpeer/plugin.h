@@ -75,8 +75,13 @@ typedef void (*np_timer_cb)(np_timer *t, void *ud);
 typedef struct np_stream_cbs {
   size_t struct_size; /* = sizeof(np_stream_cbs) as the plugin was built */
   void (*on_open)(np_stream *s, void *ud);
+  /* Bytes read (borrowed for the call). len == 0: the remote finished
+   * writing (it may still read what this side writes). */
   void (*on_data)(np_stream *s, const uint8_t *data, size_t len, void *ud);
   void (*on_close)(np_stream *s, int err, void *ud); /* last callback for s */
+  /* ABI 1.1: stream_write refused with NP_ELIMIT (send buffer full) may be
+   * retried now. May be NULL. */
+  void (*on_writable)(np_stream *s, void *ud);
 } np_stream_cbs;
 
 typedef struct np_host_api {
@@ -103,7 +108,10 @@ typedef struct np_host_api {
   const char *(*call_peer)(const np_call *c);
   /* Answer |c| once; |resp| is copied. After it, |c| is gone. */
   int (*call_reply)(np_call *c, const uint8_t *resp, size_t len);
+  /* Queue |data| (copied) on |s|: 0, NP_ELIMIT when the send buffer is
+   * full (nothing queued; wait for on_writable) or NP_ECLOSED. */
   int (*stream_write)(np_stream *s, const uint8_t *data, size_t len);
+  /* Finish writing; the stream closes once both sides are done. */
   void (*stream_close)(np_stream *s);
   /* One-shot timer firing after |ms| milliseconds on the host loop. The
    * handle stays valid until the callback returns or timer_stop is called. */

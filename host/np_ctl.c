@@ -1,0 +1,1834 @@
+#include "np_ctl.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "np_call.h"
+#include "np_crypto.h"
+#include "np_err.h"
+#include "np_host.h"
+#include "np_list.h"
+#include "np_log.h"
+#include "np_lp.h"
+#include "np_multiaddr.h"
+#include "np_plugin.h"
+#include "np_stream.h"
+#include "proto/natpeer_ctl.pb-c.h"
+#include "proto/p2pd.pb-c.h"
+
+#define MAX_CLIENTS 1024
+#define REQ_MAX (64 * 1024)          /* one control request */
+#define OUT_MAX_BASE (8u << 20)      /* queued bytes per client beyond */
+#define SPLICE_HIGH (1u << 20)       /* pause the stream above this */
+#define PERSIST_OVERHEAD 4096        /* framing around a unary payload */
+#define CALL_ID_LEN 16
+#define DEFAULT_TIMEOUT_MS 60000
+
+enum mode { M_REQ, M_BUSY, M_PERSIST, M_SPLICE, M_CONNECTING, M_DEAD };
+
+typedef struct outbuf {
+  np_list link;
+  size_t len, off;
+  uint8_t data[];
+} outbuf;
+
+typedef struct client client;
+
+/* A unary handler name served by control clients (round-robin when
+ * registered `balanced` by several persistent connections). */
+typedef struct ugroup {
+  np_list link; /* in ctl->ugroups */
+  np_ctl *ctl;
+  char *proto;
+  np_list members; /* umember.glink */
+  size_t n, rr;
+  np_list pending; /* np_call queued for this name (np_handler.pending) */
+} ugroup;
+
+typedef struct umember {
+  np_list glink, clink;
+  ugroup *g;
+  client *c;
+} umember;
+
+/* An incoming call handed to a client: awaits its unaryResponse. */
+typedef struct routed {
+  np_list link; /* in client->routed */
+  client *c;
+  np_call *call;
+  uint8_t id[CALL_ID_LEN];
+} routed;
+
+/* An outgoing call a client made (CallUnary): Cancel finds it. */
+typedef struct outcall {
+  np_list link; /* in client->outcalls */
+  client *c;
+  np_outgoing *o;
+  uint8_t id[CALL_ID_LEN];
+} outcall;
+
+/* A stream handler name served by control clients, each reachable at its
+ * callback address. */
+typedef struct sgroup {
+  np_list link;
+  np_ctl *ctl;
+  char *proto;
+  np_list addrs; /* saddr.link */
+  size_t n, rr;
+  np_list streams; /* np_stream given to us (np_handler.streams) */
+} sgroup;
+
+typedef struct saddr {
+  np_list link;
+  uint8_t bin[NP_MADDR_MAX];
+  size_t len;
+} saddr;
+
+struct client {
+  np_ctl *ctl;
+  np_list link;
+  int fd;
+  ev_io rw, ww;
+  int mode;
+  np_lp_reader rd;
+  np_list out;
+  size_t out_bytes, out_max;
+  int closing;  /* close once the output is flushed */
+  int shut_wr;  /* shutdown(SHUT_WR) once the output is flushed */
+  int eof_read; /* the client finished writing (splice) */
+  void *net_op; /* pending connect/open/ping handle */
+  np_list umembers; /* umember.clink */
+  np_list routed;
+  np_list outcalls;
+  np_stream *stream; /* splice */
+  int stream_paused;
+  int read_paused;
+  uint8_t *pend; /* client bytes the stream refused (buffer full) */
+  size_t pend_len;
+  uint64_t id;
+};
+
+struct np_ctl {
+  np_host *h;
+  int fd;
+  ev_io accept_w;
+  char *unix_path; /* to unlink */
+  char addr[512];
+  np_list clients;
+  unsigned nclients;
+  uint64_t next_id;
+  np_list ugroups, sgroups;
+};
+
+static struct ev_loop *EV(np_ctl *ctl) {
+  return np_loop_ev(np_host_loop(ctl->h));
+}
+
+static void client_close(client *c, const char *why);
+static void client_try_read(client *c);
+static client *client_new(np_ctl *ctl, int fd, int mode);
+
+/* Close once everything queued has been written. */
+static void close_after_flush(client *c);
+
+/* ---- output ----------------------------------------------------------- */
+
+static void flush(client *c) {
+  while (!np_list_empty(&c->out)) {
+    outbuf *b = np_list_entry(c->out.next, outbuf, link);
+    ssize_t n = send(c->fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+      client_close(c, "write failed");
+      return;
+    }
+    b->off += (size_t)n;
+    c->out_bytes -= (size_t)n;
+    if (b->off < b->len)
+      break;
+    np_list_remove(&b->link);
+    free(b);
+  }
+  if (np_list_empty(&c->out)) {
+    ev_io_stop(EV(c->ctl), &c->ww);
+    if (c->closing) {
+      client_close(c, NULL);
+      return;
+    }
+    if (c->shut_wr)
+      shutdown(c->fd, SHUT_WR);
+  } else {
+    ev_io_start(EV(c->ctl), &c->ww);
+  }
+  /* A spliced stream paused for our sake may flow again. */
+  if (c->mode == M_SPLICE && c->stream && c->stream_paused &&
+      c->out_bytes < SPLICE_HIGH / 2) {
+    c->stream_paused = 0;
+    c->stream->ops->pause(c->stream, 0);
+  }
+}
+
+static void close_after_flush(client *c) {
+  if (c->mode == M_DEAD)
+    return;
+  c->closing = 1;
+  flush(c);
+}
+
+/* Queue |len| bytes (with an optional uvarint length prefix). */
+static int queue(client *c, const uint8_t *data, size_t len, int prefixed) {
+  size_t pre = prefixed ? np_lp_prefix_size(len) : 0;
+  outbuf *b;
+  if (c->mode == M_DEAD)
+    return NP_ECLOSED;
+  if (c->out_bytes + pre + len > c->out_max) {
+    client_close(c, "client does not read its answers");
+    return NP_ELIMIT;
+  }
+  if ((b = malloc(sizeof(*b) + pre + len)) == NULL)
+    return NP_ENOMEM;
+  b->off = 0;
+  b->len = pre + len;
+  if (prefixed)
+    np_lp_put_prefix(len, b->data, pre);
+  if (len)
+    memcpy(b->data + pre, data, len);
+  np_list_insert_tail(&c->out, &b->link);
+  c->out_bytes += b->len;
+  flush(c);
+  return 0;
+}
+
+static int send_response(client *c, const Np__P2pd__Response *r) {
+  size_t n = np__p2pd__response__get_packed_size(r);
+  uint8_t stackbuf[4096], *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+  int rv;
+  if (buf == NULL)
+    return NP_ENOMEM;
+  np__p2pd__response__pack(r, buf);
+  rv = queue(c, buf, n, 1);
+  if (buf != stackbuf)
+    free(buf);
+  return rv;
+}
+
+static void send_ok(client *c) {
+  Np__P2pd__Response r = NP__P2PD__RESPONSE__INIT;
+  r.type = NP__P2PD__RESPONSE__TYPE__OK;
+  send_response(c, &r);
+}
+
+static void send_error(client *c, const char *fmt, ...) NP_PRINTF(2, 3);
+static void send_error(client *c, const char *fmt, ...) {
+  Np__P2pd__Response r = NP__P2PD__RESPONSE__INIT;
+  Np__P2pd__ErrorResponse e = NP__P2PD__ERROR_RESPONSE__INIT;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  e.msg = msg;
+  r.type = NP__P2PD__RESPONSE__TYPE__ERROR;
+  r.error = &e;
+  send_response(c, &r);
+}
+
+static int send_persist(client *c, const Np__P2pd__PersistentConnectionResponse *r) {
+  size_t n = np__p2pd__persistent_connection_response__get_packed_size(r);
+  uint8_t stackbuf[4096], *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+  int rv;
+  if (buf == NULL)
+    return NP_ENOMEM;
+  np__p2pd__persistent_connection_response__pack(r, buf);
+  rv = queue(c, buf, n, 1);
+  if (buf != stackbuf)
+    free(buf);
+  return rv;
+}
+
+static void persist_error(client *c, const uint8_t *id, const char *msg) {
+  Np__P2pd__PersistentConnectionResponse r =
+      NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__INIT;
+  Np__P2pd__DaemonError e = NP__P2PD__DAEMON_ERROR__INIT;
+  r.callid.data = (uint8_t *)id;
+  r.callid.len = CALL_ID_LEN;
+  e.message = (char *)msg;
+  r.message_case =
+      NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_DAEMON_ERROR;
+  r.daemonerror = &e;
+  send_persist(c, &r);
+}
+
+static void persist_plain(client *c, const uint8_t *id, int cancel) {
+  Np__P2pd__PersistentConnectionResponse r =
+      NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__INIT;
+  Np__P2pd__Cancel cn = NP__P2PD__CANCEL__INIT;
+  r.callid.data = (uint8_t *)id;
+  r.callid.len = CALL_ID_LEN;
+  if (cancel) {
+    r.message_case = NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CANCEL;
+    r.cancel = &cn;
+  }
+  send_persist(c, &r);
+}
+
+/* ---- peer ID helpers ----------------------------------------------------- */
+
+static int peer_from_bytes(const ProtobufCBinaryData *b, np_peerid *id) {
+  return np_peerid_from_bytes(id, b->data, b->len);
+}
+
+static int peer_text(const ProtobufCBinaryData *b, char *out, size_t cap) {
+  np_peerid id;
+  if (peer_from_bytes(b, &id) != 0)
+    return NP_EINVAL;
+  return np_peerid_to_string(&id, out, cap) < 0 ? NP_EINVAL : 0;
+}
+
+/* ---- unary handlers served by clients ----------------------------------- */
+
+static void routed_free(routed *r) {
+  np_list_remove(&r->link);
+  free(r);
+}
+
+static void on_call_canceled(np_call *call, void *ud) {
+  routed *r = ud;
+  (void)call;
+  /* The caller went away: tell the client, forget the call. */
+  persist_plain(r->c, r->id, 1);
+  routed_free(r);
+}
+
+static void ctl_on_unary(np_call *call, const uint8_t *req, size_t len,
+                         void *ud) {
+  ugroup *g = ud;
+  Np__P2pd__PersistentConnectionResponse r =
+      NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__INIT;
+  Np__P2pd__CallUnaryRequest cu = NP__P2PD__CALL_UNARY_REQUEST__INIT;
+  np_peerid pid;
+  umember *m;
+  routed *rt;
+  np_list *it;
+  size_t i;
+  if (g->n == 0) {
+    np_call_fail(call, "handler unavailable");
+    return;
+  }
+  it = g->members.next;
+  for (i = g->rr++ % g->n; i > 0; i--)
+    it = it->next;
+  m = np_list_entry(it, umember, glink);
+  if ((rt = calloc(1, sizeof(*rt))) == NULL) {
+    np_call_fail(call, "out of memory");
+    return;
+  }
+  rt->c = m->c;
+  rt->call = call;
+  memcpy(rt->id, call->call_id, CALL_ID_LEN);
+  np_list_insert_tail(&m->c->routed, &rt->link);
+  /* The call belongs to the client it went to from now on. */
+  np_list_remove(&call->owner_link);
+  call->cancel_cb = on_call_canceled;
+  call->cancel_ud = rt;
+  if (np_peerid_parse(&pid, call->peer, strlen(call->peer)) != 0)
+    pid.len = 0;
+  cu.peer.data = pid.bytes;
+  cu.peer.len = pid.len;
+  cu.proto = g->proto;
+  cu.data.data = (uint8_t *)req;
+  cu.data.len = len;
+  r.callid.data = rt->id;
+  r.callid.len = CALL_ID_LEN;
+  r.message_case =
+      NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_REQUEST_HANDLING;
+  r.requesthandling = &cu;
+  send_persist(m->c, &r);
+}
+
+static void ugroup_free(ugroup *g) {
+  np_list *it, *tmp;
+  np_proto_remove(np_host_protos(g->ctl->h), g->proto, g);
+  np_list_for_each_safe(it, tmp, &g->pending) {
+    np_call_owner_gone(np_list_entry(it, np_call, owner_link));
+  }
+  np_list_remove(&g->link);
+  free(g->proto);
+  free(g);
+}
+
+static void umember_free(umember *m) {
+  ugroup *g = m->g;
+  np_list_remove(&m->glink);
+  np_list_remove(&m->clink);
+  g->n--;
+  free(m);
+  if (g->n == 0)
+    ugroup_free(g);
+}
+
+static ugroup *ugroup_find(np_ctl *ctl, const char *proto) {
+  np_list *it;
+  for (it = ctl->ugroups.next; it != &ctl->ugroups; it = it->next) {
+    ugroup *g = np_list_entry(it, ugroup, link);
+    if (strcmp(g->proto, proto) == 0)
+      return g;
+  }
+  return NULL;
+}
+
+static const char *taken_msg(const np_handler *t, char *buf, size_t cap,
+                             const char *proto) {
+  snprintf(buf, cap, "handler for protocol %s already set%s%s", proto,
+           t && t->owner_kind == NP_OWNER_PLUGIN ? " by plugin " : "",
+           t && t->owner_kind == NP_OWNER_PLUGIN && t->owner_name
+               ? t->owner_name
+               : "");
+  return buf;
+}
+
+static void add_unary(client *c, const uint8_t *id,
+                      const Np__P2pd__AddUnaryHandlerRequest *a) {
+  np_ctl *ctl = c->ctl;
+  ugroup *g;
+  umember *m;
+  char msg[1200];
+  size_t plen = a->proto ? strlen(a->proto) : 0;
+  if (np_proto_name_check(a->proto, plen) != 0) {
+    persist_error(c, id, "invalid protocol name");
+    return;
+  }
+  g = ugroup_find(ctl, a->proto);
+  if (g != NULL) {
+    np_list *it;
+    for (it = g->members.next; it != &g->members; it = it->next)
+      if (np_list_entry(it, umember, glink)->c == c) {
+        persist_error(c, id, taken_msg(NULL, msg, sizeof(msg), a->proto));
+        return;
+      }
+    if (!a->balanced) {
+      persist_error(c, id, taken_msg(NULL, msg, sizeof(msg), a->proto));
+      return;
+    }
+  } else {
+    np_handler h;
+    const np_handler *taken = NULL;
+    int rv;
+    if ((g = calloc(1, sizeof(*g))) == NULL ||
+        (g->proto = strdup(a->proto)) == NULL) {
+      free(g);
+      persist_error(c, id, "out of memory");
+      return;
+    }
+    g->ctl = ctl;
+    np_list_init(&g->members);
+    np_list_init(&g->pending);
+    memset(&h, 0, sizeof(h));
+    h.proto = g->proto;
+    h.kind = NP_HANDLER_UNARY;
+    h.owner_kind = NP_OWNER_CTL;
+    h.owner = g;
+    h.owner_name = "control client";
+    h.unary = ctl_on_unary;
+    h.ud = g;
+    h.pending = &g->pending;
+    rv = np_proto_add(np_host_protos(ctl->h), &h, &taken);
+    if (rv != 0) {
+      persist_error(c, id,
+                    rv == NP_EEXIST
+                        ? taken_msg(taken, msg, sizeof(msg), a->proto)
+                        : np_strerror(rv));
+      free(g->proto);
+      free(g);
+      return;
+    }
+    np_list_insert_tail(&ctl->ugroups, &g->link);
+  }
+  if ((m = calloc(1, sizeof(*m))) == NULL) {
+    if (g->n == 0)
+      ugroup_free(g);
+    persist_error(c, id, "out of memory");
+    return;
+  }
+  m->g = g;
+  m->c = c;
+  np_list_insert_tail(&g->members, &m->glink);
+  np_list_insert_tail(&c->umembers, &m->clink);
+  g->n++;
+  np_info("ctl", "unary-handler-added client=%llu proto=\"%s\" balanced=%d",
+          (unsigned long long)c->id, g->proto, a->balanced ? 1 : 0);
+  persist_plain(c, id, 0);
+}
+
+static void remove_unary(client *c, const uint8_t *id, const char *proto) {
+  np_list *it;
+  for (it = c->umembers.next; it != &c->umembers; it = it->next) {
+    umember *m = np_list_entry(it, umember, clink);
+    if (strcmp(m->g->proto, proto) == 0) {
+      umember_free(m);
+      persist_plain(c, id, 0);
+      return;
+    }
+  }
+  persist_error(c, id, "handler not registered on this connection");
+}
+
+static void unary_response(client *c, const uint8_t *id,
+                           const Np__P2pd__CallUnaryResponse *u) {
+  np_list *it;
+  for (it = c->routed.next; it != &c->routed; it = it->next) {
+    routed *r = np_list_entry(it, routed, link);
+    if (memcmp(r->id, id, CALL_ID_LEN) != 0)
+      continue;
+    np_call *call = r->call;
+    routed_free(r);
+    call->cancel_cb = NULL;
+    if (u && u->has_error) {
+      char msg[1024];
+      size_t n = u->error.len < sizeof(msg) - 1 ? u->error.len : sizeof(msg) - 1;
+      memcpy(msg, u->error.data, n);
+      msg[n] = '\0';
+      np_call_fail(call, msg);
+    } else {
+      np_call_reply(call, u && u->has_response ? u->response.data : NULL,
+                    u && u->has_response ? u->response.len : 0);
+    }
+    return;
+  }
+  /* No such call: it was canceled meanwhile. Nothing to do. */
+}
+
+/* ---- unary calls made by clients ---------------------------------------- */
+
+static void outcall_done(void *ud, int err, const uint8_t *data, size_t len) {
+  outcall *oc = ud;
+  client *c = oc->c;
+  Np__P2pd__PersistentConnectionResponse r =
+      NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__INIT;
+  Np__P2pd__CallUnaryResponse u = NP__P2PD__CALL_UNARY_RESPONSE__INIT;
+  np_list_remove(&oc->link);
+  r.callid.data = oc->id;
+  r.callid.len = CALL_ID_LEN;
+  if (err == 0 || err == NP_EREMOTE) {
+    if (err == 0) {
+      u.has_response = 1;
+      u.response.data = (uint8_t *)(data ? data : (const uint8_t *)"");
+      u.response.len = len;
+    } else {
+      u.has_error = 1;
+      u.error.data = (uint8_t *)(data ? data : (const uint8_t *)"");
+      u.error.len = len;
+    }
+    r.message_case =
+        NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CALL_UNARY_RESPONSE;
+    r.callunaryresponse = &u;
+    send_persist(c, &r);
+  } else {
+    char msg[600];
+    if (len && data)
+      snprintf(msg, sizeof(msg), "%s: %.*s", np_strerror(err),
+               (int)(len > 400 ? 400 : len), (const char *)data);
+    else
+      snprintf(msg, sizeof(msg), "%s", np_strerror(err));
+    persist_error(c, oc->id, msg);
+  }
+  free(oc);
+}
+
+static void call_unary(client *c, const uint8_t *id,
+                       const Np__P2pd__CallUnaryRequest *cu) {
+  char peer[NP_PEERID_STRMAX];
+  outcall *oc;
+  int rv;
+  if (peer_text(&cu->peer, peer, sizeof(peer)) != 0) {
+    persist_error(c, id, "invalid peer ID");
+    return;
+  }
+  if (cu->proto == NULL || np_proto_name_check(cu->proto, strlen(cu->proto))) {
+    persist_error(c, id, "invalid protocol name");
+    return;
+  }
+  if ((oc = calloc(1, sizeof(*oc))) == NULL) {
+    persist_error(c, id, "out of memory");
+    return;
+  }
+  oc->c = c;
+  memcpy(oc->id, id, CALL_ID_LEN);
+  np_list_init(&oc->link);
+  rv = np_host_call_id(c->ctl->h, peer, cu->proto, id, cu->data.data,
+                       cu->data.len, outcall_done, oc, &oc->o);
+  if (rv != 0) {
+    char msg[256];
+    if (rv == NP_ELIMIT)
+      snprintf(msg, sizeof(msg), "message of %zu bytes exceeds max_message "
+               "(%llu bytes)", cu->data.len,
+               (unsigned long long)np_host_conf(c->ctl->h)->limits.max_message);
+    else
+      snprintf(msg, sizeof(msg), "%s", np_strerror(rv));
+    persist_error(c, id, msg);
+    free(oc);
+    return;
+  }
+  np_list_insert_tail(&c->outcalls, &oc->link);
+}
+
+static void cancel_call(client *c, const uint8_t *id) {
+  np_list *it;
+  for (it = c->outcalls.next; it != &c->outcalls; it = it->next) {
+    outcall *oc = np_list_entry(it, outcall, link);
+    if (memcmp(oc->id, id, CALL_ID_LEN) != 0)
+      continue;
+    np_list_remove(&oc->link);
+    np_host_call_cancel(c->ctl->h, oc->o);
+    free(oc);
+    persist_plain(c, id, 1);
+    return;
+  }
+}
+
+static void handle_persist(client *c, const uint8_t *msg, size_t len) {
+  Np__P2pd__PersistentConnectionRequest *p =
+      np__p2pd__persistent_connection_request__unpack(NULL, len, msg);
+  if (p == NULL) {
+    client_close(c, "malformed PersistentConnectionRequest");
+    return;
+  }
+  /* hivemind's daemon drops messages whose callId is not a uuid. */
+  if (p->callid.len != CALL_ID_LEN) {
+    np__p2pd__persistent_connection_request__free_unpacked(p, NULL);
+    return;
+  }
+  switch (p->message_case) {
+  case NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_ADD_UNARY_HANDLER:
+    add_unary(c, p->callid.data, p->addunaryhandler);
+    break;
+  case NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_REMOVE_UNARY_HANDLER:
+    remove_unary(c, p->callid.data,
+                 p->removeunaryhandler->proto ? p->removeunaryhandler->proto
+                                              : "");
+    break;
+  case NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_CALL_UNARY:
+    call_unary(c, p->callid.data, p->callunary);
+    break;
+  case NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_UNARY_RESPONSE:
+    unary_response(c, p->callid.data, p->unaryresponse);
+    break;
+  case NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_CANCEL:
+    cancel_call(c, p->callid.data);
+    break;
+  default:
+    persist_error(c, p->callid.data, "empty request");
+    break;
+  }
+  np__p2pd__persistent_connection_request__free_unpacked(p, NULL);
+}
+
+/* ---- splice: control connection <-> network stream ----------------------- */
+
+static void splice_on_data(np_stream *s, const uint8_t *data, size_t len,
+                           void *ud) {
+  client *c = ud;
+  (void)s;
+  if (len == 0) { /* remote finished writing */
+    c->shut_wr = 1;
+    flush(c);
+    return;
+  }
+  if (queue(c, data, len, 0) != 0)
+    return;
+  if (c->out_bytes >= SPLICE_HIGH && !c->stream_paused && c->stream) {
+    c->stream_paused = 1;
+    c->stream->ops->pause(c->stream, 1);
+  }
+}
+
+static void splice_on_close(np_stream *s, int err, void *ud) {
+  client *c = ud;
+  (void)s;
+  c->stream = NULL;
+  np_debug("ctl", "splice-closed client=%llu err=%s", (unsigned long long)c->id,
+           np_errname(err));
+  /* Deliver what is queued, then close. */
+  close_after_flush(c);
+}
+
+static void splice_on_writable(np_stream *s, void *ud) {
+  client *c = ud;
+  if (c->pend) {
+    int rv = s->ops->write(s, c->pend, c->pend_len);
+    if (rv == NP_ELIMIT)
+      return;
+    free(c->pend);
+    c->pend = NULL;
+    if (rv < 0) {
+      client_close(c, "stream write failed");
+      return;
+    }
+  }
+  if (c->read_paused) {
+    c->read_paused = 0;
+    ev_io_start(EV(c->ctl), &c->rw);
+    client_try_read(c);
+  }
+}
+
+static const np_stream_cbs splice_cbs = {sizeof(np_stream_cbs), NULL,
+                                         splice_on_data, splice_on_close,
+                                         splice_on_writable};
+
+static void splice_start(client *c, np_stream *s) {
+  c->mode = M_SPLICE;
+  c->stream = s;
+  np_stream_set_cbs(s, &splice_cbs, c);
+  c->out_max = SPLICE_HIGH * 4;
+}
+
+static void splice_from_client(client *c, const uint8_t *data, size_t len) {
+  int rv;
+  if (c->stream == NULL)
+    return;
+  rv = c->stream->ops->write(c->stream, data, len);
+  if (rv == NP_ELIMIT) {
+    /* The network is slower than the client: hold this chunk and stop
+     * reading the socket until the stream drains (on_writable). */
+    if ((c->pend = malloc(len)) == NULL) {
+      client_close(c, "out of memory");
+      return;
+    }
+    memcpy(c->pend, data, len);
+    c->pend_len = len;
+    c->read_paused = 1;
+    ev_io_stop(EV(c->ctl), &c->rw);
+  } else if (rv < 0) {
+    client_close(c, "stream write failed");
+  }
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void net_done(client *c) {
+  c->net_op = NULL;
+  if (c->mode == M_BUSY) {
+    c->mode = M_REQ;
+    ev_io_start(EV(c->ctl), &c->rw);
+    client_try_read(c);
+  }
+}
+
+static void on_connected(void *ud, int err) {
+  client *c = ud;
+  if (err == 0)
+    send_ok(c);
+  else
+    send_error(c, "%s", np_strerror(err));
+  net_done(c);
+}
+
+static void on_stream_opened(void *ud, int err, np_stream *s,
+                             const char *proto) {
+  client *c = ud;
+  Np__P2pd__Response r = NP__P2PD__RESPONSE__INIT;
+  Np__P2pd__StreamInfo si = NP__P2PD__STREAM_INFO__INIT;
+  np_peerid pid;
+  c->net_op = NULL;
+  if (err != 0) {
+    send_error(c, "%s", np_strerror(err));
+    net_done(c);
+    return;
+  }
+  np_peerid_parse(&pid, s->peer, strlen(s->peer));
+  si.peer.data = pid.bytes;
+  si.peer.len = pid.len;
+  si.addr.data = s->addr;
+  si.addr.len = s->addr_len;
+  si.proto = (char *)proto;
+  r.type = NP__P2PD__RESPONSE__TYPE__OK;
+  r.streaminfo = &si;
+  send_response(c, &r);
+  if (c->mode == M_DEAD) {
+    s->ops->reset(s);
+    return;
+  }
+  splice_start(c, s);
+  ev_io_start(EV(c->ctl), &c->rw);
+  client_try_read(c);
+}
+
+static void on_pinged(void *ud, int err, int64_t rtt_us) {
+  client *c = ud;
+  Np__P2pd__Response r = NP__P2PD__RESPONSE__INIT;
+  Np__Ctl__NpResponse nr = NP__CTL__NP_RESPONSE__INIT;
+  uint8_t buf[64];
+  if (err != 0) {
+    send_error(c, "ping failed: %s", np_strerror(err));
+    net_done(c);
+    return;
+  }
+  nr.n_rtt_us = 1;
+  nr.rtt_us = &rtt_us;
+  r.type = NP__P2PD__RESPONSE__TYPE__OK;
+  r.has_natpeer = 1;
+  r.natpeer.len = np__ctl__np_response__pack(&nr, buf);
+  r.natpeer.data = buf;
+  send_response(c, &r);
+  net_done(c);
+}
+
+static uint64_t timeout_ms(int has, int64_t secs) {
+  if (!has || secs <= 0)
+    return DEFAULT_TIMEOUT_MS;
+  if (secs > 3600)
+    secs = 3600;
+  return (uint64_t)secs * 1000;
+}
+
+static void req_identify(client *c) {
+  Np__P2pd__Response r = NP__P2PD__RESPONSE__INIT;
+  Np__P2pd__IdentifyResponse idr = NP__P2PD__IDENTIFY_RESPONSE__INIT;
+  const np_identity *id = np_host_identity(c->ctl->h);
+  void *net;
+  const np_net_ops *ops = np_host_net(c->ctl->h, &net);
+  const uint8_t *bins[32];
+  size_t lens[32], n = 0;
+  ProtobufCBinaryData addrs[32];
+  if (ops)
+    n = ops->addrs(net, bins, lens, 32);
+  if (n > 32)
+    n = 32;
+  for (size_t i = 0; i < n; i++) {
+    addrs[i].data = (uint8_t *)bins[i];
+    addrs[i].len = lens[i];
+  }
+  idr.id.data = (uint8_t *)id->id.bytes;
+  idr.id.len = id->id.len;
+  idr.n_addrs = n;
+  idr.addrs = addrs;
+  r.type = NP__P2PD__RESPONSE__TYPE__OK;
+  r.identify = &idr;
+  send_response(c, &r);
+}
+
+static const np_net_ops *need_net(client *c, void **net) {
+  const np_net_ops *ops = np_host_net(c->ctl->h, net);
+  if (ops == NULL)
+    send_error(c, "this host has no network transport");
+  return ops;
+}
+
+static void req_connect(client *c, const Np__P2pd__ConnectRequest *cr) {
+  void *net;
+  const np_net_ops *ops;
+  np_peerid pid;
+  const uint8_t *bins[64];
+  size_t lens[64], n;
+  int rv;
+  if (cr == NULL || peer_from_bytes(&cr->peer, &pid) != 0) {
+    send_error(c, "invalid peer ID");
+    return;
+  }
+  if ((ops = need_net(c, &net)) == NULL)
+    return;
+  n = cr->n_addrs < 64 ? cr->n_addrs : 64;
+  for (size_t i = 0; i < n; i++) {
+    bins[i] = cr->addrs[i].data;
+    lens[i] = cr->addrs[i].len;
+  }
+  c->mode = M_BUSY;
+  ev_io_stop(EV(c->ctl), &c->rw);
+  rv = ops->connect(net, &pid, bins, lens, n,
+                    timeout_ms(cr->has_timeout, cr->timeout), on_connected, c,
+                    &c->net_op);
+  if (rv != 0) {
+    send_error(c, "%s", np_strerror(rv));
+    net_done(c);
+  }
+}
+
+static void req_stream_open(client *c, const Np__P2pd__StreamOpenRequest *so) {
+  void *net;
+  const np_net_ops *ops;
+  np_peerid pid;
+  int rv;
+  if (so == NULL || peer_from_bytes(&so->peer, &pid) != 0) {
+    send_error(c, "invalid peer ID");
+    return;
+  }
+  if (so->n_proto == 0 || so->n_proto > 16) {
+    send_error(c, "expected 1 to 16 protocols");
+    return;
+  }
+  for (size_t i = 0; i < so->n_proto; i++)
+    if (np_proto_name_check(so->proto[i], strlen(so->proto[i])) != 0) {
+      send_error(c, "invalid protocol name");
+      return;
+    }
+  if ((ops = need_net(c, &net)) == NULL)
+    return;
+  c->mode = M_BUSY;
+  ev_io_stop(EV(c->ctl), &c->rw);
+  rv = ops->open_stream(net, &pid, (const char *const *)so->proto, so->n_proto,
+                        timeout_ms(so->has_timeout, so->timeout),
+                        on_stream_opened, c, &c->net_op);
+  if (rv != 0) {
+    send_error(c, "%s", np_strerror(rv));
+    net_done(c);
+  }
+}
+
+static void req_disconnect(client *c, const Np__P2pd__DisconnectRequest *d) {
+  void *net;
+  const np_net_ops *ops;
+  np_peerid pid;
+  if (d == NULL || peer_from_bytes(&d->peer, &pid) != 0) {
+    send_error(c, "invalid peer ID");
+    return;
+  }
+  if ((ops = need_net(c, &net)) == NULL)
+    return;
+  ops->disconnect(net, &pid);
+  send_ok(c);
+}
+
+static void req_list_peers(client *c) {
+  Np__P2pd__Response r = NP__P2PD__RESPONSE__INIT;
+  void *net;
+  const np_net_ops *ops = np_host_net(c->ctl->h, &net);
+  np_conn_info *ci = NULL;
+  Np__P2pd__PeerInfo *pi = NULL, **pp = NULL;
+  ProtobufCBinaryData *ad = NULL;
+  size_t n = 0;
+  if (ops) {
+    n = ops->conns(net, NULL, 0);
+    if (n > 4096)
+      n = 4096;
+    ci = calloc(n ? n : 1, sizeof(*ci));
+    pi = calloc(n ? n : 1, sizeof(*pi));
+    pp = calloc(n ? n : 1, sizeof(*pp));
+    ad = calloc(n ? n : 1, sizeof(*ad));
+    if (!ci || !pi || !pp || !ad) {
+      send_error(c, "out of memory");
+      goto out;
+    }
+    n = ops->conns(net, ci, n);
+  }
+  for (size_t i = 0; i < n; i++) {
+    np__p2pd__peer_info__init(&pi[i]);
+    pi[i].id.data = ci[i].peer.bytes;
+    pi[i].id.len = ci[i].peer.len;
+    ad[i].data = ci[i].addr;
+    ad[i].len = ci[i].addr_len;
+    pi[i].n_addrs = 1;
+    pi[i].addrs = &ad[i];
+    pp[i] = &pi[i];
+  }
+  r.type = NP__P2PD__RESPONSE__TYPE__OK;
+  r.n_peers = n;
+  r.peers = pp;
+  send_response(c, &r);
+out:
+  free(ci);
+  free(pi);
+  free(pp);
+  free(ad);
+}
+
+/* ---- stream handlers served by clients ------------------------------------ */
+
+typedef struct sh_ctx {
+  sgroup *g;
+  client *cb; /* the connection to the client's callback address */
+} sh_ctx;
+
+static int dial_addr(const uint8_t *bin, size_t len, int *pfd);
+
+static void sh_fail(np_stream *s) {
+  if (!s->closed)
+    s->ops->reset(s);
+}
+
+static void sh_on_open(np_stream *s, void *ud) {
+  sgroup *g = ud;
+  saddr *a;
+  np_list *it;
+  client *c;
+  int fd, rv;
+  size_t i;
+  if (g->n == 0) {
+    sh_fail(s);
+    return;
+  }
+  it = g->addrs.next;
+  for (i = g->rr++ % g->n; i > 0; i--)
+    it = it->next;
+  a = np_list_entry(it, saddr, link);
+  rv = dial_addr(a->bin, a->len, &fd);
+  if (rv != 0) {
+    np_warn("ctl", "stream-handler-dial-failed proto=\"%s\" err=%s", g->proto,
+            np_errname(rv));
+    sh_fail(s);
+    return;
+  }
+  /* A client object for the callback connection, spliced to |s|. */
+  c = client_new(g->ctl, fd, M_CONNECTING);
+  if (c == NULL) {
+    close(fd);
+    sh_fail(s);
+    return;
+  }
+  {
+    Np__P2pd__StreamInfo si = NP__P2PD__STREAM_INFO__INIT;
+    np_peerid pid;
+    uint8_t buf[2048];
+    size_t n;
+    np_peerid_parse(&pid, s->peer, strlen(s->peer));
+    si.peer.data = pid.bytes;
+    si.peer.len = pid.len;
+    si.addr.data = s->addr;
+    si.addr.len = s->addr_len;
+    si.proto = g->proto;
+    n = np__p2pd__stream_info__get_packed_size(&si);
+    if (n > sizeof(buf)) {
+      client_close(c, "stream info too large");
+      sh_fail(s);
+      return;
+    }
+    np__p2pd__stream_info__pack(&si, buf);
+    /* The bare StreamInfo goes first, queued until the dial completes. */
+    splice_start(c, s);
+    queue(c, buf, n, 1);
+  }
+}
+
+/* The stream handler callbacks the protocol table holds for sgroups. Data
+ * that arrives before splice_start (none: on_open splices at once) would
+ * go nowhere, so on_open always splices or resets. */
+static const np_stream_cbs sh_cbs = {sizeof(np_stream_cbs), sh_on_open, NULL,
+                                     NULL, NULL};
+
+static sgroup *sgroup_find(np_ctl *ctl, const char *proto) {
+  np_list *it;
+  for (it = ctl->sgroups.next; it != &ctl->sgroups; it = it->next) {
+    sgroup *g = np_list_entry(it, sgroup, link);
+    if (strcmp(g->proto, proto) == 0)
+      return g;
+  }
+  return NULL;
+}
+
+static void sgroup_free(sgroup *g) {
+  np_list *it, *tmp;
+  np_proto_remove(np_host_protos(g->ctl->h), g->proto, g);
+  /* Streams already handed out live on with their splice clients. */
+  np_list_for_each_safe(it, tmp, &g->streams) { np_list_remove(it); }
+  np_list_for_each_safe(it, tmp, &g->addrs) {
+    np_list_remove(it);
+    free(np_list_entry(it, saddr, link));
+  }
+  np_list_remove(&g->link);
+  free(g->proto);
+  free(g);
+}
+
+static int check_cb_addr(const uint8_t *bin, size_t len) {
+  size_t off = 0;
+  np_maddr_comp comp;
+  int n = 0, ok = 0;
+  if (np_maddr_validate(bin, len) != 0)
+    return NP_EINVAL;
+  while (np_maddr_next(bin, len, &off, &comp) == 1) {
+    n++;
+    if (n == 1 && comp.code == NP_MADDR_UNIX)
+      ok = 1;
+    if (n == 2 && comp.code == NP_MADDR_TCP)
+      ok = 1;
+  }
+  return ok ? 0 : NP_ENOTSUP;
+}
+
+static void req_stream_handler(client *c, const Np__P2pd__StreamHandlerRequest *sh) {
+  np_ctl *ctl = c->ctl;
+  if (sh == NULL || check_cb_addr(sh->addr.data, sh->addr.len) != 0) {
+    send_error(c, "callback address must be /unix/PATH or /ip4|ip6/A/tcp/P");
+    return;
+  }
+  if (sh->n_proto == 0 || sh->n_proto > 64) {
+    send_error(c, "expected 1 to 64 protocols");
+    return;
+  }
+  for (size_t i = 0; i < sh->n_proto; i++) {
+    const char *proto = sh->proto[i];
+    sgroup *g;
+    saddr *a;
+    if (np_proto_name_check(proto, strlen(proto)) != 0) {
+      send_error(c, "invalid protocol name");
+      return;
+    }
+    g = sgroup_find(ctl, proto);
+    if (g == NULL) {
+      np_handler h;
+      const np_handler *taken = NULL;
+      int rv;
+      char msg[1200];
+      if ((g = calloc(1, sizeof(*g))) == NULL ||
+          (g->proto = strdup(proto)) == NULL) {
+        free(g);
+        send_error(c, "out of memory");
+        return;
+      }
+      g->ctl = ctl;
+      np_list_init(&g->addrs);
+      np_list_init(&g->streams);
+      memset(&h, 0, sizeof(h));
+      h.proto = g->proto;
+      h.kind = NP_HANDLER_STREAM;
+      h.owner_kind = NP_OWNER_CTL;
+      h.owner = g;
+      h.owner_name = "control client";
+      h.stream = sh_cbs;
+      h.ud = g;
+      h.streams = &g->streams;
+      rv = np_proto_add(np_host_protos(ctl->h), &h, &taken);
+      if (rv != 0) {
+        send_error(c, "%s", rv == NP_EEXIST
+                                ? taken_msg(taken, msg, sizeof(msg), proto)
+                                : np_strerror(rv));
+        free(g->proto);
+        free(g);
+        return;
+      }
+      np_list_insert_tail(&ctl->sgroups, &g->link);
+    } else if (!(sh->has_balanced && sh->balanced)) {
+      /* Upstream p2pd overwrites the registration: the newest address
+       * wins unless the client asked for balancing. */
+      np_list *it, *tmp;
+      np_list_for_each_safe(it, tmp, &g->addrs) {
+        np_list_remove(it);
+        free(np_list_entry(it, saddr, link));
+      }
+      g->n = 0;
+    }
+    if (sh->addr.len > NP_MADDR_MAX || (a = calloc(1, sizeof(*a))) == NULL) {
+      send_error(c, "out of memory");
+      return;
+    }
+    memcpy(a->bin, sh->addr.data, sh->addr.len);
+    a->len = sh->addr.len;
+    np_list_insert_tail(&g->addrs, &a->link);
+    g->n++;
+    np_info("ctl", "stream-handler-added proto=\"%s\" handlers=%zu", g->proto,
+            g->n);
+  }
+  send_ok(c);
+}
+
+static void req_remove_stream_handler(client *c, const uint8_t *f9,
+                                      size_t f9len) {
+  Np__P2pd__RemoveStreamHandlerRequest *rs =
+      np__p2pd__remove_stream_handler_request__unpack(NULL, f9len, f9);
+  if (rs == NULL) {
+    send_error(c, "malformed RemoveStreamHandlerRequest");
+    return;
+  }
+  for (size_t i = 0; i < rs->n_proto; i++) {
+    sgroup *g = sgroup_find(c->ctl, rs->proto[i]);
+    np_list *it, *tmp;
+    if (g == NULL)
+      continue;
+    np_list_for_each_safe(it, tmp, &g->addrs) {
+      saddr *a = np_list_entry(it, saddr, link);
+      if (a->len == rs->addr.len && memcmp(a->bin, rs->addr.data, a->len) == 0) {
+        np_list_remove(it);
+        free(a);
+        g->n--;
+      }
+    }
+    if (g->n == 0)
+      sgroup_free(g);
+  }
+  np__p2pd__remove_stream_handler_request__free_unpacked(rs, NULL);
+  send_ok(c);
+}
+
+/* ---- natpeer requests ----------------------------------------------------- */
+
+typedef struct proto_list {
+  Np__Ctl__NpProtocol *v;
+  Np__Ctl__NpProtocol **pv;
+  char (*owner)[80];
+  size_t n, cap;
+} proto_list;
+
+static int collect_proto(const np_handler *h, void *ud) {
+  proto_list *l = ud;
+  if (l->n >= l->cap)
+    return 1;
+  np__ctl__np_protocol__init(&l->v[l->n]);
+  l->v[l->n].name = h->proto;
+  snprintf(l->owner[l->n], sizeof(l->owner[0]), "%s%s%s",
+           h->owner_kind == NP_OWNER_PLUGIN ? "plugin"
+           : h->owner_kind == NP_OWNER_CTL  ? "client"
+                                            : "host",
+           h->owner_kind == NP_OWNER_PLUGIN ? " " : "",
+           h->owner_kind == NP_OWNER_PLUGIN && h->owner_name ? h->owner_name
+                                                             : "");
+  l->v[l->n].owner = l->owner[l->n];
+  l->v[l->n].kind = h->kind == NP_HANDLER_UNARY ? "unary" : "stream";
+  l->pv[l->n] = &l->v[l->n];
+  l->n++;
+  return 0;
+}
+
+static void send_np(client *c, const Np__Ctl__NpResponse *nr) {
+  Np__P2pd__Response r = NP__P2PD__RESPONSE__INIT;
+  size_t n = np__ctl__np_response__get_packed_size(nr);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (buf == NULL) {
+    send_error(c, "out of memory");
+    return;
+  }
+  np__ctl__np_response__pack(nr, buf);
+  r.type = NP__P2PD__RESPONSE__TYPE__OK;
+  r.has_natpeer = 1;
+  r.natpeer.data = buf;
+  r.natpeer.len = n;
+  send_response(c, &r);
+  free(buf);
+}
+
+static void req_natpeer(client *c, int type, const ProtobufCBinaryData *body) {
+  Np__Ctl__NpRequest *nq = NULL;
+  Np__Ctl__NpResponse nr = NP__CTL__NP_RESPONSE__INIT;
+  if (body && body->len) {
+    nq = np__ctl__np_request__unpack(NULL, body->len, body->data);
+    if (nq == NULL) {
+      send_error(c, "malformed natpeer request");
+      return;
+    }
+  }
+  switch (type) {
+  case NP__CTL__NP_TYPE__NP_PING: {
+    void *net;
+    const np_net_ops *ops;
+    np_peerid pid;
+    int rv;
+    if (nq == NULL || !nq->has_peer || peer_from_bytes(&nq->peer, &pid) != 0) {
+      send_error(c, "invalid peer ID");
+      break;
+    }
+    if ((ops = need_net(c, &net)) == NULL)
+      break;
+    c->mode = M_BUSY;
+    ev_io_stop(EV(c->ctl), &c->rw);
+    rv = ops->ping(net, &pid,
+                   nq->has_timeout_ms && nq->timeout_ms > 0
+                       ? (uint64_t)nq->timeout_ms
+                       : 10000,
+                   on_pinged, c, &c->net_op);
+    if (rv != 0) {
+      send_error(c, "ping failed: %s", np_strerror(rv));
+      net_done(c);
+    }
+    break;
+  }
+  case NP__CTL__NP_TYPE__NP_PROTOCOLS: {
+    proto_list l;
+    size_t n = np_proto_count(np_host_protos(c->ctl->h));
+    memset(&l, 0, sizeof(l));
+    l.cap = n;
+    l.v = calloc(n ? n : 1, sizeof(*l.v));
+    l.pv = calloc(n ? n : 1, sizeof(*l.pv));
+    l.owner = calloc(n ? n : 1, sizeof(*l.owner));
+    if (l.v && l.pv && l.owner) {
+      np_proto_foreach(np_host_protos(c->ctl->h), collect_proto, &l);
+      nr.n_protocols = l.n;
+      nr.protocols = l.pv;
+      send_np(c, &nr);
+    } else {
+      send_error(c, "out of memory");
+    }
+    free(l.v);
+    free(l.pv);
+    free(l.owner);
+    break;
+  }
+  case NP__CTL__NP_TYPE__NP_CONNS: {
+    void *net;
+    const np_net_ops *ops = np_host_net(c->ctl->h, &net);
+    size_t n = ops ? ops->conns(net, NULL, 0) : 0;
+    np_conn_info *ci;
+    Np__Ctl__NpConn *cv, **pv;
+    if (n > 4096)
+      n = 4096;
+    ci = calloc(n ? n : 1, sizeof(*ci));
+    cv = calloc(n ? n : 1, sizeof(*cv));
+    pv = calloc(n ? n : 1, sizeof(*pv));
+    if (ci && cv && pv) {
+      if (ops)
+        n = ops->conns(net, ci, n);
+      for (size_t i = 0; i < n; i++) {
+        np__ctl__np_conn__init(&cv[i]);
+        cv[i].peer.data = ci[i].peer.bytes;
+        cv[i].peer.len = ci[i].peer.len;
+        cv[i].addr.data = ci[i].addr;
+        cv[i].addr.len = ci[i].addr_len;
+        cv[i].outbound = ci[i].outbound;
+        cv[i].has_rtt_us = ci[i].rtt_us >= 0;
+        cv[i].rtt_us = ci[i].rtt_us;
+        cv[i].has_age_ms = 1;
+        cv[i].age_ms = ci[i].age_ms;
+        cv[i].agent = ci[i].agent[0] ? ci[i].agent : NULL;
+        pv[i] = &cv[i];
+      }
+      nr.n_conns = n;
+      nr.conns = pv;
+      send_np(c, &nr);
+    } else {
+      send_error(c, "out of memory");
+    }
+    free(ci);
+    free(cv);
+    free(pv);
+    break;
+  }
+  case NP__CTL__NP_TYPE__NP_VERSION: {
+    char v[128];
+    snprintf(v, sizeof(v), "natpeer/%s abi=%d.%d", PACKAGE_VERSION,
+             NP_ABI_MAJOR, NP_ABI_MINOR);
+    nr.version = v;
+    send_np(c, &nr);
+    break;
+  }
+  default:
+    send_error(c, "unknown natpeer request type %d", type);
+    close_after_flush(c);
+    break;
+  }
+  if (nq)
+    np__ctl__np_request__free_unpacked(nq, NULL);
+}
+
+static void handle_request(client *c, const uint8_t *msg, size_t len) {
+  Np__P2pd__Request *r = np__p2pd__request__unpack(NULL, len, msg);
+  if (r == NULL) {
+    send_error(c, "malformed request");
+    close_after_flush(c);
+    return;
+  }
+  switch ((int)r->type) {
+  case NP__P2PD__REQUEST__TYPE__IDENTIFY:
+    req_identify(c);
+    break;
+  case NP__P2PD__REQUEST__TYPE__CONNECT:
+    req_connect(c, r->connect);
+    break;
+  case NP__P2PD__REQUEST__TYPE__STREAM_OPEN:
+    req_stream_open(c, r->streamopen);
+    break;
+  case NP__P2PD__REQUEST__TYPE__STREAM_HANDLER:
+    req_stream_handler(c, r->streamhandler);
+    break;
+  case NP__P2PD__REQUEST__TYPE__DHT:
+    send_error(c, "DHT not enabled");
+    break;
+  case NP__P2PD__REQUEST__TYPE__LIST_PEERS:
+    req_list_peers(c);
+    break;
+  case NP__P2PD__REQUEST__TYPE__CONNMANAGER:
+    send_ok(c);
+    break;
+  case NP__P2PD__REQUEST__TYPE__DISCONNECT:
+    req_disconnect(c, r->disconnect);
+    break;
+  case NP__P2PD__REQUEST__TYPE__PUBSUB:
+    send_error(c, "PubSub not enabled");
+    break;
+  case NP__P2PD__REQUEST__TYPE__PERSISTENT_CONN_UPGRADE:
+    if (r->has_field9) {
+      send_error(c, "peerstore requests are not supported");
+      break;
+    }
+    send_ok(c);
+    c->mode = M_PERSIST;
+    np_lp_free(&c->rd);
+    np_lp_init(&c->rd, np_host_conf(c->ctl->h)->limits.max_message +
+                           PERSIST_OVERHEAD);
+    c->out_max = OUT_MAX_BASE + 4 * np_host_conf(c->ctl->h)->limits.max_message;
+    np_debug("ctl", "persistent client=%llu", (unsigned long long)c->id);
+    break;
+  case NP__P2PD__REQUEST__TYPE__REMOVE_STREAM_HANDLER:
+    req_remove_stream_handler(c, r->field9.data, r->has_field9 ? r->field9.len : 0);
+    break;
+  default:
+    if ((int)r->type >= 64)
+      req_natpeer(c, (int)r->type, r->has_natpeer ? &r->natpeer : NULL);
+    else {
+      send_error(c, "unknown request type %d", (int)r->type);
+      close_after_flush(c);
+    }
+    break;
+  }
+  np__p2pd__request__free_unpacked(r, NULL);
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+static void consume(client *c, const uint8_t *buf, size_t len) {
+  size_t off = 0;
+  while (off < len && (c->mode == M_REQ || c->mode == M_PERSIST)) {
+    const uint8_t *msg;
+    size_t mlen;
+    np_ssize n = np_lp_feed(&c->rd, buf + off, len - off, &msg, &mlen);
+    if (n < 0) {
+      if (n == NP_ELIMIT && c->mode == M_PERSIST)
+        client_close(c, "message over max_message");
+      else if (n == NP_ELIMIT)
+        client_close(c, "request too large");
+      else
+        client_close(c, "bad framing");
+      return;
+    }
+    off += (size_t)n;
+    if (msg == NULL)
+      continue;
+    if (c->mode == M_REQ)
+      handle_request(c, msg, mlen);
+    else
+      handle_persist(c, msg, mlen);
+    if (c->mode == M_DEAD)
+      return;
+  }
+  /* Bytes after STREAM_OPEN's request belong to the stream. */
+  if (off < len && c->mode == M_SPLICE)
+    splice_from_client(c, buf + off, len - off);
+  else if (off < len && c->mode == M_BUSY) {
+    /* Clients wait for answers; one pipelining is a protocol error. */
+    client_close(c, "request sent while another is in progress");
+  }
+}
+
+static void client_try_read(client *c) {
+  uint8_t buf[65536];
+  for (int rounds = 0; rounds < 16 && c->mode != M_DEAD; rounds++) {
+    ssize_t n;
+    if (c->mode == M_BUSY || c->mode == M_CONNECTING || c->read_paused ||
+        c->eof_read)
+      return;
+    if (c->mode == M_SPLICE && c->stream == NULL)
+      return;
+    n = recv(c->fd, buf, sizeof(buf), 0);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        client_close(c, "read failed");
+      return;
+    }
+    if (n == 0) {
+      if (c->mode == M_SPLICE && c->stream) {
+        c->eof_read = 1;
+        ev_io_stop(EV(c->ctl), &c->rw);
+        c->stream->ops->close(c->stream); /* FIN to the remote */
+      } else {
+        client_close(c, NULL);
+      }
+      return;
+    }
+    consume(c, buf, (size_t)n);
+    if ((size_t)n < sizeof(buf))
+      return;
+  }
+}
+
+static void on_read(struct ev_loop *ev, ev_io *w, int revents) {
+  client *c = np_container_of(w, client, rw);
+  (void)ev, (void)revents;
+  client_try_read(c);
+}
+
+static void on_write(struct ev_loop *ev, ev_io *w, int revents) {
+  client *c = np_container_of(w, client, ww);
+  (void)ev, (void)revents;
+  if (c->mode == M_CONNECTING) {
+    int err = 0;
+    socklen_t l = sizeof(err);
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+    if (err != 0) {
+      if (c->stream) {
+        np_stream *s = c->stream;
+        c->stream = NULL;
+        s->ops->reset(s);
+      }
+      client_close(c, "callback dial failed");
+      return;
+    }
+    c->mode = M_SPLICE;
+    ev_io_start(EV(c->ctl), &c->rw);
+  }
+  flush(c);
+}
+
+/* ---- client lifecycle ------------------------------------------------------ */
+
+static client *client_new(np_ctl *ctl, int fd, int mode) {
+  client *c;
+  if (ctl->nclients >= MAX_CLIENTS) {
+    np_warn("ctl", "client-refused reason=\"more than %d clients\"",
+            MAX_CLIENTS);
+    close(fd);
+    return NULL;
+  }
+  if ((c = calloc(1, sizeof(*c))) == NULL) {
+    close(fd);
+    return NULL;
+  }
+  c->ctl = ctl;
+  c->fd = fd;
+  c->mode = mode;
+  c->id = ++ctl->next_id;
+  c->out_max = OUT_MAX_BASE;
+  np_list_init(&c->out);
+  np_list_init(&c->umembers);
+  np_list_init(&c->routed);
+  np_list_init(&c->outcalls);
+  np_lp_init(&c->rd, REQ_MAX);
+  ev_io_init(&c->rw, on_read, fd, EV_READ);
+  ev_io_init(&c->ww, on_write, fd, EV_WRITE);
+  np_list_insert_tail(&ctl->clients, &c->link);
+  ctl->nclients++;
+  if (mode == M_CONNECTING)
+    ev_io_start(EV(ctl), &c->ww);
+  else
+    ev_io_start(EV(ctl), &c->rw);
+  return c;
+}
+
+/* Free a dead client on the next loop turn: callers up the stack may still
+ * look at it. */
+static void client_free(void *arg) {
+  client *c = arg;
+  free(c);
+}
+
+static void client_close(client *c, const char *why) {
+  np_ctl *ctl = c->ctl;
+  np_list *it, *tmp;
+  void *net;
+  const np_net_ops *ops;
+  if (c->mode == M_DEAD)
+    return;
+  if (why)
+    np_debug("ctl", "client-closed client=%llu reason=\"%s\"",
+             (unsigned long long)c->id, why);
+  c->mode = M_DEAD;
+  ev_io_stop(EV(ctl), &c->rw);
+  ev_io_stop(EV(ctl), &c->ww);
+  ops = np_host_net(ctl->h, &net);
+  if (c->net_op && ops)
+    ops->cancel(net, c->net_op);
+  c->net_op = NULL;
+  /* Its handlers go; calls it was answering fail; calls it made cancel. */
+  np_list_for_each_safe(it, tmp, &c->umembers) {
+    umember_free(np_list_entry(it, umember, clink));
+  }
+  np_list_for_each_safe(it, tmp, &c->routed) {
+    routed *r = np_list_entry(it, routed, link);
+    np_call *call = r->call;
+    routed_free(r);
+    call->cancel_cb = NULL;
+    np_call_fail(call, "handler client disconnected");
+  }
+  np_list_for_each_safe(it, tmp, &c->outcalls) {
+    outcall *oc = np_list_entry(it, outcall, link);
+    np_list_remove(&oc->link);
+    np_host_call_cancel(ctl->h, oc->o);
+    free(oc);
+  }
+  if (c->stream) {
+    np_stream *s = c->stream;
+    c->stream = NULL;
+    if (!s->closed) {
+      s->cbs.on_close = NULL; /* we are its receiver and we are going */
+      s->ops->reset(s);
+    }
+  }
+  np_list_for_each_safe(it, tmp, &c->out) {
+    np_list_remove(it);
+    free(np_list_entry(it, outbuf, link));
+  }
+  free(c->pend);
+  c->pend = NULL;
+  np_lp_free(&c->rd);
+  close(c->fd);
+  np_list_remove(&c->link);
+  ctl->nclients--;
+  if (np_loop_defer(np_host_loop(ctl->h), client_free, c) != 0)
+    free(c); /* nothing can reference it once the stack unwinds */
+}
+
+static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
+  np_ctl *ctl = np_container_of(w, np_ctl, accept_w);
+  (void)ev, (void)revents;
+  for (int i = 0; i < 64; i++) {
+    int fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        np_warn("ctl", "accept-failed err=\"%s\"", strerror(errno));
+      return;
+    }
+    client_new(ctl, fd, M_REQ);
+  }
+}
+
+/* ---- addresses ------------------------------------------------------------- */
+
+/* Dial a /unix/PATH or /ip4|ip6/A/tcp/P callback address (nonblocking). */
+static int dial_addr(const uint8_t *bin, size_t len, int *pfd) {
+  size_t off = 0;
+  np_maddr_comp comp;
+  struct sockaddr_storage ss;
+  socklen_t sl = 0;
+  int fd, n = 0, r;
+  memset(&ss, 0, sizeof(ss));
+  while ((r = np_maddr_next(bin, len, &off, &comp)) == 1) {
+    n++;
+    if (n == 1 && comp.code == NP_MADDR_UNIX) {
+      struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+      if (comp.vlen >= sizeof(un->sun_path))
+        return NP_ELIMIT;
+      un->sun_family = AF_UNIX;
+      memcpy(un->sun_path, comp.val, comp.vlen);
+      sl = sizeof(*un);
+    } else if (n == 1 && comp.code == NP_MADDR_IP4 && comp.vlen == 4) {
+      struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+      in->sin_family = AF_INET;
+      memcpy(&in->sin_addr, comp.val, 4);
+      sl = sizeof(*in);
+    } else if (n == 1 && comp.code == NP_MADDR_IP6 && comp.vlen == 16) {
+      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+      in6->sin6_family = AF_INET6;
+      memcpy(&in6->sin6_addr, comp.val, 16);
+      sl = sizeof(*in6);
+    } else if (n == 2 && comp.code == NP_MADDR_TCP && comp.vlen == 2) {
+      uint16_t port;
+      memcpy(&port, comp.val, 2);
+      if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = port;
+      else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = port;
+    }
+  }
+  if (sl == 0)
+    return NP_ENOTSUP;
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return NP_ESYS;
+  if (connect(fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS) {
+    close(fd);
+    return NP_EUNREACH;
+  }
+  *pfd = fd;
+  return 0;
+}
+
+static int listen_unix(np_ctl *ctl, const char *path, char *err,
+                       size_t errlen) {
+  const np_conf *conf = np_host_conf(ctl->h);
+  struct sockaddr_un un;
+  struct stat st;
+  mode_t old;
+  int fd;
+  if (strlen(path) >= sizeof(un.sun_path)) {
+    snprintf(err, errlen, "control socket %s: path too long", path);
+    return NP_EINVAL;
+  }
+  memset(&un, 0, sizeof(un));
+  un.sun_family = AF_UNIX;
+  memcpy(un.sun_path, path, strlen(path));
+  if (lstat(path, &st) == 0) {
+    int probe;
+    if (!S_ISSOCK(st.st_mode)) {
+      snprintf(err, errlen, "control socket %s: exists and is not a socket",
+               path);
+      return NP_EEXIST;
+    }
+    /* A live daemon answers: do not steal its socket. */
+    probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0 &&
+        connect(probe, (struct sockaddr *)&un, sizeof(un)) == 0) {
+      close(probe);
+      snprintf(err, errlen,
+               "control socket %s: in use by another running host", path);
+      return NP_EEXIST;
+    }
+    if (probe >= 0)
+      close(probe);
+    unlink(path);
+  }
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
+    return NP_ESYS;
+  }
+  old = umask(0177); /* created 0600: never world- or group-writable */
+  if (bind(fd, (struct sockaddr *)&un, sizeof(un)) != 0) {
+    umask(old);
+    snprintf(err, errlen, "control socket %s: bind: %s", path,
+             strerror(errno));
+    close(fd);
+    return NP_ESYS;
+  }
+  umask(old);
+  if (conf->host.control_group) {
+    struct group *gr = getgrnam(conf->host.control_group);
+    if (gr == NULL || chown(path, (uid_t)-1, gr->gr_gid) != 0 ||
+        chmod(path, 0660) != 0) {
+      snprintf(err, errlen, "control socket %s: cannot give it to group %s%s%s",
+               path, conf->host.control_group, gr ? ": " : " (no such group)",
+               gr ? strerror(errno) : "");
+      close(fd);
+      unlink(path);
+      return NP_ESYS;
+    }
+  }
+  if (listen(fd, 128) != 0) {
+    snprintf(err, errlen, "control socket %s: listen: %s", path,
+             strerror(errno));
+    close(fd);
+    unlink(path);
+    return NP_ESYS;
+  }
+  ctl->fd = fd;
+  ctl->unix_path = strdup(path);
+  snprintf(ctl->addr, sizeof(ctl->addr), "/unix%s", path);
+  return 0;
+}
+
+static int listen_tcp(np_ctl *ctl, const char *text, char *err,
+                      size_t errlen) {
+  const np_conf *conf = np_host_conf(ctl->h);
+  uint8_t bin[NP_MADDR_MAX];
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  np_ssize n = np_maddr_parse(text, strlen(text), bin, sizeof(bin));
+  size_t off = 0;
+  np_maddr_comp comp;
+  int fd, one = 1, loop = 0;
+  char host[64];
+  uint16_t port = 0;
+  memset(&ss, 0, sizeof(ss));
+  if (n < 0) {
+    snprintf(err, errlen, "control %s: not a multiaddr", text);
+    return NP_EINVAL;
+  }
+  for (int i = 0; np_maddr_next(bin, (size_t)n, &off, &comp) == 1; i++) {
+    if (i == 0 && comp.code == NP_MADDR_IP4) {
+      struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+      in->sin_family = AF_INET;
+      memcpy(&in->sin_addr, comp.val, 4);
+      loop = comp.val[0] == 127;
+    } else if (i == 0 && comp.code == NP_MADDR_IP6) {
+      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+      in6->sin6_family = AF_INET6;
+      memcpy(&in6->sin6_addr, comp.val, 16);
+      loop = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+    } else if (i == 1 && comp.code == NP_MADDR_TCP) {
+      memcpy(&port, comp.val, 2);
+    }
+  }
+  if (!loop && !conf->host.control_allow_remote) {
+    snprintf(err, errlen,
+             "control %s: not a loopback address (set [host] "
+             "control_allow_remote = yes to allow it)",
+             text);
+    return NP_EPERM;
+  }
+  if (ss.ss_family == AF_INET) {
+    ((struct sockaddr_in *)&ss)->sin_port = port;
+    sl = sizeof(struct sockaddr_in);
+  } else {
+    ((struct sockaddr_in6 *)&ss)->sin6_port = port;
+    sl = sizeof(struct sockaddr_in6);
+  }
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "control %s: %s", text, strerror(errno));
+    return NP_ESYS;
+  }
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 128) != 0) {
+    snprintf(err, errlen, "control %s: %s", text, strerror(errno));
+    close(fd);
+    return NP_ESYS;
+  }
+  sl = sizeof(ss);
+  getsockname(fd, (struct sockaddr *)&ss, &sl);
+  if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host,
+              sizeof(host));
+    snprintf(ctl->addr, sizeof(ctl->addr), "/ip4/%s/tcp/%u", host,
+             ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  } else {
+    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host,
+              sizeof(host));
+    snprintf(ctl->addr, sizeof(ctl->addr), "/ip6/%s/tcp/%u", host,
+             ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+  }
+  ctl->fd = fd;
+  return 0;
+}
+
+int np_ctl_new(np_ctl **pc, np_host *h, char *err, size_t errlen) {
+  const char *addr = np_host_conf(h)->host.control;
+  np_ctl *ctl = calloc(1, sizeof(*ctl));
+  int rv;
+  if (ctl == NULL)
+    return NP_ENOMEM;
+  ctl->h = h;
+  ctl->fd = -1;
+  np_list_init(&ctl->clients);
+  np_list_init(&ctl->ugroups);
+  np_list_init(&ctl->sgroups);
+  if (strncmp(addr, "/ip4/", 5) == 0 || strncmp(addr, "/ip6/", 5) == 0)
+    rv = listen_tcp(ctl, addr, err, errlen);
+  else
+    rv = listen_unix(ctl, addr, err, errlen);
+  if (rv != 0) {
+    free(ctl);
+    return rv;
+  }
+  ev_io_init(&ctl->accept_w, on_accept, ctl->fd, EV_READ);
+  ev_io_start(EV(ctl), &ctl->accept_w);
+  np_info("ctl", "listening addr=%s", ctl->addr);
+  *pc = ctl;
+  return 0;
+}
+
+void np_ctl_del(np_ctl *ctl) {
+  if (ctl == NULL)
+    return;
+  ev_io_stop(EV(ctl), &ctl->accept_w);
+  while (!np_list_empty(&ctl->clients))
+    client_close(np_list_entry(ctl->clients.next, client, link), NULL);
+  while (!np_list_empty(&ctl->ugroups))
+    ugroup_free(np_list_entry(ctl->ugroups.next, ugroup, link));
+  while (!np_list_empty(&ctl->sgroups))
+    sgroup_free(np_list_entry(ctl->sgroups.next, sgroup, link));
+  close(ctl->fd);
+  if (ctl->unix_path) {
+    unlink(ctl->unix_path);
+    free(ctl->unix_path);
+  }
+  free(ctl);
+}
+
+const char *np_ctl_addr(const np_ctl *c) { return c->addr; }

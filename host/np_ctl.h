@@ -1,0 +1,26 @@
+/* Control socket: the libp2p daemon (p2pd) control protocol with hivemind's
+ * unary extension, plus natpeer's own requests (types >= 64). Clients
+ * (natpeer-cli, @libp2p/daemon-client, hivemind's P2P) send one
+ * uvarint-delimited Request per connection turn; STREAM_OPEN turns the
+ * connection into the stream, PERSISTENT_CONN_UPGRADE into a multiplexed
+ * unary-call channel. Handlers registered by clients share the host's
+ * protocol table with plugins. */
+#ifndef NP_CTL_H
+#define NP_CTL_H
+
+#include <stddef.h>
+
+typedef struct np_host np_host;
+typedef struct np_ctl np_ctl;
+
+/* Listen on the host's [host] control address: a unix socket path (created
+ * 0600, or 0660 for control_group; a stale socket file is replaced, a live
+ * one is an error) or /ip4|ip6/A/tcp/P (loopback only unless
+ * control_allow_remote). On error |err| gets one line naming the address. */
+int np_ctl_new(np_ctl **pc, np_host *h, char *err, size_t errlen);
+/* Close every client, remove their handlers, unlink the socket file. */
+void np_ctl_del(np_ctl *c);
+/* The bound address as a multiaddr ("/unix/…" or "/ip4/127.0.0.1/tcp/N"). */
+const char *np_ctl_addr(const np_ctl *c);
+
+#endif

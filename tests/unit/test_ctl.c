@@ -1,0 +1,473 @@
+/* Control socket, driven the way hivemind's P2P client drives p2pd: a
+ * persistent connection (upgrade first), uuid4 callIds, unary handlers
+ * registered by one client and called by another, errors as errors, the
+ * 4 MiB cap, Cancel on timeout, handler cleanup when a client leaves. The
+ * host runs as a real natpeer-host process on a unix socket. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "np_crypto.h"
+#include "np_err.h"
+#include "np_lp.h"
+#include "np_peerid.h"
+#include "proto/natpeer_ctl.pb-c.h"
+#include "proto/p2pd.pb-c.h"
+#include "tap.h"
+#include "test_util.h"
+
+static char dir[512], sock[700];
+static pid_t host_pid;
+static np_peerid self;
+
+typedef struct cl {
+  int fd;
+  uint8_t *buf;
+  size_t len, cap, consumed;
+} cl;
+
+static double mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cl_open(cl *c) {
+  struct sockaddr_un un;
+  memset(c, 0, sizeof(*c));
+  memset(&un, 0, sizeof(un));
+  un.sun_family = AF_UNIX;
+  if (strlen(sock) >= sizeof(un.sun_path))
+    return -1;
+  memcpy(un.sun_path, sock, strlen(sock));
+  c->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  c->cap = 16u << 20;
+  c->buf = malloc(c->cap);
+  return connect(c->fd, (struct sockaddr *)&un, sizeof(un));
+}
+
+static void cl_close(cl *c) {
+  close(c->fd);
+  free(c->buf);
+}
+
+static int cl_send(cl *c, const uint8_t *d, size_t n) {
+  uint8_t pre[10];
+  np_ssize p = np_lp_put_prefix(n, pre, sizeof(pre));
+  if (write(c->fd, pre, (size_t)p) != p)
+    return -1;
+  while (n) {
+    ssize_t w = write(c->fd, d, n);
+    if (w <= 0)
+      return -1;
+    d += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* One delimited message, waiting at most |secs|. 0 ok, -1 timeout/EOF. */
+static int cl_recv(cl *c, const uint8_t **msg, size_t *mlen, double secs) {
+  double end = mono() + secs;
+  if (c->consumed) {
+    memmove(c->buf, c->buf + c->consumed, c->len - c->consumed);
+    c->len -= c->consumed;
+    c->consumed = 0;
+  }
+  for (;;) {
+    np_ssize n = np_lp_parse(c->buf, c->len, 64u << 20, msg, mlen);
+    struct pollfd p = {c->fd, POLLIN, 0};
+    ssize_t r;
+    if (n >= 0) {
+      c->consumed = (size_t)n;
+      return 0;
+    }
+    if (n != NP_ETRUNC || mono() > end)
+      return -1;
+    if (poll(&p, 1, (int)((end - mono()) * 1000) + 1) <= 0)
+      return -1;
+    r = read(c->fd, c->buf + c->len, c->cap - c->len);
+    if (r <= 0)
+      return -1;
+    c->len += (size_t)r;
+  }
+}
+
+static Np__P2pd__Response *request(cl *c, Np__P2pd__Request *rq) {
+  uint8_t buf[4096];
+  const uint8_t *m;
+  size_t ml, n = np__p2pd__request__pack(rq, buf);
+  if (cl_send(c, buf, n) != 0 || cl_recv(c, &m, &ml, 5) != 0)
+    return NULL;
+  return np__p2pd__response__unpack(NULL, ml, m);
+}
+
+static int upgrade(cl *c) {
+  Np__P2pd__Request rq = NP__P2PD__REQUEST__INIT;
+  Np__P2pd__Response *r;
+  int ok;
+  rq.type = NP__P2PD__REQUEST__TYPE__PERSISTENT_CONN_UPGRADE;
+  r = request(c, &rq);
+  ok = r && r->type == NP__P2PD__RESPONSE__TYPE__OK;
+  if (r)
+    np__p2pd__response__free_unpacked(r, NULL);
+  return ok ? 0 : -1;
+}
+
+static void uuid4(uint8_t id[16]) {
+  np_crypto_random(id, 16);
+  id[6] = (uint8_t)((id[6] & 0x0f) | 0x40);
+  id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
+}
+
+static int psend(cl *c, Np__P2pd__PersistentConnectionRequest *pr) {
+  size_t n = np__p2pd__persistent_connection_request__get_packed_size(pr);
+  uint8_t *b = malloc(n);
+  int rv;
+  np__p2pd__persistent_connection_request__pack(pr, b);
+  rv = cl_send(c, b, n);
+  free(b);
+  return rv;
+}
+
+static Np__P2pd__PersistentConnectionResponse *precv(cl *c, double secs) {
+  const uint8_t *m;
+  size_t ml;
+  if (cl_recv(c, &m, &ml, secs) != 0)
+    return NULL;
+  return np__p2pd__persistent_connection_response__unpack(NULL, ml, m);
+}
+
+static int add_handler(cl *c, const char *proto, int balanced) {
+  Np__P2pd__PersistentConnectionRequest pr =
+      NP__P2PD__PERSISTENT_CONNECTION_REQUEST__INIT;
+  Np__P2pd__AddUnaryHandlerRequest a = NP__P2PD__ADD_UNARY_HANDLER_REQUEST__INIT;
+  Np__P2pd__PersistentConnectionResponse *r;
+  uint8_t id[16];
+  int rv;
+  uuid4(id);
+  pr.callid.data = id;
+  pr.callid.len = 16;
+  a.proto = (char *)proto;
+  a.balanced = balanced;
+  pr.message_case =
+      NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_ADD_UNARY_HANDLER;
+  pr.addunaryhandler = &a;
+  if (psend(c, &pr) != 0 || (r = precv(c, 5)) == NULL)
+    return -100;
+  rv = r->message_case ==
+               NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE__NOT_SET
+           ? 0
+           : -1;
+  np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+  return rv;
+}
+
+static int send_call(cl *c, const uint8_t id[16], const char *proto,
+                     const uint8_t *data, size_t len) {
+  Np__P2pd__PersistentConnectionRequest pr =
+      NP__P2PD__PERSISTENT_CONNECTION_REQUEST__INIT;
+  Np__P2pd__CallUnaryRequest cu = NP__P2PD__CALL_UNARY_REQUEST__INIT;
+  pr.callid.data = (uint8_t *)id;
+  pr.callid.len = 16;
+  cu.peer.data = self.bytes;
+  cu.peer.len = self.len;
+  cu.proto = (char *)proto;
+  cu.data.data = (uint8_t *)data;
+  cu.data.len = len;
+  pr.message_case = NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_CALL_UNARY;
+  pr.callunary = &cu;
+  return psend(c, &pr);
+}
+
+/* Handler side: wait for a requestHandling and answer it. */
+static int serve_one(cl *c, const char *prefix, int as_error) {
+  Np__P2pd__PersistentConnectionResponse *r = precv(c, 5);
+  Np__P2pd__PersistentConnectionRequest pr =
+      NP__P2PD__PERSISTENT_CONNECTION_REQUEST__INIT;
+  Np__P2pd__CallUnaryResponse u = NP__P2PD__CALL_UNARY_RESPONSE__INIT;
+  uint8_t out[256];
+  size_t n;
+  int rv;
+  if (r == NULL || r->message_case !=
+                       NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_REQUEST_HANDLING)
+    return -1;
+  n = (size_t)snprintf((char *)out, sizeof(out), "%s%.*s", prefix,
+                       (int)r->requesthandling->data.len,
+                       (const char *)r->requesthandling->data.data);
+  pr.callid = r->callid;
+  if (as_error) {
+    u.has_error = 1;
+    u.error.data = out;
+    u.error.len = n;
+  } else {
+    u.has_response = 1;
+    u.response.data = out;
+    u.response.len = n;
+  }
+  pr.message_case =
+      NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_UNARY_RESPONSE;
+  pr.unaryresponse = &u;
+  rv = psend(c, &pr);
+  np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+  return rv;
+}
+
+static int start_host(void) {
+  char ini[800], path[4096], logp[800];
+  snprintf(ini, sizeof(ini), "%s/h.ini", dir);
+  snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
+  snprintf(logp, sizeof(logp), "%s/host.log", dir);
+  snprintf(path, sizeof(path),
+           "[host]\ndata_dir = %s\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
+           "control = %s\nlog_level = debug\n[plugins]\ndir = %s/plugins\n"
+           "[limits]\nmax_message = 4M\n",
+           dir, sock, dir);
+  tu_write(ini, path, 0644);
+  snprintf(path, sizeof(path), "%s/host/natpeer-host", tu_builddir());
+  host_pid = fork();
+  if (host_pid == 0) {
+    int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 2);
+    execl(path, path, "--config", ini, (char *)NULL);
+    _exit(127);
+  }
+  for (int i = 0; i < 200; i++) {
+    struct stat st;
+    if (stat(sock, &st) == 0)
+      return 0;
+    usleep(10000);
+  }
+  return -1;
+}
+
+int main(void) {
+  cl a, b, d;
+  uint8_t id[16];
+  Np__P2pd__PersistentConnectionResponse *r;
+  char hello[1024];
+
+  signal(SIGPIPE, SIG_IGN);
+  tu_tmpdir(dir, sizeof(dir));
+  {
+    char p[800];
+    snprintf(p, sizeof(p), "%s/plugins", dir);
+    mkdir(p, 0755);
+    snprintf(hello, sizeof(hello), "%s/plugins/.libs/hello.so", tu_builddir());
+    snprintf(p, sizeof(p), "%s/plugins/hello.so", dir);
+    tu_install(hello, p);
+    snprintf(hello, sizeof(hello), "%s/plugins/.libs/echo.so", tu_builddir());
+    snprintf(p, sizeof(p), "%s/plugins/echo.so", dir);
+    tu_install(hello, p);
+  }
+  ok(start_host() == 0, "natpeer-host starts with a control socket");
+  {
+    struct stat st;
+    ok(stat(sock, &st) == 0 && (st.st_mode & 0777) == 0600,
+       "the control socket is created 0600");
+  }
+
+  /* IDENTIFY on a plain connection. */
+  ok(cl_open(&a) == 0, "client connects");
+  {
+    Np__P2pd__Request rq = NP__P2PD__REQUEST__INIT;
+    Np__P2pd__Response *rs;
+    rq.type = NP__P2PD__REQUEST__TYPE__IDENTIFY;
+    rs = request(&a, &rq);
+    ok(rs && rs->type == NP__P2PD__RESPONSE__TYPE__OK && rs->identify,
+       "IDENTIFY answers OK with identify");
+    if (rs && rs->identify)
+      np_peerid_from_bytes(&self, rs->identify->id.data,
+                           rs->identify->id.len);
+    ok(self.len == 38, "the host's peer ID is an Ed25519 identity multihash");
+    if (rs)
+      np__p2pd__response__free_unpacked(rs, NULL);
+    rq.type = NP__P2PD__REQUEST__TYPE__DHT;
+    rs = request(&a, &rq);
+    ok(rs && rs->type == NP__P2PD__RESPONSE__TYPE__ERROR && rs->error &&
+           strcmp(rs->error->msg, "DHT not enabled") == 0,
+       "DHT requests answer a clear ERROR");
+    if (rs)
+      np__p2pd__response__free_unpacked(rs, NULL);
+    rq.type = NP__P2PD__REQUEST__TYPE__PUBSUB;
+    rs = request(&a, &rq);
+    ok(rs && rs->type == NP__P2PD__RESPONSE__TYPE__ERROR,
+       "PUBSUB answers ERROR");
+    if (rs)
+      np__p2pd__response__free_unpacked(rs, NULL);
+  }
+  cl_close(&a);
+
+  /* hivemind: handler client A, caller client B, both persistent. */
+  cl_open(&a);
+  cl_open(&b);
+  ok(upgrade(&a) == 0 && upgrade(&b) == 0, "PERSISTENT_CONN_UPGRADE answers OK");
+  is_int(add_handler(&a, "DHTProtocol.rpc_ping", 0), 0,
+         "AddUnaryHandler succeeds with an empty response");
+  is_int(add_handler(&b, "DHTProtocol.rpc_ping", 0), -1,
+         "a second, unbalanced registration gets a daemonError");
+  is_int(add_handler(&b, "hello", 1), -1,
+         "a name held by a plugin cannot be taken by a client");
+
+  uuid4(id);
+  send_call(&b, id, "DHTProtocol.rpc_ping", (const uint8_t *)"abc", 3);
+  ok(serve_one(&a, "pong:", 0) == 0,
+     "the handler client receives requestHandling");
+  r = precv(&b, 5);
+  ok(r && r->message_case ==
+                 NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CALL_UNARY_RESPONSE &&
+         r->callid.len == 16 && memcmp(r->callid.data, id, 16) == 0,
+     "the caller gets callUnaryResponse with its callId");
+  ok(r && r->callunaryresponse->has_response &&
+         r->callunaryresponse->response.len == 8 &&
+         memcmp(r->callunaryresponse->response.data, "pong:abc", 8) == 0,
+     "carrying the handler's bytes");
+  if (r)
+    np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+
+  uuid4(id);
+  send_call(&b, id, "DHTProtocol.rpc_ping", (const uint8_t *)"x", 1);
+  serve_one(&a, "bad request ", 1);
+  r = precv(&b, 5);
+  ok(r && r->message_case ==
+                 NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CALL_UNARY_RESPONSE &&
+         r->callunaryresponse->has_error &&
+         memcmp(r->callunaryresponse->error.data, "bad request x", 13) == 0,
+     "a handler's error arrives as an error, not as bytes");
+  if (r)
+    np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+
+  uuid4(id);
+  send_call(&b, id, "hello", NULL, 0);
+  r = precv(&b, 5);
+  ok(r && r->callunaryresponse && r->callunaryresponse->has_response &&
+         r->callunaryresponse->response.len == 13 &&
+         memcmp(r->callunaryresponse->response.data, "Hello, World!", 13) == 0,
+     "a client calls a plugin's handler");
+  if (r)
+    np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+
+  uuid4(id);
+  send_call(&b, id, "no.such.handler", NULL, 0);
+  r = precv(&b, 5);
+  ok(r && r->message_case ==
+                 NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_DAEMON_ERROR &&
+         strstr(r->daemonerror->message, "protocol not supported") != NULL,
+     "an unknown handler gives daemonError \"protocol not supported\"");
+  if (r)
+    np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+
+  /* 4 MiB cap: exactly 4 MiB echoes, one byte more is refused. */
+  {
+    size_t big = 4u << 20;
+    uint8_t *p = malloc(big + 1);
+    for (size_t i = 0; i <= big; i++)
+      p[i] = (uint8_t)(i * 7 + 3);
+    uuid4(id);
+    send_call(&b, id, "echo", p, big);
+    r = precv(&b, 10);
+    ok(r && r->callunaryresponse && r->callunaryresponse->has_response &&
+           r->callunaryresponse->response.len == big &&
+           memcmp(r->callunaryresponse->response.data, p, big) == 0,
+       "a 4 MiB payload echoes back intact");
+    if (r)
+      np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+    uuid4(id);
+    send_call(&b, id, "echo", p, big + 1);
+    r = precv(&b, 10);
+    ok(r && r->message_case ==
+                   NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_DAEMON_ERROR &&
+           strstr(r->daemonerror->message, "max_message") != NULL,
+       "4 MiB + 1 is refused with an error naming the limit (%s)",
+       r && r->daemonerror ? r->daemonerror->message : "?");
+    if (r)
+      np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+    free(p);
+  }
+
+  /* Cancel on timeout: the handler client is told. */
+  uuid4(id);
+  send_call(&b, id, "DHTProtocol.rpc_ping", (const uint8_t *)"slow", 4);
+  r = precv(&a, 5);
+  ok(r && r->message_case ==
+              NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_REQUEST_HANDLING,
+     "the slow call reaches the handler");
+  if (r)
+    np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+  {
+    Np__P2pd__PersistentConnectionRequest pr =
+        NP__P2PD__PERSISTENT_CONNECTION_REQUEST__INIT;
+    Np__P2pd__Cancel cn = NP__P2PD__CANCEL__INIT;
+    pr.callid.data = id;
+    pr.callid.len = 16;
+    pr.message_case = NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_CANCEL;
+    pr.cancel = &cn;
+    psend(&b, &pr);
+  }
+  r = precv(&b, 5);
+  ok(r && r->message_case ==
+              NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CANCEL,
+     "Cancel is acknowledged with cancel");
+  if (r)
+    np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+  r = precv(&a, 5);
+  ok(r && r->message_case ==
+              NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CANCEL &&
+         memcmp(r->callid.data, id, 16) == 0,
+     "the handler client gets cancel for that callId");
+  if (r)
+    np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+
+  /* Handler client leaves: its handler goes, pending calls fail. */
+  uuid4(id);
+  send_call(&b, id, "DHTProtocol.rpc_ping", (const uint8_t *)"orphan", 6);
+  r = precv(&a, 5);
+  if (r)
+    np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+  cl_close(&a);
+  r = precv(&b, 5);
+  ok(r && r->callunaryresponse && r->callunaryresponse->has_error,
+     "a call pending on a client that disconnects fails promptly");
+  if (r)
+    np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
+  cl_open(&d);
+  upgrade(&d);
+  is_int(add_handler(&d, "DHTProtocol.rpc_ping", 0), 0,
+         "the name is free again after its client left");
+  cl_close(&d);
+  cl_close(&b);
+
+  /* Garbage on the socket closes that connection only. */
+  cl_open(&a);
+  if (write(a.fd, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 10) != 10)
+    ok(0, "write garbage");
+  {
+    const uint8_t *m;
+    size_t ml;
+    ok(cl_recv(&a, &m, &ml, 2) != 0, "a malformed length prefix closes the connection");
+  }
+  cl_close(&a);
+  ok(cl_open(&a) == 0, "the host still accepts clients");
+  cl_close(&a);
+
+  kill(host_pid, SIGTERM);
+  {
+    int st = 0;
+    waitpid(host_pid, &st, 0);
+    ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "host exits 0 on SIGTERM");
+  }
+  ok(access(sock, F_OK) != 0, "the control socket file is removed on stop");
+  np_crypto_cleanup();
+  tu_rmrf(dir);
+  return done_testing();
+}
