@@ -181,11 +181,22 @@ int main(int argc, char **argv) {
     return 1;
   }
   rv = np_host_start(host, call ? NP_HOST_SIGNALS
-                                 : NP_HOST_SIGNALS | NP_HOST_CONTROL);
+                                 : NP_HOST_SIGNALS | NP_HOST_CONTROL |
+                                       NP_HOST_NET);
   if (rv != 0) {
     fprintf(stderr, "natpeer-host: start failed: %s\n", np_strerror(rv));
     np_host_del(host);
     return 1;
+  }
+  if (!call) {
+    /* Start-up banner on stdout, in the libp2p daemon's form: scripts and
+     * test harnesses read the control address and dialable addresses. */
+    const char *a;
+    printf("Control socket: %s\nPeer ID: %s\nPeer Addrs:\n",
+           np_host_control_addr(host), np_host_identity(host)->id_str);
+    for (size_t i = 0; (a = np_host_addr_text(host, i)) != NULL; i++)
+      printf("%s\n", a);
+    fflush(stdout);
   }
   cc.h = host;
   cc.rc = 0;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "np_ctl.h"
+#include "np_swarm.h"
 #include "np_err.h"
 #include "np_log.h"
 #include "np_plugin.h"
@@ -18,6 +19,7 @@ struct np_host {
   np_proto_table *protos;
   np_plugins *plugins;
   np_ctl *ctl;
+  np_swarm *swarm;
   ev_signal sig_int, sig_term, sig_hup;
   int signals_on;
   int stopped;
@@ -48,6 +50,10 @@ const np_conf *np_host_conf(const np_host *h) { return h->conf; }
 const np_identity *np_host_identity(const np_host *h) { return &h->id; }
 np_proto_table *np_host_protos(np_host *h) { return h->protos; }
 np_plugins *np_host_plugins(np_host *h) { return h->plugins; }
+const char *np_host_addr_text(np_host *h, size_t i) {
+  return h->swarm ? np_swarm_addr_text(h->swarm, i) : NULL;
+}
+
 const char *np_host_control_addr(const np_host *h) {
   return h->ctl ? np_ctl_addr(h->ctl) : NULL;
 }
@@ -114,6 +120,15 @@ int np_host_new(np_host **ph, struct ev_loop *ev, np_conf *conf,
 int np_host_start(np_host *h, int flags) {
   np_plugins_result r;
   int rv;
+  if (flags & NP_HOST_NET) {
+    char err[1024];
+    rv = np_swarm_new(&h->swarm, h, err, sizeof(err));
+    if (rv != 0) {
+      np_error("host", "network-failed error=\"%s\"", err);
+      fprintf(stderr, "natpeer-host: %s\n", err);
+      return rv;
+    }
+  }
   if (flags & NP_HOST_CONTROL) {
     char err[1024];
     rv = np_ctl_new(&h->ctl, h, err, sizeof(err));
@@ -155,6 +170,9 @@ void np_host_stop(np_host *h) {
   np_ctl_del(h->ctl);
   h->ctl = NULL;
   drain(h);
+  np_swarm_del(h->swarm);
+  h->swarm = NULL;
+  drain(h);
   np_plugins_del(h->plugins);
   h->plugins = NULL;
   drain(h);
@@ -171,7 +189,7 @@ void np_host_stop(np_host *h) {
 void np_host_del(np_host *h) {
   if (h == NULL)
     return;
-  if (h->plugins || h->signals_on) {
+  if (h->plugins || h->signals_on || h->swarm || h->ctl) {
     if (!h->stopped)
       np_host_stop(h);
   }

@@ -21,11 +21,14 @@ int np_host_new(np_host **ph, struct ev_loop *ev, np_conf *conf,
                 const np_identity *id);
 enum np_host_flags {
   NP_HOST_SIGNALS = 1, /* SIGINT/SIGTERM stop, SIGHUP reloads */
-  NP_HOST_CONTROL = 2  /* open the [host] control socket */
+  NP_HOST_CONTROL = 2, /* open the [host] control socket */
+  NP_HOST_NET = 4      /* listen and connect (QUIC) */
 };
 /* Open the control socket (NP_HOST_CONTROL), install signal watchers
  * (NP_HOST_SIGNALS), load plugins. Returns 0 or a negative code. */
 int np_host_start(np_host *h, int flags);
+/* The i-th listen address with /p2p/ID as text, or NULL past the end. */
+const char *np_host_addr_text(np_host *h, size_t i);
 /* The control socket's bound address, or NULL. */
 const char *np_host_control_addr(const np_host *h);
 /* Graceful stop: plugins shut down, sockets closed, the loop breaks. */

@@ -11,6 +11,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
 failures=0
 n=0
 pass() { n=$((n + 1)); echo "ok $n - $*"; }

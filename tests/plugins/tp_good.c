@@ -26,6 +26,7 @@ typedef struct st {
 typedef struct pending {
   st *s;
   np_call *c;
+  char peer[128]; /* whom to call from the timer; "" = this host */
 } pending;
 
 static void on_good(np_call *c, const uint8_t *req, size_t len, void *ud) {
@@ -50,25 +51,30 @@ static void on_timer(np_timer *t, void *ud) {
   pending *pd = ud;
   int rv;
   (void)t;
-  rv = pd->s->api->call(pd->s->p, pd->s->api->self_peer(pd->s->p), "hello",
-                        NULL, 0, on_hello_done, pd);
+  rv = pd->s->api->call(pd->s->p,
+                        pd->peer[0] ? pd->peer
+                                    : pd->s->api->self_peer(pd->s->p),
+                        "hello", NULL, 0, on_hello_done, pd);
   if (rv < 0) {
     pd->s->api->call_fail(pd->c, pd->s->api->strerror(rv));
     free(pd);
   }
 }
 
+/* "tp.selfcall": call hello from a timer; the request (if any) names the
+ * peer to call, else this host. */
 static void on_selfcall(np_call *c, const uint8_t *req, size_t len,
                         void *ud) {
   st *s = ud;
   pending *pd = calloc(1, sizeof(*pd));
-  (void)req, (void)len;
   if (pd == NULL) {
     s->api->call_fail(c, "out of memory");
     return;
   }
   pd->s = s;
   pd->c = c;
+  if (len > 0 && len < sizeof(pd->peer))
+    memcpy(pd->peer, req, len);
   if (s->api->timer_start(s->p, NULL, 10, on_timer, pd) < 0) {
     s->api->call_fail(c, "timer");
     free(pd);

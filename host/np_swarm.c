@@ -1,0 +1,1531 @@
+#include "np_swarm.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "np_call.h"
+#include "np_crypto.h"
+#include "np_err.h"
+#include "np_host.h"
+#include "np_identify.h"
+#include "np_list.h"
+#include "np_log.h"
+#include "np_lp.h"
+#include "np_mss.h"
+#include "np_multiaddr.h"
+#include "np_peerstore.h"
+#include "np_quic.h"
+#include "np_stream.h"
+#include "np_tls.h"
+#include "np_unary.h"
+
+#define MAX_ADDRS 32
+#define ADDR_LEN 128
+#define MAX_DIAL_ADDRS 8
+#define UNARY_OVERHEAD 2048 /* frame bytes around a unary payload */
+#define PING_LEN 32
+#define OBUF_CHUNK (256 * 1024)
+#define ADDR_TTL_MS (3600u * 1000u)
+
+typedef struct sconn sconn;
+typedef struct sstream sstream;
+typedef struct op op;
+
+enum skind {
+  S_NEG_IN = 1, /* listener negotiating */
+  S_NEG_OUT,    /* dialer negotiating (op attached) */
+  S_PING_IN,
+  S_ID_IN,   /* we answer identify */
+  S_ID_OUT,  /* we read the peer's identify */
+  S_PUSH_IN, /* the peer pushes identify */
+  S_UNARY_IN,
+  S_UNARY_OUT,
+  S_PING_OUT,
+  S_APP, /* raw stream handed to a handler or a control client */
+  S_DEAD
+};
+
+enum opkind { OP_CONNECT = 1, OP_OPEN, OP_PING, OP_CALL, OP_IDENTIFY };
+
+struct np_swarm {
+  np_host *h;
+  np_tls *tls;
+  np_quic *q;
+  np_peerstore *ps;
+  np_list conns; /* sconn */
+  np_list dials; /* dialing */
+  np_list ops;   /* op */
+  uint64_t record_seq;
+  uint8_t addr[MAX_ADDRS][ADDR_LEN];
+  size_t addr_len[MAX_ADDRS];
+  size_t naddrs;
+  char addr_text[MAX_ADDRS][320];
+  int closing;
+};
+
+struct sconn {
+  np_list link;
+  np_swarm *sw;
+  np_qconn *qc;
+  np_peerid peer;
+  char peer_str[NP_PEERID_STRMAX];
+  uint8_t raddr[ADDR_LEN];
+  size_t raddr_len;
+  int up, inbound;
+  uint64_t t_up_ms;
+  int64_t rtt_us;
+  np_list streams; /* sstream */
+  struct dialing *dial; /* when this is a dial attempt */
+};
+
+/* One dial toward a peer, shared by every op waiting for it. */
+typedef struct dialing {
+  np_list link;
+  np_swarm *sw;
+  np_peerid peer;
+  uint8_t addrs[MAX_DIAL_ADDRS][ADDR_LEN];
+  size_t lens[MAX_DIAL_ADDRS];
+  size_t n, next;
+  int last_err;
+  sconn *c;
+  np_list waiters; /* op.wlink */
+} dialing;
+
+struct sstream {
+  np_list link; /* in sconn->streams */
+  sconn *c;
+  np_qstream *qs;
+  int kind;
+  np_mss mss;
+  np_lp_reader rd;
+  int rd_init;
+  op *op;        /* outgoing: the op this stream serves */
+  np_call *call; /* unary in: the local call */
+  np_stream *app;
+  np_identify idf;
+  int idf_init;
+  uint8_t ping[PING_LEN];
+  size_t ping_got;
+  double ping_t0;
+  uint8_t *obuf; /* bytes waiting for send-buffer room */
+  size_t olen, ooff;
+  int fin_after; /* send FIN once obuf is written */
+  int fin_in;
+  /* The dialer's proposals: np_mss borrows them while negotiating, and the
+   * op that asked may be gone before the answer comes. */
+  char *protos[NP_MSS_MAX_PROPOSALS];
+  size_t nprotos;
+};
+
+struct op {
+  np_list link;  /* in sw->ops */
+  np_list wlink; /* in dialing->waiters */
+  np_swarm *sw;
+  int kind;
+  np_peerid peer;
+  char peer_str[NP_PEERID_STRMAX];
+  ev_timer timer;
+  int timer_on;
+  sstream *st;
+  int done; /* completion queued or delivered */
+  /* completions */
+  np_net_done_fn done_cb;
+  np_net_stream_fn stream_cb;
+  np_net_ping_fn ping_cb;
+  np_call_complete_fn call_cb;
+  void *ud;
+  /* OP_OPEN */
+  char *protos[NP_MSS_MAX_PROPOSALS];
+  size_t nprotos;
+  /* OP_CALL */
+  char *proto;
+  uint8_t *req;
+  size_t req_len;
+  uint8_t call_id[NP_UNARY_CALLID_LEN];
+  /* deferred completion */
+  int err;
+};
+
+static struct ev_loop *EV(np_swarm *sw) {
+  return np_loop_ev(np_host_loop(sw->h));
+}
+static uint64_t now_ms(np_swarm *sw) { return np_now(np_host_loop(sw->h)); }
+
+static void op_finish(op *o, int err);
+static void op_on_conn(op *o, sconn *c);
+static void st_kill(sstream *st, int reset);
+static void dial_next(dialing *d);
+
+static const char *const builtin[] = {NP_IDENTIFY_PROTOCOL,
+                                      NP_IDENTIFY_PUSH_PROTOCOL,
+                                      NP_PING_PROTOCOL};
+
+/* ---- addresses ------------------------------------------------------------ */
+
+static void add_own_addr(np_swarm *sw, const uint8_t *bin, size_t len) {
+  if (sw->naddrs >= MAX_ADDRS || len > ADDR_LEN)
+    return;
+  for (size_t i = 0; i < sw->naddrs; i++)
+    if (sw->addr_len[i] == len && memcmp(sw->addr[i], bin, len) == 0)
+      return;
+  memcpy(sw->addr[sw->naddrs], bin, len);
+  sw->addr_len[sw->naddrs] = len;
+  {
+    char t[200];
+    if (np_maddr_to_string(bin, len, t, sizeof(t)) >= 0)
+      snprintf(sw->addr_text[sw->naddrs], sizeof(sw->addr_text[0]), "%s/p2p/%s",
+               t, np_host_identity(sw->h)->id_str);
+  }
+  sw->naddrs++;
+}
+
+/* Bound listen addresses; a wildcard becomes one address per interface. */
+static void collect_addrs(np_swarm *sw) {
+  const np_conf *conf = np_host_conf(sw->h);
+  sw->naddrs = 0;
+  for (size_t i = 0; i < np_quic_listen_count(sw->q); i++) {
+    uint8_t bin[ADDR_LEN];
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    np_ssize n = np_quic_listen_addr(sw->q, i, bin, sizeof(bin));
+    int wild = 0;
+    uint16_t port = 0;
+    if (n < 0 || np_maddr_to_sockaddr(bin, (size_t)n, &ss, &sl) != 0)
+      continue;
+    if (ss.ss_family == AF_INET) {
+      struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+      wild = in->sin_addr.s_addr == htonl(INADDR_ANY);
+      port = in->sin_port;
+    } else {
+      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+      wild = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+      port = in6->sin6_port;
+    }
+    if (!wild) {
+      add_own_addr(sw, bin, (size_t)n);
+      continue;
+    }
+    {
+      struct ifaddrs *ifs, *it;
+      if (getifaddrs(&ifs) != 0)
+        continue;
+      for (it = ifs; it; it = it->ifa_next) {
+        struct sockaddr_storage a;
+        if (it->ifa_addr == NULL || it->ifa_addr->sa_family != ss.ss_family ||
+            !(it->ifa_flags & IFF_UP))
+          continue;
+        memset(&a, 0, sizeof(a));
+        if (ss.ss_family == AF_INET) {
+          memcpy(&a, it->ifa_addr, sizeof(struct sockaddr_in));
+          ((struct sockaddr_in *)&a)->sin_port = port;
+        } else {
+          memcpy(&a, it->ifa_addr, sizeof(struct sockaddr_in6));
+          if (IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)&a)->sin6_addr))
+            continue;
+          ((struct sockaddr_in6 *)&a)->sin6_port = port;
+        }
+        n = np_maddr_from_sockaddr_quic((struct sockaddr *)&a, bin, sizeof(bin));
+        if (n > 0)
+          add_own_addr(sw, bin, (size_t)n);
+      }
+      freeifaddrs(ifs);
+    }
+  }
+  for (size_t i = 0; i < conf->host.announce.n; i++) {
+    uint8_t bin[ADDR_LEN];
+    const char *t = conf->host.announce.v[i];
+    np_ssize n = np_maddr_parse(t, strlen(t), bin, sizeof(bin));
+    if (n > 0)
+      add_own_addr(sw, bin, (size_t)n);
+  }
+}
+
+const char *np_swarm_addr_text(np_swarm *sw, size_t i) {
+  return i < sw->naddrs ? sw->addr_text[i] : NULL;
+}
+
+/* ---- stream output ----------------------------------------------------------- */
+
+static void st_pump(sstream *st) {
+  while (st->obuf && st->ooff < st->olen) {
+    size_t space = np_quic_stream_write_space(st->qs), n = st->olen - st->ooff;
+    int rv;
+    if (n > space)
+      n = space;
+    if (n > OBUF_CHUNK)
+      n = OBUF_CHUNK;
+    if (n == 0) /* a refused write arms stream_writable, which resumes */
+      n = st->olen - st->ooff < OBUF_CHUNK ? st->olen - st->ooff : OBUF_CHUNK;
+    rv = np_quic_stream_write(st->qs, st->obuf + st->ooff, n);
+    if (rv == NP_ELIMIT)
+      return;
+    if (rv < 0) {
+      st_kill(st, 1);
+      return;
+    }
+    st->ooff += n;
+  }
+  free(st->obuf);
+  st->obuf = NULL;
+  st->olen = st->ooff = 0;
+  if (st->fin_after) {
+    st->fin_after = 0;
+    np_quic_stream_shutdown(st->qs);
+  }
+}
+
+/* Queue |len| bytes (copied) and optionally FIN after them. */
+static int st_send(sstream *st, const uint8_t *data, size_t len, int fin) {
+  if (len) {
+    uint8_t *nb;
+    size_t keep = st->obuf ? st->olen - st->ooff : 0;
+    if ((nb = malloc(keep + len)) == NULL)
+      return NP_ENOMEM;
+    if (keep)
+      memcpy(nb, st->obuf + st->ooff, keep);
+    memcpy(nb + keep, data, len);
+    free(st->obuf);
+    st->obuf = nb;
+    st->olen = keep + len;
+    st->ooff = 0;
+  }
+  if (fin)
+    st->fin_after = 1;
+  if (st->obuf == NULL && st->fin_after) {
+    st->fin_after = 0;
+    return np_quic_stream_shutdown(st->qs);
+  }
+  st_pump(st);
+  return 0;
+}
+
+static void st_send_mss(sstream *st) {
+  const uint8_t *out;
+  size_t n = np_mss_output(&st->mss, &out);
+  if (n) {
+    st_send(st, out, n, 0);
+    np_mss_drain(&st->mss, n);
+  }
+}
+
+/* ---- np_stream for handlers and control clients -------------------------------- */
+
+static int app_write(np_stream *s, const uint8_t *data, size_t len) {
+  sstream *st = s->impl;
+  if (st == NULL || st->kind != S_APP)
+    return NP_ECLOSED;
+  if (st->obuf) /* earlier bytes still queued: keep order */
+    return NP_ELIMIT;
+  return np_quic_stream_write(st->qs, data, len);
+}
+
+static void app_close(np_stream *s) {
+  sstream *st = s->impl;
+  if (st && st->kind == S_APP)
+    st_send(st, NULL, 0, 1);
+}
+
+static void app_reset(np_stream *s) {
+  sstream *st = s->impl;
+  if (st && st->kind == S_APP)
+    np_quic_stream_reset(st->qs, 0);
+}
+
+static void app_pause(np_stream *s, int paused) {
+  /* np_quic credits the receive window as data is delivered; the receiver
+   * bounds what it buffers (the control socket closes a client that does
+   * not keep up). */
+  (void)s, (void)paused;
+}
+
+static const np_stream_ops app_ops = {app_write, app_close, app_reset,
+                                      app_pause};
+
+static np_stream *app_new(sstream *st, const char *proto) {
+  np_stream *s = calloc(1, sizeof(*s));
+  if (s == NULL)
+    return NULL;
+  s->ops = &app_ops;
+  s->impl = st;
+  np_list_init(&s->owner_link);
+  snprintf(s->peer, sizeof(s->peer), "%s", st->c->peer_str);
+  snprintf(s->proto, sizeof(s->proto), "%s", proto);
+  memcpy(s->addr, st->c->raddr, st->c->raddr_len);
+  s->addr_len = st->c->raddr_len;
+  st->app = s;
+  st->kind = S_APP;
+  return s;
+}
+
+/* ---- stream teardown ---------------------------------------------------------- */
+
+static void st_free(sstream *st) {
+  np_list_remove(&st->link);
+  for (size_t i = 0; i < st->nprotos; i++)
+    free(st->protos[i]);
+  if (st->rd_init)
+    np_lp_free(&st->rd);
+  if (st->idf_init)
+    np_identify_free(&st->idf);
+  free(st->obuf);
+  free(st);
+}
+
+/* The stream is gone or going: release everything attached to it. */
+static void st_detach(sstream *st, int err) {
+  if (st->call) {
+    np_call *c = st->call;
+    st->call = NULL;
+    np_call_caller_gone(c);
+  }
+  if (st->op) {
+    op *o = st->op;
+    st->op = NULL;
+    o->st = NULL;
+    op_finish(o, err ? err : NP_ECLOSED);
+  }
+  if (st->app) {
+    np_stream *s = st->app;
+    st->app = NULL;
+    s->impl = NULL;
+    np_stream_closed(s, err);
+    free(s);
+  }
+}
+
+/* Abort a stream from our side; its close callback frees it later. */
+static void st_kill(sstream *st, int reset) {
+  if (st->kind == S_DEAD)
+    return;
+  st_detach(st, NP_ECANCELED);
+  st->kind = S_DEAD;
+  if (reset)
+    np_quic_stream_reset(st->qs, 0);
+}
+
+static sstream *st_new(sconn *c, np_qstream *qs, int kind) {
+  sstream *st = calloc(1, sizeof(*st));
+  if (st == NULL)
+    return NULL;
+  st->c = c;
+  st->qs = qs;
+  st->kind = kind;
+  np_list_insert_tail(&c->streams, &st->link);
+  np_quic_stream_set_ud(qs, st);
+  return st;
+}
+
+/* ---- built-in protocol handling -------------------------------------------------- */
+
+static int is_builtin(const char *name, size_t len) {
+  for (size_t i = 0; i < NP_ARRAY_LEN(builtin); i++)
+    if (strlen(builtin[i]) == len && memcmp(builtin[i], name, len) == 0)
+      return 1;
+  return 0;
+}
+
+static int lookup(const char *name, size_t len, void *ud) {
+  sstream *st = ud;
+  if (is_builtin(name, len))
+    return 1;
+  return np_proto_find(np_host_protos(st->c->sw->h), name, len) != NULL;
+}
+
+/* Every protocol we serve, for identify. */
+typedef struct protos_acc {
+  const char **v;
+  size_t n, cap;
+} protos_acc;
+
+static int acc_proto(const np_handler *h, void *ud) {
+  protos_acc *a = ud;
+  if (a->n < a->cap)
+    a->v[a->n++] = h->proto;
+  return 0;
+}
+
+static void send_identify(sstream *st) {
+  np_swarm *sw = st->c->sw;
+  np_proto_table *pt = np_host_protos(sw->h);
+  size_t cap = np_proto_count(pt) + NP_ARRAY_LEN(builtin);
+  const char **v = calloc(cap, sizeof(*v));
+  np_identify_blob addrs[MAX_ADDRS];
+  np_identify_params p;
+  protos_acc acc;
+  uint8_t *out;
+  np_ssize n;
+  char agent[64];
+  if (v == NULL || (out = malloc(2 * NP_IDENTIFY_MSG_OUT + 64)) == NULL) {
+    free(v);
+    st_kill(st, 1);
+    return;
+  }
+  acc.v = v;
+  acc.n = 0;
+  acc.cap = cap;
+  for (size_t i = 0; i < NP_ARRAY_LEN(builtin); i++)
+    v[acc.n++] = builtin[i];
+  np_proto_foreach(pt, acc_proto, &acc);
+  for (size_t i = 0; i < sw->naddrs; i++) {
+    addrs[i].data = sw->addr[i];
+    addrs[i].len = sw->addr_len[i];
+  }
+  snprintf(agent, sizeof(agent), "natpeer/%s", PACKAGE_VERSION);
+  memset(&p, 0, sizeof(p));
+  p.protocol_version = "ipfs/0.1.0";
+  p.agent_version = agent;
+  p.listen_addrs = addrs;
+  p.nlisten = sw->naddrs;
+  p.observed = st->c->raddr;
+  p.observed_len = st->c->raddr_len;
+  p.protocols = v;
+  p.nprotocols = acc.n;
+  p.record_seq = sw->record_seq;
+  n = np_identify_build(np_host_identity(sw->h), &p, out,
+                        2 * NP_IDENTIFY_MSG_OUT + 64);
+  if (n == NP_ELIMIT) { /* too many protocols for one message: no record */
+    p.record_seq = 0;
+    n = np_identify_build(np_host_identity(sw->h), &p, out,
+                          2 * NP_IDENTIFY_MSG_OUT + 64);
+  }
+  if (n < 0) {
+    np_warn("swarm", "identify-build-failed err=%s", np_errname((int)n));
+    st_kill(st, 1);
+  } else {
+    st_send(st, out, (size_t)n, 1);
+  }
+  free(out);
+  free(v);
+}
+
+static void identify_apply(sconn *c, np_identify *idf) {
+  np_swarm *sw = c->sw;
+  np_ps_peer *p = np_peerstore_upsert(sw->ps, &c->peer, now_ms(sw));
+  np_peerid claimed;
+  size_t *lens;
+  if (p == NULL)
+    return;
+  /* The key in identify must be the key the TLS handshake proved. */
+  if (idf->pubkey.data &&
+      (np_identify_peerid(idf, &claimed) != 0 ||
+       !np_peerid_equal(&claimed, &c->peer))) {
+    np_warn("swarm", "identify-key-mismatch peer=%s", c->peer_str);
+    return;
+  }
+  if (idf->agent_version)
+    np_peerstore_set_agent(p, idf->agent_version, strlen(idf->agent_version));
+  lens = calloc(idf->nprotocols ? idf->nprotocols : 1, sizeof(*lens));
+  if (lens) {
+    for (size_t i = 0; i < idf->nprotocols; i++)
+      lens[i] = strlen(idf->protocols[i]);
+    np_peerstore_set_protocols(p, (const char *const *)idf->protocols, lens,
+                               idf->nprotocols);
+    free(lens);
+  }
+  for (size_t i = 0; i < idf->naddrs; i++)
+    np_peerstore_add_addr(p, idf->addrs[i].data, idf->addrs[i].len,
+                          now_ms(sw), ADDR_TTL_MS);
+  if (idf->observed.data) {
+    char t[200];
+    if (np_maddr_to_string(idf->observed.data, idf->observed.len, t,
+                           sizeof(t)) >= 0)
+      np_debug("swarm", "observed-addr peer=%s addr=%s", c->peer_str, t);
+  }
+  np_info("swarm", "identified peer=%s agent=\"%s\" protocols=%zu addrs=%zu",
+          c->peer_str, p->agent, idf->nprotocols, idf->naddrs);
+}
+
+/* Feed bytes of a stream whose protocol is known. */
+static void st_data(sstream *st, const uint8_t *data, size_t len, int fin);
+
+static void on_call_done(void *ud, int err, const uint8_t *data, size_t len) {
+  sstream *st = ud;
+  np_unary_resp r;
+  size_t cap;
+  uint8_t *out;
+  np_ssize n;
+  st->call = NULL;
+  memset(&r, 0, sizeof(r));
+  memcpy(r.call_id, st->ping, NP_UNARY_CALLID_LEN); /* unary_in kept the
+                                                      caller's callId here */
+  if (err == 0) {
+    r.data = data;
+    r.data_len = len;
+  } else {
+    char msg[256];
+    r.is_error = 1;
+    if (err == NP_EREMOTE) {
+      r.data = data;
+      r.data_len = len;
+    } else {
+      snprintf(msg, sizeof(msg), "%s", np_strerror(err));
+      r.data = (const uint8_t *)msg;
+      r.data_len = strlen(msg);
+    }
+  }
+  cap = np_unary_resp_size(&r);
+  if ((out = malloc(cap)) == NULL) {
+    st_kill(st, 1);
+    return;
+  }
+  n = np_unary_encode_resp(&r, out, cap);
+  if (n < 0)
+    st_kill(st, 1);
+  else
+    st_send(st, out, (size_t)n, 1);
+  free(out);
+}
+
+static void unary_in(sstream *st, const uint8_t *msg, size_t len) {
+  np_swarm *sw = st->c->sw;
+  np_unary_req r;
+  char err[256];
+  int rv;
+  const char *proto = np_mss_protocol(&st->mss, NULL);
+  rv = np_unary_parse_req(&r, msg, len,
+                          np_host_conf(sw->h)->limits.max_message +
+                              UNARY_OVERHEAD,
+                          err, sizeof(err));
+  if (rv != 0) {
+    np_warn("swarm", "unary-bad-request peer=%s err=\"%s\"", st->c->peer_str,
+            err);
+    st_kill(st, 1);
+    return;
+  }
+  memcpy(st->ping, r.call_id, NP_UNARY_CALLID_LEN);
+  /* The caller's stated target is ignored: the authenticated remote is the
+   * caller, and the negotiated protocol names the handler. */
+  rv = np_host_call_local(sw->h, st->c->peer_str, proto, strlen(proto),
+                          r.call_id, r.data, r.data_len, on_call_done, st,
+                          &st->call);
+  np_unary_req_free(&r);
+  if (rv != 0) {
+    st->call = NULL;
+    on_call_done(st, rv, NULL, 0);
+  }
+}
+
+static void unary_out_resp(sstream *st, const uint8_t *msg, size_t len) {
+  np_swarm *sw = st->c->sw;
+  op *o = st->op;
+  np_unary_resp r;
+  char err[256];
+  int rv = np_unary_parse_resp(&r, msg, len,
+                               np_host_conf(sw->h)->limits.max_message +
+                                   UNARY_OVERHEAD,
+                               err, sizeof(err));
+  if (o == NULL)
+    return;
+  st->op = NULL;
+  o->st = NULL;
+  if (rv != 0) {
+    op_finish(o, rv);
+  } else {
+    if (!o->done) {
+      o->done = 1;
+      o->call_cb(o->ud, r.is_error ? NP_EREMOTE : 0, r.data, r.data_len);
+      o->call_cb = NULL;
+    }
+    np_unary_resp_free(&r);
+    op_finish(o, 0);
+  }
+  /* Our side is done: FIN, and the stream closes once the peer's FIN is in. */
+  st->kind = S_DEAD;
+  np_quic_stream_shutdown(st->qs);
+}
+
+static void st_protocol_ready(sstream *st, const uint8_t *rest, size_t len,
+                              int fin) {
+  np_swarm *sw = st->c->sw;
+  size_t plen;
+  const char *proto = np_mss_protocol(&st->mss, &plen);
+  if (st->kind == S_NEG_IN) {
+    const np_handler *h;
+    if (strcmp(proto, NP_PING_PROTOCOL) == 0) {
+      st->kind = S_PING_IN;
+    } else if (strcmp(proto, NP_IDENTIFY_PROTOCOL) == 0) {
+      st->kind = S_ID_IN;
+      send_identify(st);
+    } else if (strcmp(proto, NP_IDENTIFY_PUSH_PROTOCOL) == 0) {
+      st->kind = S_PUSH_IN;
+      np_lp_init(&st->rd, NP_IDENTIFY_MSG_MAX);
+      st->rd_init = 1;
+      np_identify_init(&st->idf);
+      st->idf_init = 1;
+    } else if ((h = np_proto_find(np_host_protos(sw->h), proto, plen)) ==
+               NULL) {
+      st_kill(st, 1); /* unregistered since negotiation */
+      return;
+    } else if (h->kind == NP_HANDLER_UNARY) {
+      st->kind = S_UNARY_IN;
+      np_lp_init(&st->rd, np_host_conf(sw->h)->limits.max_message +
+                              UNARY_OVERHEAD);
+      st->rd_init = 1;
+    } else {
+      np_stream *s = app_new(st, proto);
+      if (s == NULL) {
+        st_kill(st, 1);
+        return;
+      }
+      np_stream_set_cbs(s, &h->stream, h->ud);
+      if (h->streams)
+        np_list_insert_tail(h->streams, &s->owner_link);
+      if (s->cbs.on_open)
+        s->cbs.on_open(s, s->ud);
+    }
+  } else {
+    op *o = st->op;
+    if (o == NULL) {
+      st_kill(st, 1);
+      return;
+    }
+    if (o->kind == OP_CALL) {
+      st->kind = S_UNARY_OUT;
+      np_lp_init(&st->rd, np_host_conf(sw->h)->limits.max_message +
+                              UNARY_OVERHEAD);
+      st->rd_init = 1;
+    } else if (o->kind == OP_PING) {
+      st->kind = S_PING_OUT;
+    } else if (o->kind == OP_IDENTIFY) {
+      st->kind = S_ID_OUT;
+      np_lp_init(&st->rd, NP_IDENTIFY_MSG_MAX);
+      st->rd_init = 1;
+      np_identify_init(&st->idf);
+      st->idf_init = 1;
+    } else { /* OP_OPEN: hand the stream over */
+      np_stream *s = app_new(st, proto);
+      if (s == NULL) {
+        st_kill(st, 1);
+        return;
+      }
+      st->op = NULL;
+      o->st = NULL;
+      o->done = 1;
+      o->stream_cb(o->ud, 0, s, proto);
+      o->stream_cb = NULL;
+      op_finish(o, 0);
+      if (st->app == NULL) /* receiver reset it meanwhile */
+        return;
+    }
+  }
+  if (st->kind != S_DEAD && (len || fin))
+    st_data(st, rest, len, fin);
+}
+
+static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
+  switch (st->kind) {
+  case S_NEG_IN:
+  case S_NEG_OUT: {
+    np_ssize n = np_mss_feed(&st->mss, data, len);
+    st_send_mss(st);
+    if (n < 0) {
+      int err = (int)n;
+      if (st->op)
+        op_finish(st->op, err);
+      st_kill(st, 1);
+      return;
+    }
+    if (np_mss_state(&st->mss) == NP_MSS_DONE)
+      st_protocol_ready(st, data + n, len - (size_t)n, fin);
+    else if (fin)
+      st_kill(st, 1);
+    return;
+  }
+  case S_PING_IN:
+    if (len)
+      st_send(st, data, len, 0);
+    if (fin)
+      st_send(st, NULL, 0, 1);
+    return;
+  case S_PING_OUT: {
+    op *o = st->op;
+    size_t take = len < PING_LEN - st->ping_got ? len : PING_LEN - st->ping_got;
+    if (o == NULL)
+      return;
+    if (memcmp(st->ping + st->ping_got, data, take) != 0) {
+      op_finish(o, NP_EPROTO);
+      st_kill(st, 1);
+      return;
+    }
+    st->ping_got += take;
+    if (st->ping_got == PING_LEN) {
+      int64_t rtt = (int64_t)((ev_time() - st->ping_t0) * 1e6);
+      st->op = NULL;
+      o->st = NULL;
+      st->c->rtt_us = rtt;
+      if (!o->done) {
+        o->done = 1;
+        if (o->ping_cb)
+          o->ping_cb(o->ud, 0, rtt);
+        o->ping_cb = NULL;
+      }
+      op_finish(o, 0);
+      st->kind = S_DEAD;
+      np_quic_stream_shutdown(st->qs);
+    } else if (fin) {
+      op_finish(o, NP_ECLOSED);
+    }
+    return;
+  }
+  case S_ID_IN:
+    return; /* we only write */
+  case S_ID_OUT:
+  case S_PUSH_IN:
+  case S_UNARY_IN:
+  case S_UNARY_OUT: {
+    size_t off = 0;
+    while (off < len && st->kind != S_DEAD) {
+      const uint8_t *m;
+      size_t ml;
+      np_ssize n = np_lp_feed(&st->rd, data + off, len - off, &m, &ml);
+      if (n < 0) {
+        if (st->op)
+          op_finish(st->op, (int)n);
+        st_kill(st, 1);
+        return;
+      }
+      off += (size_t)n;
+      if (m == NULL)
+        continue;
+      if (st->kind == S_UNARY_IN) {
+        if (st->call != NULL || st->fin_in) {
+          st_kill(st, 1); /* one request per stream */
+          return;
+        }
+        unary_in(st, m, ml);
+      } else if (st->kind == S_UNARY_OUT) {
+        unary_out_resp(st, m, ml);
+      } else if (np_identify_parse(&st->idf, m, ml) != 0) {
+        st_kill(st, 1);
+        return;
+      }
+    }
+    if (fin) {
+      st->fin_in = 1;
+      if (st->kind == S_ID_OUT || st->kind == S_PUSH_IN) {
+        identify_apply(st->c, &st->idf);
+        if (st->op) {
+          op *o = st->op;
+          st->op = NULL;
+          o->st = NULL;
+          op_finish(o, 0);
+        }
+        st->kind = S_DEAD;
+        st_send(st, NULL, 0, 1);
+      } else if (st->kind == S_UNARY_OUT && st->op) {
+        op_finish(st->op, NP_ECLOSED);
+      }
+      /* S_UNARY_IN: the caller finished writing; keep answering. */
+    }
+    return;
+  }
+  case S_APP: {
+    np_stream *s = st->app;
+    if (len && s && s->cbs.on_data)
+      s->cbs.on_data(s, data, len, s->ud);
+    if (fin && st->app && st->app->cbs.on_data)
+      st->app->cbs.on_data(st->app, NULL, 0, st->app->ud);
+    return;
+  }
+  default:
+    return;
+  }
+}
+
+/* ---- ops ----------------------------------------------------------------------- */
+
+static void op_free(op *o) {
+  if (o->timer_on)
+    ev_timer_stop(EV(o->sw), &o->timer);
+  np_list_remove(&o->link);
+  np_list_remove(&o->wlink);
+  for (size_t i = 0; i < o->nprotos; i++)
+    free(o->protos[i]);
+  free(o->proto);
+  free(o->req);
+  free(o);
+}
+
+static void op_deliver(void *arg) {
+  op *o = arg;
+  int err = o->err;
+  if (!o->done) {
+    o->done = 1;
+    switch (o->kind) {
+    case OP_CONNECT:
+      if (o->done_cb)
+        o->done_cb(o->ud, err);
+      break;
+    case OP_OPEN:
+      if (o->stream_cb)
+        o->stream_cb(o->ud, err ? err : NP_ECLOSED, NULL, NULL);
+      break;
+    case OP_PING:
+      if (o->ping_cb)
+        o->ping_cb(o->ud, err ? err : NP_ECLOSED, -1);
+      break;
+    case OP_CALL:
+      if (o->call_cb)
+        o->call_cb(o->ud, err ? err : NP_ECLOSED, NULL, 0);
+      break;
+    default:
+      break;
+    }
+  }
+  op_free(o);
+}
+
+/* Complete |o| with |err| (its callback runs on the next loop turn unless
+ * it already ran) and release it. */
+static void op_finish(op *o, int err) {
+  if (o->st) {
+    sstream *st = o->st;
+    o->st = NULL;
+    st->op = NULL;
+    if (st->kind != S_DEAD && st->kind != S_APP)
+      st_kill(st, 1);
+  }
+  if (o->timer_on) {
+    ev_timer_stop(EV(o->sw), &o->timer);
+    o->timer_on = 0;
+  }
+  np_list_remove(&o->wlink);
+  np_list_remove(&o->link);
+  np_list_init(&o->link);
+  o->err = err;
+  if (o->done) {
+    op_free(o);
+    return;
+  }
+  if (np_loop_defer(np_host_loop(o->sw->h), op_deliver, o) != 0)
+    op_deliver(o);
+}
+
+static void op_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
+  op *o = np_container_of(w, op, timer);
+  (void)ev, (void)revents;
+  o->timer_on = 0;
+  op_finish(o, NP_ETIMEDOUT);
+}
+
+static sconn *find_conn(np_swarm *sw, const np_peerid *peer) {
+  np_list *it;
+  for (it = sw->conns.next; it != &sw->conns; it = it->next) {
+    sconn *c = np_list_entry(it, sconn, link);
+    if (c->up && np_peerid_equal(&c->peer, peer))
+      return c;
+  }
+  return NULL;
+}
+
+static dialing *find_dial(np_swarm *sw, const np_peerid *peer) {
+  np_list *it;
+  for (it = sw->dials.next; it != &sw->dials; it = it->next) {
+    dialing *d = np_list_entry(it, dialing, link);
+    if (np_peerid_equal(&d->peer, peer))
+      return d;
+  }
+  return NULL;
+}
+
+static int is_quic_addr(const uint8_t *bin, size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  return np_maddr_to_sockaddr(bin, len, &ss, &sl) == 0;
+}
+
+static void dial_add_addr(dialing *d, const uint8_t *bin, size_t len) {
+  np_peerid id;
+  if (d->n >= MAX_DIAL_ADDRS || len > ADDR_LEN || !is_quic_addr(bin, len))
+    return;
+  /* An address naming another peer is not an address of this one. */
+  if (np_maddr_get_p2p(bin, len, &id) == 0 && !np_peerid_equal(&id, &d->peer))
+    return;
+  for (size_t i = 0; i < d->n; i++)
+    if (d->lens[i] == len && memcmp(d->addrs[i], bin, len) == 0)
+      return;
+  memcpy(d->addrs[d->n], bin, len);
+  d->lens[d->n++] = len;
+}
+
+static void dial_fail(dialing *d, int err) {
+  np_list *it, *tmp;
+  char esc[NP_PEERID_STRMAX];
+  np_peerid_to_string(&d->peer, esc, sizeof(esc));
+  np_info("swarm", "dial-failed peer=%s addrs=%zu err=%s", esc, d->n,
+          np_errname(err));
+  np_list_remove(&d->link);
+  np_list_for_each_safe(it, tmp, &d->waiters) {
+    op *o = np_list_entry(it, op, wlink);
+    np_list_remove(&o->wlink);
+    op_finish(o, err);
+  }
+  free(d);
+}
+
+static void dial_next(dialing *d) {
+  np_swarm *sw = d->sw;
+  while (d->next < d->n) {
+    uint8_t bin[ADDR_LEN + 64];
+    size_t len = d->lens[d->next];
+    np_peerid id;
+    sconn *c;
+    int rv;
+    memcpy(bin, d->addrs[d->next], len);
+    d->next++;
+    if (np_maddr_get_p2p(bin, len, &id) != 0) {
+      np_ssize n = np_maddr_append_p2p(bin, len, sizeof(bin), &d->peer);
+      if (n < 0)
+        continue;
+      len = (size_t)n;
+    }
+    if ((c = calloc(1, sizeof(*c))) == NULL) {
+      d->last_err = NP_ENOMEM;
+      continue;
+    }
+    c->sw = sw;
+    c->peer = d->peer;
+    np_peerid_to_string(&d->peer, c->peer_str, sizeof(c->peer_str));
+    c->rtt_us = -1;
+    np_list_init(&c->streams);
+    c->dial = d;
+    np_list_insert_tail(&sw->conns, &c->link);
+    rv = np_quic_dial(sw->q, bin, len, c, &c->qc);
+    if (rv == 0) {
+      d->c = c;
+      return;
+    }
+    np_list_remove(&c->link);
+    free(c);
+    d->last_err = rv;
+  }
+  dial_fail(d, d->last_err ? d->last_err : NP_EUNREACH);
+}
+
+/* Start |o|: on an existing connection, or after a dial. */
+static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
+                    size_t n, uint64_t timeout_ms) {
+  np_swarm *sw = o->sw;
+  sconn *c;
+  dialing *d;
+  np_list_init(&o->wlink);
+  np_list_insert_tail(&sw->ops, &o->link);
+  if (timeout_ms) {
+    ev_timer_init(&o->timer, op_timeout, (double)timeout_ms / 1000.0, 0.);
+    ev_timer_start(EV(sw), &o->timer);
+    o->timer_on = 1;
+  }
+  if (np_peerid_equal(&o->peer, &np_host_identity(sw->h)->id)) {
+    op_finish(o, NP_EINVAL); /* no connection to ourselves */
+    return 0;
+  }
+  if ((c = find_conn(sw, &o->peer)) != NULL) {
+    op_on_conn(o, c);
+    return 0;
+  }
+  if ((d = find_dial(sw, &o->peer)) == NULL) {
+    np_ps_peer *p;
+    if ((d = calloc(1, sizeof(*d))) == NULL) {
+      np_list_remove(&o->link);
+      if (o->timer_on)
+        ev_timer_stop(EV(sw), &o->timer);
+      return NP_ENOMEM;
+    }
+    d->sw = sw;
+    d->peer = o->peer;
+    np_list_init(&d->waiters);
+    for (size_t i = 0; i < n; i++)
+      dial_add_addr(d, addrs[i], lens[i]);
+    if ((p = np_peerstore_get(sw->ps, &o->peer)) != NULL) {
+      np_peerstore_expire(p, now_ms(sw));
+      for (size_t i = 0; i < p->naddrs; i++)
+        dial_add_addr(d, p->addrs[i].bin, p->addrs[i].len);
+    }
+    if (d->n == 0) {
+      free(d);
+      np_list_remove(&o->link);
+      if (o->timer_on)
+        ev_timer_stop(EV(sw), &o->timer);
+      return NP_EUNREACH; /* no address known (the DHT will find some) */
+    }
+    np_list_insert_tail(&sw->dials, &d->link);
+    np_list_insert_tail(&d->waiters, &o->wlink);
+    dial_next(d);
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++)
+    dial_add_addr(d, addrs[i], lens[i]);
+  np_list_insert_tail(&d->waiters, &o->wlink);
+  return 0;
+}
+
+static void op_on_conn(op *o, sconn *c) {
+  np_qstream *qs;
+  sstream *st;
+  const char *protos[NP_MSS_MAX_PROPOSALS];
+  size_t n = 0;
+  int rv, flags = 0;
+  if (o->kind == OP_CONNECT) {
+    op_finish(o, 0);
+    return;
+  }
+  rv = np_quic_stream_open(c->qc, NULL, &qs);
+  if (rv != 0) {
+    op_finish(o, rv);
+    return;
+  }
+  if ((st = st_new(c, qs, S_NEG_OUT)) == NULL) {
+    np_quic_stream_reset(qs, 0);
+    op_finish(o, NP_ENOMEM);
+    return;
+  }
+  st->op = o;
+  o->st = st;
+  switch (o->kind) {
+  case OP_OPEN:
+    for (n = 0; n < o->nprotos; n++)
+      protos[n] = o->protos[n];
+    break;
+  case OP_PING:
+    protos[n++] = NP_PING_PROTOCOL;
+    flags = NP_MSS_LAZY;
+    break;
+  case OP_IDENTIFY:
+    protos[n++] = NP_IDENTIFY_PROTOCOL;
+    flags = NP_MSS_LAZY;
+    break;
+  case OP_CALL:
+    protos[n++] = o->proto;
+    flags = NP_MSS_LAZY;
+    break;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if ((st->protos[i] = strdup(protos[i])) == NULL) {
+      op_finish(o, NP_ENOMEM);
+      return;
+    }
+    st->nprotos++;
+  }
+  if (np_mss_init_dialer(&st->mss, (const char *const *)st->protos, n,
+                         flags) != 0) {
+    op_finish(o, NP_EINVAL);
+    return;
+  }
+  st_send_mss(st);
+  /* Lazy negotiation: the request goes with the proposal. */
+  if (o->kind == OP_PING) {
+    np_crypto_random(st->ping, PING_LEN);
+    st->ping_t0 = ev_time();
+    st_send(st, st->ping, PING_LEN, 0);
+  } else if (o->kind == OP_CALL) {
+    np_unary_req r;
+    size_t cap;
+    uint8_t *buf;
+    np_ssize len;
+    memset(&r, 0, sizeof(r));
+    memcpy(r.call_id, o->call_id, NP_UNARY_CALLID_LEN);
+    r.peer = o->peer.bytes;
+    r.peer_len = o->peer.len;
+    r.proto = o->proto;
+    r.data = o->req;
+    r.data_len = o->req_len;
+    cap = np_unary_req_size(&r);
+    if ((buf = malloc(cap)) == NULL) {
+      op_finish(o, NP_ENOMEM);
+      return;
+    }
+    len = np_unary_encode_req(&r, buf, cap);
+    if (len < 0)
+      op_finish(o, (int)len);
+    else
+      st_send(st, buf, (size_t)len, 0);
+    free(buf);
+    free(o->req);
+    o->req = NULL;
+  }
+}
+
+static op *op_new(np_swarm *sw, int kind, const np_peerid *peer) {
+  op *o = calloc(1, sizeof(*o));
+  if (o == NULL)
+    return NULL;
+  o->sw = sw;
+  o->kind = kind;
+  o->peer = *peer;
+  np_peerid_to_string(peer, o->peer_str, sizeof(o->peer_str));
+  np_list_init(&o->link);
+  np_list_init(&o->wlink);
+  return o;
+}
+
+/* ---- np_quic callbacks ------------------------------------------------------------ */
+
+static void q_conn_up(np_qconn *qc, void *ud) {
+  np_swarm *sw = ud;
+  sconn *c = np_quic_conn_ud(qc);
+  np_ps_peer *p;
+  np_ssize n;
+  char addr[200] = "?";
+  if (c == NULL) { /* inbound */
+    if ((c = calloc(1, sizeof(*c))) == NULL) {
+      np_quic_conn_close(qc, 0);
+      return;
+    }
+    c->sw = sw;
+    c->qc = qc;
+    c->inbound = 1;
+    c->rtt_us = -1;
+    np_list_init(&c->streams);
+    np_list_insert_tail(&sw->conns, &c->link);
+    np_quic_conn_set_ud(qc, c);
+  }
+  np_quic_conn_peer(qc, &c->peer);
+  np_peerid_to_string(&c->peer, c->peer_str, sizeof(c->peer_str));
+  n = np_quic_conn_remote_addr(qc, c->raddr, sizeof(c->raddr));
+  c->raddr_len = n > 0 ? (size_t)n : 0;
+  if (c->raddr_len)
+    np_maddr_to_string(c->raddr, c->raddr_len, addr, sizeof(addr));
+  c->up = 1;
+  c->t_up_ms = now_ms(sw);
+  np_info("swarm", "conn-open peer=%s addr=%s dir=%s", c->peer_str, addr,
+          c->inbound ? "in" : "out");
+  if ((p = np_peerstore_upsert(sw->ps, &c->peer, now_ms(sw))) != NULL) {
+    p->connected++;
+    if (!c->inbound && c->raddr_len)
+      np_peerstore_add_addr(p, c->raddr, c->raddr_len, now_ms(sw),
+                            ADDR_TTL_MS);
+  }
+  if (c->dial) {
+    dialing *d = c->dial;
+    np_list *it, *tmp;
+    c->dial = NULL;
+    d->c = NULL;
+    np_list_remove(&d->link);
+    np_list_for_each_safe(it, tmp, &d->waiters) {
+      op *o = np_list_entry(it, op, wlink);
+      np_list_remove(&o->wlink);
+      op_on_conn(o, c);
+    }
+    free(d);
+  }
+  /* Learn what the peer is and speaks. */
+  {
+    op *o = op_new(sw, OP_IDENTIFY, &c->peer);
+    if (o) {
+      np_list_insert_tail(&sw->ops, &o->link);
+      o->done = 1; /* internal: no callback */
+      op_on_conn(o, c);
+    }
+  }
+}
+
+static void q_conn_down(np_qconn *qc, int err, void *ud) {
+  np_swarm *sw = ud;
+  sconn *c = np_quic_conn_ud(qc);
+  if (c == NULL)
+    return;
+  if (c->up) {
+    np_ps_peer *p = np_peerstore_get(sw->ps, &c->peer);
+    if (p && p->connected > 0)
+      p->connected--;
+    np_info("swarm", "conn-closed peer=%s err=%s", c->peer_str,
+            np_errname(err));
+  }
+  while (!np_list_empty(&c->streams)) {
+    sstream *st = np_list_entry(c->streams.next, sstream, link);
+    st_detach(st, err);
+    st_free(st);
+  }
+  np_list_remove(&c->link);
+  if (c->dial) {
+    dialing *d = c->dial;
+    d->c = NULL;
+    d->last_err = err;
+    if (err == NP_EPEERID || err == NP_ECANCELED || sw->closing)
+      dial_fail(d, err);
+    else
+      dial_next(d);
+  }
+  free(c);
+}
+
+static void q_stream_open(np_qstream *qs, void *ud) {
+  np_qconn *qc = np_quic_stream_conn(qs);
+  sconn *c = np_quic_conn_ud(qc);
+  sstream *st;
+  (void)ud;
+  if (c == NULL || (st = st_new(c, qs, S_NEG_IN)) == NULL) {
+    np_quic_stream_reset(qs, 0);
+    return;
+  }
+  np_mss_init_listener(&st->mss, lookup, st);
+  st_send_mss(st);
+}
+
+static void q_stream_data(np_qstream *qs, const uint8_t *data, size_t len,
+                          int fin, void *ud) {
+  sstream *st = np_quic_stream_ud(qs);
+  (void)ud;
+  if (st == NULL || st->kind == S_DEAD)
+    return;
+  st_data(st, data, len, fin);
+}
+
+static void q_stream_close(np_qstream *qs, int err, void *ud) {
+  sstream *st = np_quic_stream_ud(qs);
+  (void)ud;
+  if (st == NULL)
+    return;
+  st_detach(st, err);
+  st_free(st);
+}
+
+static void q_stream_writable(np_qstream *qs, void *ud) {
+  sstream *st = np_quic_stream_ud(qs);
+  (void)ud;
+  if (st == NULL)
+    return;
+  if (st->obuf || st->fin_after)
+    st_pump(st);
+  if (st->obuf == NULL && st->kind == S_APP && st->app &&
+      st->app->cbs.on_writable)
+    st->app->cbs.on_writable(st->app, st->app->ud);
+}
+
+/* ---- np_net_ops and the remote-call hook ------------------------------------------ */
+
+static int net_connect(void *net, const np_peerid *peer,
+                       const uint8_t *const *addrs, const size_t *lens,
+                       size_t n, uint64_t timeout_ms, np_net_done_fn cb,
+                       void *ud, void **handle) {
+  np_swarm *sw = net;
+  op *o = op_new(sw, OP_CONNECT, peer);
+  int rv;
+  if (o == NULL)
+    return NP_ENOMEM;
+  o->done_cb = cb;
+  o->ud = ud;
+  if ((rv = op_start(o, addrs, lens, n, timeout_ms)) != 0) {
+    op_free(o);
+    return rv;
+  }
+  if (handle)
+    *handle = o;
+  return 0;
+}
+
+static int net_open(void *net, const np_peerid *peer, const char *const *protos,
+                    size_t n, uint64_t timeout_ms, np_net_stream_fn cb,
+                    void *ud, void **handle) {
+  np_swarm *sw = net;
+  op *o;
+  int rv;
+  if (n == 0 || n > NP_MSS_MAX_PROPOSALS)
+    return NP_EINVAL;
+  if ((o = op_new(sw, OP_OPEN, peer)) == NULL)
+    return NP_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    if ((o->protos[i] = strdup(protos[i])) == NULL) {
+      op_free(o);
+      return NP_ENOMEM;
+    }
+    o->nprotos++;
+  }
+  o->stream_cb = cb;
+  o->ud = ud;
+  if ((rv = op_start(o, NULL, NULL, 0, timeout_ms)) != 0) {
+    op_free(o);
+    return rv;
+  }
+  if (handle)
+    *handle = o;
+  return 0;
+}
+
+static int net_ping(void *net, const np_peerid *peer, uint64_t timeout_ms,
+                    np_net_ping_fn cb, void *ud, void **handle) {
+  np_swarm *sw = net;
+  op *o = op_new(sw, OP_PING, peer);
+  int rv;
+  if (o == NULL)
+    return NP_ENOMEM;
+  o->ping_cb = cb;
+  o->ud = ud;
+  if ((rv = op_start(o, NULL, NULL, 0, timeout_ms)) != 0) {
+    op_free(o);
+    return rv;
+  }
+  if (handle)
+    *handle = o;
+  return 0;
+}
+
+static void net_cancel(void *net, void *handle) {
+  op *o = handle;
+  (void)net;
+  if (o == NULL)
+    return;
+  o->done = 1; /* no callback */
+  op_finish(o, NP_ECANCELED);
+}
+
+static int net_disconnect(void *net, const np_peerid *peer) {
+  np_swarm *sw = net;
+  np_list *it;
+  for (it = sw->conns.next; it != &sw->conns; it = it->next) {
+    sconn *c = np_list_entry(it, sconn, link);
+    if (np_peerid_equal(&c->peer, peer) && c->qc)
+      np_quic_conn_close(c->qc, 0);
+  }
+  return 0;
+}
+
+static size_t net_conns(void *net, np_conn_info *out, size_t max) {
+  np_swarm *sw = net;
+  np_list *it;
+  size_t n = 0;
+  for (it = sw->conns.next; it != &sw->conns; it = it->next) {
+    sconn *c = np_list_entry(it, sconn, link);
+    if (!c->up)
+      continue;
+    if (n < max) {
+      np_ps_peer *p = np_peerstore_get(sw->ps, &c->peer);
+      np_conn_info *ci = &out[n];
+      memset(ci, 0, sizeof(*ci));
+      ci->peer = c->peer;
+      memcpy(ci->addr, c->raddr, c->raddr_len);
+      ci->addr_len = c->raddr_len;
+      ci->outbound = !c->inbound;
+      ci->rtt_us = c->rtt_us;
+      ci->age_ms = now_ms(sw) - c->t_up_ms;
+      if (p)
+        snprintf(ci->agent, sizeof(ci->agent), "%s", p->agent);
+    }
+    n++;
+  }
+  return n;
+}
+
+static size_t net_addrs(void *net, const uint8_t **bins, size_t *lens,
+                        size_t max) {
+  np_swarm *sw = net;
+  for (size_t i = 0; i < sw->naddrs && i < max; i++) {
+    bins[i] = sw->addr[i];
+    lens[i] = sw->addr_len[i];
+  }
+  return sw->naddrs;
+}
+
+static const np_net_ops net_ops = {net_connect, net_open,       net_ping,
+                                   net_cancel,  net_disconnect, net_conns,
+                                   net_addrs};
+
+static int remote_call(void *tud, const char *peer, const char *proto,
+                       const uint8_t *call_id, const uint8_t *req, size_t len,
+                       np_call_complete_fn done, void *ud, void **cancel) {
+  np_swarm *sw = tud;
+  np_peerid id;
+  op *o;
+  int rv;
+  if (np_peerid_parse(&id, peer, strlen(peer)) != 0)
+    return NP_EINVAL;
+  if ((o = op_new(sw, OP_CALL, &id)) == NULL)
+    return NP_ENOMEM;
+  o->proto = strdup(proto);
+  o->req = malloc(len ? len : 1);
+  if (o->proto == NULL || o->req == NULL) {
+    op_free(o);
+    return NP_ENOMEM;
+  }
+  if (len)
+    memcpy(o->req, req, len);
+  o->req_len = len;
+  if (call_id)
+    memcpy(o->call_id, call_id, NP_UNARY_CALLID_LEN);
+  else
+    np_crypto_random(o->call_id, NP_UNARY_CALLID_LEN);
+  o->call_cb = done;
+  o->ud = ud;
+  rv = op_start(o, NULL, NULL, 0, np_host_conf(sw->h)->limits.call_timeout_ms);
+  if (rv != 0) {
+    op_free(o);
+    return rv;
+  }
+  *cancel = o;
+  return 0;
+}
+
+static void remote_cancel(void *tud, void *handle) {
+  net_cancel(tud, handle);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------- */
+
+int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
+  const np_conf *conf = np_host_conf(h);
+  np_swarm *sw = calloc(1, sizeof(*sw));
+  np_quic_config qc;
+  np_quic_cbs cbs = {q_conn_up,   q_conn_down,      q_stream_open,
+                     q_stream_data, q_stream_close, q_stream_writable};
+  int rv;
+  if (sw == NULL)
+    return NP_ENOMEM;
+  sw->h = h;
+  sw->record_seq = (uint64_t)ev_time() * 1000000u;
+  np_list_init(&sw->conns);
+  np_list_init(&sw->dials);
+  np_list_init(&sw->ops);
+  np_quic_config_default(&qc);
+  qc.max_connections = conf->limits.max_connections;
+  qc.max_streams_per_conn = conf->limits.max_streams_per_conn;
+  qc.idle_timeout_ms = conf->limits.idle_timeout_ms;
+  if ((rv = np_peerstore_new(&sw->ps, conf->limits.max_peers)) != 0 ||
+      (rv = np_tls_new(&sw->tls, np_host_identity(h))) != 0 ||
+      (rv = np_quic_new(&sw->q, np_host_loop(h), sw->tls, &qc, &cbs, sw)) !=
+          0) {
+    snprintf(err, errlen, "transport set-up failed: %s", np_strerror(rv));
+    np_swarm_del(sw);
+    return rv;
+  }
+  for (size_t i = 0; i < conf->host.listen.n; i++) {
+    const char *t = conf->host.listen.v[i];
+    uint8_t bin[NP_MADDR_MAX];
+    np_ssize n = np_maddr_parse(t, strlen(t), bin, sizeof(bin));
+    rv = n < 0 ? (int)n : np_quic_listen(sw->q, bin, (size_t)n);
+    if (rv != 0) {
+      snprintf(err, errlen, "[host] listen %s: %s", t,
+               rv == NP_ESYS ? "cannot bind (address in use or not local?)"
+                             : np_strerror(rv));
+      np_swarm_del(sw);
+      return rv;
+    }
+  }
+  collect_addrs(sw);
+  np_host_set_net(h, &net_ops, sw);
+  np_host_set_remote(h, remote_call, remote_cancel, sw);
+  *psw = sw;
+  return 0;
+}
+
+void np_swarm_del(np_swarm *sw) {
+  if (sw == NULL)
+    return;
+  sw->closing = 1;
+  np_host_set_net(sw->h, NULL, NULL);
+  np_host_set_remote(sw->h, NULL, NULL, NULL);
+  np_quic_del(sw->q); /* conn_down for all: ops fail, streams close */
+  while (!np_list_empty(&sw->dials))
+    dial_fail(np_list_entry(sw->dials.next, dialing, link), NP_ECANCELED);
+  while (!np_list_empty(&sw->ops)) {
+    op *o = np_list_entry(sw->ops.next, op, link);
+    op_finish(o, NP_ECANCELED);
+  }
+  np_tls_del(sw->tls);
+  np_peerstore_del(sw->ps);
+  free(sw);
+}

@@ -1,0 +1,91 @@
+#!/bin/sh
+# Three hosts on loopback over QUIC: calls by peer ID through natpeer-cli,
+# protocol errors, peer-ID verification, the 4 MiB limit, 1,000 concurrent
+# calls, a callee killed mid-call, and a plugin's remote call from a timer.
+. "$(dirname "$0")/lib.sh"
+CLI="$top_builddir/host/natpeer-cli"
+CALLMANY="$top_builddir/tests/integration/callmany"
+
+start_host() { # start_host NAME -> sets ${NAME}_pid, ${NAME}_addr, ${NAME}_id, ${NAME}_ctl
+  name=$1
+  mkdir -p "$T/$name/plugins" "$T/$name/data"
+  install_so "$(so hello)" "$T/$name/plugins/hello.so"
+  install_so "$(so echo)" "$T/$name/plugins/echo.so"
+  install_so "$(so tp_good)" "$T/$name/plugins/tp_good.so"
+  cat >"$T/$name/host.ini" <<INI
+[host]
+data_dir = $T/$name/data
+listen = /ip4/127.0.0.1/udp/0/quic-v1
+control = $T/$name/ctl.sock
+log_level = debug
+[limits]
+idle_timeout = 3s
+call_timeout = 20s
+[plugins]
+dir = $T/$name/plugins
+INI
+  "$HOST" --config "$T/$name/host.ini" >"$T/$name/out" 2>"$T/$name/log" &
+  eval "${name}_pid=$!"
+  PIDS="$PIDS $!"
+  wait_for "$T/$name/out" "/quic-v1/p2p/" 5 || return 1
+  eval "${name}_addr=\$(grep -m1 /quic-v1/p2p/ \"$T/$name/out\")"
+  eval "${name}_id=\$(sed -n 's/^Peer ID: //p' \"$T/$name/out\")"
+  eval "${name}_ctl=$T/$name/ctl.sock"
+}
+
+check "host a starts" start_host a
+check "host b starts" start_host b
+check "host c starts" start_host c
+check "the banner shows the bound address and peer ID" sh -c 'case "$1" in /ip4/127.0.0.1/udp/*/quic-v1/p2p/$2) exit 0;; esac; exit 1' _ "$a_addr" "$a_id"
+cli() { "$CLI" --control "$1" "$@"; }
+B() { "$CLI" --control "$b_ctl" "$@"; }
+
+out=$(B connect "$a_addr" 2>"$T/err"); rc=$?
+check "b connects to a by multiaddr (rc=$rc $(cat "$T/err"))" [ $rc -eq 0 ]
+out=$(B call "$a_id" hello 2>"$T/err"); rc=$?
+check "natpeer-cli call of hello returns Hello, World! (got \"$out\" $(cat "$T/err"))" [ "$out" = "Hello, World!" ]
+check "a saw the call arrive over QUIC from b" grep -q "conn-open peer=$b_id" "$T/a/log"
+
+B call "$a_id" no.such.proto >/dev/null 2>"$T/err"; rc=$?
+check "an unknown protocol exits 1" [ $rc -eq 1 ]
+check "saying the protocol is not supported by the peer" grep -q "protocol not supported by peer" "$T/err"
+
+out=$(B --json peers); rc=$?
+check "peers lists a with direction and agent ($out)" sh -c 'echo "$1" | grep -q "\"peer\":\"$2\".*\"direction\":\"out\".*\"agent\":\"natpeer/"' _ "$out" "$a_id"
+out=$(B ping "$a_id"); rc=$?
+check "ping reports an RTT ($out)" sh -c '[ $0 -eq 0 ] && echo "$1" | grep -q "rtt="' $rc "$out"
+
+# Wrong /p2p/ ID: c's address with a's ID must be refused.
+c_port_addr=${c_addr%/p2p/*}
+out=$(B connect "$c_port_addr/p2p/$a_id" 2>"$T/err"); rc=$?
+check "a dial whose /p2p/ ID does not match the key presented is refused (rc=$rc)" [ $rc -ne 0 ]
+check "the log names the expected and the presented ID" grep -q "expected.*$a_id.*\|$a_id.*presented" "$T/b/log"
+
+# 4 MiB echoes intact; 4 MiB + 1 is refused naming the limit.
+head -c 4194304 /dev/urandom >"$T/big"
+B --timeout 60 --hex call "$a_id" echo - <"$T/big" >"$T/big.hex" 2>"$T/err"; rc=$?
+check "a 4 MiB payload echoes back intact (rc=$rc)" sh -c '[ "$(od -An -v -tx1 "$1" | tr -d " \n")" = "$(tr -d "\n" <"$2")" ]' _ "$T/big" "$T/big.hex"
+head -c 1 /dev/urandom >>"$T/big"
+B call "$a_id" echo - <"$T/big" >/dev/null 2>"$T/err"; rc=$?
+check "4 MiB + 1 is refused (rc=$rc)" [ $rc -eq 1 ]
+check "with a message naming the limit ($(cat "$T/err"))" grep -q "max_message" "$T/err"
+
+out=$("$CALLMANY" "$b_ctl" "$a_id" echo 1000 32 2>&1); rc=$?
+check "1,000 concurrent calls are all answered ($out)" [ $rc -eq 0 ]
+
+# A plugin on c calls a's hello from a timer.
+"$CLI" --control "$c_ctl" connect "$a_addr" >/dev/null 2>&1
+out=$("$CLI" --control "$c_ctl" call "$c_id" tp.selfcall "$a_id" 2>"$T/err"); rc=$?
+check "a plugin's remote call from a timer works (got \"$out\" $(cat "$T/err"))" [ "$out" = "Hello, World!" ]
+
+# The callee dies mid-call: the caller fails within 5 s.
+start=$(date +%s%N)
+B --timeout 30 call "$a_id" tp.never >/dev/null 2>"$T/err" &
+callpid=$!
+sleep 0.5
+kill -9 "$a_pid"
+wait $callpid; rc=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check "killing the callee mid-call fails the caller (rc=$rc: $(cat "$T/err"))" [ $rc -ne 0 ]
+check "within 5 s of the kill (${ms} ms after the call)" [ $ms -lt 5500 ]
+finish
