@@ -127,7 +127,8 @@ static int protocols_append(np_identify *id, char **in, size_t nin) {
 }
 
 /* Canonical PublicKey encoding of |data|, or NULL if it is not one. */
-static int pubkey_canon(const uint8_t *data, size_t len, np_identify_blob *out) {
+static int pubkey_canon(const uint8_t *data, size_t len,
+                        np_identify_blob *out) {
   Np__Keys__PublicKey *pk = np__keys__public_key__unpack(NULL, len, data);
   int rv = NP_EPROTO;
   if (pk == NULL)
@@ -184,13 +185,14 @@ int np_identify_peerid(const np_identify *id, np_peerid *out) {
   return np_peerid_from_pubkey(out, id->pubkey.data, id->pubkey.len);
 }
 
-/* ---- envelopes ------------------------------------------------------------ */
+/* ---- envelopes ------------------------------------------------------------
+ */
 
 /* uvarint(len domain) || domain || uvarint(len type) || type ||
  * uvarint(len payload) || payload, in a fresh heap buffer. */
 static uint8_t *signing_buffer(const char *domain, const uint8_t *type,
-                               size_t tlen, const uint8_t *payload,
-                               size_t plen, size_t *outlen) {
+                               size_t tlen, const uint8_t *payload, size_t plen,
+                               size_t *outlen) {
   const uint8_t *parts[3] = {(const uint8_t *)domain, type, payload};
   size_t lens[3] = {strlen(domain), tlen, plen}, total = 0, off = 0, i;
   uint8_t *buf;
@@ -270,8 +272,8 @@ np_ssize np_envelope_open(const uint8_t *env, size_t len, const char *domain,
     goto out;
   }
   /* Signature first, then type (RFC 0002 order). */
-  rv = np_ed25519_verify(e->public_key->data.data, sb, slen,
-                         e->signature.data, e->signature.len);
+  rv = np_ed25519_verify(e->public_key->data.data, sb, slen, e->signature.data,
+                         e->signature.len);
   free(sb);
   if (rv < 0) {
     rv = NP_ECRYPTO;
@@ -396,8 +398,8 @@ void np_peer_record_free(np_peer_record *rec) {
 /* ---- building ------------------------------------------------------------ */
 
 /* Append uvarint(len(m)) || m to out[*off..cap). */
-static int put_framed(const Np__Identify__Identify *m, uint8_t *out,
-                      size_t cap, size_t *off) {
+static int put_framed(const Np__Identify__Identify *m, uint8_t *out, size_t cap,
+                      size_t *off) {
   size_t body = np__identify__identify__get_packed_size(m);
   size_t pre = np_lp_prefix_size(body);
   if (body > NP_IDENTIFY_MSG_OUT)
@@ -410,9 +412,8 @@ static int put_framed(const Np__Identify__Identify *m, uint8_t *out,
   return 0;
 }
 
-np_ssize np_identify_build(const np_identity *self,
-                           const np_identify_params *p, uint8_t *out,
-                           size_t cap) {
+np_ssize np_identify_build(const np_identity *self, const np_identify_params *p,
+                           uint8_t *out, size_t cap) {
   Np__Identify__Identify m = NP__IDENTIFY__IDENTIFY__INIT;
   Np__Identify__Identify spr_only = NP__IDENTIFY__IDENTIFY__INIT;
   ProtobufCBinaryData *la = NULL;

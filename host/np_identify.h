@@ -16,10 +16,10 @@
 
 #define NP_IDENTIFY_PROTOCOL "/ipfs/id/1.0.0"
 #define NP_IDENTIFY_PUSH_PROTOCOL "/ipfs/id/push/1.0.0"
-#define NP_IDENTIFY_MSG_MAX 8192    /* largest body read (go, js) */
-#define NP_IDENTIFY_MSG_OUT 4096    /* largest body written (rust's limit) */
-#define NP_IDENTIFY_SPLIT 2048      /* above: the record goes separately */
-#define NP_IDENTIFY_MAX_MSGS 10     /* messages merged per stream (go, js) */
+#define NP_IDENTIFY_MSG_MAX 8192      /* largest body read (go, js) */
+#define NP_IDENTIFY_MSG_OUT 4096      /* largest body written (rust's limit) */
+#define NP_IDENTIFY_SPLIT 2048        /* above: the record goes separately */
+#define NP_IDENTIFY_MAX_MSGS 10       /* messages merged per stream (go, js) */
 #define NP_IDENTIFY_MAX_PROTOCOLS 512 /* more are dropped */
 #define NP_IDENTIFY_MAX_ADDRS 128     /* more are dropped */
 #define NP_IDENTIFY_VERSION_MAX 256   /* longer version texts are cut */
@@ -70,8 +70,8 @@ int np_identify_peerid(const np_identify *id, np_peerid *out);
 
 /* What this host says about itself. Pointers are borrowed for the call. */
 typedef struct np_identify_params {
-  const char *protocol_version; /* NULL: not sent */
-  const char *agent_version;    /* NULL: not sent */
+  const char *protocol_version;         /* NULL: not sent */
+  const char *agent_version;            /* NULL: not sent */
   const np_identify_blob *listen_addrs; /* binary multiaddrs */
   size_t nlisten;
   const uint8_t *observed; /* the remote's address of this connection */
@@ -88,9 +88,8 @@ typedef struct np_identify_params {
  * in the second, as go does). Returns the bytes written, NP_EINVAL (a NULL
  * pointer with a nonzero count), NP_ELIMIT (|cap| too small, or a body
  * over NP_IDENTIFY_MSG_OUT), NP_ENOMEM, or a signing error. */
-np_ssize np_identify_build(const np_identity *self,
-                           const np_identify_params *p, uint8_t *out,
-                           size_t cap);
+np_ssize np_identify_build(const np_identity *self, const np_identify_params *p,
+                           uint8_t *out, size_t cap);
 
 /* ---- signed envelopes (RFC 0002) and peer records (RFC 0003) ---- */
 

@@ -93,9 +93,7 @@ np_ssize np_lp_feed(np_lp_reader *r, const uint8_t *in, size_t len,
   return (np_ssize)off;
 }
 
-int np_lp_idle(const np_lp_reader *r) {
-  return !r->in_body && r->hdr_len == 0;
-}
+int np_lp_idle(const np_lp_reader *r) { return !r->in_body && r->hdr_len == 0; }
 
 np_ssize np_lp_parse(const uint8_t *in, size_t len, size_t max,
                      const uint8_t **msg, size_t *msglen) {

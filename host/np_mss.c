@@ -6,8 +6,7 @@
 
 static const char header_name[] = NP_MSS_PROTOCOL;
 
-np_ssize np_mss_encode(const char *name, size_t len, uint8_t *out,
-                       size_t cap) {
+np_ssize np_mss_encode(const char *name, size_t len, uint8_t *out, size_t cap) {
   size_t plen;
   if (len == 0 || memchr(name, '\n', len) != NULL)
     return NP_EINVAL;

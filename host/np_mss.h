@@ -42,8 +42,8 @@ typedef int (*np_mss_lookup_cb)(const char *name, size_t len, void *ud);
  * Fields are private. */
 typedef struct np_mss {
   int role, state, err, flags;
-  int got_header; /* the peer's "/multistream/1.0.0" was read */
-  int pending;    /* a complete message waits for output room */
+  int got_header;            /* the peer's "/multistream/1.0.0" was read */
+  int pending;               /* a complete message waits for output room */
   const char *const *protos; /* dialer: borrowed proposal list */
   size_t nprotos, cur;       /* dialer: proposal being tried */
   unsigned na_count;         /* listener: refusals sent */

@@ -81,6 +81,9 @@ struct sconn {
   int64_t rtt_us;
   np_list streams; /* sstream */
   struct dialing *dial; /* when this is a dial attempt */
+  np_list swait;        /* ops waiting for stream credit (op.wlink) */
+  ev_timer swait_timer; /* retries them: credit returns with MAX_STREAMS */
+  int swait_on;
 };
 
 /* One dial toward a peer, shared by every op waiting for it. */
@@ -160,6 +163,7 @@ static void op_finish(op *o, int err);
 static void op_on_conn(op *o, sconn *c);
 static void st_kill(sstream *st, int reset);
 static void dial_next(dialing *d);
+static void sconn_init(sconn *c, np_swarm *sw);
 
 static const char *const builtin[] = {NP_IDENTIFY_PROTOCOL,
                                       NP_IDENTIFY_PUSH_PROTOCOL,
@@ -725,9 +729,17 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
     st_send_mss(st);
     if (n < 0) {
       int err = (int)n;
-      if (st->op)
+      if (st->op) {
         op_finish(st->op, err);
-      st_kill(st, 1);
+        st_kill(st, 1);
+      } else {
+        /* Listener: let the queued `na` reach the dialer (a reset would
+         * drop it and the dialer would see "closed" instead of "not
+         * supported"), then finish our side. */
+        st_detach(st, err);
+        st->kind = S_DEAD;
+        st_send(st, NULL, 0, 1);
+      }
       return;
     }
     if (np_mss_state(&st->mss) == NP_MSS_DONE)
@@ -988,11 +1000,9 @@ static void dial_next(dialing *d) {
       d->last_err = NP_ENOMEM;
       continue;
     }
-    c->sw = sw;
+    sconn_init(c, sw);
     c->peer = d->peer;
     np_peerid_to_string(&d->peer, c->peer_str, sizeof(c->peer_str));
-    c->rtt_us = -1;
-    np_list_init(&c->streams);
     c->dial = d;
     np_list_insert_tail(&sw->conns, &c->link);
     rv = np_quic_dial(sw->q, bin, len, c, &c->qc);
@@ -1075,6 +1085,16 @@ static void op_on_conn(op *o, sconn *c) {
     return;
   }
   rv = np_quic_stream_open(c->qc, NULL, &qs);
+  if (rv == NP_ELIMIT) {
+    /* All stream slots are in use: wait for one (bounded by the op's
+     * timeout and by max_pending_calls). */
+    np_list_insert_tail(&c->swait, &o->wlink);
+    if (!c->swait_on) {
+      ev_timer_again(EV(c->sw), &c->swait_timer);
+      c->swait_on = 1;
+    }
+    return;
+  }
   if (rv != 0) {
     op_finish(o, rv);
     return;
@@ -1150,6 +1170,36 @@ static void op_on_conn(op *o, sconn *c) {
   }
 }
 
+/* Hand queued ops a stream each while the connection has credit. */
+static void swait_retry(sconn *c) {
+  while (!np_list_empty(&c->swait)) {
+    op *o = np_list_entry(c->swait.next, op, wlink);
+    np_list_remove(&o->wlink);
+    op_on_conn(o, c);
+    if (!np_list_empty(&o->wlink))
+      return; /* queued again: no credit yet, the timer retries */
+  }
+  if (c->swait_on) {
+    ev_timer_stop(EV(c->sw), &c->swait_timer);
+    c->swait_on = 0;
+  }
+}
+
+static void swait_tick(struct ev_loop *ev, ev_timer *w, int revents) {
+  sconn *c = np_container_of(w, sconn, swait_timer);
+  (void)ev, (void)revents;
+  swait_retry(c);
+}
+
+static void sconn_init(sconn *c, np_swarm *sw) {
+  c->sw = sw;
+  c->rtt_us = -1;
+  np_list_init(&c->streams);
+  np_list_init(&c->swait);
+  ev_init(&c->swait_timer, swait_tick);
+  c->swait_timer.repeat = 0.005;
+}
+
 static op *op_new(np_swarm *sw, int kind, const np_peerid *peer) {
   op *o = calloc(1, sizeof(*o));
   if (o == NULL)
@@ -1176,11 +1226,9 @@ static void q_conn_up(np_qconn *qc, void *ud) {
       np_quic_conn_close(qc, 0);
       return;
     }
-    c->sw = sw;
+    sconn_init(c, sw);
     c->qc = qc;
     c->inbound = 1;
-    c->rtt_us = -1;
-    np_list_init(&c->streams);
     np_list_insert_tail(&sw->conns, &c->link);
     np_quic_conn_set_ud(qc, c);
   }
@@ -1241,6 +1289,10 @@ static void q_conn_down(np_qconn *qc, int err, void *ud) {
     st_detach(st, err);
     st_free(st);
   }
+  while (!np_list_empty(&c->swait))
+    op_finish(np_list_entry(c->swait.next, op, wlink), err);
+  if (c->swait_on)
+    ev_timer_stop(EV(sw), &c->swait_timer);
   np_list_remove(&c->link);
   if (c->dial) {
     dialing *d = c->dial;
@@ -1278,11 +1330,15 @@ static void q_stream_data(np_qstream *qs, const uint8_t *data, size_t len,
 
 static void q_stream_close(np_qstream *qs, int err, void *ud) {
   sstream *st = np_quic_stream_ud(qs);
+  sconn *c;
   (void)ud;
   if (st == NULL)
     return;
+  c = st->c;
   st_detach(st, err);
   st_free(st);
+  if (!np_list_empty(&c->swait))
+    swait_retry(c);
 }
 
 static void q_stream_writable(np_qstream *qs, void *ud) {

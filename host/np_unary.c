@@ -83,8 +83,7 @@ size_t np_unary_req_size(const np_unary_req *r) {
   return np_lp_prefix_size(body) + body;
 }
 
-np_ssize np_unary_encode_req(const np_unary_req *r, uint8_t *out,
-                             size_t cap) {
+np_ssize np_unary_encode_req(const np_unary_req *r, uint8_t *out, size_t cap) {
   pcr m = NP__P2PD__PERSISTENT_CONNECTION_REQUEST__INIT;
   Np__P2pd__CallUnaryRequest cu = NP__P2PD__CALL_UNARY_REQUEST__INIT;
   int rv = req_pb(r, &m, &cu);
@@ -125,16 +124,16 @@ static int unpack(pcr **pm, const uint8_t *body, size_t len, size_t max,
   if (m->callid.len != NP_UNARY_CALLID_LEN) {
     size_t got = m->callid.len;
     np__p2pd__persistent_connection_request__free_unpacked(m, NULL);
-    return say(err, errlen, NP_EPROTO, "callId of %zu bytes, expected %d",
-               got, NP_UNARY_CALLID_LEN);
+    return say(err, errlen, NP_EPROTO, "callId of %zu bytes, expected %d", got,
+               NP_UNARY_CALLID_LEN);
   }
   if ((int)m->message_case != want_case) {
     np__p2pd__persistent_connection_request__free_unpacked(m, NULL);
-    return say(err, errlen, NP_EPROTO, "PersistentConnectionRequest without %s",
-               want_case ==
-                       NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_CALL_UNARY
-                   ? "callUnary"
-                   : "unaryResponse");
+    return say(
+        err, errlen, NP_EPROTO, "PersistentConnectionRequest without %s",
+        want_case == NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_CALL_UNARY
+            ? "callUnary"
+            : "unaryResponse");
   }
   *pm = m;
   return 0;
@@ -163,10 +162,10 @@ int np_unary_parse_req(np_unary_req *r, const uint8_t *body, size_t len,
 int np_unary_parse_resp(np_unary_resp *r, const uint8_t *body, size_t len,
                         size_t max, char *err, size_t errlen) {
   pcr *m;
-  int rv = unpack(
-      &m, body, len, max,
-      NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_UNARY_RESPONSE, err,
-      errlen);
+  int rv =
+      unpack(&m, body, len, max,
+             NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_UNARY_RESPONSE,
+             err, errlen);
   const Np__P2pd__CallUnaryResponse *ur;
   memset(r, 0, sizeof(*r));
   if (rv < 0)

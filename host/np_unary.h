@@ -70,8 +70,7 @@ void np_unary_req_free(np_unary_req *r);
 /* Size and encoding of the answer frame; as for requests. Returns
  * NP_EINVAL if data is NULL with a nonzero length. */
 size_t np_unary_resp_size(const np_unary_resp *r);
-np_ssize np_unary_encode_resp(const np_unary_resp *r, uint8_t *out,
-                              size_t cap);
+np_ssize np_unary_encode_resp(const np_unary_resp *r, uint8_t *out, size_t cap);
 /* As for requests; NP_EPROTO also when the message has no unaryResponse.
  * A CallUnaryResponse with neither member set reads as an empty success;
  * one with `error` set is an error whatever else it holds. */

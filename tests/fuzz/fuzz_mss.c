@@ -49,8 +49,8 @@ static void run(uint8_t mode, const uint8_t *in, size_t len, size_t chunk,
   if (mode & 1) {
     if (np_mss_init_listener(&m, lookup, NULL) != 0)
       abort();
-  } else if (np_mss_init_dialer(&m, proposals, nprop,
-                                lazy ? NP_MSS_LAZY : 0) != 0) {
+  } else if (np_mss_init_dialer(&m, proposals, nprop, lazy ? NP_MSS_LAZY : 0) !=
+             0) {
     abort();
   }
   drain(&m);

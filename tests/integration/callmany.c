@@ -106,12 +106,21 @@ int main(int argc, char **argv) {
         char want[64];
         memcpy(&i, r->callid.data, sizeof(i));
         snprintf(want, sizeof(want), "call-%d", i);
-        if (r->callunaryresponse && r->callunaryresponse->has_response &&
+        if (r->message_case ==
+                NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CALL_UNARY_RESPONSE &&
+            r->callunaryresponse->has_response &&
             r->callunaryresponse->response.len == (size_t)bytes &&
-            strcmp((const char *)r->callunaryresponse->response.data, want) == 0)
+            strlen(want) < (size_t)bytes &&
+            memcmp(r->callunaryresponse->response.data, want,
+                   strlen(want) + 1) == 0)
           answered++;
-        else
-          errors++;
+        else {
+          if (errors++ == 0 &&
+              r->message_case ==
+                  NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_DAEMON_ERROR)
+            fprintf(stderr, "first error: %s\n",
+                    r->daemonerror->message ? r->daemonerror->message : "?");
+        }
       }
       if (r)
         np__p2pd__persistent_connection_response__free_unpacked(r, NULL);

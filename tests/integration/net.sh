@@ -47,7 +47,7 @@ check "natpeer-cli call of hello returns Hello, World! (got \"$out\" $(cat "$T/e
 check "a saw the call arrive over QUIC from b" grep -q "conn-open peer=$b_id" "$T/a/log"
 
 B call "$a_id" no.such.proto >/dev/null 2>"$T/err"; rc=$?
-check "an unknown protocol exits 1" [ $rc -eq 1 ]
+check "an unknown protocol exits 1 (rc=$rc: $(cat "$T/err"))" [ $rc -eq 1 ]
 check "saying the protocol is not supported by the peer" grep -q "protocol not supported by peer" "$T/err"
 
 out=$(B --json peers); rc=$?
@@ -55,11 +55,11 @@ check "peers lists a with direction and agent ($out)" sh -c 'echo "$1" | grep -q
 out=$(B ping "$a_id"); rc=$?
 check "ping reports an RTT ($out)" sh -c '[ $0 -eq 0 ] && echo "$1" | grep -q "rtt="' $rc "$out"
 
-# Wrong /p2p/ ID: c's address with a's ID must be refused.
-c_port_addr=${c_addr%/p2p/*}
-out=$(B connect "$c_port_addr/p2p/$a_id" 2>"$T/err"); rc=$?
-check "a dial whose /p2p/ ID does not match the key presented is refused (rc=$rc)" [ $rc -ne 0 ]
-check "the log names the expected and the presented ID" grep -q "expected.*$a_id.*\|$a_id.*presented" "$T/b/log"
+# Wrong /p2p/ ID: c (not connected to a) dials b's address claiming a's ID.
+b_port_addr=${b_addr%/p2p/*}
+out=$("$CLI" --control "$c_ctl" connect "$b_port_addr/p2p/$a_id" 2>"$T/err"); rc=$?
+check "a dial whose /p2p/ ID does not match the key presented is refused (rc=$rc: $(cat "$T/err"))" [ $rc -ne 0 ]
+check "the log names the expected and the presented ID" grep -q "expected=$a_id.*presented=$b_id\|expected $a_id.*presented $b_id" "$T/c/log"
 
 # 4 MiB echoes intact; 4 MiB + 1 is refused naming the limit.
 head -c 4194304 /dev/urandom >"$T/big"

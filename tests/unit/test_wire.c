@@ -58,12 +58,12 @@ static size_t take_out(np_mss *m, uint8_t *buf, size_t cap) {
 static void test_mss_encode(void) {
   uint8_t buf[64];
   char big[NP_MSS_MAX_NAME + 2];
-  is_bytes(buf, np_mss_encode(NAME("/multistream/1.0.0"), buf, sizeof(buf)),
-           MS, "header encodes as 13 '/multistream/1.0.0' 0a");
+  is_bytes(buf, np_mss_encode(NAME("/multistream/1.0.0"), buf, sizeof(buf)), MS,
+           "header encodes as 13 '/multistream/1.0.0' 0a");
   is_bytes(buf, np_mss_encode(NAME("na"), buf, sizeof(buf)), "\x03na\n",
            "na encodes as 03 6e 61 0a");
-  is_bytes(buf, np_mss_encode(NAME("/noise"), buf, sizeof(buf)),
-           "\x07/noise\n", "/noise encodes as 07 ... 0a");
+  is_bytes(buf, np_mss_encode(NAME("/noise"), buf, sizeof(buf)), "\x07/noise\n",
+           "/noise encodes as 07 ... 0a");
   is_bytes(buf, np_mss_encode(NAME("/yamux/1.0.0"), buf, sizeof(buf)),
            "\x0d/yamux/1.0.0\n", "/yamux/1.0.0 encodes as 0d ... 0a");
   is_int(np_mss_encode(NAME("a\nb"), buf, sizeof(buf)), NP_EINVAL,
@@ -85,7 +85,7 @@ static void test_mss_dialer_transcript(void) {
   is_int(np_mss_init_dialer(&m, protos, 2, 0), 0, "dialer starts");
   n = take_out(&m, out, sizeof(out));
   is_bytes(out, n, MS "\x0b/tls/1.0.0\n",
-         "dialer writes header and first proposal in one go");
+           "dialer writes header and first proposal in one go");
   ok(!np_mss_can_write(&m), "eager dialer may not write data yet");
   /* One byte at a time, as a slow transport might deliver it. */
   for (i = 0; i < sizeof(in) - 1; i++) {
@@ -232,7 +232,8 @@ static void test_mss_limits(void) {
   buf[2 + NP_MSS_MAX_NAME] = '\n';
   is_int(np_mss_feed(&m, buf, NP_MSS_MAX_MSG + 2), NP_MSS_MAX_MSG + 2,
          "1024-byte message accepted");
-  is_int(np_mss_state(&m), NP_MSS_NEGOTIATING, "unknown long name: still going");
+  is_int(np_mss_state(&m), NP_MSS_NEGOTIATING,
+         "unknown long name: still going");
 
   /* Bounded na rounds. */
   np_mss_init_listener(&m, lookup, NULL);
@@ -252,6 +253,16 @@ static void test_mss_limits(void) {
     const uint8_t *p;
     size_t n = np_mss_output(&m, &p);
     is_bytes(p, n, NA, "ls is answered with na (as go does)");
+  }
+
+  np_mss_init_listener(&m, lookup, NULL);
+  np_mss_feed(&m, LIT(MS));
+  np_mss_drain(&m, 100);
+  np_mss_feed(&m, LIT("\x0e/noise\n/noise\n"));
+  {
+    const uint8_t *p;
+    size_t n = np_mss_output(&m, &p);
+    is_bytes(p, n, NA, "a name with a newline inside is answered with na");
   }
 
   is_int(np_mss_init_dialer(&m, bad, 1, 0), NP_EINVAL,
@@ -349,14 +360,15 @@ static void test_lp(void) {
          "non-minimal prefix refused");
   np_lp_free(&r);
   np_lp_init(&r, (size_t)1 << 40);
-  is_int(np_lp_feed(&r, LIT("\x80\x80\x80\x80\x80\x80\x80\x80\x7f"), &msg,
-                    &mlen),
-         NP_ELIMIT, "2^62-byte prefix refused without allocating");
+  is_int(
+      np_lp_feed(&r, LIT("\x80\x80\x80\x80\x80\x80\x80\x80\x7f"), &msg, &mlen),
+      NP_ELIMIT, "2^62-byte prefix refused without allocating");
   np_lp_free(&r);
 
   np_lp_init(&r, 10);
-  np_lp_feed(&r, LIT("\x05"
-                     "ab"),
+  np_lp_feed(&r,
+             LIT("\x05"
+                 "ab"),
              &msg, &mlen);
   ok(msg == NULL && !np_lp_idle(&r), "partial body: no message, not idle");
   np_lp_free(&r);
@@ -368,7 +380,7 @@ static void test_lp(void) {
   is_int(np_lp_parse(LIT("\x0b"), 10, &msg, &mlen), NP_ELIMIT,
          "one-shot parse checks the limit on the prefix");
   is_bytes(big, np_lp_put_prefix(300, big, sizeof(big)), "\xac\x02",
-         "prefix of 300 is ac 02");
+           "prefix of 300 is ac 02");
   is_int(np_lp_prefix_size(16384), 3, "prefix of 16384 takes 3 bytes");
 }
 
@@ -387,10 +399,10 @@ static void test_unary(void) {
                                     "\x12\x01p"
                                     "\x1a\x02hi";
   /* Answer: 0a 10 callId; 22 04 unaryResponse { 0a 02 "ok" }. */
-  static const uint8_t want_resp[] = "\x18\x0a\x10" CALL_ID_HEX
-                                     "\x22\x04\x0a\x02ok";
-  static const uint8_t want_err[] = "\x18\x0a\x10" CALL_ID_HEX
-                                    "\x22\x04\x12\x02no";
+  static const uint8_t want_resp[] =
+      "\x18\x0a\x10" CALL_ID_HEX "\x22\x04\x0a\x02ok";
+  static const uint8_t want_err[] =
+      "\x18\x0a\x10" CALL_ID_HEX "\x22\x04\x12\x02no";
   static const uint8_t want_empty[] = "\x16\x0a\x10" CALL_ID_HEX "\x22\x02"
                                       "\x0a\x00";
   np_unary_req q = {0}, dq;
@@ -416,8 +428,7 @@ static void test_unary(void) {
   is_int(n, sizeof(want_req) - 1, "request frame decodes whole");
   ok(memcmp(dq.call_id, call_id, 16) == 0 && dq.peer_len == 2 &&
          memcmp(dq.peer, "\x01\x02", 2) == 0 && strcmp(dq.proto, "p") == 0 &&
-         dq.proto_len == 1 && dq.data_len == 2 &&
-         memcmp(dq.data, "hi", 2) == 0,
+         dq.proto_len == 1 && dq.data_len == 2 && memcmp(dq.data, "hi", 2) == 0,
      "request fields round-trip");
   np_unary_req_free(&dq);
 
@@ -445,9 +456,8 @@ static void test_unary(void) {
   ok(n > 0 && !ds.is_error && ds.data_len == 2, "response decodes");
   np_unary_resp_free(&ds);
   /* unaryResponse with neither member: an empty success. */
-  n = np_unary_decode_resp(&ds,
-                           LIT("\x14\x0a\x10" CALL_ID_HEX "\x22\x00"), 1024,
-                           err, sizeof(err));
+  n = np_unary_decode_resp(&ds, LIT("\x14\x0a\x10" CALL_ID_HEX "\x22\x00"),
+                           1024, err, sizeof(err));
   ok(n > 0 && !ds.is_error && ds.data_len == 0, "bare unaryResponse is empty");
   np_unary_resp_free(&ds);
 
@@ -470,15 +480,13 @@ static void test_unary(void) {
   n = np_unary_decode_resp(&ds, want_req, sizeof(want_req) - 1, 1024, err,
                            sizeof(err));
   is_int(n, NP_EPROTO, "a call is not an answer");
-  n = np_unary_decode_req(&dq,
-                          LIT("\x14\x0a\x0f" CALL_ID_HEX "\x1a\x00"), 1024,
+  n = np_unary_decode_req(&dq, LIT("\x14\x0a\x0f" CALL_ID_HEX "\x1a\x00"), 1024,
                           err, sizeof(err));
   is_int(n, NP_EPROTO, "15-byte callId refused");
   n = np_unary_decode_req(&dq, LIT("\x12\x0a\x10" CALL_ID_HEX), 1024, err,
                           sizeof(err));
   is_int(n, NP_EPROTO, "call without callUnary refused");
-  n = np_unary_decode_req(&dq, LIT("\x03\xff\xff\xff"), 1024, err,
-                          sizeof(err));
+  n = np_unary_decode_req(&dq, LIT("\x03\xff\xff\xff"), 1024, err, sizeof(err));
   is_int(n, NP_EPROTO, "garbage refused");
 }
 
@@ -521,8 +529,9 @@ static void test_identify(void) {
   addrs[0].len = maddr("/ip4/127.0.0.1/udp/1234/quic-v1", a1, sizeof(a1));
   addrs[1].data = a2;
   addrs[1].len = maddr("/ip6/::1/udp/4001/quic-v1", a2, sizeof(a2));
-  ok(addrs[0].len == 11 && memcmp(a1, "\x04\x7f\x00\x00\x01\x91\x02\x04\xd2"
-                                      "\xcd\x03",
+  ok(addrs[0].len == 11 && memcmp(a1,
+                                  "\x04\x7f\x00\x00\x01\x91\x02\x04\xd2"
+                                  "\xcd\x03",
                                   11) == 0,
      "quic-v1 address bytes as in the spec");
   memset(&p, 0, sizeof(p));
@@ -558,9 +567,9 @@ static void test_identify(void) {
      "peer ID from identify matches the sender");
   ok(got.signed_record.data != NULL, "signed peer record present");
 
-  is_int(np_peer_record_open(&rec, got.signed_record.data,
-                             got.signed_record.len),
-         0, "signed peer record verifies");
+  is_int(
+      np_peer_record_open(&rec, got.signed_record.data, got.signed_record.len),
+      0, "signed peer record verifies");
   ok(np_peerid_equal(&rec.id, &self.id), "record is the sender's");
   is_int(rec.seq, 1700000000, "record seq");
   ok(rec.naddrs == 2 && rec.addrs[0].len == addrs[0].len &&
@@ -592,13 +601,12 @@ static void test_identify(void) {
                   64) == 0,
        "signature is over the hand-built signing buffer");
     is_int(np_envelope_open(got.signed_record.data, got.signed_record.len,
-                            NP_PEER_RECORD_DOMAIN,
-                            (const uint8_t *)"\x81\x06", 2, &signer, payload,
-                            sizeof(payload)),
+                            NP_PEER_RECORD_DOMAIN, (const uint8_t *)"\x81\x06",
+                            2, &signer, payload, sizeof(payload)),
            NP_EPROTO, "uvarint 0x0301 (81 06) is not the payload type");
     is_int(np_envelope_open(got.signed_record.data, got.signed_record.len,
-                            "libp2p-relay-rsvp", (const uint8_t *)"\x03\x01",
-                            2, &signer, payload, sizeof(payload)),
+                            "libp2p-relay-rsvp", (const uint8_t *)"\x03\x01", 2,
+                            &signer, payload, sizeof(payload)),
            NP_ECRYPTO, "another domain does not verify");
   }
 
@@ -651,8 +659,7 @@ static void test_identify(void) {
     int i;
     size_t total = 0;
     for (i = 0; i < 64; i++) {
-      snprintf(names[i], sizeof(names[i]), "/natpeer/some-protocol/%d.0.0",
-               i);
+      snprintf(names[i], sizeof(names[i]), "/natpeer/some-protocol/%d.0.0", i);
       many[i] = names[i];
     }
     p.protocols = many;
@@ -745,15 +752,14 @@ static void test_p2pd(void) {
     np__p2pd__request__free_unpacked(r, NULL);
 
   r = np__p2pd__request__unpack(NULL, sizeof(handler) - 1, handler);
-  ok(r != NULL && r->streamhandler != NULL &&
-         !r->streamhandler->has_balanced && !r->streamhandler->balanced,
+  ok(r != NULL && r->streamhandler != NULL && !r->streamhandler->has_balanced &&
+         !r->streamhandler->balanced,
      "STREAM_HANDLER without balanced decodes as balanced=false");
   if (r)
     np__p2pd__request__free_unpacked(r, NULL);
 
   r = np__p2pd__request__unpack(NULL, 2, (const uint8_t *)"\x08\x09");
-  ok(r != NULL &&
-         r->type == NP__P2PD__REQUEST__TYPE__PERSISTENT_CONN_UPGRADE &&
+  ok(r != NULL && r->type == NP__P2PD__REQUEST__TYPE__PERSISTENT_CONN_UPGRADE &&
          !r->has_field9,
      "type 9 without field 9: persistent connection upgrade");
   if (r)
@@ -795,7 +801,7 @@ static void test_p2pd(void) {
 
   resp.type = NP__P2PD__RESPONSE__TYPE__OK;
   is_bytes(buf, np__p2pd__response__pack(&resp, buf), "\x08\x00",
-         "Response{OK} writes its required enum 0");
+           "Response{OK} writes its required enum 0");
 }
 
 int main(void) {
