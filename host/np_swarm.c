@@ -1261,10 +1261,13 @@ static void q_conn_up(np_qconn *qc, void *ud) {
     }
     free(d);
   }
-  /* Learn what the peer is and speaks. */
+  /* Learn what the peer is and speaks, and the round-trip time. */
   {
-    op *o = op_new(sw, OP_IDENTIFY, &c->peer);
-    if (o) {
+    static const int kinds[] = {OP_IDENTIFY, OP_PING};
+    for (size_t i = 0; i < NP_ARRAY_LEN(kinds); i++) {
+      op *o = op_new(sw, kinds[i], &c->peer);
+      if (o == NULL)
+        break;
       np_list_insert_tail(&sw->ops, &o->link);
       o->done = 1; /* internal: no callback */
       op_on_conn(o, c);
