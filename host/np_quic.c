@@ -128,6 +128,8 @@ struct np_qconn {
   int err;    /* conn_down reason */
   int cb_err; /* why one of our ngtcp2 callbacks failed */
   int check_writable;
+  int want_credit; /* an open failed with NP_ELIMIT */
+  int credit;      /* ... and since then a slot may have opened */
   np_peerid peer;
   void *ud;
   np_list cids;
@@ -536,8 +538,10 @@ static void stream_free(np_qstream *s) {
   }
   c->buffered -= (size_t)(s->end - s->acked);
   c->check_writable = 1; /* others may have waited on conn_buffer_max */
-  if (!s->remote)
+  if (!s->remote) {
     c->nlocal--;
+    c->credit = c->want_credit;
+  }
   free(s);
 }
 
@@ -807,6 +811,17 @@ static int extend_max_stream_data_cb(ngtcp2_conn *conn, int64_t stream_id,
   return 0;
 }
 
+static int extend_max_local_bidi_cb(ngtcp2_conn *conn, uint64_t max_streams,
+                                    void *ud) {
+  np_qconn *c = ud;
+  (void)conn, (void)max_streams;
+  if (c->want_credit) {
+    c->credit = 1;
+    conn_mark(c);
+  }
+  return 0;
+}
+
 static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
   memset(cb, 0, sizeof(*cb));
   if (server) {
@@ -836,6 +851,7 @@ static void fill_callbacks(ngtcp2_callbacks *cb, int server) {
   cb->stream_reset = stream_reset_cb;
   cb->stream_stop_sending = stream_stop_sending_cb;
   cb->extend_max_stream_data = extend_max_stream_data_cb;
+  cb->extend_max_local_streams_bidi = extend_max_local_bidi_cb;
 }
 
 static void fill_settings(const np_quic *q, ngtcp2_settings *st,
@@ -1241,6 +1257,11 @@ static void conn_flush(np_qconn *c) {
     }
     if (s->app_done && s->ng_closed && np_list_empty(&s->elink))
       stream_free(s);
+  }
+  if (c->credit && c->state < ST_CLOSING && !c->close_req) {
+    c->want_credit = c->credit = 0;
+    if (q->cbs.conn_stream_credit)
+      q->cbs.conn_stream_credit(c, q->ud);
   }
   if (c->state < ST_CLOSING) {
     int rv = conn_write(c);
@@ -1887,14 +1908,20 @@ int np_quic_stream_open(np_qconn *c, void *ud, np_qstream **ps) {
     return NP_ECLOSED;
   if (!c->up_done)
     return NP_EINVAL;
-  if (c->nlocal >= c->q->cfg.max_streams_per_conn)
+  if (c->nlocal >= c->q->cfg.max_streams_per_conn) {
+    c->want_credit = 1;
     return NP_ELIMIT;
+  }
   if ((s = stream_new(c, -1, 0)) == NULL)
     return NP_ENOMEM;
   rv = ngtcp2_conn_open_bidi_stream(c->conn, &id, s);
   if (rv != 0) {
     stream_free(s);
-    return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? NP_ELIMIT : map_liberr(rv);
+    c->credit = 0;
+    if (rv != NGTCP2_ERR_STREAM_ID_BLOCKED)
+      return map_liberr(rv);
+    c->want_credit = 1;
+    return NP_ELIMIT;
   }
   s->id = id;
   s->ud = ud;

@@ -80,6 +80,11 @@ typedef struct np_quic_cbs {
   /* Once after np_quic_stream_write returned NP_ELIMIT for |s|, when at
    * least half of the stream's buffer is free again. */
   void (*stream_writable)(np_qstream *s, void *ud);
+  /* Once after np_quic_stream_open returned NP_ELIMIT on |c|, when an open
+   * may succeed again: the peer raised its stream limit (MAX_STREAMS) or one
+   * of our streams on |c| ended. (Appended last: older initializers that
+   * stop at stream_writable leave it NULL.) */
+  void (*conn_stream_credit)(np_qconn *c, void *ud);
 } np_quic_cbs;
 
 /* np_quic_new creates an endpoint without sockets on |loop| (not owned),
@@ -152,7 +157,8 @@ void *np_quic_conn_ud(const np_qconn *c);
  * (conn_up seen or, for a dial, delivered). The peer learns of it with the
  * first byte (or FIN) written. Returns 0, NP_EINVAL (not up yet),
  * NP_ECLOSED (closing), NP_ELIMIT (max_streams_per_conn open, or the
- * peer's stream credit is used up) or NP_ENOMEM. */
+ * peer's stream credit is used up; conn_stream_credit follows when that
+ * changes) or NP_ENOMEM. */
 int np_quic_stream_open(np_qconn *c, void *ud, np_qstream **ps);
 
 /* np_quic_stream_write copies all |len| bytes into the stream's send

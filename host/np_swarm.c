@@ -81,9 +81,8 @@ struct sconn {
   int64_t rtt_us;
   np_list streams; /* sstream */
   struct dialing *dial; /* when this is a dial attempt */
-  np_list swait;        /* ops waiting for stream credit (op.wlink) */
-  ev_timer swait_timer; /* retries them: credit returns with MAX_STREAMS */
-  int swait_on;
+  np_list swait; /* ops waiting for stream credit (op.wlink); np_quic's
+                    conn_stream_credit says when to retry */
 };
 
 /* One dial toward a peer, shared by every op waiting for it. */
@@ -1089,10 +1088,6 @@ static void op_on_conn(op *o, sconn *c) {
     /* All stream slots are in use: wait for one (bounded by the op's
      * timeout and by max_pending_calls). */
     np_list_insert_tail(&c->swait, &o->wlink);
-    if (!c->swait_on) {
-      ev_timer_again(EV(c->sw), &c->swait_timer);
-      c->swait_on = 1;
-    }
     return;
   }
   if (rv != 0) {
@@ -1177,18 +1172,8 @@ static void swait_retry(sconn *c) {
     np_list_remove(&o->wlink);
     op_on_conn(o, c);
     if (!np_list_empty(&o->wlink))
-      return; /* queued again: no credit yet, the timer retries */
+      return; /* queued again: no credit yet */
   }
-  if (c->swait_on) {
-    ev_timer_stop(EV(c->sw), &c->swait_timer);
-    c->swait_on = 0;
-  }
-}
-
-static void swait_tick(struct ev_loop *ev, ev_timer *w, int revents) {
-  sconn *c = np_container_of(w, sconn, swait_timer);
-  (void)ev, (void)revents;
-  swait_retry(c);
 }
 
 static void sconn_init(sconn *c, np_swarm *sw) {
@@ -1196,8 +1181,6 @@ static void sconn_init(sconn *c, np_swarm *sw) {
   c->rtt_us = -1;
   np_list_init(&c->streams);
   np_list_init(&c->swait);
-  ev_init(&c->swait_timer, swait_tick);
-  c->swait_timer.repeat = 0.005;
 }
 
 static op *op_new(np_swarm *sw, int kind, const np_peerid *peer) {
@@ -1294,8 +1277,6 @@ static void q_conn_down(np_qconn *qc, int err, void *ud) {
   }
   while (!np_list_empty(&c->swait))
     op_finish(np_list_entry(c->swait.next, op, wlink), err);
-  if (c->swait_on)
-    ev_timer_stop(EV(sw), &c->swait_timer);
   np_list_remove(&c->link);
   if (c->dial) {
     dialing *d = c->dial;
@@ -1354,6 +1335,13 @@ static void q_stream_writable(np_qstream *qs, void *ud) {
   if (st->obuf == NULL && st->kind == S_APP && st->app &&
       st->app->cbs.on_writable)
     st->app->cbs.on_writable(st->app, st->app->ud);
+}
+
+static void q_conn_credit(np_qconn *qc, void *ud) {
+  sconn *c = np_quic_conn_ud(qc);
+  (void)ud;
+  if (c)
+    swait_retry(c);
 }
 
 /* ---- np_net_ops and the remote-call hook ------------------------------------------ */
@@ -1529,8 +1517,9 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   const np_conf *conf = np_host_conf(h);
   np_swarm *sw = calloc(1, sizeof(*sw));
   np_quic_config qc;
-  np_quic_cbs cbs = {q_conn_up,   q_conn_down,      q_stream_open,
-                     q_stream_data, q_stream_close, q_stream_writable};
+  np_quic_cbs cbs = {q_conn_up,      q_conn_down,       q_stream_open,
+                     q_stream_data,  q_stream_close,    q_stream_writable,
+                     q_conn_credit};
   int rv;
   if (sw == NULL)
     return NP_ENOMEM;
