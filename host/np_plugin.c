@@ -42,6 +42,7 @@ struct np_plugin {
   np_list outcalls;  /* outcall */
   np_list timers;    /* np_timer */
   np_list streams;   /* np_stream given to this plugin */
+  np_list opening;   /* open_stream requests in flight */
 };
 
 struct np_plugins {
@@ -257,6 +258,70 @@ static int api_call(np_plugin *p, const char *peer, const char *proto,
   return 0;
 }
 
+typedef struct opening {
+  np_list link; /* in plugin->opening */
+  np_plugin *p;
+  np_stream_cbs cbs;
+  void *ud;
+  void *handle;
+} opening;
+
+static void on_opened(void *arg, int err, np_stream *s, const char *proto) {
+  opening *op = arg;
+  np_plugin *p = op->p;
+  (void)proto;
+  np_list_remove(&op->link);
+  if (err != 0) {
+    if (op->cbs.on_close)
+      op->cbs.on_close(NULL, err, op->ud);
+    free(op);
+    return;
+  }
+  np_stream_set_cbs(s, &op->cbs, op->ud);
+  np_list_insert_tail(&p->streams, &s->owner_link);
+  free(op);
+  if (s->cbs.on_open)
+    s->cbs.on_open(s, s->ud);
+}
+
+static int api_open_stream(np_plugin *p, const char *peer, const char *proto,
+                           const np_stream_cbs *cbs, void *ud) {
+  void *net;
+  const np_net_ops *ops;
+  np_peerid id;
+  opening *op;
+  int rv;
+  if (p == NULL || peer == NULL || proto == NULL || cbs == NULL ||
+      cbs->struct_size < CBS_MIN_SIZE ||
+      np_proto_name_check(proto, strlen(proto)) != 0 ||
+      np_peerid_parse(&id, peer, strlen(peer)) != 0)
+    return NP_EINVAL;
+  if ((ops = np_host_net(p->pm->host, &net)) == NULL)
+    return NP_EUNREACH;
+  if ((op = calloc(1, sizeof(*op))) == NULL)
+    return NP_ENOMEM;
+  op->p = p;
+  op->ud = ud;
+  memcpy(&op->cbs, cbs,
+         cbs->struct_size < sizeof(op->cbs) ? cbs->struct_size
+                                            : sizeof(op->cbs));
+  op->cbs.struct_size = sizeof(op->cbs);
+  np_list_insert_tail(&p->opening, &op->link);
+  rv = ops->open_stream(net, &id, &proto, 1,
+                        np_host_conf(p->pm->host)->limits.call_timeout_ms,
+                        on_opened, op, &op->handle);
+  if (rv != 0) {
+    np_list_remove(&op->link);
+    free(op);
+  }
+  return rv;
+}
+
+static void api_stream_set_ud(np_stream *s, void *ud) {
+  if (s)
+    s->ud = ud;
+}
+
 static const char *api_self_peer(np_plugin *p) {
   return p ? np_host_identity(p->pm->host)->id_str : NULL;
 }
@@ -282,6 +347,8 @@ static const np_host_api api_table = {
     api_self_peer,
     api_stream_peer,
     api_call_on_cancel,
+    api_open_stream,
+    api_stream_set_ud,
 };
 
 const np_host_api *np_plugin_api(void) { return &api_table; }
@@ -303,6 +370,15 @@ static void release_resources(np_plugin *p) {
     if (s->ops && s->ops->reset)
       s->ops->reset(s);
     np_stream_closed(s, NP_ECANCELED);
+  }
+  np_list_for_each_safe(it, tmp, &p->opening) {
+    opening *op = np_list_entry(it, opening, link);
+    void *net;
+    const np_net_ops *ops = np_host_net(p->pm->host, &net);
+    np_list_remove(&op->link);
+    if (ops)
+      ops->cancel(net, op->handle);
+    free(op);
   }
   np_list_for_each_safe(it, tmp, &p->calls) {
     np_call_owner_gone(np_list_entry(it, np_call, owner_link));
@@ -507,6 +583,7 @@ static int load(np_plugins *pm, const np_conf *conf, const char *path,
   np_list_init(&p->outcalls);
   np_list_init(&p->timers);
   np_list_init(&p->streams);
+  np_list_init(&p->opening);
   np_list_init(&p->link);
   /* Convert to the current descriptor: copy what the plugin has, the rest
    * stays zero (ngtcp2's versioned-struct rule). */

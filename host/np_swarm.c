@@ -77,6 +77,7 @@ struct sconn {
   uint8_t raddr[ADDR_LEN];
   size_t raddr_len;
   int up, inbound;
+  int closing; /* disconnect asked: not reused for new streams */
   uint64_t t_up_ms;
   int64_t rtt_us;
   np_list streams; /* sstream */
@@ -928,7 +929,7 @@ static sconn *find_conn(np_swarm *sw, const np_peerid *peer) {
   np_list *it;
   for (it = sw->conns.next; it != &sw->conns; it = it->next) {
     sconn *c = np_list_entry(it, sconn, link);
-    if (c->up && np_peerid_equal(&c->peer, peer))
+    if (c->up && !c->closing && np_peerid_equal(&c->peer, peer))
       return c;
   }
   return NULL;
@@ -1426,8 +1427,10 @@ static int net_disconnect(void *net, const np_peerid *peer) {
   np_list *it;
   for (it = sw->conns.next; it != &sw->conns; it = it->next) {
     sconn *c = np_list_entry(it, sconn, link);
-    if (np_peerid_equal(&c->peer, peer) && c->qc)
+    if (np_peerid_equal(&c->peer, peer) && c->qc && !c->closing) {
+      c->closing = 1;
       np_quic_conn_close(c->qc, 0);
+    }
   }
   return 0;
 }

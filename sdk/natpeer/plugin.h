@@ -133,6 +133,15 @@ typedef struct np_host_api {
    * once, and |c| is gone when it returns (do not reply to it). */
   void (*call_on_cancel)(np_call *c, void (*cb)(np_call *c, void *cud),
                          void *cud);
+  /* Open a raw stream to |peer| negotiating |proto| (connecting first if
+   * needed). Later, never from inside this call: cbs->on_open(s) once the
+   * protocol is agreed, or cbs->on_close(NULL, err, ud) if it could not be
+   * opened (err: NP_ENOPROTO, NP_EUNREACH, NP_ETIMEDOUT, ...). |cbs| is
+   * copied. Returns 0 or an error (then no callback follows). */
+  int (*open_stream)(np_plugin *p, const char *peer, const char *proto,
+                     const np_stream_cbs *cbs, void *ud);
+  /* Replace the |ud| handed to |s|'s later callbacks (per-stream state). */
+  void (*stream_set_ud)(np_stream *s, void *ud);
 } np_host_api;
 
 /* Nonzero when the running host's table is long enough to hold member M. */
