@@ -445,18 +445,23 @@ np_ssize np_identify_build(const np_identity *self, const np_identify_params *p,
   }
   m.protocolversion = (char *)p->protocol_version;
   m.agentversion = (char *)p->agent_version;
-  if (p->record_seq != 0) {
-    if ((spr = malloc(NP_IDENTIFY_MSG_OUT)) == NULL)
-      goto out;
-    n = np_peer_record_seal(self, p->record_seq, p->listen_addrs, p->nlisten,
-                            spr, NP_IDENTIFY_MSG_OUT);
-    if (n < 0) {
-      rv = (int)n;
-      goto out;
+  if (p->signed_record_len != 0 || p->record_seq != 0) {
+    if (p->signed_record_len != 0) {
+      m.signedpeerrecord.data = (uint8_t *)p->signed_record;
+      m.signedpeerrecord.len = p->signed_record_len;
+    } else {
+      if ((spr = malloc(NP_IDENTIFY_MSG_OUT)) == NULL)
+        goto out;
+      n = np_peer_record_seal(self, p->record_seq, p->listen_addrs,
+                              p->nlisten, spr, NP_IDENTIFY_MSG_OUT);
+      if (n < 0) {
+        rv = (int)n;
+        goto out;
+      }
+      m.signedpeerrecord.data = spr;
+      m.signedpeerrecord.len = (size_t)n;
     }
     m.has_signedpeerrecord = 1;
-    m.signedpeerrecord.data = spr;
-    m.signedpeerrecord.len = (size_t)n;
     /* Small peers (old go: 2 KiB) choke on big messages; go moves the
      * record to a message of its own, and readers merge until EOF. */
     if (np__identify__identify__get_packed_size(&m) > NP_IDENTIFY_SPLIT) {

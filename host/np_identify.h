@@ -80,6 +80,10 @@ typedef struct np_identify_params {
   size_t nprotocols;
   uint64_t record_seq; /* nonzero: attach a peer record of listen_addrs
                           signed by the host key, with this seq */
+  /* Alternatively an already sealed record (np_peer_record_seal), sent as
+   * is: signing once instead of per connection. Takes precedence. */
+  const uint8_t *signed_record;
+  size_t signed_record_len;
 } np_identify_params;
 
 /* Write the identify answer of host |self| (publicKey = its key) as one

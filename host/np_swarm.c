@@ -65,6 +65,9 @@ struct np_swarm {
   size_t addr_len[MAX_ADDRS];
   size_t naddrs;
   char addr_text[MAX_ADDRS][320];
+  uint8_t record[NP_IDENTIFY_MSG_OUT]; /* our signed peer record, sealed
+                                          once per address change */
+  size_t record_len;
   int closing;
 };
 
@@ -246,6 +249,18 @@ static void collect_addrs(np_swarm *sw) {
     np_ssize n = np_maddr_parse(t, strlen(t), bin, sizeof(bin));
     if (n > 0)
       add_own_addr(sw, bin, (size_t)n);
+  }
+  {
+    np_identify_blob addrs[MAX_ADDRS];
+    np_ssize n;
+    for (size_t i = 0; i < sw->naddrs; i++) {
+      addrs[i].data = sw->addr[i];
+      addrs[i].len = sw->addr_len[i];
+    }
+    sw->record_seq++;
+    n = np_peer_record_seal(np_host_identity(sw->h), sw->record_seq, addrs,
+                            sw->naddrs, sw->record, sizeof(sw->record));
+    sw->record_len = n > 0 ? (size_t)n : 0;
   }
 }
 
@@ -489,11 +504,12 @@ static void send_identify(sstream *st) {
   p.observed_len = st->c->raddr_len;
   p.protocols = v;
   p.nprotocols = acc.n;
-  p.record_seq = sw->record_seq;
+  p.signed_record = sw->record;
+  p.signed_record_len = sw->record_len;
   n = np_identify_build(np_host_identity(sw->h), &p, out,
                         2 * NP_IDENTIFY_MSG_OUT + 64);
   if (n == NP_ELIMIT) { /* too many protocols for one message: no record */
-    p.record_seq = 0;
+    p.signed_record_len = 0;
     n = np_identify_build(np_host_identity(sw->h), &p, out,
                           2 * NP_IDENTIFY_MSG_OUT + 64);
   }
