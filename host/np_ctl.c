@@ -145,6 +145,10 @@ static void close_after_flush(client *c);
 /* ---- output ----------------------------------------------------------- */
 
 static void flush(client *c) {
+  if (c->mode == M_CONNECTING) {
+    ev_io_start(EV(c->ctl), &c->ww); /* on_write finishes the connect */
+    return;
+  }
   while (!np_list_empty(&c->out)) {
     outbuf *b = np_list_entry(c->out.next, outbuf, link);
     ssize_t n = send(c->fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
@@ -1005,8 +1009,10 @@ static void sh_on_open(np_stream *s, void *ud) {
       return;
     }
     np__p2pd__stream_info__pack(&si, buf);
-    /* The bare StreamInfo goes first, queued until the dial completes. */
+    /* The bare StreamInfo goes first, queued until the dial completes;
+     * reading the callback socket starts once it is connected. */
     splice_start(c, s);
+    c->mode = M_CONNECTING;
     queue(c, buf, n, 1);
   }
 }
