@@ -48,9 +48,7 @@
 #define CHUNK_MIN 4096
 #define SOCK_BUFSZ (4 << 20)
 #define STREAM_WINDOW (512 * 1024) /* initial, auto-tuned by ngtcp2 */
-#define STREAM_WINDOW_MAX (8 << 20)
 #define CONN_WINDOW (1536 * 1024)
-#define CONN_WINDOW_MAX (16 << 20)
 #define ALERT_BAD_CERTIFICATE 42
 #define ALERT_NO_APP_PROTOCOL 120
 
@@ -103,9 +101,9 @@ struct np_qstream {
   uint64_t reset_code;
   unsigned ev;
   int close_err; /* for SE_CLOSED */
-  unsigned remote : 1, announced : 1, fin_req : 1, fin_sent : 1,
-      fc_blocked : 1, want_writable : 1, write_shut : 1, reset_req : 1,
-      app_done : 1, ng_closed : 1;
+  unsigned remote : 1, announced : 1, fin_req : 1, fin_sent : 1, fc_blocked : 1,
+      want_writable : 1, write_shut : 1, reset_req : 1, app_done : 1,
+      ng_closed : 1;
 };
 
 struct np_qconn {
@@ -364,8 +362,8 @@ static const char *dir_name(const np_qconn *c) {
 static const char *remote_text(const np_qconn *c, char *buf, size_t cap) {
   uint8_t bin[64];
   const ngtcp2_path *p = ngtcp2_conn_get_path(c->conn);
-  np_ssize n = np_maddr_from_sockaddr_quic((const struct sockaddr *)p->remote.addr,
-                                           bin, sizeof(bin));
+  np_ssize n = np_maddr_from_sockaddr_quic(
+      (const struct sockaddr *)p->remote.addr, bin, sizeof(bin));
   if (n < 0 || np_maddr_to_string(bin, (size_t)n, buf, cap) < 0)
     snprintf(buf, cap, "?");
   return buf;
@@ -713,7 +711,7 @@ static int stream_open_cb(ngtcp2_conn *conn, int64_t stream_id, void *ud) {
   }
   ngtcp2_conn_set_stream_user_data(conn, stream_id, s);
   conn_set_up(c); /* client: a server's stream implies it accepted us */
-  if (!c->up_done) {
+  if (!c->up_done || c->close_req) {
     /* The upper layer has not got the connection (or is closing it). */
     s->app_done = 1;
     s->reset_req = 1;
@@ -741,8 +739,8 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags,
       c->close_req || !c->up_done)
     return 0;
   if (q->cbs.stream_data)
-    q->cbs.stream_data(s, data, datalen, (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0,
-                       q->ud);
+    q->cbs.stream_data(s, data, datalen,
+                       (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0, q->ud);
   return 0;
 }
 
@@ -755,9 +753,8 @@ static int acked_cb(ngtcp2_conn *conn, int64_t stream_id, uint64_t offset,
   return 0;
 }
 
-static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags,
-                           int64_t stream_id, uint64_t app_error_code,
-                           void *ud, void *sud) {
+static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t stream_id,
+                           uint64_t app_error_code, void *ud, void *sud) {
   np_qstream *s = sud;
   (void)ud, (void)app_error_code;
   if (s == NULL)
@@ -859,14 +856,20 @@ static void fill_settings(const np_quic *q, ngtcp2_settings *st,
   ngtcp2_settings_default(st);
   st->initial_ts = ts;
   st->cc_algo = NGTCP2_CC_ALGO_CUBIC;
-  st->max_window = CONN_WINDOW_MAX;
-  st->max_stream_window = STREAM_WINDOW_MAX;
+  /* Flow-control windows grow (auto-tuning) up to these; they also bound
+   * what ngtcp2 buffers out of order for the connection. */
+  st->max_window = q->cfg.recv_window_max;
+  st->max_stream_window = q->cfg.recv_window_max / 2;
   st->handshake_timeout = q->cfg.handshake_timeout_ms * NGTCP2_MILLISECONDS;
   ngtcp2_transport_params_default(p);
-  p->initial_max_stream_data_bidi_local = STREAM_WINDOW;
-  p->initial_max_stream_data_bidi_remote = STREAM_WINDOW;
+  p->initial_max_stream_data_bidi_local = st->max_stream_window < STREAM_WINDOW
+                                              ? st->max_stream_window
+                                              : STREAM_WINDOW;
+  p->initial_max_stream_data_bidi_remote =
+      p->initial_max_stream_data_bidi_local;
   p->initial_max_stream_data_uni = 0;
-  p->initial_max_data = CONN_WINDOW;
+  p->initial_max_data =
+      st->max_window < CONN_WINDOW ? st->max_window : CONN_WINDOW;
   p->initial_max_streams_bidi = q->cfg.max_streams_per_conn;
   p->initial_max_streams_uni = 0;
   p->max_idle_timeout = q->cfg.idle_timeout_ms * NGTCP2_MILLISECONDS;
@@ -981,7 +984,8 @@ static void notify_down(np_qconn *c) {
     np_info(SUB, "conn-close conn=%08x peer=%s dir=%s err=%s", c->id, peer,
             dir_name(c), np_errname(c->err));
   else if (why[0] != '\0')
-    np_warn(SUB, "handshake-failed conn=%08x addr=%s dir=%s err=%s reason=\"%s\"",
+    np_warn(SUB,
+            "handshake-failed conn=%08x addr=%s dir=%s err=%s reason=\"%s\"",
             c->id, remote_text(c, addr, sizeof(addr)), dir_name(c),
             np_errname(c->err), why);
   else
@@ -1157,8 +1161,8 @@ static int conn_write(np_qconn *c) {
       if (fin)
         flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
     }
-    n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, q->txbuf + off,
-                                  maxpl, &ndata, flags, sid, vec, nvec, ts);
+    n = ngtcp2_conn_writev_stream(c->conn, &ps.path, &pi, q->txbuf + off, maxpl,
+                                  &ndata, flags, sid, vec, nvec, ts);
     if (n < 0) {
       switch (n) {
       case NGTCP2_ERR_WRITE_MORE:
@@ -1336,8 +1340,8 @@ static void conn_timer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
 
 /* ---- the read path ------------------------------------------------------ */
 
-static void conn_recv(np_qconn *c, const ngtcp2_path *path,
-                      const uint8_t *data, size_t len, ngtcp2_tstamp ts) {
+static void conn_recv(np_qconn *c, const ngtcp2_path *path, const uint8_t *data,
+                      size_t len, ngtcp2_tstamp ts) {
   ngtcp2_pkt_info pi;
   int rv;
   switch (c->state) {
@@ -1598,7 +1602,8 @@ static int sock_open(np_quic *q, const struct sockaddr *sa, socklen_t salen,
   if (bind(fd, sa, salen) != 0) {
     e = errno;
     n = np_maddr_from_sockaddr_quic(sa, s->maddr, sizeof(s->maddr));
-    if (n < 0 || np_maddr_to_string(s->maddr, (size_t)n, text, sizeof(text)) < 0)
+    if (n < 0 ||
+        np_maddr_to_string(s->maddr, (size_t)n, text, sizeof(text)) < 0)
       snprintf(text, sizeof(text), "?");
     np_warn(SUB, "bind-failed addr=%s errno=%d (%s)", text, e, strerror(e));
     close(fd);
@@ -1670,6 +1675,7 @@ void np_quic_config_default(np_quic_config *cfg) {
   cfg->keepalive_ms = 15000;
   cfg->stream_buffer_max = 1 << 20;
   cfg->conn_buffer_max = 16 << 20;
+  cfg->recv_window_max = 16 << 20;
 }
 
 int np_quic_new(np_quic **pq, np_loop *loop, np_tls *tls,
@@ -1682,9 +1688,8 @@ int np_quic_new(np_quic **pq, np_loop *loop, np_tls *tls,
     return NP_ENOMEM;
   np_quic_config_default(&q->cfg);
   if (cfg != NULL) {
-#define TAKE(f)                                                                \
-  if (cfg->f)                                                                  \
-  q->cfg.f = cfg->f
+    /* Zero fields keep their defaults. */
+#define TAKE(f) (q->cfg.f = cfg->f ? cfg->f : q->cfg.f)
     TAKE(max_connections);
     TAKE(max_streams_per_conn);
     TAKE(idle_timeout_ms);
@@ -1692,6 +1697,7 @@ int np_quic_new(np_quic **pq, np_loop *loop, np_tls *tls,
     TAKE(keepalive_ms);
     TAKE(stream_buffer_max);
     TAKE(conn_buffer_max);
+    TAKE(recv_window_max);
 #undef TAKE
   }
   if (cbs != NULL)
@@ -1839,12 +1845,11 @@ int np_quic_dial(np_quic *q, const uint8_t *maddr, size_t len, void *ud,
   path.remote.addr = (ngtcp2_sockaddr *)&ss;
   path.remote.addrlen = sl;
   path.user_data = NULL;
-  if (ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &path,
-                             NGTCP2_PROTO_VER_V1, &cb, &st, &p, NULL,
-                             c) != 0)
+  if (ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1,
+                             &cb, &st, &p, NULL, c) != 0)
     goto fail;
-  if ((rv = np_tls_conn_new(&c->tls, q->tls, 0,
-                            has_expected ? &expected : NULL, &c->cref)) != 0)
+  if ((rv = np_tls_conn_new(&c->tls, q->tls, 0, has_expected ? &expected : NULL,
+                            &c->cref)) != 0)
     goto fail;
   ngtcp2_conn_set_tls_native_handle(c->conn, np_tls_conn_native(c->tls));
   if (q->cfg.keepalive_ms != UINT64_MAX)
@@ -1882,8 +1887,7 @@ int np_quic_conn_peer(const np_qconn *c, np_peerid *id) {
   return 0;
 }
 
-np_ssize np_quic_conn_remote_addr(const np_qconn *c, uint8_t *out,
-                                  size_t cap) {
+np_ssize np_quic_conn_remote_addr(const np_qconn *c, uint8_t *out, size_t cap) {
   const ngtcp2_path *p = ngtcp2_conn_get_path(c->conn);
   return np_maddr_from_sockaddr_quic((const struct sockaddr *)p->remote.addr,
                                      out, cap);
@@ -1977,8 +1981,8 @@ size_t np_quic_stream_write_space(const np_qstream *s) {
 
 int np_quic_stream_shutdown(np_qstream *s) {
   np_qconn *c = s->c;
-  if (s->app_done || s->reset_req || s->write_shut ||
-      c->state >= ST_CLOSING || c->close_req)
+  if (s->app_done || s->reset_req || s->write_shut || c->state >= ST_CLOSING ||
+      c->close_req)
     return NP_ECLOSED;
   if (s->fin_req)
     return 0;

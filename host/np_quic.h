@@ -35,12 +35,15 @@ typedef struct np_quic_config {
                                     open, and we may open; default 256 */
   uint64_t idle_timeout_ms;      /* QUIC max_idle_timeout; default 30000 */
   uint64_t handshake_timeout_ms; /* default 10000 */
-  uint64_t keepalive_ms; /* PING after this much idle time; default 15000;
-                            UINT64_MAX disables */
+  uint64_t keepalive_ms;    /* PING after this much idle time; default 15000;
+                               UINT64_MAX disables */
   size_t stream_buffer_max; /* unsent + unacknowledged bytes per stream;
                                default 1 MiB */
   size_t conn_buffer_max;   /* the same summed over a connection's streams;
                                default 16 MiB */
+  uint64_t recv_window_max; /* receive flow-control window of a connection
+                               (auto-tuned up to this; half per stream): the
+                               most ngtcp2 buffers out of order; 16 MiB */
 } np_quic_config;
 
 /* Fill |cfg| with the defaults above. */
@@ -70,8 +73,8 @@ typedef struct np_quic_cbs {
   /* In-order bytes of |s|; |fin| is set with the last (|len| may be 0).
    * The receive window is credited back when this returns: copy what you
    * keep. */
-  void (*stream_data)(np_qstream *s, const uint8_t *data, size_t len,
-                      int fin, void *ud);
+  void (*stream_data)(np_qstream *s, const uint8_t *data, size_t len, int fin,
+                      void *ud);
   /* The last callback for |s|. |err|: 0 after both directions ended
    * cleanly (FIN each way, ours acknowledged); NP_ECLOSED if the peer
    * reset it; NP_ECANCELED after np_quic_stream_reset; otherwise the
@@ -144,8 +147,7 @@ void np_quic_conn_close(np_qconn *c, uint64_t app_error);
 int np_quic_conn_peer(const np_qconn *c, np_peerid *id);
 /* Current remote address as /ip4|ip6/A/udp/P/quic-v1 in |out|; returns its
  * length or NP_ELIMIT. */
-np_ssize np_quic_conn_remote_addr(const np_qconn *c, uint8_t *out,
-                                  size_t cap);
+np_ssize np_quic_conn_remote_addr(const np_qconn *c, uint8_t *out, size_t cap);
 /* The local (socket) address the connection uses, same form. */
 np_ssize np_quic_conn_local_addr(const np_qconn *c, uint8_t *out, size_t cap);
 /* Nonzero if the peer dialed us. */
@@ -166,8 +168,10 @@ int np_quic_stream_open(np_qconn *c, void *ud, np_qstream **ps);
  * when the stream would hold more than stream_buffer_max unacknowledged
  * bytes (or the connection more than conn_buffer_max) nothing is queued,
  * NP_ELIMIT is returned and stream_writable follows once half the buffer
- * has drained. Returns 0, NP_ELIMIT, NP_ECLOSED (after shutdown/reset, the
- * peer's STOP_SENDING, or connection closing) or NP_ENOMEM. */
+ * has drained (so a single write larger than half of stream_buffer_max
+ * should be split; np_quic_stream_write_space tells what fits now).
+ * Returns 0, NP_ELIMIT, NP_ECLOSED (after shutdown/reset, the peer's
+ * STOP_SENDING, or connection closing) or NP_ENOMEM. */
 int np_quic_stream_write(np_qstream *s, const uint8_t *data, size_t len);
 /* Bytes np_quic_stream_write would accept now. */
 size_t np_quic_stream_write_space(const np_qstream *s);

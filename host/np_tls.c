@@ -123,7 +123,7 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
   y -= m <= 2;
   era = (y >= 0 ? y : y - 399) / 400;
   yoe = (unsigned)(y - era * 400);
-  doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
   doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
   return era * 146097 + (int64_t)doe - 719468;
 }
@@ -160,7 +160,8 @@ static int der_time(uint8_t tag, const der *v, int64_t *out) {
     y += y < 50 ? 2000 : 1900;
   if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59)
     return -1;
-  if (d > mdays[mo - 1] + (mo == 2 && (y % 4 == 0 && (y % 100 || y % 400 == 0))))
+  if (d >
+      mdays[mo - 1] + (mo == 2 && (y % 4 == 0 && (y % 100 || y % 400 == 0))))
     return -1;
   *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s;
   return 0;
@@ -168,10 +169,10 @@ static int der_time(uint8_t tag, const der *v, int64_t *out) {
 
 /* The pieces of a certificate the libp2p checks need. */
 typedef struct cert_parts {
-  der spki;             /* whole SubjectPublicKeyInfo TLV */
+  der spki; /* whole SubjectPublicKeyInfo TLV */
   int64_t not_before, not_after;
-  der ext;              /* contents of the libp2p extnValue (SignedKey) */
-  int n_ext;            /* how many libp2p extensions */
+  der ext;   /* contents of the libp2p extnValue (SignedKey) */
+  int n_ext; /* how many libp2p extensions */
 } cert_parts;
 
 static int walk_cert(const uint8_t *buf, size_t len, cert_parts *cp,
@@ -182,8 +183,9 @@ static int walk_cert(const uint8_t *buf, size_t len, cert_parts *cp,
   *why = "malformed certificate DER";
   if (der_expect(&in, 0x30, &cert, NULL) || in.n != 0)
     return NP_EPROTO;
-  if (der_expect(&cert, 0x30, &tbs, NULL) || der_expect(&cert, 0x30, &v, NULL) ||
-      der_expect(&cert, 0x03, &v, NULL) || cert.n != 0)
+  if (der_expect(&cert, 0x30, &tbs, NULL) ||
+      der_expect(&cert, 0x30, &v, NULL) || der_expect(&cert, 0x03, &v, NULL) ||
+      cert.n != 0)
     return NP_EPROTO;
   /* version [0] EXPLICIT INTEGER: v3 (2) is needed for extensions. */
   if (der_expect(&tbs, 0xa0, &ver, NULL) || der_expect(&ver, 0x02, &v, NULL) ||
@@ -191,26 +193,26 @@ static int walk_cert(const uint8_t *buf, size_t len, cert_parts *cp,
     *why = "not an X.509 v3 certificate";
     return NP_EPROTO;
   }
-  if (der_expect(&tbs, 0x02, &v, NULL) ||   /* serialNumber */
-      der_expect(&tbs, 0x30, &v, NULL) ||   /* signature */
-      der_expect(&tbs, 0x30, &v, NULL))     /* issuer */
+  if (der_expect(&tbs, 0x02, &v, NULL) || /* serialNumber */
+      der_expect(&tbs, 0x30, &v, NULL) || /* signature */
+      der_expect(&tbs, 0x30, &v, NULL))   /* issuer */
     return NP_EPROTO;
-  if (der_expect(&tbs, 0x30, &tmp, NULL) ||  /* validity */
+  if (der_expect(&tbs, 0x30, &tmp, NULL) || /* validity */
       der_get(&tmp, &tag, &v, NULL) || der_time(tag, &v, &cp->not_before) ||
       der_get(&tmp, &tag, &v, NULL) || der_time(tag, &v, &cp->not_after) ||
       tmp.n != 0) {
     *why = "malformed validity dates";
     return NP_EPROTO;
   }
-  if (der_expect(&tbs, 0x30, &v, NULL) ||          /* subject */
-      der_expect(&tbs, 0x30, &v, &cp->spki))       /* subjectPublicKeyInfo */
+  if (der_expect(&tbs, 0x30, &v, NULL) ||    /* subject */
+      der_expect(&tbs, 0x30, &v, &cp->spki)) /* subjectPublicKeyInfo */
     return NP_EPROTO;
   if (cp->spki.n > SPKI_MAX) {
     *why = "certificate key too large";
     return NP_ELIMIT;
   }
-  if (tbs.n > 0 && (tbs.p[0] == 0x81 || tbs.p[0] == 0xa1 ||
-                    tbs.p[0] == 0x82 || tbs.p[0] == 0xa2)) {
+  if (tbs.n > 0 && (tbs.p[0] == 0x81 || tbs.p[0] == 0xa1 || tbs.p[0] == 0x82 ||
+                    tbs.p[0] == 0xa2)) {
     *why = "certificate has a unique ID";
     return NP_EPROTO;
   }
@@ -286,10 +288,10 @@ static int wolf_check(const uint8_t *buf, size_t len, const cert_parts *cp,
       *why = "unsupported certificate signature algorithm";
       out = NP_ENOTSUP;
     }
-    if (out == 0 && (dc.publicKey == NULL ||
-                     wc_CheckCertSigPubKey(buf, (word32)len, NULL,
-                                           dc.publicKey, dc.pubKeySize,
-                                           (int)dc.keyOID) != 0)) {
+    if (out == 0 &&
+        (dc.publicKey == NULL ||
+         wc_CheckCertSigPubKey(buf, (word32)len, NULL, dc.publicKey,
+                               dc.pubKeySize, (int)dc.keyOID) != 0)) {
       *why = "bad certificate self-signature";
       out = NP_ECRYPTO;
     }
@@ -331,8 +333,8 @@ static int ecdsa_verify_sha256(ecc_key *k, const uint8_t *msg, size_t len,
   uint8_t hash[WC_SHA256_DIGEST_SIZE];
   int res = 0;
   if (wc_Sha256Hash(msg, (word32)len, hash) != 0 ||
-      wc_ecc_verify_hash(sig->p, (word32)sig->n, hash, sizeof(hash), &res,
-                         k) != 0)
+      wc_ecc_verify_hash(sig->p, (word32)sig->n, hash, sizeof(hash), &res, k) !=
+          0)
     return NP_ECRYPTO;
   return res == 1 ? 0 : NP_ECRYPTO;
 }
@@ -450,8 +452,8 @@ static int check_cert(const uint8_t *buf, size_t len, int64_t now,
     return rv;
   memcpy(msg, HANDSHAKE_PREFIX, HANDSHAKE_PREFIX_LEN);
   memcpy(msg + HANDSHAKE_PREFIX_LEN, cp.spki.p, cp.spki.n);
-  rv = host_verify(type, &key, &sig, msg, HANDSHAKE_PREFIX_LEN + cp.spki.n,
-                   why);
+  rv =
+      host_verify(type, &key, &sig, msg, HANDSHAKE_PREFIX_LEN + cp.spki.n, why);
   if (rv != 0)
     return rv;
   if (np_peerid_from_pubkey(&tmp, pk.p, pk.n) != 0) {
@@ -617,8 +619,8 @@ static int make_cert(np_tls *t, const np_identity *id, uint8_t *keyder,
     log_wolf("wc_MakeCert_ex", n);
     goto out;
   }
-  if ((n = wc_SignCert_ex(cert->bodySz, cert->sigType, t->cert,
-                          sizeof(t->cert), ECC_TYPE, &k, &rng)) <= 0) {
+  if ((n = wc_SignCert_ex(cert->bodySz, cert->sigType, t->cert, sizeof(t->cert),
+                          ECC_TYPE, &k, &rng)) <= 0) {
     log_wolf("wc_SignCert_ex", n);
     goto out;
   }
@@ -677,8 +679,8 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
   if (c->has_expected && !np_peerid_equal(&id, &c->expected)) {
     np_peerid_to_string(&c->expected, want, sizeof(want));
     np_peerid_to_string(&id, got, sizeof(got));
-    conn_fail(c, NP_EPEERID, "peer ID mismatch: expected %s presented %s",
-              want, got);
+    conn_fail(c, NP_EPEERID, "peer ID mismatch: expected %s presented %s", want,
+              got);
     np_warn(SUB, "peer-id-mismatch expected=%s presented=%s", want, got);
     return 0;
   }
@@ -710,13 +712,13 @@ static WOLFSSL_CTX *make_ctx(int server, const np_tls *t, const uint8_t *key,
     log_wolf("wolfSSL_CTX_use_certificate_buffer", n);
     goto fail;
   }
-  if ((n = wolfSSL_CTX_use_PrivateKey_buffer(ctx, key, (long)keylen,
-                                             WOLFSSL_FILETYPE_ASN1)) !=
-      WOLFSSL_SUCCESS) {
+  if ((n = wolfSSL_CTX_use_PrivateKey_buffer(
+           ctx, key, (long)keylen, WOLFSSL_FILETYPE_ASN1)) != WOLFSSL_SUCCESS) {
     log_wolf("wolfSSL_CTX_use_PrivateKey_buffer", n);
     goto fail;
   }
-  /* Client certificates are mandatory (spec); no CA, so the callback decides. */
+  /* Client certificates are mandatory (spec); no CA, so the callback decides.
+   */
   wolfSSL_CTX_set_verify(ctx,
                          server ? WOLFSSL_VERIFY_PEER |
                                       WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT
@@ -746,8 +748,8 @@ int np_tls_new(np_tls **pt, const np_identity *id) {
   if ((rv = make_cert(t, id, key, &keylen)) != 0)
     goto fail;
   /* Self-check: what peers will verify must verify here. */
-  if ((rv = check_cert(t->cert, t->certlen, (int64_t)time(NULL), NULL,
-                       &why)) != 0) {
+  if ((rv = check_cert(t->cert, t->certlen, (int64_t)time(NULL), NULL, &why)) !=
+      0) {
     np_warn(SUB, "own-cert-invalid reason=\"%s\"", why);
     goto fail;
   }

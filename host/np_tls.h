@@ -14,8 +14,8 @@
 #include "np_identity.h"
 #include "np_peerid.h"
 
-#define NP_TLS_ALPN "libp2p"   /* the only application protocol, both sides */
-#define NP_TLS_CERT_MAX 16384  /* peer certificates above this are refused */
+#define NP_TLS_ALPN "libp2p"  /* the only application protocol, both sides */
+#define NP_TLS_CERT_MAX 16384 /* peer certificates above this are refused */
 
 typedef struct np_tls np_tls;           /* per host; opaque */
 typedef struct np_tls_conn np_tls_conn; /* per connection; opaque */
