@@ -11,7 +11,20 @@ struct np_proto_table {
   np_handler *b[NBUCKETS];
   size_t n;
   uint32_t max;
+  void (*notify)(void *ud);
+  void *notify_ud;
 };
+
+void np_proto_table_set_notify(np_proto_table *t, void (*fn)(void *ud),
+                               void *ud) {
+  t->notify = fn;
+  t->notify_ud = ud;
+}
+
+static void changed(np_proto_table *t) {
+  if (t->notify)
+    t->notify(t->notify_ud);
+}
 
 static uint32_t hash(const char *s, size_t n) {
   uint32_t h = 2166136261u; /* FNV-1a */
@@ -89,6 +102,7 @@ int np_proto_add(np_proto_table *t, const np_handler *h,
   n->next = t->b[b];
   t->b[b] = n;
   t->n++;
+  changed(t);
   return 0;
 }
 
@@ -104,6 +118,7 @@ int np_proto_remove(np_proto_table *t, const char *proto, const void *owner) {
       free(h->proto);
       free(h);
       t->n--;
+      changed(t);
       return 0;
     }
   }
@@ -127,6 +142,8 @@ size_t np_proto_remove_owner(np_proto_table *t, const void *owner) {
       }
     }
   }
+  if (removed)
+    changed(t);
   return removed;
 }
 

@@ -48,6 +48,11 @@ size_t np_proto_remove_owner(np_proto_table *t, const void *owner);
 const np_handler *np_proto_find(const np_proto_table *t, const char *proto,
                                 size_t len);
 size_t np_proto_count(const np_proto_table *t);
+/* |fn| runs after every add or remove (e.g. to announce the new list with
+ * identify/push); NULL removes it. */
+void np_proto_table_set_notify(np_proto_table *t, void (*fn)(void *ud),
+                               void *ud);
+
 /* Visit all entries (order unspecified); stop early if fn returns nonzero. */
 void np_proto_foreach(const np_proto_table *t,
                       int (*fn)(const np_handler *h, void *ud), void *ud);

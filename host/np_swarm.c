@@ -50,7 +50,7 @@ enum skind {
   S_DEAD
 };
 
-enum opkind { OP_CONNECT = 1, OP_OPEN, OP_PING, OP_CALL, OP_IDENTIFY };
+enum opkind { OP_CONNECT = 1, OP_OPEN, OP_PING, OP_CALL, OP_IDENTIFY, OP_PUSH };
 
 struct np_swarm {
   np_host *h;
@@ -68,6 +68,7 @@ struct np_swarm {
   uint8_t record[NP_IDENTIFY_MSG_OUT]; /* our signed peer record, sealed
                                           once per address change */
   size_t record_len;
+  struct push_token *push; /* an identify/push round is scheduled */
   int closing;
 };
 
@@ -659,6 +660,22 @@ static void unary_out_resp(sstream *st, const uint8_t *msg, size_t len) {
   np_quic_stream_shutdown(st->qs);
 }
 
+/* Inbound handler streams of |c| already serving |proto|. */
+static uint32_t proto_streams(sconn *c, const char *proto) {
+  uint32_t n = 0;
+  np_list *it;
+  for (it = c->streams.next; it != &c->streams; it = it->next) {
+    sstream *o = np_list_entry(it, sstream, link);
+    if ((o->kind == S_UNARY_IN || (o->kind == S_APP && o->op == NULL &&
+                                   o->nprotos == 0)) &&
+        strcmp(np_mss_protocol(&o->mss, NULL) ? np_mss_protocol(&o->mss, NULL)
+                                               : "",
+               proto) == 0)
+      n++;
+  }
+  return n;
+}
+
 static void st_protocol_ready(sstream *st, const uint8_t *rest, size_t len,
                               int fin) {
   np_swarm *sw = st->c->sw;
@@ -680,6 +697,12 @@ static void st_protocol_ready(sstream *st, const uint8_t *rest, size_t len,
     } else if ((h = np_proto_find(np_host_protos(sw->h), proto, plen)) ==
                NULL) {
       st_kill(st, 1); /* unregistered since negotiation */
+      return;
+    } else if (proto_streams(st->c, proto) >=
+               np_host_conf(sw->h)->limits.max_streams_per_protocol) {
+      np_debug("swarm", "stream-refused peer=%s proto=\"%s\" reason=limit",
+               st->c->peer_str, proto);
+      st_kill(st, 1); /* [limits] max_streams_per_protocol */
       return;
     } else if (h->kind == NP_HANDLER_UNARY) {
       st->kind = S_UNARY_IN;
@@ -1135,6 +1158,10 @@ static void op_on_conn(op *o, sconn *c) {
     protos[n++] = o->proto;
     flags = NP_MSS_LAZY;
     break;
+  case OP_PUSH:
+    protos[n++] = NP_IDENTIFY_PUSH_PROTOCOL;
+    flags = NP_MSS_LAZY;
+    break;
   }
   for (size_t i = 0; i < n; i++) {
     if ((st->protos[i] = strdup(protos[i])) == NULL) {
@@ -1150,7 +1177,14 @@ static void op_on_conn(op *o, sconn *c) {
   }
   st_send_mss(st);
   /* Lazy negotiation: the request goes with the proposal. */
-  if (o->kind == OP_PING) {
+  if (o->kind == OP_PUSH) {
+    /* The whole identify message, then FIN; the op ends with the stream. */
+    st->op = NULL;
+    o->st = NULL;
+    st->kind = S_ID_IN;
+    send_identify(st);
+    op_finish(o, 0);
+  } else if (o->kind == OP_PING) {
     np_crypto_random(st->ping, PING_LEN);
     st->ping_t0 = ev_time();
     st_send(st, st->ping, PING_LEN, 0);
@@ -1198,6 +1232,50 @@ static void sconn_init(sconn *c, np_swarm *sw) {
   c->rtt_us = -1;
   np_list_init(&c->streams);
   np_list_init(&c->swait);
+}
+
+static op *op_new(np_swarm *sw, int kind, const np_peerid *peer);
+
+/* The deferred push holds this, not the swarm: np_swarm_del may run
+ * before it does and then clears |sw|. */
+typedef struct push_token {
+  np_swarm *sw;
+} push_token;
+
+/* Tell every connected peer our protocols changed (identify/push). */
+static void push_all(void *arg) {
+  push_token *t = arg;
+  np_swarm *sw = t->sw;
+  np_list *it;
+  free(t);
+  if (sw == NULL)
+    return;
+  sw->push = NULL;
+  if (sw->closing)
+    return;
+  for (it = sw->conns.next; it != &sw->conns; it = it->next) {
+    sconn *c = np_list_entry(it, sconn, link);
+    op *o;
+    if (!c->up || c->closing || (o = op_new(sw, OP_PUSH, &c->peer)) == NULL)
+      continue;
+    np_list_insert_tail(&sw->ops, &o->link);
+    o->done = 1; /* internal: no callback */
+    op_on_conn(o, c);
+  }
+}
+
+static void protocols_changed(void *ud) {
+  np_swarm *sw = ud;
+  /* Coalesce a burst of changes (a plugin registering several names, a
+   * reload) into one push per peer on the next loop turn. */
+  push_token *t;
+  if (sw->push || sw->closing || (t = malloc(sizeof(*t))) == NULL)
+    return;
+  t->sw = sw;
+  if (np_loop_defer(np_host_loop(sw->h), push_all, t) == 0)
+    sw->push = t;
+  else
+    free(t);
 }
 
 static op *op_new(np_swarm *sw, int kind, const np_peerid *peer) {
@@ -1575,6 +1653,7 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   collect_addrs(sw);
   np_host_set_net(h, &net_ops, sw);
   np_host_set_remote(h, remote_call, remote_cancel, sw);
+  np_proto_table_set_notify(np_host_protos(h), protocols_changed, sw);
   *psw = sw;
   return 0;
 }
@@ -1583,6 +1662,9 @@ void np_swarm_del(np_swarm *sw) {
   if (sw == NULL)
     return;
   sw->closing = 1;
+  if (sw->push)
+    sw->push->sw = NULL;
+  np_proto_table_set_notify(np_host_protos(sw->h), NULL, NULL);
   np_host_set_net(sw->h, NULL, NULL);
   np_host_set_remote(sw->h, NULL, NULL, NULL);
   np_quic_del(sw->q); /* conn_down for all: ops fail, streams close */

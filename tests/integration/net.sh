@@ -21,6 +21,7 @@ log_level = debug
 [limits]
 idle_timeout = 3s
 call_timeout = 20s
+max_streams_per_protocol = ${MAXPP:-1024}
 [plugins]
 dir = $T/$name/plugins
 INI
@@ -77,6 +78,24 @@ check "1,000 concurrent calls are all answered ($out)" [ $rc -eq 0 ]
 "$CLI" --control "$c_ctl" connect "$a_addr" >/dev/null 2>&1
 out=$("$CLI" --control "$c_ctl" call "$c_id" tp.selfcall "$a_id" 2>"$T/err"); rc=$?
 check "a plugin's remote call from a timer works (got \"$out\" $(cat "$T/err"))" [ "$out" = "Hello, World!" ]
+
+# [limits] max_streams_per_protocol: d serves at most 2 echo calls at once.
+MAXPP=2 start_host d
+B connect "$d_addr" >/dev/null 2>&1
+out=$("$CALLMANY" "$b_ctl" "$d_id" echo 200 32 2>&1)
+check "calls over max_streams_per_protocol are refused, the rest answered ($out)" sh -c '
+  echo "$1" | grep -q "answered=[1-9][0-9]* errors=[1-9]"' _ "$out"
+check "the refusals are logged" grep -q "stream-refused peer=$b_id proto=\"echo\" reason=limit" "$T/d/log"
+
+# a gains a protocol (plugin added, SIGHUP): b learns it through identify/push.
+n0=$(grep -c "identified peer=$a_id" "$T/b/log")
+install_so "$(so tp_old_minor)" "$T/a/plugins/tp_old_minor.so"
+kill -HUP "$a_pid"
+check "a loads the new plugin" wait_for "$T/a/log" "plugin loaded name=tp_old_minor"
+i=0; while [ "$(grep -c "identified peer=$a_id" "$T/b/log")" -le "$n0" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+check "b hears a's identify/push with one more protocol" sh -c '
+  grep "identified peer=$1" "$2" | tail -n 2 | sed -n "s/.*protocols=\([0-9]*\).*/\1/p" |
+  { read old; read new; [ "$new" -eq $((old + 1)) ]; }' _ "$a_id" "$T/b/log"
 
 # The callee dies mid-call: the caller fails within 5 s.
 start=$(date +%s%N)
