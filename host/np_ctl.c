@@ -1599,42 +1599,11 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
 
 /* Dial a /unix/PATH or /ip4|ip6/A/tcp/P callback address (nonblocking). */
 static int dial_addr(const uint8_t *bin, size_t len, int *pfd) {
-  size_t off = 0;
-  np_maddr_comp comp;
   struct sockaddr_storage ss;
-  socklen_t sl = 0;
-  int fd, n = 0, r;
-  memset(&ss, 0, sizeof(ss));
-  while ((r = np_maddr_next(bin, len, &off, &comp)) == 1) {
-    n++;
-    if (n == 1 && comp.code == NP_MADDR_UNIX) {
-      struct sockaddr_un *un = (struct sockaddr_un *)&ss;
-      if (comp.vlen >= sizeof(un->sun_path))
-        return NP_ELIMIT;
-      un->sun_family = AF_UNIX;
-      memcpy(un->sun_path, comp.val, comp.vlen);
-      sl = sizeof(*un);
-    } else if (n == 1 && comp.code == NP_MADDR_IP4 && comp.vlen == 4) {
-      struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-      in->sin_family = AF_INET;
-      memcpy(&in->sin_addr, comp.val, 4);
-      sl = sizeof(*in);
-    } else if (n == 1 && comp.code == NP_MADDR_IP6 && comp.vlen == 16) {
-      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-      in6->sin6_family = AF_INET6;
-      memcpy(&in6->sin6_addr, comp.val, 16);
-      sl = sizeof(*in6);
-    } else if (n == 2 && comp.code == NP_MADDR_TCP && comp.vlen == 2) {
-      uint16_t port;
-      memcpy(&port, comp.val, 2);
-      if (ss.ss_family == AF_INET)
-        ((struct sockaddr_in *)&ss)->sin_port = port;
-      else
-        ((struct sockaddr_in6 *)&ss)->sin6_port = port;
-    }
-  }
-  if (sl == 0)
-    return NP_ENOTSUP;
+  socklen_t sl;
+  int fd, rv = np_maddr_to_stream_sockaddr(bin, len, &ss, &sl);
+  if (rv != 0)
+    return rv;
   fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return NP_ESYS;
@@ -1726,44 +1695,25 @@ static int listen_tcp(np_ctl *ctl, const char *text, char *err,
   struct sockaddr_storage ss;
   socklen_t sl;
   np_ssize n = np_maddr_parse(text, strlen(text), bin, sizeof(bin));
-  size_t off = 0;
-  np_maddr_comp comp;
-  int fd, one = 1, loop = 0;
+  int fd, one = 1, loop;
   char host[64];
-  uint16_t port = 0;
-  memset(&ss, 0, sizeof(ss));
-  if (n < 0) {
-    snprintf(err, errlen, "control %s: not a multiaddr", text);
+  if (n < 0 ||
+      np_maddr_to_stream_sockaddr(bin, (size_t)n, &ss, &sl) != 0 ||
+      ss.ss_family == AF_UNIX) {
+    snprintf(err, errlen, "control %s: not a /ip4|ip6/A/tcp/PORT address",
+             text);
     return NP_EINVAL;
   }
-  for (int i = 0; np_maddr_next(bin, (size_t)n, &off, &comp) == 1; i++) {
-    if (i == 0 && comp.code == NP_MADDR_IP4) {
-      struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-      in->sin_family = AF_INET;
-      memcpy(&in->sin_addr, comp.val, 4);
-      loop = comp.val[0] == 127;
-    } else if (i == 0 && comp.code == NP_MADDR_IP6) {
-      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-      in6->sin6_family = AF_INET6;
-      memcpy(&in6->sin6_addr, comp.val, 16);
-      loop = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
-    } else if (i == 1 && comp.code == NP_MADDR_TCP) {
-      memcpy(&port, comp.val, 2);
-    }
-  }
+  loop = ss.ss_family == AF_INET
+             ? ((const uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr)[0] ==
+                   127
+             : IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
   if (!loop && !conf->host.control_allow_remote) {
     snprintf(err, errlen,
              "control %s: not a loopback address (set [host] "
              "control_allow_remote = yes to allow it)",
              text);
     return NP_EPERM;
-  }
-  if (ss.ss_family == AF_INET) {
-    ((struct sockaddr_in *)&ss)->sin_port = port;
-    sl = sizeof(struct sockaddr_in);
-  } else {
-    ((struct sockaddr_in6 *)&ss)->sin6_port = port;
-    sl = sizeof(struct sockaddr_in6);
   }
   fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {

@@ -2,6 +2,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "np_base58.h"
 #include "np_multiaddr.h"
@@ -415,6 +416,48 @@ int np_maddr_to_sockaddr(const uint8_t *bin, size_t len,
     memcpy(&s6->sin6_addr, c[0].val, 16);
     memcpy(&s6->sin6_port, c[1].val, 2);
     *salen = sizeof(*s6);
+  }
+  return 0;
+}
+
+int np_maddr_to_stream_sockaddr(const uint8_t *bin, size_t len,
+                                struct sockaddr_storage *sa, socklen_t *salen) {
+  np_maddr_comp c[2], cur;
+  size_t off = 0, n = 0;
+  int rv;
+  if ((rv = np_maddr_validate(bin, len)) < 0)
+    return rv;
+  while ((rv = np_maddr_next(bin, len, &off, &cur)) > 0) {
+    if (n == 2)
+      return NP_ENOTSUP;
+    c[n++] = cur;
+  }
+  memset(sa, 0, sizeof(*sa));
+  if (n == 1 && c[0].code == NP_MADDR_UNIX) {
+    struct sockaddr_un *un = (struct sockaddr_un *)sa;
+    if (c[0].vlen >= sizeof(un->sun_path))
+      return NP_ELIMIT;
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, c[0].val, c[0].vlen);
+    *salen = (socklen_t)sizeof(*un);
+    return 0;
+  }
+  if (n != 2 || c[1].code != NP_MADDR_TCP)
+    return NP_ENOTSUP;
+  if (c[0].code == NP_MADDR_IP4) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+    s4->sin_family = AF_INET;
+    memcpy(&s4->sin_addr, c[0].val, 4);
+    memcpy(&s4->sin_port, c[1].val, 2);
+    *salen = sizeof(*s4);
+  } else if (c[0].code == NP_MADDR_IP6) {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+    s6->sin6_family = AF_INET6;
+    memcpy(&s6->sin6_addr, c[0].val, 16);
+    memcpy(&s6->sin6_port, c[1].val, 2);
+    *salen = sizeof(*s6);
+  } else {
+    return NP_ENOTSUP;
   }
   return 0;
 }

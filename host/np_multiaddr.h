@@ -93,6 +93,12 @@ int np_maddr_to_sockaddr(const uint8_t *bin, size_t len,
  * into |out|. IPv4-mapped IPv6 addresses (from dual-stack sockets) become
  * /ip4; an IPv6 scope id is dropped. Returns the binary length, NP_ELIMIT
  * if |cap| is too small, or NP_EINVAL for another address family. */
+/* /unix/PATH or /ip4|ip6/A/tcp/P -> a stream socket address (AF_UNIX,
+ * AF_INET or AF_INET6). Returns 0, NP_ENOTSUP (other shapes), NP_ELIMIT
+ * (unix path too long for sockaddr_un) or a np_maddr_validate error. */
+int np_maddr_to_stream_sockaddr(const uint8_t *bin, size_t len,
+                                struct sockaddr_storage *sa, socklen_t *salen);
+
 np_ssize np_maddr_from_sockaddr_quic(const struct sockaddr *sa, uint8_t *out,
                                      size_t cap);
 

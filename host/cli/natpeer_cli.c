@@ -113,40 +113,23 @@ static int ctl_open(conn *c, const char *addr) {
   c->addr = addr;
   c->max = 64 << 20;
   c->deadline = now() + opt_timeout;
-  if (strncmp(addr, "/ip4/", 5) == 0 || strncmp(addr, "/ip6/", 5) == 0) {
+  {
+    /* A bare path is a unix socket; anything else must be a multiaddr. */
     uint8_t bin[NP_MADDR_MAX];
-    np_ssize n = np_maddr_parse(addr, strlen(addr), bin, sizeof(bin));
-    size_t off = 0;
-    np_maddr_comp comp;
-    uint16_t port = 0;
-    if (n < 0)
-      return fail(EX_USAGE, "control address %s: not a multiaddr", addr);
-    for (int i = 0; np_maddr_next(bin, (size_t)n, &off, &comp) == 1; i++) {
-      if (i == 0 && comp.code == NP_MADDR_IP4) {
-        ss.ss_family = AF_INET;
-        memcpy(&((struct sockaddr_in *)&ss)->sin_addr, comp.val, 4);
-      } else if (i == 0 && comp.code == NP_MADDR_IP6) {
-        ss.ss_family = AF_INET6;
-        memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, comp.val, 16);
-      } else if (i == 1 && comp.code == NP_MADDR_TCP) {
-        memcpy(&port, comp.val, 2);
-      }
-    }
-    if (ss.ss_family == AF_INET) {
-      ((struct sockaddr_in *)&ss)->sin_port = port;
-      sl = sizeof(struct sockaddr_in);
-    } else {
-      ((struct sockaddr_in6 *)&ss)->sin6_port = port;
-      sl = sizeof(struct sockaddr_in6);
-    }
-  } else {
-    struct sockaddr_un *un = (struct sockaddr_un *)&ss;
-    const char *path = strncmp(addr, "/unix/", 6) == 0 ? addr + 5 : addr;
-    if (strlen(path) >= sizeof(un->sun_path))
-      return fail(EX_USAGE, "control socket path too long: %s", path);
-    un->sun_family = AF_UNIX;
-    memcpy(un->sun_path, path, strlen(path));
-    sl = sizeof(*un);
+    char ma[1200];
+    np_ssize n;
+    if (strncmp(addr, "/unix/", 6) == 0 || strncmp(addr, "/ip4/", 5) == 0 ||
+        strncmp(addr, "/ip6/", 5) == 0)
+      snprintf(ma, sizeof(ma), "%.1100s", addr);
+    else
+      snprintf(ma, sizeof(ma), "/unix%s%.1100s", addr[0] == '/' ? "" : "/",
+               addr);
+    n = np_maddr_parse(ma, strlen(ma), bin, sizeof(bin));
+    if (n < 0 || np_maddr_to_stream_sockaddr(bin, (size_t)n, &ss, &sl) != 0)
+      return fail(EX_USAGE,
+                  "control address %s: expected a unix socket path, "
+                  "/unix/PATH or /ip4/127.0.0.1/tcp/PORT",
+                  addr);
   }
   c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&ss, sl) != 0)

@@ -57,4 +57,21 @@ check "--call exits 0" [ $rc -eq 0 ]
 "$HOST" --config "$T/good.ini" --call nope >/dev/null 2>"$T/err"; rc=$?
 check "--call of an unknown protocol exits 1" [ $rc -eq 1 ]
 check "and says the protocol is not supported" grep -q "protocol not supported" "$T/err"
+# Control socket over TCP: loopback only unless allowed; port 0 is reported.
+CLI="$top_builddir/host/natpeer-cli"
+sed 's|^listen = .*|&\ncontrol = /ip4/127.0.0.1/tcp/0|' "$T/good.ini" >"$T/tcp.ini"
+"$HOST" --config "$T/tcp.ini" >"$T/tcp.out" 2>"$T/tcp.log" &
+PIDS="$PIDS $!"
+check "a TCP control address on loopback starts (port 0 resolved)" wait_for "$T/tcp.out" "Control socket: /ip4/127.0.0.1/tcp/"
+ctl=$(sed -n 's/^Control socket: //p' "$T/tcp.out")
+check "natpeer-cli works over the TCP control socket" sh -c '"$1" --control "$2" id | grep -q "^peer    $3"' _ "$CLI" "$ctl" "$id1"
+"$CLI" --control /ip4/127.0.0.1/tcp/1 id >/dev/null 2>"$T/err"; rc=$?
+check "natpeer-cli exits 3 when the host is not running" [ $rc -eq 3 ]
+check "and says where it tried" grep -q "cannot reach the host's control socket /ip4/127.0.0.1/tcp/1" "$T/err"
+sed 's|^listen = .*|&\ncontrol = /ip4/0.0.0.0/tcp/0|' "$T/good.ini" >"$T/remote.ini"
+"$HOST" --config "$T/remote.ini" >/dev/null 2>"$T/err"; rc=$?
+check "a non-loopback TCP control address is refused (rc=$rc)" [ $rc -ne 0 ]
+check "naming the key that allows it" grep -q "control_allow_remote" "$T/err"
+"$CLI" bogus >/dev/null 2>&1; rc=$?
+check "natpeer-cli: unknown command exits 2" [ $rc -eq 2 ]
 finish
