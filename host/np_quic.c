@@ -17,6 +17,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdio.h>
@@ -65,6 +66,7 @@ typedef struct qsock {
   int wildcard; /* bound to 0.0.0.0 / ::, so replies pick their source */
   int gso, gro;
   int wblocked; /* EAGAIN seen: waiting for EV_WRITE */
+  int errq;     /* an ICMP error is queued: read MSG_ERRQUEUE */
   ev_io io;
   np_list waiters; /* connections that want to send when writable */
   struct sockaddr_storage local;
@@ -498,6 +500,12 @@ static void send_burst(np_qconn *c, const struct sockaddr *to, socklen_t tolen,
       /* The device cannot segment (no checksum offload): stop using GSO. */
       s->gso = 0;
       np_info(SUB, "gso-disabled addr=%s", "socket");
+    } else if (errno == ECONNREFUSED || errno == EHOSTUNREACH ||
+               errno == ENETUNREACH) {
+      /* An earlier ICMP error surfaced here: read the error queue from the
+       * socket callback, not inside this connection's send loop. */
+      s->errq = 1;
+      ev_feed_event(s->q->ev, &s->io, EV_READ);
     } else {
       np_debug(SUB, "send-failed conn=%08x errno=%d (%s)", c->id, errno,
                strerror(errno));
@@ -1480,6 +1488,75 @@ static void on_datagram(qsock *s, const struct msghdr *m, const uint8_t *data,
   conn_recv(c, &path, data, len, ts);
 }
 
+static int same_sockaddr(const struct sockaddr *a, const struct sockaddr *b) {
+  if (a->sa_family != b->sa_family)
+    return 0;
+  if (a->sa_family == AF_INET) {
+    const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+  }
+  return 0;
+}
+
+/* ICMP errors (IP_RECVERR): a peer whose port is closed (its process died,
+ * the host is up) fails its connections at once instead of after the idle
+ * timeout. The error queue names the destination of the refused packet. */
+static void sock_read_errors(qsock *s) {
+  np_quic *q = s->q;
+  for (int i = 0; i < 64; i++) {
+    struct sockaddr_storage dst;
+    union {
+      struct cmsghdr align;
+      uint8_t b[512];
+    } ctl;
+    uint8_t buf[64];
+    struct iovec iov = {buf, sizeof(buf)};
+    struct msghdr m;
+    struct cmsghdr *cm;
+    int refused = 0;
+    np_list *it, *tmp;
+    memset(&m, 0, sizeof(m));
+    m.msg_name = &dst;
+    m.msg_namelen = sizeof(dst);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl.b;
+    m.msg_controllen = sizeof(ctl.b);
+    if (recvmsg(s->fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+      return;
+    for (cm = CMSG_FIRSTHDR(&m); cm != NULL; cm = CMSG_NXTHDR(&m, cm)) {
+      struct sock_extended_err ee;
+      if (!((cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_RECVERR) ||
+            (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_RECVERR)))
+        continue;
+      memcpy(&ee, CMSG_DATA(cm), sizeof(ee));
+      if ((ee.ee_origin == SO_EE_ORIGIN_ICMP ||
+           ee.ee_origin == SO_EE_ORIGIN_ICMP6) &&
+          ee.ee_errno == ECONNREFUSED)
+        refused = 1;
+    }
+    if (!refused)
+      continue;
+    np_list_for_each_safe(it, tmp, &q->conns) {
+      np_qconn *c = np_list_entry(it, np_qconn, link);
+      const ngtcp2_path *p;
+      if (c->s != s || c->state == ST_DEAD || c->conn == NULL)
+        continue;
+      p = ngtcp2_conn_get_path(c->conn);
+      if (same_sockaddr((const struct sockaddr *)p->remote.addr,
+                        (const struct sockaddr *)&dst)) {
+        np_debug(SUB, "port-unreachable conn=%08x", c->id);
+        conn_kill(c, NP_EUNREACH);
+      }
+    }
+  }
+}
+
 static void sock_read(qsock *s) {
   np_quic *q = s->q;
   for (int round = 0; round < RX_ROUNDS; round++) {
@@ -1501,6 +1578,11 @@ static void sock_read(qsock *s) {
     if (n < 0) {
       if (errno == EINTR)
         continue;
+      if (errno == ECONNREFUSED || errno == EHOSTUNREACH ||
+          errno == ENETUNREACH) {
+        sock_read_errors(s);
+        continue;
+      }
       if (errno != EAGAIN && errno != EWOULDBLOCK)
         np_debug(SUB, "recv-failed errno=%d (%s)", errno, strerror(errno));
       return;
@@ -1533,6 +1615,10 @@ static void sock_read(qsock *s) {
 static void sock_cb(struct ev_loop *ev, ev_io *w, int revents) {
   qsock *s = np_container_of(w, qsock, io);
   (void)ev;
+  if (s->errq) {
+    s->errq = 0;
+    sock_read_errors(s);
+  }
   if (revents & EV_WRITE)
     sock_unblock(s);
   if (revents & EV_READ)
@@ -1587,11 +1673,13 @@ static int sock_open(np_quic *q, const struct sockaddr *sa, socklen_t salen,
   if (sa->sa_family == AF_INET6) {
     setopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1); /* /ip4 is its own address */
     setopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE);
+    setopt(fd, IPPROTO_IPV6, IPV6_RECVERR, 1);
     if (s->wildcard)
       setopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
   } else {
     /* DF set, kernel PMTU ignored: QUIC probes the path MTU itself. */
     setopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE);
+    setopt(fd, IPPROTO_IP, IP_RECVERR, 1);
     if (s->wildcard)
       setopt(fd, IPPROTO_IP, IP_PKTINFO, 1);
   }

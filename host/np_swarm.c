@@ -69,6 +69,7 @@ struct np_swarm {
                                           once per address change */
   size_t record_len;
   struct push_token *push; /* an identify/push round is scheduled */
+  ev_timer liveness;        /* probes connections with calls waiting */
   int closing;
 };
 
@@ -82,6 +83,8 @@ struct sconn {
   size_t raddr_len;
   int up, inbound;
   int closing; /* disconnect asked: not reused for new streams */
+  int probing; /* a liveness ping is out */
+  int close_err; /* why we closed it, reported instead of NP_ECANCELED */
   uint64_t t_up_ms;
   int64_t rtt_us;
   np_list streams; /* sstream */
@@ -156,6 +159,7 @@ struct op {
   uint8_t call_id[NP_UNARY_CALLID_LEN];
   /* deferred completion */
   int err;
+  sconn *probe; /* liveness ping of this connection */
 };
 
 static struct ev_loop *EV(np_swarm *sw) {
@@ -934,6 +938,19 @@ static void op_deliver(void *arg) {
 /* Complete |o| with |err| (its callback runs on the next loop turn unless
  * it already ran) and release it. */
 static void op_finish(op *o, int err) {
+  if (o->probe) {
+    sconn *c = o->probe;
+    o->probe = NULL;
+    c->probing = 0;
+    if (err == NP_ETIMEDOUT && c->qc && !c->closing) {
+      /* A peer that answers nothing for PROBE_TIMEOUT is gone (crashed,
+       * unplugged): fail its calls now rather than at the idle timeout. */
+      np_info("swarm", "liveness-timeout peer=%s", c->peer_str);
+      c->closing = 1;
+      c->close_err = NP_ETIMEDOUT;
+      np_quic_conn_close(c->qc, 0);
+    }
+  }
   if (o->st) {
     sstream *st = o->st;
     o->st = NULL;
@@ -1358,6 +1375,8 @@ static void q_conn_down(np_qconn *qc, int err, void *ud) {
   sconn *c = np_quic_conn_ud(qc);
   if (c == NULL)
     return;
+  if (c->close_err && err == NP_ECANCELED)
+    err = c->close_err;
   if (c->up) {
     np_ps_peer *p = np_peerstore_get(sw->ps, &c->peer);
     if (p && p->connected > 0)
@@ -1414,6 +1433,8 @@ static void q_stream_close(np_qstream *qs, int err, void *ud) {
   if (st == NULL)
     return;
   c = st->c;
+  if (c->close_err && err == NP_ECANCELED)
+    err = c->close_err;
   st_detach(st, err);
   st_free(st);
   if (!np_list_empty(&c->swait))
@@ -1430,6 +1451,36 @@ static void q_stream_writable(np_qstream *qs, void *ud) {
   if (st->obuf == NULL && st->kind == S_APP && st->app &&
       st->app->cbs.on_writable)
     st->app->cbs.on_writable(st->app, st->app->ud);
+}
+
+/* Every second: a connection with a unary call waiting gets a ping (one at
+ * a time). A dead peer's port answers with ICMP (np_quic fails the
+ * connection at once); a vanished host lets the ping time out. */
+#define PROBE_TIMEOUT_MS 3000
+static void liveness_tick(struct ev_loop *ev, ev_timer *w, int revents) {
+  np_swarm *sw = np_container_of(w, np_swarm, liveness);
+  np_list *it;
+  (void)ev, (void)revents;
+  for (it = sw->conns.next; it != &sw->conns; it = it->next) {
+    sconn *c = np_list_entry(it, sconn, link);
+    np_list *si;
+    int waiting = 0;
+    op *o;
+    if (!c->up || c->closing || c->probing)
+      continue;
+    for (si = c->streams.next; si != &c->streams && !waiting; si = si->next)
+      waiting = np_list_entry(si, sstream, link)->kind == S_UNARY_OUT;
+    if (!waiting || (o = op_new(sw, OP_PING, &c->peer)) == NULL)
+      continue;
+    np_list_insert_tail(&sw->ops, &o->link);
+    o->done = 1; /* internal: no callback */
+    o->probe = c;
+    c->probing = 1;
+    ev_timer_init(&o->timer, op_timeout, PROBE_TIMEOUT_MS / 1000.0, 0.);
+    ev_timer_start(EV(sw), &o->timer);
+    o->timer_on = 1;
+    op_on_conn(o, c);
+  }
 }
 
 static void q_conn_credit(np_qconn *qc, void *ud) {
@@ -1654,6 +1705,8 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   np_host_set_net(h, &net_ops, sw);
   np_host_set_remote(h, remote_call, remote_cancel, sw);
   np_proto_table_set_notify(np_host_protos(h), protocols_changed, sw);
+  ev_timer_init(&sw->liveness, liveness_tick, 1.0, 1.0);
+  ev_timer_start(EV(sw), &sw->liveness);
   *psw = sw;
   return 0;
 }
@@ -1665,6 +1718,7 @@ void np_swarm_del(np_swarm *sw) {
   if (sw->push)
     sw->push->sw = NULL;
   np_proto_table_set_notify(np_host_protos(sw->h), NULL, NULL);
+  ev_timer_stop(EV(sw), &sw->liveness);
   np_host_set_net(sw->h, NULL, NULL);
   np_host_set_remote(sw->h, NULL, NULL, NULL);
   np_quic_del(sw->q); /* conn_down for all: ops fail, streams close */

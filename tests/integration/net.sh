@@ -19,7 +19,6 @@ listen = /ip4/127.0.0.1/udp/0/quic-v1
 control = $T/$name/ctl.sock
 log_level = debug
 [limits]
-idle_timeout = 3s
 call_timeout = 20s
 max_streams_per_protocol = ${MAXPP:-1024}
 [plugins]
@@ -96,6 +95,21 @@ i=0; while [ "$(grep -c "identified peer=$a_id" "$T/b/log")" -le "$n0" ] && [ $i
 check "b hears a's identify/push with one more protocol" sh -c '
   grep "identified peer=$1" "$2" | tail -n 2 | sed -n "s/.*protocols=\([0-9]*\).*/\1/p" |
   { read old; read new; [ "$new" -eq $((old + 1)) ]; }' _ "$a_id" "$T/b/log"
+
+# The callee freezes mid-call (no packets, no ICMP): the liveness ping
+# times out and the caller fails within about 5 s.
+B connect "$c_addr" >/dev/null 2>&1
+start=$(date +%s%N)
+B --timeout 30 call "$c_id" tp.never >/dev/null 2>"$T/err" &
+callpid=$!
+sleep 0.5
+kill -STOP "$c_pid"
+wait $callpid; rc=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+kill -CONT "$c_pid"
+check "a frozen callee fails the caller as unreachable/timed out (rc=$rc: $(cat "$T/err"))" [ $rc -eq 3 ]
+check "within 6 s (${ms} ms after the call)" [ $ms -lt 6000 ]
+check "the caller logs the liveness timeout" grep -q "liveness-timeout peer=$c_id" "$T/b/log"
 
 # The callee dies mid-call: the caller fails within 5 s.
 start=$(date +%s%N)
