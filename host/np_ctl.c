@@ -883,7 +883,7 @@ static void req_stream_open(client *c, const Np__P2pd__StreamOpenRequest *so) {
   c->mode = M_BUSY;
   ev_io_stop(EV(c->ctl), &c->rw);
   rv = ops->open_stream(net, &pid, (const char *const *)so->proto, so->n_proto,
-                        timeout_ms(so->has_timeout, so->timeout),
+                        0, timeout_ms(so->has_timeout, so->timeout),
                         on_stream_opened, c, &c->net_op);
   if (rv != 0) {
     send_error(c, "%s", np_strerror(rv));

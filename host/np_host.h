@@ -90,6 +90,10 @@ typedef void (*np_net_done_fn)(void *ud, int err);
 typedef void (*np_net_stream_fn)(void *ud, int err, np_stream *s,
                                  const char *proto);
 typedef void (*np_net_ping_fn)(void *ud, int err, int64_t rtt_us);
+/* open_stream flag: with one protocol, hand the stream over at once and
+ * let the data follow the proposal (multistream "lazy" mode, one round
+ * trip less); a refusal then closes the stream with NP_ENOPROTO. */
+#define NP_NET_LAZY 1
 typedef struct np_net_ops {
   /* Connect to |peer| using |addrs| (binary multiaddrs; may be empty to
    * use what the peerstore knows). */
@@ -99,8 +103,9 @@ typedef struct np_net_ops {
   /* Open a stream to |peer| negotiating the first of |protos| it accepts.
    * The callback receives a stream whose cbs the receiver fills in. */
   int (*open_stream)(void *net, const np_peerid *peer,
-                     const char *const *protos, size_t n, uint64_t timeout_ms,
-                     np_net_stream_fn cb, void *ud, void **handle);
+                     const char *const *protos, size_t n, int flags,
+                     uint64_t timeout_ms, np_net_stream_fn cb, void *ud,
+                     void **handle);
   int (*ping)(void *net, const np_peerid *peer, uint64_t timeout_ms,
               np_net_ping_fn cb, void *ud, void **handle);
   /* Withdraw a pending connect/open_stream/ping: its callback never runs. */

@@ -307,7 +307,7 @@ static int api_open_stream(np_plugin *p, const char *peer, const char *proto,
                                             : sizeof(op->cbs));
   op->cbs.struct_size = sizeof(op->cbs);
   np_list_insert_tail(&p->opening, &op->link);
-  rv = ops->open_stream(net, &id, &proto, 1,
+  rv = ops->open_stream(net, &id, &proto, 1, NP_NET_LAZY,
                         np_host_conf(p->pm->host)->limits.call_timeout_ms,
                         on_opened, op, &op->handle);
   if (rv != 0) {

@@ -678,7 +678,7 @@ static void conn_set_up(np_qconn *c) {
   c->up_done = 1;
   c->app_known = 1;
   np_peerid_to_string(&c->peer, peer, sizeof(peer));
-  np_info(SUB, "conn-open conn=%08x peer=%s addr=%s dir=%s", c->id, peer,
+  np_debug(SUB, "conn-open conn=%08x peer=%s addr=%s dir=%s", c->id, peer,
           remote_text(c, addr, sizeof(addr)), dir_name(c));
   if (q->cbs.conn_up)
     q->cbs.conn_up(c, q->ud);
@@ -989,7 +989,7 @@ static void notify_down(np_qconn *c) {
   if (c->up_done)
     np_peerid_to_string(&c->peer, peer, sizeof(peer));
   if (c->up_done)
-    np_info(SUB, "conn-close conn=%08x peer=%s dir=%s err=%s", c->id, peer,
+    np_debug(SUB, "conn-close conn=%08x peer=%s dir=%s err=%s", c->id, peer,
             dir_name(c), np_errname(c->err));
   else if (why[0] != '\0')
     np_warn(SUB,
@@ -1986,6 +1986,14 @@ np_ssize np_quic_conn_local_addr(const np_qconn *c, uint8_t *out, size_t cap) {
     return NP_ELIMIT;
   memcpy(out, c->s->maddr, c->s->maddrlen);
   return (np_ssize)c->s->maddrlen;
+}
+
+int64_t np_quic_conn_rtt_us(const np_qconn *c) {
+  ngtcp2_conn_info ci;
+  if (c->conn == NULL)
+    return -1;
+  ngtcp2_conn_get_conn_info(c->conn, &ci);
+  return ci.smoothed_rtt ? (int64_t)(ci.smoothed_rtt / 1000) : -1;
 }
 
 int np_quic_conn_inbound(const np_qconn *c) { return c->inbound; }

@@ -150,6 +150,9 @@ int np_quic_conn_peer(const np_qconn *c, np_peerid *id);
 np_ssize np_quic_conn_remote_addr(const np_qconn *c, uint8_t *out, size_t cap);
 /* The local (socket) address the connection uses, same form. */
 np_ssize np_quic_conn_local_addr(const np_qconn *c, uint8_t *out, size_t cap);
+/* QUIC's smoothed round-trip estimate for |c| in microseconds, or -1
+ * before the first sample. */
+int64_t np_quic_conn_rtt_us(const np_qconn *c);
 /* Nonzero if the peer dialed us. */
 int np_quic_conn_inbound(const np_qconn *c);
 void np_quic_conn_set_ud(np_qconn *c, void *ud);

@@ -152,6 +152,7 @@ struct op {
   /* OP_OPEN */
   char *protos[NP_MSS_MAX_PROPOSALS];
   size_t nprotos;
+  int lazy;
   /* OP_CALL */
   char *proto;
   uint8_t *req;
@@ -561,7 +562,7 @@ static void identify_apply(sconn *c, np_identify *idf) {
                            sizeof(t)) >= 0)
       np_debug("swarm", "observed-addr peer=%s addr=%s", c->peer_str, t);
   }
-  np_info("swarm", "identified peer=%s agent=\"%s\" protocols=%zu addrs=%zu",
+  np_debug("swarm", "identified peer=%s agent=\"%s\" protocols=%zu addrs=%zu",
           c->peer_str, p->agent, idf->nprotocols, idf->naddrs);
 }
 
@@ -881,6 +882,28 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
   }
   case S_APP: {
     np_stream *s = st->app;
+    if (np_mss_state(&st->mss) == NP_MSS_NEGOTIATING && st->nprotos > 0) {
+      /* A lazily opened stream: the echo (or `na`) comes first. */
+      np_ssize n = np_mss_feed(&st->mss, data, len);
+      st_send_mss(st);
+      if (n < 0) {
+        st_detach(st, (int)n);
+        st->kind = S_DEAD;
+        np_quic_stream_reset(st->qs, 0);
+        return;
+      }
+      data += n;
+      len -= (size_t)n;
+      if (np_mss_state(&st->mss) != NP_MSS_DONE) {
+        if (fin) {
+          st_detach(st, NP_EPROTO);
+          st->kind = S_DEAD;
+          np_quic_stream_reset(st->qs, 0);
+        }
+        return;
+      }
+      s = st->app;
+    }
     if (len && s && s->cbs.on_data)
       s->cbs.on_data(s, data, len, s->ud);
     if (fin && st->app && st->app->cbs.on_data)
@@ -1162,6 +1185,8 @@ static void op_on_conn(op *o, sconn *c) {
   case OP_OPEN:
     for (n = 0; n < o->nprotos; n++)
       protos[n] = o->protos[n];
+    if (o->lazy)
+      flags = NP_MSS_LAZY;
     break;
   case OP_PING:
     protos[n++] = NP_PING_PROTOCOL;
@@ -1194,7 +1219,21 @@ static void op_on_conn(op *o, sconn *c) {
   }
   st_send_mss(st);
   /* Lazy negotiation: the request goes with the proposal. */
-  if (o->kind == OP_PUSH) {
+  if (o->kind == OP_OPEN && o->lazy) {
+    /* The stream is the caller's now; np_mss keeps reading the echo (or
+     * an `na`, which closes it with NP_ENOPROTO) ahead of the data. */
+    np_stream *s = app_new(st, o->protos[0]);
+    if (s == NULL) {
+      op_finish(o, NP_ENOMEM);
+      return;
+    }
+    st->op = NULL;
+    o->st = NULL;
+    o->done = 1;
+    o->stream_cb(o->ud, 0, s, o->protos[0]);
+    o->stream_cb = NULL;
+    op_finish(o, 0);
+  } else if (o->kind == OP_PUSH) {
     /* The whole identify message, then FIN; the op ends with the stream. */
     st->op = NULL;
     o->st = NULL;
@@ -1356,9 +1395,10 @@ static void q_conn_up(np_qconn *qc, void *ud) {
     }
     free(d);
   }
-  /* Learn what the peer is and speaks, and the round-trip time. */
+  /* Learn what the peer is and speaks (the round-trip time comes from
+   * QUIC's own estimate, no ping needed). */
   {
-    static const int kinds[] = {OP_IDENTIFY, OP_PING};
+    static const int kinds[] = {OP_IDENTIFY};
     for (size_t i = 0; i < NP_ARRAY_LEN(kinds); i++) {
       op *o = op_new(sw, kinds[i], &c->peer);
       if (o == NULL)
@@ -1513,8 +1553,8 @@ static int net_connect(void *net, const np_peerid *peer,
 }
 
 static int net_open(void *net, const np_peerid *peer, const char *const *protos,
-                    size_t n, uint64_t timeout_ms, np_net_stream_fn cb,
-                    void *ud, void **handle) {
+                    size_t n, int flags, uint64_t timeout_ms,
+                    np_net_stream_fn cb, void *ud, void **handle) {
   np_swarm *sw = net;
   op *o;
   int rv;
@@ -1531,6 +1571,7 @@ static int net_open(void *net, const np_peerid *peer, const char *const *protos,
   }
   o->stream_cb = cb;
   o->ud = ud;
+  o->lazy = (flags & NP_NET_LAZY) && n == 1;
   if ((rv = op_start(o, NULL, NULL, 0, timeout_ms)) != 0) {
     op_free(o);
     return rv;
@@ -1596,7 +1637,9 @@ static size_t net_conns(void *net, np_conn_info *out, size_t max) {
       memcpy(ci->addr, c->raddr, c->raddr_len);
       ci->addr_len = c->raddr_len;
       ci->outbound = !c->inbound;
-      ci->rtt_us = c->rtt_us;
+      ci->rtt_us = c->qc ? np_quic_conn_rtt_us(c->qc) : -1;
+      if (ci->rtt_us < 0)
+        ci->rtt_us = c->rtt_us;
       ci->age_ms = now_ms(sw) - c->t_up_ms;
       if (p)
         snprintf(ci->agent, sizeof(ci->agent), "%s", p->agent);

@@ -7,7 +7,10 @@
  *     bulk:      --bytes 256MiB --chunk 64KiB --warmup-bytes 16MiB
  *     handshake: --count 300 --concurrency 1 --warmup 10
  *     conns:     --conns 100 --settle 3
- *   common:      --time-limit 20 --server-pid PID
+ *   common:      --time-limit 20 --server-pid PID [--negotiate-fully]
+ * Streams are opened lazily (the request follows the protocol proposal, as
+ * go-libp2p does for one protocol); --negotiate-fully waits for the echo
+ * first, like the js client's default.
  *
  * Each test runs on real natpeer hosts inside this process (one per
  * concurrent dialer for handshake/conns, as the js client uses one node per
@@ -38,6 +41,7 @@ static np_peerid target;
 static uint8_t target_bin[NP_MADDR_MAX];
 static size_t target_len;
 static int server_pid = -1;
+static int lazy = NP_NET_LAZY; /* --negotiate-fully turns it off */
 static double deadline;
 
 /* ---- flags ---------------------------------------------------------------- */
@@ -283,7 +287,7 @@ static void unary_next(ustate *u) {
   c->u = u;
   c->t0 = now_s();
   u->issued++;
-  if (ops->open_stream(net, &target, &proto, 1, 10000, ucall_opened, c,
+  if (ops->open_stream(net, &target, &proto, 1, lazy, 10000, ucall_opened, c,
                        NULL) != 0) {
     u->errors++;
     u->done++;
@@ -422,7 +426,7 @@ static int bulk_once(np_host *h, uint64_t bytes, size_t chunk, double *secs,
   b.left = bytes;
   b.chunk = chunk;
   b.buf = calloc(1, chunk);
-  if (ops->open_stream(net, &target, &proto, 1, 10000, bulk_opened, &b,
+  if (ops->open_stream(net, &target, &proto, 1, lazy, 10000, bulk_opened, &b,
                        NULL) != 0)
     return -1;
   run_until(&b.done);
@@ -633,6 +637,9 @@ int main(int argc, char **argv) {
   }
   target_len = (size_t)n;
   server_pid = (int)num("server-pid", -1);
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--negotiate-fully") == 0)
+      lazy = 0;
   np_log_set_level(NP_LOG_ERROR);
   ev = ev_default_loop(0);
   if (strcmp(test, "unary") == 0)
