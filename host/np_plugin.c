@@ -672,7 +672,6 @@ static int wanted_paths(const np_conf *conf, np_strv *out) {
   DIR *d;
   struct dirent *e;
   char path[4096];
-  size_t first_load;
   if (conf->plugins.autoload && conf->plugins.dir) {
     if ((d = opendir(conf->plugins.dir)) == NULL) {
       if (errno != ENOENT)
@@ -700,10 +699,10 @@ static int wanted_paths(const np_conf *conf, np_strv *out) {
         out->n++;
       }
       closedir(d);
-      qsort(out->v, out->n, sizeof(*out->v), cmp_str);
+      if (out->n > 1)
+        qsort(out->v, out->n, sizeof(*out->v), cmp_str);
     }
   }
-  first_load = out->n;
   for (size_t i = 0; i < conf->plugins.load.n; i++) {
     int dup = 0;
     for (size_t j = 0; j < out->n; j++)
@@ -718,7 +717,6 @@ static int wanted_paths(const np_conf *conf, np_strv *out) {
       return NP_ENOMEM;
     out->n++;
   }
-  (void)first_load;
   return 0;
 }
 

@@ -1580,7 +1580,9 @@ static void sock_read(qsock *s) {
         continue;
       if (errno == ECONNREFUSED || errno == EHOSTUNREACH ||
           errno == ENETUNREACH) {
-        sock_read_errors(s);
+        /* Read the datagrams first (a CONNECTION_CLOSE says more than the
+         * ICMP error that may have overtaken it), the error queue after. */
+        s->errq = 1;
         continue;
       }
       if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -1615,14 +1617,14 @@ static void sock_read(qsock *s) {
 static void sock_cb(struct ev_loop *ev, ev_io *w, int revents) {
   qsock *s = np_container_of(w, qsock, io);
   (void)ev;
-  if (s->errq) {
-    s->errq = 0;
-    sock_read_errors(s);
-  }
   if (revents & EV_WRITE)
     sock_unblock(s);
   if (revents & EV_READ)
     sock_read(s);
+  if (s->errq) {
+    s->errq = 0;
+    sock_read_errors(s);
+  }
   flush_dirty(s->q);
 }
 
