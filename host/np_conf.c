@@ -147,7 +147,7 @@ const char *np_conf_key_name(size_t i) {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static void strv_free(np_strv *s) {
+void np_strv_free(np_strv *s) {
   for (size_t i = 0; i < s->n; i++)
     free(s->v[i]);
   free(s->v);
@@ -239,7 +239,7 @@ static void free_fields(np_conf *c) {
     case K_PEERS:
     case K_NAMES:
     case K_PATHS:
-      strv_free(f);
+      np_strv_free(f);
       break;
     default:
       break;
@@ -554,7 +554,7 @@ static int set_key(pctx *p, const key *k, int idx, const char *v) {
     return -1;
   }
   if (!p->seen[idx] && is_list)
-    strv_free(f); /* the file's first mention replaces the default */
+    np_strv_free(f); /* the file's first mention replaces the default */
   if (!p->seen[idx])
     p->seen[idx] = p->line;
 

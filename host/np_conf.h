@@ -12,6 +12,9 @@ typedef struct np_strv {
   size_t n;
 } np_strv;
 
+/* Free the strings and array of |s| and leave it empty. */
+void np_strv_free(np_strv *s);
+
 typedef struct np_conf_kv {
   char *key;
   char *value;

@@ -720,13 +720,6 @@ static int wanted_paths(const np_conf *conf, np_strv *out) {
   return 0;
 }
 
-static void strv_clear(np_strv *s) {
-  for (size_t i = 0; i < s->n; i++)
-    free(s->v[i]);
-  free(s->v);
-  s->v = NULL;
-  s->n = 0;
-}
 
 static int same_file(const struct stat *a, const struct stat *b) {
   return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
@@ -740,7 +733,7 @@ int np_plugins_sync(np_plugins *pm, const np_conf *conf, np_plugins_result *r) {
   np_list *it, *tmp;
   int rv = wanted_paths(conf, &want);
   if (rv != 0) {
-    strv_clear(&want);
+    np_strv_free(&want);
     return rv;
   }
   /* 1. Unload what is gone, denied, replaced on disk or reconfigured. */
@@ -786,7 +779,7 @@ int np_plugins_sync(np_plugins *pm, const np_conf *conf, np_plugins_result *r) {
   }
   /* A reload counted in step 1 is a load in step 2, not a fresh one. */
   res.loaded = res.loaded >= res.reloaded ? res.loaded - res.reloaded : 0;
-  strv_clear(&want);
+  np_strv_free(&want);
   if (r)
     *r = res;
   return 0;
