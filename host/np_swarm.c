@@ -29,6 +29,7 @@
 #define MAX_DIAL_ADDRS 8
 #define UNARY_OVERHEAD 2048 /* frame bytes around a unary payload */
 #define PING_LEN 32
+#define PING_BACKLOG_MAX (64 * 1024) /* unread ping echo before reset */
 #define OBUF_CHUNK (256 * 1024)
 #define ADDR_TTL_MS (3600u * 1000u)
 
@@ -309,6 +310,18 @@ static int st_send(sstream *st, const uint8_t *data, size_t len, int fin) {
   if (len) {
     uint8_t *nb;
     size_t keep = st->obuf ? st->olen - st->ooff : 0;
+    /* What waits here is bounded: one local answer (unary, identify), or
+     * for ping a peer that sends without reading our echo. */
+    size_t cap = st->kind == S_PING_IN
+                     ? PING_BACKLOG_MAX
+                     : np_host_conf(st->c->sw->h)->limits.max_message +
+                           UNARY_OVERHEAD + NP_IDENTIFY_MSG_OUT * 2;
+    if (keep + len > cap) {
+      np_debug("swarm", "stream-backlog peer=%s bytes=%zu", st->c->peer_str,
+               keep + len);
+      st_kill(st, 1);
+      return NP_ELIMIT;
+    }
     if ((nb = malloc(keep + len)) == NULL)
       return NP_ENOMEM;
     if (keep)
