@@ -114,6 +114,7 @@ struct np_qconn {
   np_list wlink; /* s->waiters */
   np_quic *q;
   qsock *s;
+  int ending; /* counted in q->nending */
   ngtcp2_conn *conn;
   ngtcp2_crypto_conn_ref cref;
   np_tls_conn *tls;
@@ -164,6 +165,7 @@ struct np_quic {
   void *ud;
   np_list socks, conns, dead, dirty;
   size_t nconns;
+  size_t nending; /* of nconns, those in their closing or draining period */
   uint32_t next_id;
   int deleting;
   ev_prepare prep;
@@ -918,8 +920,25 @@ static void conn_unlink(np_qconn *c) {
   np_list_remove(&c->wlink);
 }
 
+/* A connection in its closing or draining period no longer serves anyone:
+ * it does not count against max_connections, only against a hard cap on
+ * objects (it lives about 3 PTO, typically well under a second). */
+static int conn_room(const np_quic *q) {
+  return q->nconns - q->nending < q->cfg.max_connections &&
+         q->nconns < 4 * (size_t)q->cfg.max_connections;
+}
+
+static void conn_ending(np_qconn *c) {
+  if (!c->ending) {
+    c->ending = 1;
+    c->q->nending++;
+  }
+}
+
 static void conn_destroy(np_qconn *c) {
   np_quic *q = c->q;
+  if (c->ending)
+    q->nending--;
   conn_unlink(c);
   np_list_remove(&c->dlink);
   while (!np_list_empty(&c->streams))
@@ -1042,6 +1061,7 @@ static void conn_start_close(np_qconn *c, int err, const ngtcp2_ccerr *cc) {
     return;
   c->err = err;
   c->state = ST_CLOSING;
+  conn_ending(c);
   np_list_remove(&c->wlink);
   ngtcp2_path_storage_zero(&ps);
   n = ngtcp2_conn_write_connection_close(c->conn, &ps.path, &pi, q->txbuf,
@@ -1062,6 +1082,7 @@ static void conn_drain(np_qconn *c, int err) {
     return;
   c->err = err;
   c->state = ST_DRAINING;
+  conn_ending(c);
   np_list_remove(&c->wlink);
   arm_timer_ns(c, 3 * ngtcp2_conn_get_pto(c->conn));
   conn_mark(c);
@@ -1477,7 +1498,7 @@ static void on_datagram(qsock *s, const struct msghdr *m, const uint8_t *data,
   if (!(data[0] & 0x80) || !s->accept || q->deleting ||
       ngtcp2_accept(&hd, data, len) != 0)
     return;
-  if (q->nconns >= q->cfg.max_connections) {
+  if (!conn_room(q)) {
     np_debug(SUB, "conn-refused reason=max_connections limit=%u",
              q->cfg.max_connections);
     return;
@@ -1915,7 +1936,7 @@ int np_quic_dial(np_quic *q, const uint8_t *maddr, size_t len, void *ud,
   if (rv != 0 && rv != NP_ENOENT)
     return rv;
   has_expected = rv == 0;
-  if (q->nconns >= q->cfg.max_connections)
+  if (!conn_room(q))
     return NP_ELIMIT;
   if ((rv = pick_sock(q, (struct sockaddr *)&ss, &s)) != 0)
     return rv;
