@@ -14,6 +14,7 @@
 #include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/rsa.h>
 #include <wolfssl/wolfcrypt/sha256.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 #include <wolfssl/wolfcrypt/signature.h>
 #include <ngtcp2/ngtcp2_crypto_wolfssl.h>
 
@@ -44,10 +45,25 @@ static const char libp2p_oid_str[] = "1.3.6.1.4.1.53594.1.1";
 /* PublicKey.Type (peer-ids.md) */
 enum { KEY_RSA = 0, KEY_ED25519 = 1, KEY_SECP256K1 = 2, KEY_ECDSA = 3 };
 
+/* Certificates that passed check_cert, by SHA-256 of their DER: a peer
+ * presents the same certificate on every connection of its lifetime, and
+ * its self-signature and host-key signature do not change. What TLS checks
+ * per handshake (the CertificateVerify proving the certificate key) still
+ * runs every time; the validity window is rechecked on every hit. */
+#define CERT_MEMO 128
+typedef struct cert_memo {
+  uint8_t hash[WC_SHA256_DIGEST_SIZE];
+  np_peerid id;
+  int64_t not_before, not_after;
+  uint32_t used; /* LRU tick, 0 = empty */
+} cert_memo;
+
 struct np_tls {
   WOLFSSL_CTX *cli, *srv;
   uint8_t cert[OWN_CERT_MAX];
   size_t certlen;
+  cert_memo memo[CERT_MEMO];
+  uint32_t memo_tick;
 };
 
 struct np_tls_conn {
@@ -416,7 +432,8 @@ static int host_verify(int type, const der *key, const der *sig,
 }
 
 static int check_cert(const uint8_t *buf, size_t len, int64_t now,
-                      np_peerid *id, const char **why) {
+                      np_peerid *id, const char **why, int64_t *not_before,
+                      int64_t *not_after) {
   cert_parts cp;
   der ext, sk, pk, sig, key;
   int rv, type;
@@ -462,14 +479,52 @@ static int check_cert(const uint8_t *buf, size_t len, int64_t now,
   }
   if (id != NULL)
     *id = tmp;
+  if (not_before)
+    *not_before = cp.not_before;
+  if (not_after)
+    *not_after = cp.not_after;
   *why = "";
   return 0;
+}
+
+/* check_cert through the memo of |t|. */
+static int check_cert_memo(np_tls *t, const uint8_t *buf, size_t len,
+                           int64_t now, np_peerid *id, const char **why) {
+  uint8_t h[WC_SHA256_DIGEST_SIZE];
+  cert_memo *slot = &t->memo[0];
+  int64_t nb, na;
+  int rv;
+  if (buf == NULL || len > NP_TLS_CERT_MAX ||
+      wc_Sha256Hash(buf, (word32)len, h) != 0)
+    return check_cert(buf, len, now, id, why, NULL, NULL);
+  for (size_t i = 0; i < CERT_MEMO; i++) {
+    cert_memo *m = &t->memo[i];
+    if (m->used && memcmp(m->hash, h, sizeof(h)) == 0) {
+      if (now < m->not_before || now > m->not_after)
+        break; /* the full check says why */
+      m->used = ++t->memo_tick;
+      *id = m->id;
+      *why = "";
+      return 0;
+    }
+    if (m->used < slot->used)
+      slot = m;
+  }
+  rv = check_cert(buf, len, now, id, why, &nb, &na);
+  if (rv == 0) {
+    memcpy(slot->hash, h, sizeof(h));
+    slot->id = *id;
+    slot->not_before = nb;
+    slot->not_after = na;
+    slot->used = ++t->memo_tick;
+  }
+  return rv;
 }
 
 int np_tls_verify_cert(const uint8_t *der_buf, size_t len, int64_t now_unix,
                        np_peerid *id) {
   const char *why;
-  return check_cert(der_buf, len, now_unix, id, &why);
+  return check_cert(der_buf, len, now_unix, id, &why, NULL, NULL);
 }
 
 /* ---- certificate generation --------------------------------------------- */
@@ -670,8 +725,8 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
               store->totalCerts);
     return 0;
   }
-  rv = check_cert(store->certs[0].buffer, store->certs[0].length, time(NULL),
-                  &id, &why);
+  rv = check_cert_memo(c->t, store->certs[0].buffer, store->certs[0].length,
+                       time(NULL), &id, &why);
   if (rv != 0) {
     conn_fail(c, rv, "invalid certificate: %s", why);
     return 0;
@@ -748,7 +803,8 @@ int np_tls_new(np_tls **pt, const np_identity *id) {
   if ((rv = make_cert(t, id, key, &keylen)) != 0)
     goto fail;
   /* Self-check: what peers will verify must verify here. */
-  if ((rv = check_cert(t->cert, t->certlen, (int64_t)time(NULL), NULL, &why)) !=
+  if ((rv = check_cert(t->cert, t->certlen, (int64_t)time(NULL), NULL, &why,
+                       NULL, NULL)) !=
       0) {
     np_warn(SUB, "own-cert-invalid reason=\"%s\"", why);
     goto fail;
