@@ -8,6 +8,15 @@
 # install failed (NP_JS_WHY has the last lines of the npm log).
 #
 # Env: NP_NPM_TIMEOUT (seconds, default 300) bounds npm ci.
+# npm ci with up to three attempts: a registry hiccup should not fail a run.
+np_npm_ci() {
+  for _try in 1 2 3; do
+    timeout "${NP_NPM_TIMEOUT:-300}" npm ci --no-audit --no-fund --loglevel=error && return 0
+    [ $_try -lt 3 ] && sleep $((_try * 5))
+  done
+  return 1
+}
+
 np_js_deps() {
   _d=$1
   NP_NODE=
@@ -22,8 +31,7 @@ np_js_deps() {
     # waiter finds the stamp written and installs nothing.
     if ! (cd "$_d" && flock -w "${NP_NPM_TIMEOUT:-300}" 9 &&
           { [ "$(cat "$_stamp" 2>/dev/null)" = "$_want" ] ||
-            { timeout "${NP_NPM_TIMEOUT:-300}" npm ci --no-audit --no-fund --loglevel=error &&
-              echo "$_want" >"$_stamp"; }; }
+            { np_npm_ci && echo "$_want" >"$_stamp"; }; }
          ) 9>"$_d/.np-npm-ci.lock" >"$_log" 2>&1; then
       NP_JS_WHY="npm ci in $_d failed: $(grep -v '^npm warn' "$_log" | tail -n 3 | tr '\n' ' ')"
       rm -f "$_log"
