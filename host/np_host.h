@@ -117,6 +117,12 @@ typedef struct np_net_ops {
   /* This host's addresses (binary multiaddrs without /p2p/), up to |max|;
    * returns how many exist. */
   size_t (*addrs)(void *net, const uint8_t **bins, size_t *lens, size_t max);
+  /* As connect, completing once the peer's identify has been read on the
+   * connection (what js-libp2p counts as a connection being up). */
+  int (*connect_identified)(void *net, const np_peerid *peer,
+                            const uint8_t *const *addrs, const size_t *lens,
+                            size_t n, uint64_t timeout_ms, np_net_done_fn cb,
+                            void *ud, void **handle);
 } np_net_ops;
 void np_host_set_net(np_host *h, const np_net_ops *ops, void *net);
 /* The installed network, or NULL (ops) when this host has none. */

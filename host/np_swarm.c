@@ -92,6 +92,8 @@ struct sconn {
   struct dialing *dial; /* when this is a dial attempt */
   np_list swait; /* ops waiting for stream credit (op.wlink); np_quic's
                     conn_stream_credit says when to retry */
+  np_list idwait; /* connect ops waiting for the peer's identify */
+  int identified; /* the peer's identify was read on this connection */
 };
 
 /* One dial toward a peer, shared by every op waiting for it. */
@@ -161,6 +163,7 @@ struct op {
   uint8_t call_id[NP_UNARY_CALLID_LEN];
   /* deferred completion */
   int err;
+  int want_identify; /* OP_CONNECT: complete after identify */
   sconn *probe; /* liveness ping of this connection */
 };
 
@@ -877,7 +880,11 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
     if (fin) {
       st->fin_in = 1;
       if (st->kind == S_ID_OUT || st->kind == S_PUSH_IN) {
-        identify_apply(st->c, &st->idf);
+        sconn *c = st->c;
+        identify_apply(c, &st->idf);
+        c->identified = 1;
+        while (!np_list_empty(&c->idwait))
+          op_finish(np_list_entry(c->idwait.next, op, wlink), 0);
         if (st->op) {
           op *o = st->op;
           st->op = NULL;
@@ -1173,7 +1180,10 @@ static void op_on_conn(op *o, sconn *c) {
   size_t n = 0;
   int rv, flags = 0;
   if (o->kind == OP_CONNECT) {
-    op_finish(o, 0);
+    if (o->want_identify && !c->identified)
+      np_list_insert_tail(&c->idwait, &o->wlink);
+    else
+      op_finish(o, 0);
     return;
   }
   rv = np_quic_stream_open(c->qc, NULL, &qs);
@@ -1301,6 +1311,7 @@ static void sconn_init(sconn *c, np_swarm *sw) {
   c->rtt_us = -1;
   np_list_init(&c->streams);
   np_list_init(&c->swait);
+  np_list_init(&c->idwait);
 }
 
 static op *op_new(np_swarm *sw, int kind, const np_peerid *peer);
@@ -1444,6 +1455,8 @@ static void q_conn_down(np_qconn *qc, int err, void *ud) {
   }
   while (!np_list_empty(&c->swait))
     op_finish(np_list_entry(c->swait.next, op, wlink), err);
+  while (!np_list_empty(&c->idwait))
+    op_finish(np_list_entry(c->idwait.next, op, wlink), err);
   np_list_remove(&c->link);
   if (c->dial) {
     dialing *d = c->dial;
@@ -1565,6 +1578,28 @@ static int net_connect(void *net, const np_peerid *peer,
   return 0;
 }
 
+static int net_connect_identified(void *net, const np_peerid *peer,
+                                  const uint8_t *const *addrs,
+                                  const size_t *lens, size_t n,
+                                  uint64_t timeout_ms, np_net_done_fn cb,
+                                  void *ud, void **handle) {
+  np_swarm *sw = net;
+  op *o = op_new(sw, OP_CONNECT, peer);
+  int rv;
+  if (o == NULL)
+    return NP_ENOMEM;
+  o->done_cb = cb;
+  o->ud = ud;
+  o->want_identify = 1;
+  if ((rv = op_start(o, addrs, lens, n, timeout_ms)) != 0) {
+    op_free(o);
+    return rv;
+  }
+  if (handle)
+    *handle = o;
+  return 0;
+}
+
 static int net_open(void *net, const np_peerid *peer, const char *const *protos,
                     size_t n, int flags, uint64_t timeout_ms,
                     np_net_stream_fn cb, void *ud, void **handle) {
@@ -1672,9 +1707,9 @@ static size_t net_addrs(void *net, const uint8_t **bins, size_t *lens,
   return sw->naddrs;
 }
 
-static const np_net_ops net_ops = {net_connect, net_open,       net_ping,
-                                   net_cancel,  net_disconnect, net_conns,
-                                   net_addrs};
+static const np_net_ops net_ops = {
+    net_connect,    net_open,  net_ping,  net_cancel,
+    net_disconnect, net_conns, net_addrs, net_connect_identified};
 
 static int remote_call(void *tud, const char *peer, const char *proto,
                        const uint8_t *call_id, const uint8_t *req, size_t len,
