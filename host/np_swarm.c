@@ -124,6 +124,7 @@ struct sstream {
   int idf_init;
   uint8_t ping[PING_LEN];
   size_t ping_got;
+  uint8_t call_id[NP_UNARY_CALLID_LEN]; /* unary in: the caller's callId */
   double ping_t0;
   uint8_t *obuf; /* bytes waiting for send-buffer room */
   size_t olen, ooff;
@@ -593,8 +594,7 @@ static void on_call_done(void *ud, int err, const uint8_t *data, size_t len) {
   np_ssize n;
   st->call = NULL;
   memset(&r, 0, sizeof(r));
-  memcpy(r.call_id, st->ping, NP_UNARY_CALLID_LEN); /* unary_in kept the
-                                                      caller's callId here */
+  memcpy(r.call_id, st->call_id, NP_UNARY_CALLID_LEN);
   if (err == 0) {
     r.data = data;
     r.data_len = len;
@@ -639,7 +639,7 @@ static void unary_in(sstream *st, const uint8_t *msg, size_t len) {
     st_kill(st, 1);
     return;
   }
-  memcpy(st->ping, r.call_id, NP_UNARY_CALLID_LEN);
+  memcpy(st->call_id, r.call_id, NP_UNARY_CALLID_LEN);
   /* The caller's stated target is ignored: the authenticated remote is the
    * caller, and the negotiated protocol names the handler. */
   rv = np_host_call_local(sw->h, st->c->peer_str, proto, strlen(proto),
@@ -1558,24 +1558,38 @@ static void q_conn_credit(np_qconn *qc, void *ud) {
 
 /* ---- np_net_ops and the remote-call hook ------------------------------------------ */
 
-static int net_connect(void *net, const np_peerid *peer,
-                       const uint8_t *const *addrs, const size_t *lens,
-                       size_t n, uint64_t timeout_ms, np_net_done_fn cb,
-                       void *ud, void **handle) {
-  np_swarm *sw = net;
-  op *o = op_new(sw, OP_CONNECT, peer);
-  int rv;
-  if (o == NULL)
-    return NP_ENOMEM;
-  o->done_cb = cb;
-  o->ud = ud;
-  if ((rv = op_start(o, addrs, lens, n, timeout_ms)) != 0) {
+/* Start |o| and hand out its handle; on failure |o| is freed and no
+ * callback will run. */
+static int op_launch(op *o, const uint8_t *const *addrs, const size_t *lens,
+                     size_t n, uint64_t timeout_ms, void **handle) {
+  int rv = op_start(o, addrs, lens, n, timeout_ms);
+  if (rv != 0) {
     op_free(o);
     return rv;
   }
   if (handle)
     *handle = o;
   return 0;
+}
+
+static int connect_op(np_swarm *sw, const np_peerid *peer, int want_identify,
+                      const uint8_t *const *addrs, const size_t *lens,
+                      size_t n, uint64_t timeout_ms, np_net_done_fn cb,
+                      void *ud, void **handle) {
+  op *o = op_new(sw, OP_CONNECT, peer);
+  if (o == NULL)
+    return NP_ENOMEM;
+  o->done_cb = cb;
+  o->ud = ud;
+  o->want_identify = want_identify;
+  return op_launch(o, addrs, lens, n, timeout_ms, handle);
+}
+
+static int net_connect(void *net, const np_peerid *peer,
+                       const uint8_t *const *addrs, const size_t *lens,
+                       size_t n, uint64_t timeout_ms, np_net_done_fn cb,
+                       void *ud, void **handle) {
+  return connect_op(net, peer, 0, addrs, lens, n, timeout_ms, cb, ud, handle);
 }
 
 static int net_connect_identified(void *net, const np_peerid *peer,
@@ -1583,21 +1597,7 @@ static int net_connect_identified(void *net, const np_peerid *peer,
                                   const size_t *lens, size_t n,
                                   uint64_t timeout_ms, np_net_done_fn cb,
                                   void *ud, void **handle) {
-  np_swarm *sw = net;
-  op *o = op_new(sw, OP_CONNECT, peer);
-  int rv;
-  if (o == NULL)
-    return NP_ENOMEM;
-  o->done_cb = cb;
-  o->ud = ud;
-  o->want_identify = 1;
-  if ((rv = op_start(o, addrs, lens, n, timeout_ms)) != 0) {
-    op_free(o);
-    return rv;
-  }
-  if (handle)
-    *handle = o;
-  return 0;
+  return connect_op(net, peer, 1, addrs, lens, n, timeout_ms, cb, ud, handle);
 }
 
 static int net_open(void *net, const np_peerid *peer, const char *const *protos,
@@ -1605,7 +1605,6 @@ static int net_open(void *net, const np_peerid *peer, const char *const *protos,
                     np_net_stream_fn cb, void *ud, void **handle) {
   np_swarm *sw = net;
   op *o;
-  int rv;
   if (n == 0 || n > NP_MSS_MAX_PROPOSALS)
     return NP_EINVAL;
   if ((o = op_new(sw, OP_OPEN, peer)) == NULL)
@@ -1620,31 +1619,17 @@ static int net_open(void *net, const np_peerid *peer, const char *const *protos,
   o->stream_cb = cb;
   o->ud = ud;
   o->lazy = (flags & NP_NET_LAZY) && n == 1;
-  if ((rv = op_start(o, NULL, NULL, 0, timeout_ms)) != 0) {
-    op_free(o);
-    return rv;
-  }
-  if (handle)
-    *handle = o;
-  return 0;
+  return op_launch(o, NULL, NULL, 0, timeout_ms, handle);
 }
 
 static int net_ping(void *net, const np_peerid *peer, uint64_t timeout_ms,
                     np_net_ping_fn cb, void *ud, void **handle) {
-  np_swarm *sw = net;
-  op *o = op_new(sw, OP_PING, peer);
-  int rv;
+  op *o = op_new(net, OP_PING, peer);
   if (o == NULL)
     return NP_ENOMEM;
   o->ping_cb = cb;
   o->ud = ud;
-  if ((rv = op_start(o, NULL, NULL, 0, timeout_ms)) != 0) {
-    op_free(o);
-    return rv;
-  }
-  if (handle)
-    *handle = o;
-  return 0;
+  return op_launch(o, NULL, NULL, 0, timeout_ms, handle);
 }
 
 static void net_cancel(void *net, void *handle) {
@@ -1717,7 +1702,6 @@ static int remote_call(void *tud, const char *peer, const char *proto,
   np_swarm *sw = tud;
   np_peerid id;
   op *o;
-  int rv;
   if (np_peerid_parse(&id, peer, strlen(peer)) != 0)
     return NP_EINVAL;
   if ((o = op_new(sw, OP_CALL, &id)) == NULL)
@@ -1737,13 +1721,8 @@ static int remote_call(void *tud, const char *peer, const char *proto,
     np_crypto_random(o->call_id, NP_UNARY_CALLID_LEN);
   o->call_cb = done;
   o->ud = ud;
-  rv = op_start(o, NULL, NULL, 0, np_host_conf(sw->h)->limits.call_timeout_ms);
-  if (rv != 0) {
-    op_free(o);
-    return rv;
-  }
-  *cancel = o;
-  return 0;
+  return op_launch(o, NULL, NULL, 0,
+                   np_host_conf(sw->h)->limits.call_timeout_ms, cancel);
 }
 
 static void remote_cancel(void *tud, void *handle) {
