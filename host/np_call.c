@@ -7,9 +7,88 @@
 #include "np_crypto.h"
 #include "np_err.h"
 #include "np_host.h"
+#include "np_log.h"
 #include "np_loop.h"
 
+/* Every allocated np_call, so that a handle a plugin keeps after answering
+ * (a second call_reply, a late call_fail) is recognised as stale instead of
+ * being read after free. Open addressing with linear probing and
+ * tombstones; one set per process (the host is single-threaded). A handle
+ * reused by a newer call at the same address cannot be told apart: the
+ * worst a plugin can then do is answer that newer call. */
+#define SET_TOMB ((const np_call *)1)
+static const np_call **set_v;
+static size_t set_cap, set_used, set_live; /* used counts tombstones */
+
+static size_t set_hash(const np_call *c, size_t cap) {
+  uint64_t x = (uint64_t)(uintptr_t)c;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return (size_t)x & (cap - 1);
+}
+
+static int set_grow(void) {
+  size_t ncap = set_live * 4 >= set_cap ? (set_cap ? set_cap * 2 : 64) : set_cap;
+  const np_call **nv = calloc(ncap, sizeof(*nv));
+  if (nv == NULL)
+    return NP_ENOMEM;
+  for (size_t i = 0; i < set_cap; i++)
+    if (set_v[i] && set_v[i] != SET_TOMB) {
+      size_t j = set_hash(set_v[i], ncap);
+      while (nv[j])
+        j = (j + 1) & (ncap - 1);
+      nv[j] = set_v[i];
+    }
+  free(set_v);
+  set_v = nv;
+  set_cap = ncap;
+  set_used = set_live;
+  return 0;
+}
+
+static int set_add(const np_call *c) {
+  size_t i;
+  if ((set_used + 1) * 2 > set_cap && set_grow() != 0)
+    return NP_ENOMEM;
+  for (i = set_hash(c, set_cap); set_v[i] && set_v[i] != SET_TOMB;
+       i = (i + 1) & (set_cap - 1))
+    ;
+  if (set_v[i] == NULL)
+    set_used++;
+  set_v[i] = c;
+  set_live++;
+  return 0;
+}
+
+static size_t set_find(const np_call *c) {
+  if (set_cap == 0 || c == NULL)
+    return SIZE_MAX;
+  for (size_t i = set_hash(c, set_cap), n = 0; set_v[i] && n < set_cap;
+       i = (i + 1) & (set_cap - 1), n++)
+    if (set_v[i] == c)
+      return i;
+  return SIZE_MAX;
+}
+
+static void set_del(const np_call *c) {
+  size_t i = set_find(c);
+  if (i == SIZE_MAX)
+    return;
+  set_v[i] = SET_TOMB;
+  if (--set_live == 0) { /* empty: start clean, no tombstones kept */
+    free(set_v);
+    set_v = NULL;
+    set_cap = set_used = 0;
+  }
+}
+
+int np_call_live(const np_call *c) {
+  return set_find(c) != SIZE_MAX && c->state != NP_CALL_DEAD;
+}
+
 static void call_free(np_call *c) {
+  set_del(c);
   np_list_remove(&c->owner_link);
   np_host_calls_add(c->host, -1);
   free(c->req);
@@ -70,7 +149,13 @@ int np_call_dispatch_id(np_host *host, const np_handler *h,
     np_crypto_random(c->call_id, sizeof(c->call_id));
   snprintf(c->peer, sizeof(c->peer), "%s", caller_peer ? caller_peer : "");
   np_list_init(&c->owner_link);
+  if (set_add(c) != 0) {
+    free(c->req);
+    free(c);
+    return NP_ENOMEM;
+  }
   if (np_loop_defer(np_host_loop(host), run_handler, c) != 0) {
+    set_del(c);
     free(c->req);
     free(c);
     return NP_ENOMEM;
@@ -114,15 +199,26 @@ void np_call_owner_gone(np_call *c) {
   finish(c, NP_ECANCELED, (const uint8_t *)msg, sizeof(msg) - 1);
 }
 
+/* A handle that is not a call waiting for its answer. */
+static int stale(const np_call *c, const char *what) {
+  if (set_find(c) != SIZE_MAX && c->state == NP_CALL_PENDING)
+    return 0;
+  np_warn("call", "%s-refused reason=\"call already answered or gone\" "
+          "handle=%p", what, (const void *)c);
+  return 1;
+}
+
 int np_call_reply(np_call *c, const uint8_t *resp, size_t len) {
-  if (c == NULL || c->state != NP_CALL_PENDING || (len && resp == NULL))
+  if (stale(c, "reply"))
+    return NP_EINVAL;
+  if (len && resp == NULL)
     return NP_EINVAL;
   finish(c, 0, resp, len);
   return 0;
 }
 
 int np_call_fail(np_call *c, const char *msg) {
-  if (c == NULL || c->state != NP_CALL_PENDING)
+  if (stale(c, "fail"))
     return NP_EINVAL;
   if (msg == NULL)
     msg = "handler error";

@@ -63,7 +63,13 @@ void np_call_caller_gone(np_call *c);
  * NP_ECANCELED and the call is freed. */
 void np_call_owner_gone(np_call *c);
 
+/* Answer |c| once. A handle already answered, withdrawn or freed (a
+ * plugin answering twice) gets NP_EINVAL and a warning, never a read of
+ * freed memory. */
 int np_call_reply(np_call *c, const uint8_t *resp, size_t len);
 int np_call_fail(np_call *c, const char *msg);
+/* 1 if |c| is an allocated call not yet answered (checks the handle
+ * without dereferencing a stale one). */
+int np_call_live(const np_call *c);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "np_err.h"
 #include "np_log.h"
@@ -307,11 +309,21 @@ static const char *q(char *b, size_t cap, const char *v) {
   return b;
 }
 
+/* [plugin.NAME]: NAME as plugins may call themselves (np_plugin.c). */
+static int plugin_name_ok(const char *s) {
+  size_t n = 0;
+  for (; s[n]; n++)
+    if (!isalnum((unsigned char)s[n]) && s[n] != '_' && s[n] != '-' &&
+        s[n] != '.')
+      return 0;
+  return n > 0 && n <= 64;
+}
+
 static int is_section(const char *s) {
   for (size_t i = 0; i < NP_ARRAY_LEN(sections); i++)
     if (strcmp(s, sections[i]) == 0)
       return 1;
-  return strncmp(s, "plugin.", 7) == 0 && s[7] != '\0';
+  return strncmp(s, "plugin.", 7) == 0 && plugin_name_ok(s + 7);
 }
 
 static void check_section_line(pctx *p, const char *l, size_t n) {
@@ -332,6 +344,15 @@ static void check_section_line(pctx *p, const char *l, size_t n) {
   }
   memcpy(name, l + i + 1, n);
   name[n] = '\0';
+  if (strncmp(name, "plugin.", 7) == 0) {
+    if (!plugin_name_ok(name + 7)) {
+      char esc[160];
+      np_log_escape(esc, sizeof(esc), name, n);
+      fail(p, "[%s]: not a plugin name (expected plugin.NAME with NAME "
+              "[A-Za-z0-9_.-]{1,64})", esc);
+    }
+    return;
+  }
   if (!is_section(name))
     fail(p,
          "[%s]: unknown section (expected host, bootstrap, dht, nat, relay, "
@@ -850,14 +871,30 @@ int np_conf_load_string(np_conf **pc, const char *name, const char *text,
 }
 
 int np_conf_load(np_conf **pc, const char *path, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
+  /* O_NONBLOCK so that a FIFO given as the config cannot hang start-up
+   * before it is refused as not a regular file. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  struct stat st;
+  FILE *f;
   char *buf;
   size_t n;
   int rv;
-  if (f == NULL) {
+  if (fd < 0) {
     if (err)
       snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     return NP_ENOENT;
+  }
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (err)
+      snprintf(err, errlen, "%s: not a regular file", path);
+    close(fd);
+    return NP_EINVAL;
+  }
+  if ((f = fdopen(fd, "rb")) == NULL) {
+    if (err)
+      snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    close(fd);
+    return NP_ESYS;
   }
   buf = malloc(CONF_MAX_FILE + 1);
   if (buf == NULL) {

@@ -22,6 +22,7 @@
 #include "np_log.h"
 #include "np_lp.h"
 #include "np_multiaddr.h"
+#include "np_pb.h"
 #include "np_plugin.h"
 #include "np_stream.h"
 #include "proto/natpeer_ctl.pb-c.h"
@@ -107,6 +108,7 @@ struct client {
   int closing;  /* close once the output is flushed */
   int shut_wr;  /* shutdown(SHUT_WR) once the output is flushed */
   int eof_read; /* the client finished writing (splice) */
+  int busy_peek; /* M_BUSY and the client sent more: stop watching */
   void *net_op; /* pending connect/open/ping handle */
   np_list umembers; /* umember.clink */
   np_list routed;
@@ -605,8 +607,19 @@ static void cancel_call(client *c, const uint8_t *id) {
 static void handle_persist(client *c, const uint8_t *msg, size_t len) {
   Np__P2pd__PersistentConnectionRequest *p =
       np__p2pd__persistent_connection_request__unpack(NULL, len, msg);
+  const char *field;
   if (p == NULL) {
     client_close(c, "malformed PersistentConnectionRequest");
+    return;
+  }
+  if (p->callid.len == CALL_ID_LEN &&
+      np_pb_check_strings(
+          &np__p2pd__persistent_connection_request__descriptor, msg, len,
+          &field) == NP_EINVAL) {
+    char m[160];
+    snprintf(m, sizeof(m), "invalid request: %s contains a NUL byte", field);
+    persist_error(c, p->callid.data, m);
+    np__p2pd__persistent_connection_request__free_unpacked(p, NULL);
     return;
   }
   /* hivemind's daemon drops messages whose callId is not a uuid. */
@@ -726,13 +739,40 @@ static void net_done(client *c) {
   c->net_op = NULL;
   if (c->mode == M_BUSY) {
     c->mode = M_REQ;
+    c->busy_peek = 0;
     ev_io_start(EV(c->ctl), &c->rw);
     client_try_read(c);
   }
 }
 
+/* A request now waits on the network. The read watcher stays on so that a
+ * client hanging up is noticed (and its op canceled) at once, not only when
+ * the answer comes (busy_check). */
+static void busy_begin(client *c) {
+  c->mode = M_BUSY;
+  c->busy_peek = 0;
+}
+
+/* Readable while a request waits: EOF or an error closes the client, which
+ * cancels the op; bytes (a pipelined request) wait for the answer. */
+static void busy_check(client *c) {
+  uint8_t b;
+  ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+  if (n == 0) {
+    client_close(c, "client hung up while its request waited");
+  } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    client_close(c, "read failed");
+  } else if (n > 0) {
+    c->busy_peek = 1; /* level-triggered: stop until the answer */
+    ev_io_stop(EV(c->ctl), &c->rw);
+  }
+}
+
 static void on_connected(void *ud, int err) {
   client *c = ud;
+  /* The op is finishing: answering may close the client, which must not
+   * cancel it again. */
+  c->net_op = NULL;
   if (err == 0)
     send_ok(c);
   else
@@ -775,6 +815,7 @@ static void on_pinged(void *ud, int err, int64_t rtt_us) {
   Np__P2pd__Response r = NP__P2PD__RESPONSE__INIT;
   Np__Ctl__NpResponse nr = NP__CTL__NP_RESPONSE__INIT;
   uint8_t buf[64];
+  c->net_op = NULL; /* as in on_connected */
   if (err != 0) {
     send_error(c, "ping failed: %s", np_strerror(err));
     net_done(c);
@@ -849,8 +890,7 @@ static void req_connect(client *c, const Np__P2pd__ConnectRequest *cr) {
     bins[i] = cr->addrs[i].data;
     lens[i] = cr->addrs[i].len;
   }
-  c->mode = M_BUSY;
-  ev_io_stop(EV(c->ctl), &c->rw);
+  busy_begin(c);
   rv = ops->connect(net, &pid, bins, lens, n,
                     timeout_ms(cr->has_timeout, cr->timeout), on_connected, c,
                     &c->net_op);
@@ -880,8 +920,7 @@ static void req_stream_open(client *c, const Np__P2pd__StreamOpenRequest *so) {
     }
   if ((ops = need_net(c, &net)) == NULL)
     return;
-  c->mode = M_BUSY;
-  ev_io_stop(EV(c->ctl), &c->rw);
+  busy_begin(c);
   rv = ops->open_stream(net, &pid, (const char *const *)so->proto, so->n_proto,
                         0, timeout_ms(so->has_timeout, so->timeout),
                         on_stream_opened, c, &c->net_op);
@@ -1235,8 +1274,7 @@ static void req_natpeer(client *c, int type, const ProtobufCBinaryData *body) {
     }
     if ((ops = need_net(c, &net)) == NULL)
       break;
-    c->mode = M_BUSY;
-    ev_io_stop(EV(c->ctl), &c->rw);
+    busy_begin(c);
     rv = ops->ping(net, &pid,
                    nq->has_timeout_ms && nq->timeout_ms > 0
                        ? (uint64_t)nq->timeout_ms
@@ -1317,7 +1355,7 @@ static void req_natpeer(client *c, int type, const ProtobufCBinaryData *body) {
     break;
   }
   default:
-    send_error(c, "unknown natpeer request type %d", type);
+    send_error(c, "unknown natpeer request type %u", (unsigned)type);
     close_after_flush(c);
     break;
   }
@@ -1326,7 +1364,15 @@ static void req_natpeer(client *c, int type, const ProtobufCBinaryData *body) {
 }
 
 static void handle_request(client *c, const uint8_t *msg, size_t len) {
-  Np__P2pd__Request *r = np__p2pd__request__unpack(NULL, len, msg);
+  Np__P2pd__Request *r;
+  const char *field;
+  if (np_pb_check_strings(&np__p2pd__request__descriptor, msg, len, &field) ==
+      NP_EINVAL) {
+    /* protobuf-c would cut the string at the NUL: refuse, never guess. */
+    send_error(c, "invalid request: %s contains a NUL byte", field);
+    return;
+  }
+  r = np__p2pd__request__unpack(NULL, len, msg);
   if (r == NULL) {
     send_error(c, "malformed request");
     close_after_flush(c);
@@ -1380,7 +1426,7 @@ static void handle_request(client *c, const uint8_t *msg, size_t len) {
     if ((int)r->type >= 64)
       req_natpeer(c, (int)r->type, r->has_natpeer ? &r->natpeer : NULL);
     else {
-      send_error(c, "unknown request type %d", (int)r->type);
+      send_error(c, "unknown request type %u", (unsigned)r->type);
       close_after_flush(c);
     }
     break;
@@ -1428,6 +1474,10 @@ static void client_try_read(client *c) {
   uint8_t buf[65536];
   for (int rounds = 0; rounds < 16 && c->mode != M_DEAD; rounds++) {
     ssize_t n;
+    if (c->mode == M_BUSY && !c->busy_peek) {
+      busy_check(c);
+      return;
+    }
     if (c->mode == M_BUSY || c->mode == M_CONNECTING || c->read_paused ||
         c->eof_read)
       return;

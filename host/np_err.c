@@ -26,3 +26,17 @@ const char *np_errname(int err) {
     return "NP_E?";
   }
 }
+
+#define GEN_KNOWN(name, code, msg)                                             \
+  case NP_E##name:                                                             \
+    return 1;
+
+int np_err_known(int err) {
+  switch (err) {
+  case 0:
+    return 1;
+    NP_ERRORS(GEN_KNOWN)
+  default:
+    return 0;
+  }
+}

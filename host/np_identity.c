@@ -182,7 +182,9 @@ int np_identity_load(np_identity *id, const char *path, int *created,
   err[0] = '\0';
   if (created)
     *created = 0;
-  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  /* O_NONBLOCK: a FIFO or device must not hang us before the S_ISREG
+   * check (it has no effect on a regular file). */
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0 && errno == ENOENT) {
     rv = create_key(id, path, err, errlen);
     if (rv == 0 && created)
@@ -197,7 +199,7 @@ int np_identity_load(np_identity *id, const char *path, int *created,
     return errno == EACCES ? NP_EPERM : NP_ESYS;
   }
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    snprintf(err, errlen, "%s: not a regular file", path);
+    snprintf(err, errlen, "%s: key file is not a regular file", path);
     close(fd);
     return NP_EINVAL;
   }

@@ -97,3 +97,23 @@ char *np_log_escape(char *dst, size_t cap, const void *src, size_t len) {
   dst[o] = '\0';
   return dst;
 }
+
+int np_ratelimit_ok(np_ratelimit *r, unsigned burst, const char *subsys,
+                    const char *event) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  if ((int64_t)ts.tv_sec != r->window) {
+    if (r->dropped)
+      np_log(NP_LOG_INFO, subsys, "log-suppressed event=%s lines=%u", event,
+             r->dropped);
+    r->window = (int64_t)ts.tv_sec;
+    r->n = 0;
+    r->dropped = 0;
+  }
+  if (r->n >= burst) {
+    r->dropped++;
+    return 0;
+  }
+  r->n++;
+  return 1;
+}

@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "natpeer/plugin.h"
 
 #define NP_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -26,6 +27,18 @@ void np_vlog(int level, const char *subsys, const char *fmt, va_list ap)
  * printable ASCII kept, others as \xNN, quotes escaped, cut at |cap|-1
  * with "...". Returns dst. */
 char *np_log_escape(char *dst, size_t cap, const void *src, size_t len);
+
+/* A per-event budget for lines that the network can trigger without
+ * authenticating (forged handshakes): at most |burst| lines per second;
+ * the first line of the next second reports how many were dropped.
+ * Zero-initialise one per event kind. */
+typedef struct np_ratelimit {
+  int64_t window; /* second of the monotonic clock */
+  unsigned n, dropped;
+} np_ratelimit;
+/* 1 if this line may be logged. */
+int np_ratelimit_ok(np_ratelimit *r, unsigned burst, const char *subsys,
+                    const char *event);
 
 #define np_error(sub, ...) np_log(NP_LOG_ERROR, sub, __VA_ARGS__)
 #define np_warn(sub, ...) np_log(NP_LOG_WARN, sub, __VA_ARGS__)

@@ -154,7 +154,7 @@ static int api_register_stream(np_plugin *p, const char *proto,
 }
 
 static const char *api_call_peer(const np_call *c) {
-  return c ? c->peer : NULL;
+  return np_call_live(c) ? c->peer : NULL;
 }
 
 static int api_call_reply(np_call *c, const uint8_t *resp, size_t len) {
@@ -167,7 +167,7 @@ static int api_call_fail(np_call *c, const char *msg) {
 
 static void api_call_on_cancel(np_call *c, void (*cb)(np_call *, void *),
                                void *cud) {
-  if (c == NULL || c->state == NP_CALL_DEAD)
+  if (!np_call_live(c))
     return;
   c->cancel_cb = cb;
   c->cancel_ud = cud;
@@ -521,6 +521,9 @@ static int load(np_plugins *pm, const np_conf *conf, const char *path,
   if (pm->n >= MAX_PLUGINS)
     return refuse(path, why, whylen, NP_ELIMIT, "more than %d plugins",
                   MAX_PLUGINS);
+  /* dlopen of a FIFO would block the host forever. */
+  if (!S_ISREG(st->st_mode))
+    return refuse(path, why, whylen, NP_EINVAL, "not a regular file");
   dlerror();
   dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (dl == NULL) {
@@ -550,11 +553,14 @@ static int load(np_plugins *pm, const np_conf *conf, const char *path,
                   maj, NP_ABI_MAJOR);
   }
   if (!valid_name(d->name) || d->init == NULL) {
+    /* |d| lives in the library: decide the message before dlclose. */
+    const char *msg = d->init == NULL ? "descriptor has no init function"
+                      : d->name == NULL
+                          ? "descriptor name is NULL"
+                          : "descriptor name is empty or not "
+                            "[A-Za-z0-9_.-]{1,64}";
     dlclose(dl);
-    return refuse(path, why, whylen, NP_EINVAL, "%s",
-                  d->init == NULL ? "descriptor has no init function"
-                                  : "descriptor name is empty or not "
-                                    "[A-Za-z0-9_.-]{1,64}");
+    return refuse(path, why, whylen, NP_EINVAL, "%s", msg);
   }
   if (denied(conf, path, d->name)) {
     char nm[80];
@@ -605,7 +611,13 @@ static int load(np_plugins *pm, const np_conf *conf, const char *path,
   p->in_init = 0;
   if (rv != 0) {
     char reason[700];
-    if (p->reg_err[0])
+    if (!np_err_known(rv)) {
+      /* Not one of ours: say what it returned, and refuse with EINVAL. */
+      snprintf(reason, sizeof(reason),
+               "init failed: returned %d, which is not an NP_E* code%s%s", rv,
+               p->reg_err[0] ? "; " : "", p->reg_err);
+      rv = NP_EINVAL;
+    } else if (p->reg_err[0])
       snprintf(reason, sizeof(reason), "init failed: %s (%s)", p->reg_err,
                np_errname(rv));
     else

@@ -165,6 +165,7 @@ struct np_quic {
   void *ud;
   np_list socks, conns, dead, dirty;
   size_t nconns;
+  np_ratelimit hs_fail_rl; /* inbound handshake-failed lines */
   size_t nending; /* of nconns, those in their closing or draining period */
   uint32_t next_id;
   int deleting;
@@ -1010,6 +1011,9 @@ static void notify_down(np_qconn *c) {
   if (c->up_done)
     np_debug(SUB, "conn-close conn=%08x peer=%s dir=%s err=%s", c->id, peer,
             dir_name(c), np_errname(c->err));
+  else if (c->inbound && !np_ratelimit_ok(&q->hs_fail_rl, 20, SUB,
+                                          "handshake-failed"))
+    ; /* unauthenticated senders do not get to flood the log */
   else if (why[0] != '\0')
     np_warn(SUB,
             "handshake-failed conn=%08x addr=%s dir=%s err=%s reason=\"%s\"",

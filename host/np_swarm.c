@@ -1635,7 +1635,9 @@ static int net_ping(void *net, const np_peerid *peer, uint64_t timeout_ms,
 static void net_cancel(void *net, void *handle) {
   op *o = handle;
   (void)net;
-  if (o == NULL)
+  /* An op whose callback is running (or ran) is already on its way out:
+   * canceling it from inside that callback must not free it twice. */
+  if (o == NULL || o->done)
     return;
   o->done = 1; /* no callback */
   op_finish(o, NP_ECANCELED);
