@@ -213,6 +213,17 @@ int np_call_reply(np_call *c, const uint8_t *resp, size_t len) {
     return NP_EINVAL;
   if (len && resp == NULL)
     return NP_EINVAL;
+  if (len > np_host_conf(c->host)->limits.max_message) {
+    /* The caller could not take it: it gets this error instead, so every
+     * oversized answer fails its own call the same way. */
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "response of %zu bytes exceeds max_message (%llu bytes)", len,
+             (unsigned long long)np_host_conf(c->host)->limits.max_message);
+    np_info("call", "response-too-large bytes=%zu", len);
+    finish(c, NP_EREMOTE, (const uint8_t *)msg, strlen(msg));
+    return NP_ELIMIT;
+  }
   finish(c, 0, resp, len);
   return 0;
 }

@@ -127,6 +127,10 @@ static const key keys[] = {
      "a number from 1 to 1000000"},
     {"limits", "max_pending_calls", K_U32, OFF(limits.max_pending_calls), 1,
      1000000, "a number from 1 to 1000000"},
+    {"limits", "max_control_clients", K_U32, OFF(limits.max_control_clients),
+     1, 65536, "a number from 1 to 65536"},
+    {"limits", "control_idle_timeout", K_MS, OFF(limits.control_idle_ms),
+     MS(100), SEC(3600), "a duration like 10s, from 100ms to 1h"},
     {"plugins", "dir", K_PATH, OFF(plugins.dir), 0, 0, "a directory path"},
     {"plugins", "autoload", K_BOOL, OFF(plugins.autoload), 0, 0, "yes or no"},
     {"plugins", "load", K_PATHS, OFF(plugins.load), 0, 0,
@@ -215,6 +219,8 @@ int np_conf_defaults(np_conf *c) {
   c->limits.call_timeout_ms = SEC(30);
   c->limits.max_peers = 4096;
   c->limits.max_pending_calls = 4096;
+  c->limits.max_control_clients = 1024;
+  c->limits.control_idle_ms = SEC(10);
   c->plugins.dir = strdup(NP_PLUGINDIR);
   c->plugins.autoload = 1;
   if (c->host.data_dir == NULL || c->plugins.dir == NULL ||

@@ -84,6 +84,8 @@ typedef struct np_conf {
     uint64_t call_timeout_ms;
     uint32_t max_peers;
     uint32_t max_pending_calls;
+    uint32_t max_control_clients;
+    uint64_t control_idle_ms; /* a control client waiting for its request */
   } limits;
   struct {
     char *dir;

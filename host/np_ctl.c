@@ -21,6 +21,7 @@
 #include "np_list.h"
 #include "np_log.h"
 #include "np_lp.h"
+#include "np_varint.h"
 #include "np_multiaddr.h"
 #include "np_pb.h"
 #include "np_plugin.h"
@@ -28,7 +29,18 @@
 #include "proto/natpeer_ctl.pb-c.h"
 #include "proto/p2pd.pb-c.h"
 
-#define MAX_CLIENTS 1024
+/* Caps on what one control client (or all of them) can make the host hold.
+ * The number of clients and their idle timeout are [limits] keys. */
+#define MAX_HANDLERS_PER_CLIENT 1024 /* registrations over one connection */
+#define MAX_BALANCED 64              /* callback addresses per protocol */
+#define MAX_CTL_PROTOS 16384         /* names held by all clients together */
+#define MAX_OUTCALLS 1024            /* CallUnary in flight per connection */
+#define MAX_CB_DIALS 256             /* callback connections being dialed */
+#define CB_DIAL_TIMEOUT 5.0          /* seconds for a callback connect */
+#define CB_RETRY_FIRST 0.005         /* backlog full: first retry after 5 ms */
+#define CB_RETRY_TRIES 10            /* doubling, capped: about 2.5 s in all */
+#define CB_RETRY_MAX 0.5
+#define SKIP_HEAD 64                 /* kept of an oversized message: callId */
 #define REQ_MAX (64 * 1024)          /* one control request */
 #define OUT_MAX_BASE (8u << 20)      /* queued bytes per client beyond */
 #define SPLICE_HIGH (1u << 20)       /* pause the stream above this */
@@ -109,6 +121,23 @@ struct client {
   int shut_wr;  /* shutdown(SHUT_WR) once the output is flushed */
   int eof_read; /* the client finished writing (splice) */
   int busy_peek; /* M_BUSY and the client sent more: stop watching */
+  ev_timer idle_w; /* M_REQ: closes a client that sends no request */
+  unsigned nhandlers; /* handler registrations made over this connection */
+  unsigned noutcalls;
+  /* An oversized persistent message being skipped (its callId gets the
+   * error; the connection lives on). */
+  int skipping;
+  uint64_t skip_left, skip_size;
+  uint8_t skip_head[SKIP_HEAD];
+  size_t skip_head_len;
+  /* A callback connection (STREAM_HANDLER address) being dialed. */
+  int is_cb;
+  int dialing; /* counted in ctl->ndials */
+  ev_timer dial_w; /* connect timeout, or the retry back-off */
+  unsigned dial_tries;
+  uint8_t cb_addr[NP_MADDR_MAX];
+  size_t cb_addr_len;
+  char *cb_proto;
   void *net_op; /* pending connect/open/ping handle */
   np_list umembers; /* umember.clink */
   np_list routed;
@@ -128,8 +157,11 @@ struct np_ctl {
   char *unix_path; /* to unlink */
   char addr[512];
   np_list clients;
-  unsigned nclients;
+  unsigned nclients; /* accepted ones; callback connections are apart */
+  unsigned ndials;   /* callback connections still connecting */
+  unsigned nprotos;  /* ugroups + sgroups */
   uint64_t next_id;
+  np_ratelimit full_rl;
   np_list ugroups, sgroups;
 };
 
@@ -148,7 +180,8 @@ static void close_after_flush(client *c);
 
 static void flush(client *c) {
   if (c->mode == M_CONNECTING) {
-    ev_io_start(EV(c->ctl), &c->ww); /* on_write finishes the connect */
+    if (c->fd >= 0)
+      ev_io_start(EV(c->ctl), &c->ww); /* on_write finishes the connect */
     return;
   }
   while (!np_list_empty(&c->out)) {
@@ -371,6 +404,7 @@ static void ugroup_free(ugroup *g) {
     np_call_owner_gone(np_list_entry(it, np_call, owner_link));
   }
   np_list_remove(&g->link);
+  g->ctl->nprotos--;
   free(g->proto);
   free(g);
 }
@@ -379,6 +413,7 @@ static void umember_free(umember *m) {
   ugroup *g = m->g;
   np_list_remove(&m->glink);
   np_list_remove(&m->clink);
+  m->c->nhandlers--;
   g->n--;
   free(m);
   if (g->n == 0)
@@ -416,6 +451,13 @@ static void add_unary(client *c, const uint8_t *id,
     persist_error(c, id, "invalid protocol name");
     return;
   }
+  if (c->nhandlers >= MAX_HANDLERS_PER_CLIENT) {
+    snprintf(msg, sizeof(msg),
+             "too many handlers on this connection (at most %d)",
+             MAX_HANDLERS_PER_CLIENT);
+    persist_error(c, id, msg);
+    return;
+  }
   g = ugroup_find(ctl, a->proto);
   if (g != NULL) {
     np_list *it;
@@ -428,10 +470,24 @@ static void add_unary(client *c, const uint8_t *id,
       persist_error(c, id, taken_msg(NULL, msg, sizeof(msg), a->proto));
       return;
     }
+    if (g->n >= MAX_BALANCED) {
+      snprintf(msg, sizeof(msg),
+               "too many balanced handlers for this protocol (at most %d)",
+               MAX_BALANCED);
+      persist_error(c, id, msg);
+      return;
+    }
   } else {
     np_handler h;
     const np_handler *taken = NULL;
     int rv;
+    if (ctl->nprotos >= MAX_CTL_PROTOS) {
+      snprintf(msg, sizeof(msg),
+               "control clients hold too many protocols (at most %d)",
+               MAX_CTL_PROTOS);
+      persist_error(c, id, msg);
+      return;
+    }
     if ((g = calloc(1, sizeof(*g))) == NULL ||
         (g->proto = strdup(a->proto)) == NULL) {
       free(g);
@@ -461,6 +517,7 @@ static void add_unary(client *c, const uint8_t *id,
       return;
     }
     np_list_insert_tail(&ctl->ugroups, &g->link);
+    ctl->nprotos++;
   }
   if ((m = calloc(1, sizeof(*m))) == NULL) {
     if (g->n == 0)
@@ -473,6 +530,7 @@ static void add_unary(client *c, const uint8_t *id,
   np_list_insert_tail(&g->members, &m->glink);
   np_list_insert_tail(&c->umembers, &m->clink);
   g->n++;
+  c->nhandlers++;
   np_info("ctl", "unary-handler-added client=%llu proto=\"%s\" balanced=%d",
           (unsigned long long)c->id, g->proto, a->balanced ? 1 : 0);
   persist_plain(c, id, 0);
@@ -525,6 +583,7 @@ static void outcall_done(void *ud, int err, const uint8_t *data, size_t len) {
       NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__INIT;
   Np__P2pd__CallUnaryResponse u = NP__P2PD__CALL_UNARY_RESPONSE__INIT;
   np_list_remove(&oc->link);
+  c->noutcalls--;
   r.callid.data = oc->id;
   r.callid.len = CALL_ID_LEN;
   if (err == 0 || err == NP_EREMOTE) {
@@ -541,6 +600,12 @@ static void outcall_done(void *ud, int err, const uint8_t *data, size_t len) {
         NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CALL_UNARY_RESPONSE;
     r.callunaryresponse = &u;
     send_persist(c, &r);
+  } else if (err == NP_ELIMIT) {
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "response exceeds max_message (%llu bytes)",
+             (unsigned long long)np_host_conf(c->ctl->h)->limits.max_message);
+    persist_error(c, oc->id, msg);
   } else {
     char msg[600];
     if (len && data)
@@ -566,6 +631,14 @@ static void call_unary(client *c, const uint8_t *id,
     persist_error(c, id, "invalid protocol name");
     return;
   }
+  if (c->noutcalls >= MAX_OUTCALLS) {
+    char msg[120];
+    snprintf(msg, sizeof(msg),
+             "too many calls in flight on this connection (at most %d)",
+             MAX_OUTCALLS);
+    persist_error(c, id, msg);
+    return;
+  }
   if ((oc = calloc(1, sizeof(*oc))) == NULL) {
     persist_error(c, id, "out of memory");
     return;
@@ -577,7 +650,8 @@ static void call_unary(client *c, const uint8_t *id,
                        cu->data.len, outcall_done, oc, &oc->o);
   if (rv != 0) {
     char msg[256];
-    if (rv == NP_ELIMIT)
+    if (rv == NP_ELIMIT &&
+        cu->data.len > np_host_conf(c->ctl->h)->limits.max_message)
       snprintf(msg, sizeof(msg), "message of %zu bytes exceeds max_message "
                "(%llu bytes)", cu->data.len,
                (unsigned long long)np_host_conf(c->ctl->h)->limits.max_message);
@@ -588,6 +662,7 @@ static void call_unary(client *c, const uint8_t *id,
     return;
   }
   np_list_insert_tail(&c->outcalls, &oc->link);
+  c->noutcalls++;
 }
 
 static void cancel_call(client *c, const uint8_t *id) {
@@ -597,6 +672,7 @@ static void cancel_call(client *c, const uint8_t *id) {
     if (memcmp(oc->id, id, CALL_ID_LEN) != 0)
       continue;
     np_list_remove(&oc->link);
+    c->noutcalls--;
     np_host_call_cancel(c->ctl->h, oc->o);
     free(oc);
     persist_plain(c, id, 1);
@@ -735,11 +811,14 @@ static void splice_from_client(client *c, const uint8_t *data, size_t len) {
 
 /* ---- requests ------------------------------------------------------------ */
 
+static void idle_arm(client *c);
+
 static void net_done(client *c) {
   c->net_op = NULL;
   if (c->mode == M_BUSY) {
     c->mode = M_REQ;
     c->busy_peek = 0;
+    idle_arm(c);
     ev_io_start(EV(c->ctl), &c->rw);
     client_try_read(c);
   }
@@ -994,21 +1073,129 @@ typedef struct sh_ctx {
   client *cb; /* the connection to the client's callback address */
 } sh_ctx;
 
-static int dial_addr(const uint8_t *bin, size_t len, int *pfd);
+static int dial_addr(const uint8_t *bin, size_t len, int *pfd, int *perr);
+static void cb_dial(client *c);
+static sgroup *sgroup_find(np_ctl *ctl, const char *proto);
+static void sgroup_free(sgroup *g);
 
+/* The remote's stream was accepted (its protocol confirmed) but no callback
+ * connection will carry it. Finish it gracefully so that the confirmation
+ * reaches the remote first: its open succeeds and its read ends, as with
+ * go-libp2p-daemon. A reset here would discard the queued confirmation and
+ * the remote would see its open fail instead. */
 static void sh_fail(np_stream *s) {
-  if (!s->closed)
-    s->ops->reset(s);
+  static const np_stream_cbs none = {sizeof(np_stream_cbs), NULL, NULL, NULL,
+                                     NULL};
+  if (s->closed)
+    return;
+  np_stream_set_cbs(s, &none, NULL);
+  s->ops->close(s);
+}
+
+/* Nothing listens at |bin| any more (the client that registered it is
+ * gone): drop it from |proto|'s callback addresses; the last one takes the
+ * protocol out of the table. */
+static void sh_forget(np_ctl *ctl, const char *proto, const uint8_t *bin,
+                      size_t len) {
+  sgroup *g = sgroup_find(ctl, proto);
+  np_list *it, *tmp;
+  if (g == NULL)
+    return;
+  np_list_for_each_safe(it, tmp, &g->addrs) {
+    saddr *a = np_list_entry(it, saddr, link);
+    if (a->len == len && memcmp(a->bin, bin, len) == 0) {
+      np_list_remove(it);
+      free(a);
+      g->n--;
+    }
+  }
+  if (g->n == 0) {
+    np_info("ctl",
+            "stream-handler-removed proto=\"%s\" reason=\"callback socket "
+            "gone\"",
+            proto);
+    sgroup_free(g);
+  }
+}
+
+/* The callback connection is made or abandoned: it no longer counts
+ * against MAX_CB_DIALS. */
+static void dial_done(client *c) {
+  ev_timer_stop(EV(c->ctl), &c->dial_w);
+  if (c->dialing) {
+    c->dialing = 0;
+    c->ctl->ndials--;
+  }
+}
+
+/* The callback connection for c->stream cannot be made. */
+static void cb_fail(client *c, int err, const char *why) {
+  np_stream *s = c->stream;
+  np_info("ctl",
+          "callback-dial-failed client=%llu proto=\"%s\" reason=\"%s%s%s\"",
+          (unsigned long long)c->id, c->cb_proto ? c->cb_proto : "", why,
+          err ? ": " : "", err ? strerror(err) : "");
+  if ((err == ENOENT || err == ECONNREFUSED) && c->cb_proto)
+    sh_forget(c->ctl, c->cb_proto, c->cb_addr, c->cb_addr_len);
+  c->stream = NULL;
+  if (s)
+    sh_fail(s);
+  client_close(c, NULL);
+}
+
+static void on_dial_timer(struct ev_loop *ev, ev_timer *w, int revents) {
+  client *c = np_container_of(w, client, dial_w);
+  (void)ev, (void)revents;
+  if (c->fd < 0)
+    cb_dial(c); /* back-off over: try again */
+  else
+    cb_fail(c, ETIMEDOUT, "connect did not complete");
+}
+
+static void cb_dial(client *c) {
+  int fd = -1, err = 0, rv;
+  if (c->stream == NULL || c->stream->closed) {
+    client_close(c, NULL); /* the remote gave up meanwhile */
+    return;
+  }
+  rv = dial_addr(c->cb_addr, c->cb_addr_len, &fd, &err);
+  if (rv == 0) {
+    c->fd = fd;
+    ev_io_set(&c->rw, fd, EV_READ);
+    ev_io_set(&c->ww, fd, EV_WRITE);
+    ev_io_start(EV(c->ctl), &c->ww); /* on_write finishes the connect */
+    ev_timer_set(&c->dial_w, CB_DIAL_TIMEOUT, 0.);
+    ev_timer_start(EV(c->ctl), &c->dial_w);
+    return;
+  }
+  if (err == EAGAIN && ++c->dial_tries < CB_RETRY_TRIES) {
+    /* A unix listener whose backlog is full (asyncio's default is 100) is
+     * busy, not gone: try again shortly. */
+    double d = CB_RETRY_FIRST * (double)(1u << (c->dial_tries - 1));
+    ev_timer_set(&c->dial_w, d < CB_RETRY_MAX ? d : CB_RETRY_MAX, 0.);
+    ev_timer_start(EV(c->ctl), &c->dial_w);
+    return;
+  }
+  cb_fail(c, err,
+          err == EAGAIN ? "callback socket backlog stayed full" : "connect");
 }
 
 static void sh_on_open(np_stream *s, void *ud) {
   sgroup *g = ud;
+  np_ctl *ctl = g->ctl;
   saddr *a;
   np_list *it;
   client *c;
-  int fd, rv;
   size_t i;
   if (g->n == 0) {
+    sh_fail(s);
+    return;
+  }
+  if (ctl->ndials >= MAX_CB_DIALS) {
+    np_info("ctl",
+            "callback-dial-refused proto=\"%s\" reason=\"%d callback "
+            "connections already being dialed\"",
+            g->proto, MAX_CB_DIALS);
     sh_fail(s);
     return;
   }
@@ -1016,20 +1203,16 @@ static void sh_on_open(np_stream *s, void *ud) {
   for (i = g->rr++ % g->n; i > 0; i--)
     it = it->next;
   a = np_list_entry(it, saddr, link);
-  rv = dial_addr(a->bin, a->len, &fd);
-  if (rv != 0) {
-    np_warn("ctl", "stream-handler-dial-failed proto=\"%s\" err=%s", g->proto,
-            np_errname(rv));
-    sh_fail(s);
-    return;
-  }
   /* A client object for the callback connection, spliced to |s|. */
-  c = client_new(g->ctl, fd, M_CONNECTING);
-  if (c == NULL) {
-    close(fd);
+  c = client_new(ctl, -1, M_CONNECTING);
+  if (c == NULL || (c->cb_proto = strdup(g->proto)) == NULL) {
+    if (c)
+      client_close(c, NULL);
     sh_fail(s);
     return;
   }
+  memcpy(c->cb_addr, a->bin, a->len);
+  c->cb_addr_len = a->len;
   {
     Np__P2pd__StreamInfo si = NP__P2PD__STREAM_INFO__INIT;
     np_peerid pid;
@@ -1054,6 +1237,7 @@ static void sh_on_open(np_stream *s, void *ud) {
     c->mode = M_CONNECTING;
     queue(c, buf, n, 1);
   }
+  cb_dial(c);
 }
 
 /* The stream handler callbacks the protocol table holds for sgroups. Data
@@ -1082,6 +1266,7 @@ static void sgroup_free(sgroup *g) {
     free(np_list_entry(it, saddr, link));
   }
   np_list_remove(&g->link);
+  g->ctl->nprotos--;
   free(g->proto);
   free(g);
 }
@@ -1112,20 +1297,54 @@ static void req_stream_handler(client *c, const Np__P2pd__StreamHandlerRequest *
     send_error(c, "expected 1 to 64 protocols");
     return;
   }
+  if (sh->addr.len > NP_MADDR_MAX) {
+    send_error(c, "callback address too long");
+    return;
+  }
   for (size_t i = 0; i < sh->n_proto; i++) {
     const char *proto = sh->proto[i];
+    int balanced = sh->has_balanced && sh->balanced;
     sgroup *g;
     saddr *a;
+    np_list *ai;
     if (np_proto_name_check(proto, strlen(proto)) != 0) {
       send_error(c, "invalid protocol name");
       return;
     }
+    if (c->nhandlers >= MAX_HANDLERS_PER_CLIENT) {
+      send_error(c, "too many handlers on this connection (at most %d)",
+                 MAX_HANDLERS_PER_CLIENT);
+      return;
+    }
     g = sgroup_find(ctl, proto);
+    if (g != NULL) {
+      /* The same address again is the same registration, not another. */
+      int dup = 0;
+      for (ai = g->addrs.next; ai != &g->addrs; ai = ai->next) {
+        saddr *o = np_list_entry(ai, saddr, link);
+        if (o->len == sh->addr.len &&
+            memcmp(o->bin, sh->addr.data, o->len) == 0)
+          dup = 1;
+      }
+      if (dup && (balanced || g->n == 1))
+        continue;
+      if (balanced && g->n >= MAX_BALANCED) {
+        send_error(c,
+                   "too many balanced handlers for protocol %s (at most %d)",
+                   proto, MAX_BALANCED);
+        return;
+      }
+    }
     if (g == NULL) {
       np_handler h;
       const np_handler *taken = NULL;
       int rv;
       char msg[1200];
+      if (ctl->nprotos >= MAX_CTL_PROTOS) {
+        send_error(c, "control clients hold too many protocols (at most %d)",
+                   MAX_CTL_PROTOS);
+        return;
+      }
       if ((g = calloc(1, sizeof(*g))) == NULL ||
           (g->proto = strdup(proto)) == NULL) {
         free(g);
@@ -1154,7 +1373,8 @@ static void req_stream_handler(client *c, const Np__P2pd__StreamHandlerRequest *
         return;
       }
       np_list_insert_tail(&ctl->sgroups, &g->link);
-    } else if (!(sh->has_balanced && sh->balanced)) {
+      ctl->nprotos++;
+    } else if (!balanced) {
       /* Upstream p2pd overwrites the registration: the newest address
        * wins unless the client asked for balancing. */
       np_list *it, *tmp;
@@ -1164,7 +1384,9 @@ static void req_stream_handler(client *c, const Np__P2pd__StreamHandlerRequest *
       }
       g->n = 0;
     }
-    if (sh->addr.len > NP_MADDR_MAX || (a = calloc(1, sizeof(*a))) == NULL) {
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+      if (g->n == 0)
+        sgroup_free(g);
       send_error(c, "out of memory");
       return;
     }
@@ -1172,6 +1394,7 @@ static void req_stream_handler(client *c, const Np__P2pd__StreamHandlerRequest *
     a->len = sh->addr.len;
     np_list_insert_tail(&g->addrs, &a->link);
     g->n++;
+    c->nhandlers++;
     np_info("ctl", "stream-handler-added proto=\"%s\" handlers=%zu", g->proto,
             g->n);
   }
@@ -1436,16 +1659,122 @@ static void handle_request(client *c, const uint8_t *msg, size_t len) {
 
 /* ---- reading -------------------------------------------------------------- */
 
+/* The callId and the kind (3 callUnary, 4 unaryResponse) of a skipped
+ * PersistentConnectionRequest, from its first bytes. 0 if not found. */
+static int skipped_call(const uint8_t *b, size_t len, uint8_t id[CALL_ID_LEN],
+                        int *kind) {
+  size_t off = 0;
+  int have_id = 0;
+  *kind = 0;
+  while (off < len) {
+    uint64_t tag, v;
+    np_ssize n = np_varint_decode(b + off, len - off, &tag);
+    if (n < 0)
+      break;
+    off += (size_t)n;
+    if ((tag & 7) != 2) /* our requests have only length-delimited fields */
+      break;
+    if ((tag >> 3) == 3 || (tag >> 3) == 4) {
+      *kind = (int)(tag >> 3);
+      break; /* the rest is the oversized body */
+    }
+    if ((n = np_varint_decode(b + off, len - off, &v)) < 0)
+      break;
+    off += (size_t)n;
+    if (v > len - off)
+      break;
+    if ((tag >> 3) == 1 && v == CALL_ID_LEN) {
+      memcpy(id, b + off, CALL_ID_LEN);
+      have_id = 1;
+    }
+    off += (size_t)v;
+  }
+  return have_id;
+}
+
+/* An oversized persistent message has been skipped: fail that one call,
+ * keep the connection (hivemind has other calls in flight on it). */
+static void skip_done(client *c) {
+  uint8_t id[CALL_ID_LEN];
+  int kind;
+  char msg[200];
+  unsigned long long max = np_host_conf(c->ctl->h)->limits.max_message;
+  c->skipping = 0;
+  if (!skipped_call(c->skip_head, c->skip_head_len, id, &kind)) {
+    np_info("ctl",
+            "oversized-message-dropped client=%llu bytes=%llu reason=\"no "
+            "callId\"",
+            (unsigned long long)c->id, (unsigned long long)c->skip_size);
+    return;
+  }
+  if (kind == 4) {
+    np_list *it;
+    snprintf(msg, sizeof(msg),
+             "response of %llu bytes exceeds max_message (%llu bytes)",
+             (unsigned long long)c->skip_size, max);
+    np_info("ctl", "oversized-response client=%llu bytes=%llu",
+            (unsigned long long)c->id, (unsigned long long)c->skip_size);
+    for (it = c->routed.next; it != &c->routed; it = it->next) {
+      routed *r = np_list_entry(it, routed, link);
+      if (memcmp(r->id, id, CALL_ID_LEN) == 0) {
+        np_call *call = r->call;
+        routed_free(r);
+        call->cancel_cb = NULL;
+        np_call_fail(call, msg);
+        break;
+      }
+    }
+    persist_error(c, id, msg);
+    return;
+  }
+  snprintf(msg, sizeof(msg),
+           "message of %llu bytes exceeds max_message (%llu bytes)",
+           (unsigned long long)c->skip_size, max);
+  persist_error(c, id, msg);
+}
+
+/* Feed bytes of a message being skipped; returns how many it took. */
+static size_t skip_feed(client *c, const uint8_t *buf, size_t len) {
+  size_t take = len < c->skip_left ? len : (size_t)c->skip_left;
+  if (c->skip_head_len < SKIP_HEAD) {
+    size_t h = SKIP_HEAD - c->skip_head_len;
+    if (h > take)
+      h = take;
+    memcpy(c->skip_head + c->skip_head_len, buf, h);
+    c->skip_head_len += h;
+  }
+  c->skip_left -= take;
+  if (c->skip_left == 0)
+    skip_done(c);
+  return take;
+}
+
 static void consume(client *c, const uint8_t *buf, size_t len) {
   size_t off = 0;
   while (off < len && (c->mode == M_REQ || c->mode == M_PERSIST)) {
     const uint8_t *msg;
     size_t mlen;
-    np_ssize n = np_lp_feed(&c->rd, buf + off, len - off, &msg, &mlen);
+    np_ssize n;
+    if (c->skipping) {
+      off += skip_feed(c, buf + off, len - off);
+      continue;
+    }
+    n = np_lp_feed(&c->rd, buf + off, len - off, &msg, &mlen);
+    if (n == NP_ELIMIT && c->mode == M_PERSIST) {
+      /* Over max_message + framing: read past it, answer its call. */
+      size_t max = c->rd.max;
+      off += np_lp_error_offset(&c->rd);
+      c->skipping = 1;
+      c->skip_size = c->skip_left = np_lp_declared(&c->rd);
+      c->skip_head_len = 0;
+      np_lp_free(&c->rd);
+      np_lp_init(&c->rd, max);
+      if (c->skip_left == 0)
+        skip_done(c);
+      continue;
+    }
     if (n < 0) {
-      if (n == NP_ELIMIT && c->mode == M_PERSIST)
-        client_close(c, "message over max_message");
-      else if (n == NP_ELIMIT)
+      if (n == NP_ELIMIT)
         client_close(c, "request too large");
       else
         client_close(c, "bad framing");
@@ -1454,10 +1783,13 @@ static void consume(client *c, const uint8_t *buf, size_t len) {
     off += (size_t)n;
     if (msg == NULL)
       continue;
-    if (c->mode == M_REQ)
+    if (c->mode == M_REQ) {
       handle_request(c, msg, mlen);
-    else
+      if (c->mode != M_DEAD)
+        idle_arm(c);
+    } else {
       handle_persist(c, msg, mlen);
+    }
     if (c->mode == M_DEAD)
       return;
   }
@@ -1519,14 +1851,10 @@ static void on_write(struct ev_loop *ev, ev_io *w, int revents) {
     socklen_t l = sizeof(err);
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
     if (err != 0) {
-      if (c->stream) {
-        np_stream *s = c->stream;
-        c->stream = NULL;
-        s->ops->reset(s);
-      }
-      client_close(c, "callback dial failed");
+      cb_fail(c, err, "connect");
       return;
     }
+    dial_done(c);
     c->mode = M_SPLICE;
     ev_io_start(EV(c->ctl), &c->rw);
   }
@@ -1535,16 +1863,36 @@ static void on_write(struct ev_loop *ev, ev_io *w, int revents) {
 
 /* ---- client lifecycle ------------------------------------------------------ */
 
+static void on_idle(struct ev_loop *ev, ev_timer *w, int revents) {
+  client *c = np_container_of(w, client, idle_w);
+  char why[96];
+  (void)ev, (void)revents;
+  snprintf(why, sizeof(why), "no request within %.1f s", w->repeat);
+  client_close(c, why);
+}
+
+/* A client waiting for its next request has control_idle_timeout to send
+ * it; persistent, busy and spliced clients do not (their lifetime is the
+ * client's business or bounded by their operation). Partial requests do
+ * not restart the clock. */
+static void idle_arm(client *c) {
+  if (c->mode == M_REQ && !c->is_cb) {
+    c->idle_w.repeat =
+        (double)np_host_conf(c->ctl->h)->limits.control_idle_ms / 1000.;
+    ev_timer_again(EV(c->ctl), &c->idle_w);
+  } else {
+    ev_timer_stop(EV(c->ctl), &c->idle_w);
+  }
+}
+
+/* An accepted control connection (M_REQ, fd >= 0), or the callback
+ * connection of a client stream handler (M_CONNECTING, fd -1 until
+ * cb_dial). The caller checked the caps. */
 static client *client_new(np_ctl *ctl, int fd, int mode) {
   client *c;
-  if (ctl->nclients >= MAX_CLIENTS) {
-    np_warn("ctl", "client-refused reason=\"more than %d clients\"",
-            MAX_CLIENTS);
-    close(fd);
-    return NULL;
-  }
   if ((c = calloc(1, sizeof(*c))) == NULL) {
-    close(fd);
+    if (fd >= 0)
+      close(fd);
     return NULL;
   }
   c->ctl = ctl;
@@ -1559,12 +1907,18 @@ static client *client_new(np_ctl *ctl, int fd, int mode) {
   np_lp_init(&c->rd, REQ_MAX);
   ev_io_init(&c->rw, on_read, fd, EV_READ);
   ev_io_init(&c->ww, on_write, fd, EV_WRITE);
+  ev_timer_init(&c->idle_w, on_idle, 0., 1.);
+  ev_timer_init(&c->dial_w, on_dial_timer, 0., 0.);
   np_list_insert_tail(&ctl->clients, &c->link);
-  ctl->nclients++;
-  if (mode == M_CONNECTING)
-    ev_io_start(EV(ctl), &c->ww);
-  else
+  if (mode == M_CONNECTING) {
+    c->is_cb = 1;
+    c->dialing = 1;
+    ctl->ndials++;
+  } else {
+    ctl->nclients++;
     ev_io_start(EV(ctl), &c->rw);
+    idle_arm(c);
+  }
   return c;
 }
 
@@ -1583,11 +1937,13 @@ static void client_close(client *c, const char *why) {
   if (c->mode == M_DEAD)
     return;
   if (why)
-    np_debug("ctl", "client-closed client=%llu reason=\"%s\"",
-             (unsigned long long)c->id, why);
+    np_info("ctl", "client-closed client=%llu reason=\"%s\"",
+            (unsigned long long)c->id, why);
   c->mode = M_DEAD;
   ev_io_stop(EV(ctl), &c->rw);
   ev_io_stop(EV(ctl), &c->ww);
+  ev_timer_stop(EV(ctl), &c->idle_w);
+  dial_done(c);
   ops = np_host_net(ctl->h, &net);
   if (c->net_op && ops)
     ops->cancel(net, c->net_op);
@@ -1606,6 +1962,7 @@ static void client_close(client *c, const char *why) {
   np_list_for_each_safe(it, tmp, &c->outcalls) {
     outcall *oc = np_list_entry(it, outcall, link);
     np_list_remove(&oc->link);
+    c->noutcalls--;
     np_host_call_cancel(ctl->h, oc->o);
     free(oc);
   }
@@ -1624,11 +1981,43 @@ static void client_close(client *c, const char *why) {
   free(c->pend);
   c->pend = NULL;
   np_lp_free(&c->rd);
-  close(c->fd);
+  free(c->cb_proto);
+  c->cb_proto = NULL;
+  if (c->fd >= 0)
+    close(c->fd);
   np_list_remove(&c->link);
-  ctl->nclients--;
+  if (!c->is_cb)
+    ctl->nclients--;
   if (np_loop_defer(np_host_loop(ctl->h), client_free, c) != 0)
     free(c); /* nothing can reference it once the stack unwinds */
+}
+
+/* Every slot is taken: say so in the protocol's own terms (an ERROR
+ * Response, which p2pd clients print) and hang up. The answer is small
+ * enough for any socket buffer; a client that cannot take it loses it. */
+static void refuse_full(np_ctl *ctl, int fd, uint32_t max) {
+  Np__P2pd__Response r = NP__P2PD__RESPONSE__INIT;
+  Np__P2pd__ErrorResponse e = NP__P2PD__ERROR_RESPONSE__INIT;
+  char msg[160];
+  uint8_t buf[256];
+  size_t n, pre;
+  snprintf(msg, sizeof(msg),
+           "too many control clients (%u connected, [limits] "
+           "max_control_clients); try again later",
+           (unsigned)max);
+  e.msg = msg;
+  r.type = NP__P2PD__RESPONSE__TYPE__ERROR;
+  r.error = &e;
+  n = np__p2pd__response__get_packed_size(&r);
+  pre = (size_t)np_lp_put_prefix(n, buf, sizeof(buf));
+  np__p2pd__response__pack(&r, buf + pre);
+  if (send(fd, buf, pre + n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+    /* nothing more to do: it is closed below either way */
+  }
+  close(fd);
+  if (np_ratelimit_ok(&ctl->full_rl, 5, "ctl", "client-refused"))
+    np_warn("ctl", "client-refused reason=\"more than %u clients\"",
+            (unsigned)max);
 }
 
 static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
@@ -1636,10 +2025,15 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
   (void)ev, (void)revents;
   for (int i = 0; i < 64; i++) {
     int fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    uint32_t max = np_host_conf(ctl->h)->limits.max_control_clients;
     if (fd < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
         np_warn("ctl", "accept-failed err=\"%s\"", strerror(errno));
       return;
+    }
+    if (ctl->nclients >= max) {
+      refuse_full(ctl, fd, max);
+      continue;
     }
     client_new(ctl, fd, M_REQ);
   }
@@ -1647,17 +2041,22 @@ static void on_accept(struct ev_loop *ev, ev_io *w, int revents) {
 
 /* ---- addresses ------------------------------------------------------------- */
 
-/* Dial a /unix/PATH or /ip4|ip6/A/tcp/P callback address (nonblocking). */
-static int dial_addr(const uint8_t *bin, size_t len, int *pfd) {
+/* Dial a /unix/PATH or /ip4|ip6/A/tcp/P callback address (nonblocking).
+ * On failure |*perr| gets the errno (0 if the address is unusable). */
+static int dial_addr(const uint8_t *bin, size_t len, int *pfd, int *perr) {
   struct sockaddr_storage ss;
   socklen_t sl;
   int fd, rv = np_maddr_to_stream_sockaddr(bin, len, &ss, &sl);
+  *perr = 0;
   if (rv != 0)
     return rv;
   fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0)
+  if (fd < 0) {
+    *perr = errno;
     return NP_ESYS;
+  }
   if (connect(fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS) {
+    *perr = errno == EWOULDBLOCK ? EAGAIN : errno;
     close(fd);
     return NP_EUNREACH;
   }

@@ -54,8 +54,11 @@ np_ssize np_lp_feed(np_lp_reader *r, const uint8_t *in, size_t len,
       return fail(r, NP_EPROTO);
     r->hdr_len = 0;
     /* The limit is enforced here, before any byte of the body is kept. */
-    if (v > r->max)
+    if (v > r->max) {
+      r->declared = v;
+      r->err_off = off;
       return fail(r, NP_ELIMIT);
+    }
     r->want = (size_t)v;
     r->have = 0;
     r->in_body = 1;
@@ -115,3 +118,7 @@ np_ssize np_lp_put_prefix(size_t len, uint8_t *out, size_t cap) {
 }
 
 size_t np_lp_prefix_size(size_t len) { return np_varint_size((uint64_t)len); }
+
+uint64_t np_lp_declared(const np_lp_reader *r) { return r->declared; }
+
+size_t np_lp_error_offset(const np_lp_reader *r) { return r->err_off; }

@@ -22,6 +22,8 @@ typedef struct np_lp_reader {
   uint8_t *buf;  /* heap copy of a message that arrived split */
   int delivered; /* last call returned a message that lives in buf */
   int err;       /* sticky error, 0 while usable */
+  uint64_t declared; /* NP_ELIMIT: the length the prefix announced */
+  size_t err_off;    /* bytes of the failing call's input taken (prefix) */
 } np_lp_reader;
 
 /* Set up |r| to accept messages of at most |max| bytes (without prefix). */
@@ -41,6 +43,12 @@ void np_lp_free(np_lp_reader *r);
  *   NP_ENOMEM  no memory for a message that arrived in pieces */
 np_ssize np_lp_feed(np_lp_reader *r, const uint8_t *in, size_t len,
                     const uint8_t **msg, size_t *msglen);
+
+/* After NP_ELIMIT: the announced length, and how many bytes of the input
+ * of that np_lp_feed call the prefix took (the body starts there), so a
+ * caller can skip the message instead of dropping the stream. */
+uint64_t np_lp_declared(const np_lp_reader *r);
+size_t np_lp_error_offset(const np_lp_reader *r);
 
 /* Nonzero when |r| sits between messages, i.e. an end of stream now is
  * clean; zero when it holds part of a prefix or a body (truncation). */

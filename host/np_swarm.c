@@ -665,6 +665,12 @@ static void unary_out_resp(sstream *st, const uint8_t *msg, size_t len) {
     return;
   st->op = NULL;
   o->st = NULL;
+  if (rv == 0 && r.data_len > np_host_conf(sw->h)->limits.max_message) {
+    /* Within the framing slack but over the limit: refused like a bigger
+     * one, whatever the remote's own limit is. */
+    np_unary_resp_free(&r);
+    rv = NP_ELIMIT;
+  }
   if (rv != 0) {
     op_finish(o, rv);
   } else {

@@ -106,7 +106,10 @@ typedef struct np_host_api {
                          const np_stream_cbs *cbs, void *ud);
   /* The authenticated remote peer of a call, "12D3KooW..." (borrowed). */
   const char *(*call_peer)(const np_call *c);
-  /* Answer |c| once; |resp| is copied. After it, |c| is gone. */
+  /* Answer |c| once; |resp| is copied. After it, |c| is gone: answering
+   * it again gets NP_EINVAL (and a host warning). A response over
+   * [limits] max_message fails the call instead (the caller gets an
+   * error) and returns NP_ELIMIT. */
   int (*call_reply)(np_call *c, const uint8_t *resp, size_t len);
   /* Queue |data| (copied) on |s|: 0, NP_ELIMIT when the send buffer is
    * full (nothing queued; wait for on_writable) or NP_ECLOSED. */

@@ -220,6 +220,68 @@ static void test_deny(void) {
   np_conf_del(c);
 }
 
+/* Misbehaving plugins: invalid descriptor names, an init result that is
+ * no NP_E* code, a FIFO in the folder, answering a call twice. */
+static void test_misbehaving(void) {
+  static const char *const bad[] = {"tp_badname_null", "tp_badname_empty",
+                                    "tp_badname_space"};
+  char path[1024], why[512];
+  np_plugins *pm = np_host_plugins(host);
+  size_t before;
+  np_plugins_result res;
+  result r;
+  int rv;
+  np_plugins_sync(pm, conf(), NULL); /* settle what earlier tests left */
+  before = np_plugins_count(pm);
+  for (size_t i = 0; i < 3; i++) {
+    so_path(path, sizeof(path), bad[i]);
+    rv = np_plugins_load_file(pm, conf(), path, why, sizeof(why));
+    ok(rv == NP_EINVAL && strstr(why, "descriptor name") != NULL,
+       "%s is refused, not read after dlclose (%s)", bad[i], why);
+  }
+  install("tp_badname_space", "zz_badname");
+  np_plugins_sync(pm, conf(), &res);
+  ok(!has_proto("zz_badname"), "a bad name in the folder is refused on sync");
+  uninstall("zz_badname");
+  is_int(np_plugins_count(pm), before, "no plugin was added or lost");
+  call("hello", "", &r);
+  is_str(r.data, "Hello, World!", "the host runs on after the refusals");
+
+  so_path(path, sizeof(path), "tp_rc");
+  rv = np_plugins_load_file(pm, conf(), path, why, sizeof(why));
+  ok(rv == NP_EINVAL && strstr(why, "returned -999") != NULL &&
+         strstr(why, "not an NP_E* code") != NULL,
+     "an init result that is no NP_E* code is named as such (%s)", why);
+
+  snprintf(path, sizeof(path), "%s/fifo.so", pdir);
+  ok(mkfifo(path, 0644) == 0, "a FIFO named fifo.so in the plugin folder");
+  np_plugins_sync(pm, conf(), &res);
+  ok(res.refused >= 1, "it is refused on sync, without blocking");
+  rv = np_plugins_load_file(pm, conf(), path, why, sizeof(why));
+  ok(rv == NP_EINVAL && strstr(why, "not a regular file") != NULL,
+     "load_file says why (%s)", why);
+  unlink(path);
+
+  install("tp_double", NULL);
+  np_plugins_sync(pm, conf(), NULL);
+  ok(has_proto("tp.double"), "tp_double loads");
+  call("tp.double", "", &r);
+  is_str(r.data, "first", "the first answer reaches the caller");
+  call("tp.double.later", "", &r);
+  is_str(r.data, "now", "so does the first answer of tp.double.later");
+  {
+    int stop = 0;
+    tu_run_until(ev, &stop, 0.2); /* its timer answers again */
+  }
+  call("tp.double.result", "", &r);
+  snprintf(why, sizeof(why), "rv2=%d rv3=%d late=%d", NP_EINVAL, NP_EINVAL,
+           NP_EINVAL);
+  is_str(r.data, why,
+         "answering a gone call again (at once or later) is NP_EINVAL");
+  uninstall("tp_double");
+  np_plugins_sync(pm, conf(), NULL);
+}
+
 int main(void) {
   np_conf *c;
   np_identity id;
@@ -252,6 +314,7 @@ int main(void) {
   test_old_minor();
   test_replace_remove();
   test_deny();
+  test_misbehaving();
 
   np_host_del(host);
   is_int(ev_pending_count(ev), 0, "no pending watchers after teardown");
