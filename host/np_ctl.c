@@ -37,9 +37,8 @@
 #define MAX_OUTCALLS 1024            /* CallUnary in flight per connection */
 #define MAX_CB_DIALS 256             /* callback connections being dialed */
 #define CB_DIAL_TIMEOUT 5.0          /* seconds for a callback connect */
-#define CB_RETRY_FIRST 0.005         /* backlog full: first retry after 5 ms */
-#define CB_RETRY_TRIES 10            /* doubling, capped: about 2.5 s in all */
-#define CB_RETRY_MAX 0.5
+#define CB_RETRY_FIRST 0.005 /* backlog full: retry after 5 ms, doubling */
+#define CB_RETRY_MAX 0.1     /* up to 100 ms (jittered), until the timeout */
 #define SKIP_HEAD 64                 /* kept of an oversized message: callId */
 #define REQ_MAX (64 * 1024)          /* one control request */
 #define OUT_MAX_BASE (8u << 20)      /* queued bytes per client beyond */
@@ -135,6 +134,7 @@ struct client {
   int dialing; /* counted in ctl->ndials */
   ev_timer dial_w; /* connect timeout, or the retry back-off */
   unsigned dial_tries;
+  ev_tstamp dial_deadline; /* CB_DIAL_TIMEOUT after the first attempt */
   uint8_t cb_addr[NP_MADDR_MAX];
   size_t cb_addr_len;
   char *cb_proto;
@@ -345,10 +345,14 @@ static void routed_free(routed *r) {
 
 static void on_call_canceled(np_call *call, void *ud) {
   routed *r = ud;
+  client *c = r->c;
+  uint8_t id[CALL_ID_LEN];
   (void)call;
-  /* The caller went away: tell the client, forget the call. */
-  persist_plain(r->c, r->id, 1);
+  /* The caller went away: forget the call, then tell the client (telling
+   * it may fail and close it, which must not find |r| again). */
+  memcpy(id, r->id, CALL_ID_LEN);
   routed_free(r);
+  persist_plain(c, id, 1);
 }
 
 static void ctl_on_unary(np_call *call, const uint8_t *req, size_t len,
@@ -1158,21 +1162,31 @@ static void cb_dial(client *c) {
     client_close(c, NULL); /* the remote gave up meanwhile */
     return;
   }
+  if (c->dial_tries == 0)
+    c->dial_deadline = ev_now(EV(c->ctl)) + CB_DIAL_TIMEOUT;
   rv = dial_addr(c->cb_addr, c->cb_addr_len, &fd, &err);
   if (rv == 0) {
     c->fd = fd;
     ev_io_set(&c->rw, fd, EV_READ);
     ev_io_set(&c->ww, fd, EV_WRITE);
     ev_io_start(EV(c->ctl), &c->ww); /* on_write finishes the connect */
-    ev_timer_set(&c->dial_w, CB_DIAL_TIMEOUT, 0.);
+    ev_timer_set(&c->dial_w, c->dial_deadline - ev_now(EV(c->ctl)), 0.);
     ev_timer_start(EV(c->ctl), &c->dial_w);
     return;
   }
-  if (err == EAGAIN && ++c->dial_tries < CB_RETRY_TRIES) {
+  if (err == EAGAIN && ev_now(EV(c->ctl)) < c->dial_deadline) {
     /* A unix listener whose backlog is full (asyncio's default is 100) is
-     * busy, not gone: try again shortly. */
-    double d = CB_RETRY_FIRST * (double)(1u << (c->dial_tries - 1));
-    ev_timer_set(&c->dial_w, d < CB_RETRY_MAX ? d : CB_RETRY_MAX, 0.);
+     * busy, not gone: try again shortly. Jitter spreads the dials that hit
+     * the full backlog together, so they do not all come back at once. */
+    unsigned shift = c->dial_tries < 8 ? c->dial_tries : 8;
+    uint16_t j;
+    double d = CB_RETRY_FIRST * (double)(1u << shift);
+    c->dial_tries++;
+    if (d > CB_RETRY_MAX)
+      d = CB_RETRY_MAX;
+    np_crypto_random((uint8_t *)&j, sizeof(j));
+    d *= 0.5 + (double)j / 65535.0; /* 50 % .. 150 % */
+    ev_timer_set(&c->dial_w, d, 0.);
     ev_timer_start(EV(c->ctl), &c->dial_w);
     return;
   }
@@ -1635,6 +1649,8 @@ static void handle_request(client *c, const uint8_t *msg, size_t len) {
       break;
     }
     send_ok(c);
+    if (c->mode == M_DEAD) /* the answer could not be written */
+      break;
     c->mode = M_PERSIST;
     np_lp_free(&c->rd);
     np_lp_init(&c->rd, np_host_conf(c->ctl->h)->limits.max_message +
@@ -1724,7 +1740,8 @@ static void skip_done(client *c) {
         break;
       }
     }
-    persist_error(c, id, msg);
+    /* The handler client is not told: it expects nothing for that callId
+     * (hivemind would not know what to do with it); its caller is. */
     return;
   }
   snprintf(msg, sizeof(msg),

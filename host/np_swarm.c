@@ -147,6 +147,7 @@ struct op {
   int timer_on;
   sstream *st;
   int done; /* completion queued or delivered */
+  int queued; /* op_deliver is queued: it frees the op */
   /* completions */
   np_net_done_fn done_cb;
   np_net_stream_fn stream_cb;
@@ -592,6 +593,7 @@ static void on_call_done(void *ud, int err, const uint8_t *data, size_t len) {
   size_t cap;
   uint8_t *out;
   np_ssize n;
+  char msg[256]; /* r.data may point here until the encode below */
   st->call = NULL;
   memset(&r, 0, sizeof(r));
   memcpy(r.call_id, st->call_id, NP_UNARY_CALLID_LEN);
@@ -599,7 +601,6 @@ static void on_call_done(void *ud, int err, const uint8_t *data, size_t len) {
     r.data = data;
     r.data_len = len;
   } else {
-    char msg[256];
     r.is_error = 1;
     if (err == NP_EREMOTE) {
       r.data = data;
@@ -1019,6 +1020,7 @@ static void op_finish(op *o, int err) {
     op_free(o);
     return;
   }
+  o->queued = 1;
   if (np_loop_defer(np_host_loop(o->sw->h), op_deliver, o) != 0)
     op_deliver(o);
 }
@@ -1646,6 +1648,8 @@ static void net_cancel(void *net, void *handle) {
   if (o == NULL || o->done)
     return;
   o->done = 1; /* no callback */
+  if (o->queued)
+    return; /* finished already: its queued delivery frees it, silently */
   op_finish(o, NP_ECANCELED);
 }
 

@@ -38,6 +38,21 @@ check "unknown key message" grep -q "^$T/unk.ini:2: \[host\] foo: unknown key (e
 "$HOST" --config "$T/missing.ini" 2>"$T/err"; rc=$?
 check "missing config file exits 2 naming it" sh -c '[ $0 -eq 2 ] && grep -q "missing.ini: cannot open" "$1"' $rc "$T/err"
 
+printf '[plugin.\377]\nx = 1\n' >"$T/pname.ini"
+"$HOST" --config "$T/pname.ini" --check-config >/dev/null 2>"$T/err"; rc=$?
+check "[plugin.<not a name>] fails --check-config with exit 2" [ $rc -eq 2 ]
+check "naming the section (escaped) and the rule" grep -qF '[plugin.\xff]: not a plugin name (expected plugin.NAME with NAME [A-Za-z0-9_.-]{1,64})' "$T/err"
+
+# A FIFO where a file is expected must be refused, not block start-up.
+mkfifo "$T/fifo.key" "$T/fifo.ini"
+sed "s|^data_dir = .*|&\nidentity_file = $T/fifo.key|" "$T/good.ini" >"$T/fifokey.ini"
+timeout 10 "$HOST" --config "$T/fifokey.ini" --print-peer-id >/dev/null 2>"$T/err"; rc=$?
+check "identity_file as a FIFO: --print-peer-id exits 2 at once (rc=$rc)" [ $rc -eq 2 ]
+check "saying the key file is not a regular file" grep -q "fifo.key: key file is not a regular file" "$T/err"
+timeout 10 "$HOST" --config "$T/fifo.ini" --check-config >/dev/null 2>"$T/err"; rc=$?
+check "a FIFO as the config exits 2 at once (rc=$rc)" [ $rc -eq 2 ]
+check "saying it is not a regular file" grep -q "fifo.ini: not a regular file" "$T/err"
+
 id1=$("$HOST" --config "$T/good.ini" --print-peer-id 2>/dev/null)
 check "--print-peer-id prints an Ed25519 peer ID" sh -c 'case "$1" in 12D3KooW*) exit 0;; *) exit 1;; esac' _ "$id1"
 check "the key file is created 0600" [ "$(stat -c %a "$T/data/identity.key")" = 600 ]
