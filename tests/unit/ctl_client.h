@@ -1,6 +1,7 @@
-/* A blocking control-socket client for tests, speaking the p2pd protocol
- * the way natpeer-cli and hivemind's P2P do (protobuf-c), and a natpeer-host
- * child process to talk to. Header-only; every wait is bounded. */
+/* A minimal blocking control-socket client for tests that talk to a real
+ * natpeer-host process: uvarint-delimited p2pd messages over a unix socket,
+ * every wait bounded; and th_*, a natpeer-host child process to talk to.
+ * Shared by test_ctl, test_ctl_life and test_hardening. */
 #ifndef NP_TEST_CTL_CLIENT_H
 #define NP_TEST_CTL_CLIENT_H
 
@@ -38,18 +39,21 @@ static inline double mono(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static inline int cl_open(cl *c, const char *sock) {
+/* Connect to the unix socket |path|. 0 ok; on failure c->fd may be -1. */
+static inline int cl_open(cl *c, const char *path) {
   struct sockaddr_un un;
   memset(c, 0, sizeof(*c));
   memset(&un, 0, sizeof(un));
   un.sun_family = AF_UNIX;
   c->fd = -1;
-  if (strlen(sock) >= sizeof(un.sun_path))
+  if (strlen(path) >= sizeof(un.sun_path))
     return -1;
-  memcpy(un.sun_path, sock, strlen(sock));
+  memcpy(un.sun_path, path, strlen(path));
   c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   c->cap = 16u << 20;
   c->buf = malloc(c->cap);
+  if (c->fd < 0 || c->buf == NULL)
+    return -1;
   return connect(c->fd, (struct sockaddr *)&un, sizeof(un));
 }
 
@@ -61,7 +65,11 @@ static inline void cl_close(cl *c) {
   c->buf = NULL;
 }
 
-static inline int cl_write_all(cl *c, const uint8_t *d, size_t n) {
+static inline int cl_send(cl *c, const uint8_t *d, size_t n) {
+  uint8_t pre[10];
+  np_ssize p = np_lp_put_prefix(n, pre, sizeof(pre));
+  if (write(c->fd, pre, (size_t)p) != p) /* 10 bytes: never partial */
+    return -1;
   while (n) {
     ssize_t w = write(c->fd, d, n);
     if (w <= 0)
@@ -70,14 +78,6 @@ static inline int cl_write_all(cl *c, const uint8_t *d, size_t n) {
     n -= (size_t)w;
   }
   return 0;
-}
-
-static inline int cl_send(cl *c, const uint8_t *d, size_t n) {
-  uint8_t pre[10];
-  np_ssize p = np_lp_put_prefix(n, pre, sizeof(pre));
-  if (cl_write_all(c, pre, (size_t)p) != 0)
-    return -1;
-  return cl_write_all(c, d, n);
 }
 
 /* One delimited message, waiting at most |secs|. 0 ok, -1 timeout/EOF. */
@@ -108,6 +108,72 @@ static inline int cl_recv(cl *c, const uint8_t **msg, size_t *mlen,
   }
 }
 
+static inline int cl_send_req(cl *c, const Np__P2pd__Request *rq) {
+  size_t n = np__p2pd__request__get_packed_size(rq);
+  uint8_t *buf = malloc(n ? n : 1);
+  int rv;
+  if (buf == NULL)
+    return -1;
+  np__p2pd__request__pack(rq, buf);
+  rv = cl_send(c, buf, n);
+  free(buf);
+  return rv;
+}
+
+/* Send |rq| and wait up to |secs| for the Response (NULL on failure). */
+static inline Np__P2pd__Response *request_within(cl *c,
+                                                 const Np__P2pd__Request *rq,
+                                                 double secs) {
+  const uint8_t *m;
+  size_t ml;
+  if (cl_send_req(c, rq) != 0 || cl_recv(c, &m, &ml, secs) != 0)
+    return NULL;
+  return np__p2pd__response__unpack(NULL, ml, m);
+}
+
+static inline Np__P2pd__Response *request(cl *c, const Np__P2pd__Request *rq) {
+  return request_within(c, rq, 5);
+}
+
+static inline int upgrade(cl *c) {
+  Np__P2pd__Request rq = NP__P2PD__REQUEST__INIT;
+  Np__P2pd__Response *r;
+  int ok;
+  rq.type = NP__P2PD__REQUEST__TYPE__PERSISTENT_CONN_UPGRADE;
+  r = request(c, &rq);
+  ok = r && r->type == NP__P2PD__RESPONSE__TYPE__OK;
+  if (r)
+    np__p2pd__response__free_unpacked(r, NULL);
+  return ok ? 0 : -1;
+}
+
+static inline void uuid4(uint8_t id[16]) {
+  np_crypto_random(id, 16);
+  id[6] = (uint8_t)((id[6] & 0x0f) | 0x40);
+  id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
+}
+
+static inline int psend(cl *c, const Np__P2pd__PersistentConnectionRequest *pr) {
+  size_t n = np__p2pd__persistent_connection_request__get_packed_size(pr);
+  uint8_t *b = malloc(n);
+  int rv;
+  if (b == NULL)
+    return -1;
+  np__p2pd__persistent_connection_request__pack(pr, b);
+  rv = cl_send(c, b, n);
+  free(b);
+  return rv;
+}
+
+static inline Np__P2pd__PersistentConnectionResponse *precv(cl *c,
+                                                            double secs) {
+  const uint8_t *m;
+  size_t ml;
+  if (cl_recv(c, &m, &ml, secs) != 0)
+    return NULL;
+  return np__p2pd__persistent_connection_response__unpack(NULL, ml, m);
+}
+
 /* Raw bytes after the last message (a spliced stream): up to |want| bytes
  * within |secs|. Returns the count, 0 at EOF with nothing, -1 on timeout
  * with nothing. */
@@ -136,20 +202,6 @@ static inline ssize_t cl_read_raw(cl *c, uint8_t *out, size_t want,
   return (ssize_t)got;
 }
 
-static inline Np__P2pd__Response *request(cl *c, Np__P2pd__Request *rq) {
-  size_t n = np__p2pd__request__get_packed_size(rq);
-  uint8_t *buf = malloc(n ? n : 1);
-  const uint8_t *m;
-  size_t ml;
-  int rv;
-  np__p2pd__request__pack(rq, buf);
-  rv = cl_send(c, buf, n);
-  free(buf);
-  if (rv != 0 || cl_recv(c, &m, &ml, 5) != 0)
-    return NULL;
-  return np__p2pd__response__unpack(NULL, ml, m);
-}
-
 /* IDENTIFY: 0 and the peer ID, or -1. */
 static inline int cl_identify(cl *c, np_peerid *id) {
   Np__P2pd__Request rq = NP__P2PD__REQUEST__INIT;
@@ -164,43 +216,6 @@ static inline int cl_identify(cl *c, np_peerid *id) {
   if (r)
     np__p2pd__response__free_unpacked(r, NULL);
   return rv;
-}
-
-static inline int upgrade(cl *c) {
-  Np__P2pd__Request rq = NP__P2PD__REQUEST__INIT;
-  Np__P2pd__Response *r;
-  int ok_;
-  rq.type = NP__P2PD__REQUEST__TYPE__PERSISTENT_CONN_UPGRADE;
-  r = request(c, &rq);
-  ok_ = r && r->type == NP__P2PD__RESPONSE__TYPE__OK;
-  if (r)
-    np__p2pd__response__free_unpacked(r, NULL);
-  return ok_ ? 0 : -1;
-}
-
-static inline void uuid4(uint8_t id[16]) {
-  np_crypto_random(id, 16);
-  id[6] = (uint8_t)((id[6] & 0x0f) | 0x40);
-  id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
-}
-
-static inline int psend(cl *c, Np__P2pd__PersistentConnectionRequest *pr) {
-  size_t n = np__p2pd__persistent_connection_request__get_packed_size(pr);
-  uint8_t *b = malloc(n);
-  int rv;
-  np__p2pd__persistent_connection_request__pack(pr, b);
-  rv = cl_send(c, b, n);
-  free(b);
-  return rv;
-}
-
-static inline Np__P2pd__PersistentConnectionResponse *precv(cl *c,
-                                                            double secs) {
-  const uint8_t *m;
-  size_t ml;
-  if (cl_recv(c, &m, &ml, secs) != 0)
-    return NULL;
-  return np__p2pd__persistent_connection_response__unpack(NULL, ml, m);
 }
 
 /* AddUnaryHandler: 0 ok, -1 daemonError (its text in |err| if given),

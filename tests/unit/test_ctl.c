@@ -23,6 +23,7 @@
 #include "np_peerid.h"
 #include "proto/natpeer_ctl.pb-c.h"
 #include "proto/p2pd.pb-c.h"
+#include "ctl_client.h"
 #include "tap.h"
 #include "test_util.h"
 
@@ -30,164 +31,9 @@ static char dir[512], sock[700];
 static pid_t host_pid;
 static np_peerid self;
 
-typedef struct cl {
-  int fd;
-  uint8_t *buf;
-  size_t len, cap, consumed;
-} cl;
-
-static double mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cl_open(cl *c) {
-  struct sockaddr_un un;
-  memset(c, 0, sizeof(*c));
-  memset(&un, 0, sizeof(un));
-  un.sun_family = AF_UNIX;
-  if (strlen(sock) >= sizeof(un.sun_path))
-    return -1;
-  memcpy(un.sun_path, sock, strlen(sock));
-  c->fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  c->cap = 16u << 20;
-  c->buf = malloc(c->cap);
-  return connect(c->fd, (struct sockaddr *)&un, sizeof(un));
-}
-
-static void cl_close(cl *c) {
-  close(c->fd);
-  free(c->buf);
-}
-
-static int cl_send(cl *c, const uint8_t *d, size_t n) {
-  uint8_t pre[10];
-  np_ssize p = np_lp_put_prefix(n, pre, sizeof(pre));
-  if (write(c->fd, pre, (size_t)p) != p)
-    return -1;
-  while (n) {
-    ssize_t w = write(c->fd, d, n);
-    if (w <= 0)
-      return -1;
-    d += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-/* One delimited message, waiting at most |secs|. 0 ok, -1 timeout/EOF. */
-static int cl_recv(cl *c, const uint8_t **msg, size_t *mlen, double secs) {
-  double end = mono() + secs;
-  if (c->consumed) {
-    memmove(c->buf, c->buf + c->consumed, c->len - c->consumed);
-    c->len -= c->consumed;
-    c->consumed = 0;
-  }
-  for (;;) {
-    np_ssize n = np_lp_parse(c->buf, c->len, 64u << 20, msg, mlen);
-    struct pollfd p = {c->fd, POLLIN, 0};
-    ssize_t r;
-    if (n >= 0) {
-      c->consumed = (size_t)n;
-      return 0;
-    }
-    if (n != NP_ETRUNC || mono() > end)
-      return -1;
-    if (poll(&p, 1, (int)((end - mono()) * 1000) + 1) <= 0)
-      return -1;
-    r = read(c->fd, c->buf + c->len, c->cap - c->len);
-    if (r <= 0)
-      return -1;
-    c->len += (size_t)r;
-  }
-}
-
-static Np__P2pd__Response *request(cl *c, Np__P2pd__Request *rq) {
-  uint8_t buf[4096];
-  const uint8_t *m;
-  size_t ml, n = np__p2pd__request__pack(rq, buf);
-  if (cl_send(c, buf, n) != 0 || cl_recv(c, &m, &ml, 5) != 0)
-    return NULL;
-  return np__p2pd__response__unpack(NULL, ml, m);
-}
-
-static int upgrade(cl *c) {
-  Np__P2pd__Request rq = NP__P2PD__REQUEST__INIT;
-  Np__P2pd__Response *r;
-  int ok;
-  rq.type = NP__P2PD__REQUEST__TYPE__PERSISTENT_CONN_UPGRADE;
-  r = request(c, &rq);
-  ok = r && r->type == NP__P2PD__RESPONSE__TYPE__OK;
-  if (r)
-    np__p2pd__response__free_unpacked(r, NULL);
-  return ok ? 0 : -1;
-}
-
-static void uuid4(uint8_t id[16]) {
-  np_crypto_random(id, 16);
-  id[6] = (uint8_t)((id[6] & 0x0f) | 0x40);
-  id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
-}
-
-static int psend(cl *c, Np__P2pd__PersistentConnectionRequest *pr) {
-  size_t n = np__p2pd__persistent_connection_request__get_packed_size(pr);
-  uint8_t *b = malloc(n);
-  int rv;
-  np__p2pd__persistent_connection_request__pack(pr, b);
-  rv = cl_send(c, b, n);
-  free(b);
-  return rv;
-}
-
-static Np__P2pd__PersistentConnectionResponse *precv(cl *c, double secs) {
-  const uint8_t *m;
-  size_t ml;
-  if (cl_recv(c, &m, &ml, secs) != 0)
-    return NULL;
-  return np__p2pd__persistent_connection_response__unpack(NULL, ml, m);
-}
-
-static int add_handler(cl *c, const char *proto, int balanced) {
-  Np__P2pd__PersistentConnectionRequest pr =
-      NP__P2PD__PERSISTENT_CONNECTION_REQUEST__INIT;
-  Np__P2pd__AddUnaryHandlerRequest a = NP__P2PD__ADD_UNARY_HANDLER_REQUEST__INIT;
-  Np__P2pd__PersistentConnectionResponse *r;
-  uint8_t id[16];
-  int rv;
-  uuid4(id);
-  pr.callid.data = id;
-  pr.callid.len = 16;
-  a.proto = (char *)proto;
-  a.balanced = balanced;
-  pr.message_case =
-      NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_ADD_UNARY_HANDLER;
-  pr.addunaryhandler = &a;
-  if (psend(c, &pr) != 0 || (r = precv(c, 5)) == NULL)
-    return -100;
-  rv = r->message_case ==
-               NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE__NOT_SET
-           ? 0
-           : -1;
-  np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
-  return rv;
-}
-
 static int send_call(cl *c, const uint8_t id[16], const char *proto,
                      const uint8_t *data, size_t len) {
-  Np__P2pd__PersistentConnectionRequest pr =
-      NP__P2PD__PERSISTENT_CONNECTION_REQUEST__INIT;
-  Np__P2pd__CallUnaryRequest cu = NP__P2PD__CALL_UNARY_REQUEST__INIT;
-  pr.callid.data = (uint8_t *)id;
-  pr.callid.len = 16;
-  cu.peer.data = self.bytes;
-  cu.peer.len = self.len;
-  cu.proto = (char *)proto;
-  cu.data.data = (uint8_t *)data;
-  cu.data.len = len;
-  pr.message_case = NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_CALL_UNARY;
-  pr.callunary = &cu;
-  return psend(c, &pr);
+  return send_call_to(c, &self, id, proto, data, len);
 }
 
 /* Handler side: wait for a requestHandling and answer it. */
@@ -278,7 +124,7 @@ int main(void) {
   }
 
   /* IDENTIFY on a plain connection. */
-  ok(cl_open(&a) == 0, "client connects");
+  ok(cl_open(&a, sock) == 0, "client connects");
   {
     Np__P2pd__Request rq = NP__P2PD__REQUEST__INIT;
     Np__P2pd__Response *rs;
@@ -309,8 +155,8 @@ int main(void) {
   cl_close(&a);
 
   /* hivemind: handler client A, caller client B, both persistent. */
-  cl_open(&a);
-  cl_open(&b);
+  cl_open(&a, sock);
+  cl_open(&b, sock);
   ok(upgrade(&a) == 0 && upgrade(&b) == 0, "PERSISTENT_CONN_UPGRADE answers OK");
   is_int(add_handler(&a, "DHTProtocol.rpc_ping", 0), 0,
          "AddUnaryHandler succeeds with an empty response");
@@ -440,7 +286,7 @@ int main(void) {
      "a call pending on a client that disconnects fails promptly");
   if (r)
     np__p2pd__persistent_connection_response__free_unpacked(r, NULL);
-  cl_open(&d);
+  cl_open(&d, sock);
   upgrade(&d);
   is_int(add_handler(&d, "DHTProtocol.rpc_ping", 0), 0,
          "the name is free again after its client left");
@@ -448,7 +294,7 @@ int main(void) {
   cl_close(&b);
 
   /* Garbage on the socket closes that connection only. */
-  cl_open(&a);
+  cl_open(&a, sock);
   if (write(a.fd, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 10) != 10)
     ok(0, "write garbage");
   {
@@ -457,7 +303,7 @@ int main(void) {
     ok(cl_recv(&a, &m, &ml, 2) != 0, "a malformed length prefix closes the connection");
   }
   cl_close(&a);
-  ok(cl_open(&a) == 0, "the host still accepts clients");
+  ok(cl_open(&a, sock) == 0, "the host still accepts clients");
   cl_close(&a);
 
   kill(host_pid, SIGTERM);
