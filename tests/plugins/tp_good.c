@@ -17,17 +17,29 @@
 #define PROTO_PREFIX "tp."
 #endif
 
+typedef struct pending pending;
+
 typedef struct st {
   const np_host_api *api;
   np_plugin *p;
   const char *greeting;
+  pending *pend; /* selfcalls in progress: freed at shutdown if still there
+                    (the host drops a plugin's timers without calling them) */
 } st;
 
-typedef struct pending {
+struct pending {
   st *s;
   np_call *c;
+  pending *next, **prev;
   char peer[128]; /* whom to call from the timer; "" = this host */
-} pending;
+};
+
+static void pending_free(pending *pd) {
+  *pd->prev = pd->next;
+  if (pd->next)
+    pd->next->prev = pd->prev;
+  free(pd);
+}
 
 static void on_good(np_call *c, const uint8_t *req, size_t len, void *ud) {
   st *s = ud;
@@ -44,7 +56,7 @@ static void on_hello_done(int err, const uint8_t *resp, size_t len, void *ud) {
     pd->s->api->call_reply(pd->c, resp, len);
   else
     pd->s->api->call_fail(pd->c, pd->s->api->strerror(err));
-  free(pd);
+  pending_free(pd);
 }
 
 static void on_timer(np_timer *t, void *ud) {
@@ -57,7 +69,7 @@ static void on_timer(np_timer *t, void *ud) {
                         "hello", NULL, 0, on_hello_done, pd);
   if (rv < 0) {
     pd->s->api->call_fail(pd->c, pd->s->api->strerror(rv));
-    free(pd);
+    pending_free(pd);
   }
 }
 
@@ -73,11 +85,16 @@ static void on_selfcall(np_call *c, const uint8_t *req, size_t len,
   }
   pd->s = s;
   pd->c = c;
+  pd->next = s->pend;
+  pd->prev = &s->pend;
+  if (s->pend)
+    s->pend->prev = &pd->next;
+  s->pend = pd;
   if (len > 0 && len < sizeof(pd->peer))
     memcpy(pd->peer, req, len);
   if (s->api->timer_start(s->p, NULL, 10, on_timer, pd) < 0) {
     s->api->call_fail(c, "timer");
-    free(pd);
+    pending_free(pd);
   }
 }
 
@@ -114,6 +131,8 @@ static int init(np_plugin *p, const np_host_api *api, void **ud) {
 static void shutdown_(np_plugin *p, void *ud) {
   st *s = ud;
   s->api->log(p, NP_LOG_INFO, "shutdown");
+  while (s->pend)
+    pending_free(s->pend);
   free(ud);
 }
 

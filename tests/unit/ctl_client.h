@@ -315,7 +315,7 @@ static inline int th_start(th *h, const char *dir, const char *extra,
   snprintf(path, sizeof(path), "%s/host/natpeer-host", tu_builddir());
   h->pid = fork();
   if (h->pid == 0) {
-    int fd = open(h->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
     int fo = open(h->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 2);
     dup2(fo, 1);
