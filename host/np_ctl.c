@@ -755,8 +755,12 @@ static void splice_on_close(np_stream *s, int err, void *ud) {
   client *c = ud;
   (void)s;
   c->stream = NULL;
-  np_debug("ctl", "splice-closed client=%llu err=%s", (unsigned long long)c->id,
-           np_errname(err));
+  if (err != 0 && err != NP_ECANCELED)
+    np_info("ctl", "stream-closed client=%llu err=%s reason=\"%s\"",
+            (unsigned long long)c->id, np_errname(err), np_strerror(err));
+  else
+    np_debug("ctl", "splice-closed client=%llu err=%s",
+             (unsigned long long)c->id, np_errname(err));
   /* Deliver what is queued, then close. */
   close_after_flush(c);
 }

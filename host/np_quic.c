@@ -166,6 +166,7 @@ struct np_quic {
   np_list socks, conns, dead, dirty;
   size_t nconns;
   np_ratelimit hs_fail_rl; /* inbound handshake-failed lines */
+  np_ratelimit conn_err_rl, refused_rl;
   size_t nending; /* of nconns, those in their closing or draining period */
   uint32_t next_id;
   int deleting;
@@ -1137,8 +1138,10 @@ static void conn_error(np_qconn *c, int rv) {
     ngtcp2_ccerr_set_liberr(&cc, rv, NULL, 0);
     break;
   }
-  np_debug(SUB, "conn-error conn=%08x err=%s quic_err=%s", c->id,
-           np_errname(err), ngtcp2_strerror(rv));
+  /* It ends the connection: say why (bounded: a peer can provoke it). */
+  if (np_ratelimit_ok(&c->q->conn_err_rl, 20, SUB, "conn-error"))
+    np_info(SUB, "conn-error conn=%08x err=%s quic_err=%s", c->id,
+            np_errname(err), ngtcp2_strerror(rv));
   conn_start_close(c, err, &cc);
 }
 
@@ -1503,8 +1506,9 @@ static void on_datagram(qsock *s, const struct msghdr *m, const uint8_t *data,
       ngtcp2_accept(&hd, data, len) != 0)
     return;
   if (!conn_room(q)) {
-    np_debug(SUB, "conn-refused reason=max_connections limit=%u",
-             q->cfg.max_connections);
+    if (np_ratelimit_ok(&q->refused_rl, 5, SUB, "conn-refused"))
+      np_info(SUB, "conn-refused reason=max_connections limit=%u",
+              q->cfg.max_connections);
     return;
   }
   if ((c = accept_conn(s, &path, &hd, ts)) == NULL)
@@ -1575,7 +1579,7 @@ static void sock_read_errors(qsock *s) {
       p = ngtcp2_conn_get_path(c->conn);
       if (same_sockaddr((const struct sockaddr *)p->remote.addr,
                         (const struct sockaddr *)&dst)) {
-        np_debug(SUB, "port-unreachable conn=%08x", c->id);
+        np_info(SUB, "port-unreachable conn=%08x", c->id);
         conn_kill(c, NP_EUNREACH);
       }
     }

@@ -724,12 +724,20 @@ static void st_protocol_ready(sstream *st, const uint8_t *rest, size_t len,
       st->idf_init = 1;
     } else if ((h = np_proto_find(np_host_protos(sw->h), proto, plen)) ==
                NULL) {
+      np_info("swarm",
+              "stream-refused peer=%s proto=\"%s\" reason=\"handler removed "
+              "during negotiation\"",
+              st->c->peer_str, proto);
       st_kill(st, 1); /* unregistered since negotiation */
       return;
     } else if (proto_streams(st->c, proto) >=
                np_host_conf(sw->h)->limits.max_streams_per_protocol) {
-      np_debug("swarm", "stream-refused peer=%s proto=\"%s\" reason=limit",
-               st->c->peer_str, proto);
+      static np_ratelimit rl; /* the remote decides how often */
+      if (np_ratelimit_ok(&rl, 20, "swarm", "stream-refused"))
+        np_info("swarm",
+                "stream-refused peer=%s proto=\"%s\" "
+                "reason=\"max_streams_per_protocol\"",
+                st->c->peer_str, proto);
       st_kill(st, 1); /* [limits] max_streams_per_protocol */
       return;
     } else if (h->kind == NP_HANDLER_UNARY) {
