@@ -84,7 +84,7 @@ B connect "$d_addr" >/dev/null 2>&1
 out=$("$CALLMANY" "$b_ctl" "$d_id" echo 200 32 2>&1)
 check "calls over max_streams_per_protocol are refused, the rest answered ($out)" sh -c '
   echo "$1" | grep -q "answered=[1-9][0-9]* errors=[1-9]"' _ "$out"
-check "the refusals are logged" grep -q "stream-refused peer=$b_id proto=\"echo\" reason=limit" "$T/d/log"
+check "the refusals are logged (at info, with the key)" grep -q "info swarm stream-refused peer=$b_id proto=\"echo\" reason=\"max_streams_per_protocol\"" "$T/d/log"
 
 # a gains a protocol (plugin added, SIGHUP): b learns it through identify/push.
 n0=$(grep -c "identified peer=$a_id" "$T/b/log")
