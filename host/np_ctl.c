@@ -43,6 +43,7 @@
 #define REQ_MAX (64 * 1024)          /* one control request */
 #define OUT_MAX_BASE (8u << 20)      /* queued bytes per client beyond */
 #define SPLICE_HIGH (1u << 20)       /* pause the stream above this */
+#define OUT_HIGH (1u << 20) /* answers queued: stop reading requests */
 #define PERSIST_OVERHEAD 4096        /* framing around a unary payload */
 #define CALL_ID_LEN 16
 #define DEFAULT_TIMEOUT_MS 60000
@@ -145,6 +146,9 @@ struct client {
   np_stream *stream; /* splice */
   int stream_paused;
   int read_paused;
+  int out_paused; /* answers back up (OUT_HIGH): requests wait unread */
+  uint8_t *held;  /* requests read but not yet handled while out_paused */
+  size_t held_len;
   uint8_t *pend; /* client bytes the stream refused (buffer full) */
   size_t pend_len;
   uint64_t id;
@@ -175,6 +179,7 @@ static client *client_new(np_ctl *ctl, int fd, int mode);
 
 /* Close once everything queued has been written. */
 static void close_after_flush(client *c);
+static void idle_arm(client *c);
 
 /* ---- output ----------------------------------------------------------- */
 
@@ -210,6 +215,14 @@ static void flush(client *c) {
       shutdown(c->fd, SHUT_WR);
   } else {
     ev_io_start(EV(c->ctl), &c->ww);
+  }
+  /* Answers drained: read requests again, from the next loop turn (flush
+   * runs inside handlers; on_read handles what was held back first). */
+  if (c->out_paused && c->out_bytes < OUT_HIGH / 2) {
+    c->out_paused = 0;
+    idle_arm(c);
+    ev_io_start(EV(c->ctl), &c->rw);
+    ev_feed_event(EV(c->ctl), &c->rw, EV_READ);
   }
   /* A spliced stream paused for our sake may flow again. */
   if (c->mode == M_SPLICE && c->stream && c->stream_paused &&
@@ -373,7 +386,20 @@ static void ctl_on_unary(np_call *call, const uint8_t *req, size_t len,
   it = g->members.next;
   for (i = g->rr++ % g->n; i > 0; i--)
     it = it->next;
-  m = np_list_entry(it, umember, glink);
+  /* Round robin, passing over clients that do not read what they were
+   * sent: a call they would only queue fails now, and they stay. */
+  for (i = 0, m = NULL; i < g->n; i++, it = it->next) {
+    if (it == &g->members)
+      it = it->next;
+    m = np_list_entry(it, umember, glink);
+    if (m->c->out_bytes < m->c->out_max / 2)
+      break;
+    m = NULL;
+  }
+  if (m == NULL) {
+    np_call_fail(call, "handler client is not reading its requests");
+    return;
+  }
   if ((rt = calloc(1, sizeof(*rt))) == NULL) {
     np_call_fail(call, "out of memory");
     return;
@@ -819,16 +845,16 @@ static void splice_from_client(client *c, const uint8_t *data, size_t len) {
 
 /* ---- requests ------------------------------------------------------------ */
 
-static void idle_arm(client *c);
-
 static void net_done(client *c) {
   c->net_op = NULL;
   if (c->mode == M_BUSY) {
     c->mode = M_REQ;
     c->busy_peek = 0;
     idle_arm(c);
-    ev_io_start(EV(c->ctl), &c->rw);
-    client_try_read(c);
+    if (!c->out_paused) {
+      ev_io_start(EV(c->ctl), &c->rw);
+      client_try_read(c);
+    }
   }
 }
 
@@ -1770,12 +1796,37 @@ static size_t skip_feed(client *c, const uint8_t *buf, size_t len) {
   return take;
 }
 
+/* A client that does not read its answers stops being read (back-pressure:
+ * it cannot ask for more), instead of being disconnected. */
+static int out_backed_up(const client *c) {
+  return (c->mode == M_REQ || c->mode == M_PERSIST) &&
+         c->out_bytes >= OUT_HIGH;
+}
+
+static void pause_for_output(client *c, const uint8_t *rest, size_t len) {
+  if (len) {
+    if ((c->held = malloc(len)) == NULL) {
+      client_close(c, "out of memory");
+      return;
+    }
+    memcpy(c->held, rest, len);
+    c->held_len = len;
+  }
+  c->out_paused = 1;
+  ev_io_stop(EV(c->ctl), &c->rw);
+  ev_timer_stop(EV(c->ctl), &c->idle_w); /* it is we who wait, not it */
+}
+
 static void consume(client *c, const uint8_t *buf, size_t len) {
   size_t off = 0;
   while (off < len && (c->mode == M_REQ || c->mode == M_PERSIST)) {
     const uint8_t *msg;
     size_t mlen;
     np_ssize n;
+    if (out_backed_up(c) && !c->skipping) {
+      pause_for_output(c, buf + off, len - off);
+      return;
+    }
     if (c->skipping) {
       off += skip_feed(c, buf + off, len - off);
       continue;
@@ -1825,8 +1876,24 @@ static void consume(client *c, const uint8_t *buf, size_t len) {
 
 static void client_try_read(client *c) {
   uint8_t buf[65536];
+  if (c->out_paused)
+    return;
+  if (c->held) { /* read before the pause: handle it first, in order */
+    uint8_t *h = c->held;
+    size_t hl = c->held_len;
+    c->held = NULL;
+    c->held_len = 0;
+    consume(c, h, hl);
+    free(h);
+    if (c->mode == M_DEAD || c->out_paused || c->held)
+      return;
+  }
   for (int rounds = 0; rounds < 16 && c->mode != M_DEAD; rounds++) {
     ssize_t n;
+    if (out_backed_up(c)) {
+      pause_for_output(c, NULL, 0);
+      return;
+    }
     if (c->mode == M_BUSY && !c->busy_peek) {
       busy_check(c);
       return;
@@ -2001,6 +2068,8 @@ static void client_close(client *c, const char *why) {
   }
   free(c->pend);
   c->pend = NULL;
+  free(c->held);
+  c->held = NULL;
   np_lp_free(&c->rd);
   free(c->cb_proto);
   c->cb_proto = NULL;

@@ -15,8 +15,8 @@
 
 #define A_INI                                                                  \
   "[limits]\nmax_message = 1M\nmax_control_clients = 16\n"                      \
-  "control_idle_timeout = 1s\n"
-#define B_INI "[limits]\nmax_message = 1M\n"
+  "control_idle_timeout = 1s\nmax_streams_per_conn = 1024\n"
+#define B_INI "[limits]\nmax_message = 1M\nmax_streams_per_conn = 1024\n"
 
 static char dir[512];
 static th A, B;
@@ -663,7 +663,7 @@ static void test_callback_timeout(void) {
   bind(l, (struct sockaddr *)&sin, sizeof(sin));
   listen(l, 0);
   getsockname(l, (struct sockaddr *)&sin, &sl);
-  for (int i = 0; i < 4; i++) { /* fill the queue */
+  for (int i = 0; i < 4; i++) { /* fill the queue: later SYNs are dropped */
     fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     connect(fill[i], (struct sockaddr *)&sin, sizeof(sin));
   }
@@ -688,6 +688,154 @@ static void test_callback_timeout(void) {
   for (int i = 0; i < 4; i++)
     close(fill[i]);
   close(l);
+}
+
+/* Callback dials in flight: a unix listener that never accepts keeps
+ * every dial retrying its full backlog until the dial timeout. */
+static void test_dial_cap(void) {
+  enum { NS = 257 }; /* one more than MAX_CB_DIALS */
+  char path[700], err[256];
+  uint8_t addr[NP_MADDR_MAX], buf[4];
+  size_t alen;
+  char *p1[1] = {"cb.never.accepts"};
+  int l, opened = 0, early = 0, late = 0, fill;
+  cl c, *bs = calloc(NS, sizeof(cl));
+  double t0;
+  snprintf(path, sizeof(path), "%s/never.sock", dir);
+  l = listen_unix_at(path, 0);
+  {
+    struct sockaddr_un un;
+    memset(&un, 0, sizeof(un));
+    un.sun_family = AF_UNIX;
+    memcpy(un.sun_path, path, strnlen(path, sizeof(un.sun_path) - 1));
+    fill = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    connect(fill, (struct sockaddr *)&un, sizeof(un)); /* backlog now full */
+  }
+  alen = unix_addr(path, addr, sizeof(addr));
+  cl_open(&c, A.sock);
+  is_int(stream_handler(&c, addr, alen, p1, 1, 0, err, sizeof(err)), 0,
+         "a stream handler whose socket never accepts");
+  cl_close(&c);
+  for (int i = 0; i < NS; i++) {
+    cl_open(&bs[i], B.sock);
+    stream_open_send(&bs[i], &A.id, "cb.never.accepts");
+  }
+  for (int i = 0; i < NS; i++) {
+    int rv = stream_open_answer(&bs[i], err, sizeof(err));
+    opened += rv == 0;
+    if (rv != 0)
+      printf("# STREAM_OPEN %d: %d %s\n", i, rv, err);
+  }
+  is_int(opened, NS, "the remote's %d STREAM_OPENs succeed", NS);
+  t0 = mono();
+  for (int i = 0; i < NS; i++) {
+    struct pollfd pf = {bs[i].fd, POLLIN, 0};
+    if (poll(&pf, 1, 0) == 1 && cl_read_raw(&bs[i], buf, 1, 0.1) == 0)
+      early++;
+  }
+  ok(early == 1 && th_log_count(&A, "callback-dial-refused") == 1,
+     "the stream over 256 callback dials in flight ends at once (%d)",
+     early);
+  for (int i = 0; i < NS; i++) {
+    if (cl_read_raw(&bs[i], buf, 1, 8 - (mono() - t0)) == 0)
+      late++;
+    cl_close(&bs[i]);
+  }
+  ok(late == NS && mono() - t0 < 8.5,
+     "the others end when their dial times out (%d, %.1f s)", late,
+     mono() - t0);
+  ok(th_log_count(&A, "backlog stayed full") >= NS - 1,
+     "each logged with its reason");
+  free(bs);
+  close(fill);
+  close(l);
+}
+
+/* ---- bytes queued per client: back-pressure, not disconnection ------------ */
+
+static long rss_kib(pid_t pid) {
+  char p[64], line[256];
+  long kib = -1;
+  FILE *f;
+  snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+  if ((f = fopen(p, "r")) == NULL)
+    return -1;
+  while (fgets(line, sizeof(line), f))
+    if (strncmp(line, "VmRSS:", 6) == 0)
+      kib = strtol(line + 6, NULL, 10);
+  fclose(f);
+  return kib;
+}
+
+static void test_backpressure(void) {
+  enum { N = 400000 }; /* ~24 MB of IDENTIFY answers: over the 8 MiB cap */
+  static const uint8_t one[3] = {0x02, 0x08, 0x00}; /* IDENTIFY */
+  uint8_t *reqs = malloc((size_t)N * 3), *in = malloc(1u << 20);
+  size_t sent = 0, have = 0, answers = 0;
+  long rss0 = rss_kib(A.pid), rss_max = rss0;
+  int eof = 0;
+  double end = mono() + 60, t_pause;
+  cl c;
+  for (int i = 0; i < N; i++)
+    memcpy(reqs + 3 * i, one, 3);
+  cl_open(&c, A.sock);
+  fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK);
+  /* Phase 1: send, read nothing for a second. */
+  t_pause = mono() + 1;
+  while (mono() < t_pause && sent < (size_t)N * 3) {
+    ssize_t w = write(c.fd, reqs + sent, (size_t)N * 3 - sent);
+    if (w > 0)
+      sent += (size_t)w;
+    else
+      usleep(10000);
+    if (rss_kib(A.pid) > rss_max)
+      rss_max = rss_kib(A.pid);
+  }
+  ok(sent < (size_t)N * 3,
+     "a client that does not read is no longer read either (%zu of %d "
+     "requests taken)", sent / 3, N);
+  /* Phase 2: read everything, send the rest. */
+  while (answers < N && !eof && mono() < end) {
+    struct pollfd pf = {c.fd, POLLIN | (sent < (size_t)N * 3 ? POLLOUT : 0),
+                        0};
+    if (poll(&pf, 1, 500) <= 0)
+      continue;
+    if (pf.revents & POLLOUT) {
+      ssize_t w = write(c.fd, reqs + sent, (size_t)N * 3 - sent);
+      if (w > 0)
+        sent += (size_t)w;
+    }
+    if (pf.revents & (POLLIN | POLLHUP)) {
+      ssize_t r = read(c.fd, in + have, (1u << 20) - have);
+      size_t off = 0;
+      if (r == 0) {
+        eof = 1;
+        break;
+      }
+      if (r < 0)
+        continue;
+      have += (size_t)r;
+      for (;;) {
+        const uint8_t *m;
+        size_t ml;
+        np_ssize n = np_lp_parse(in + off, have - off, 1u << 20, &m, &ml);
+        if (n < 0)
+          break;
+        off += (size_t)n;
+        answers++;
+      }
+      memmove(in, in + off, have - off);
+      have -= off;
+    }
+  }
+  ok(!eof && answers == N,
+     "all %d answers arrive once it reads, on the same connection (%zu)", N,
+     answers);
+  ok(rss_max - rss0 < 32 * 1024,
+     "the host's memory stayed bounded meanwhile (+%ld KiB)", rss_max - rss0);
+  cl_close(&c);
+  free(reqs);
+  free(in);
 }
 
 /* ---- 8. a stream handler whose client has gone ------------------------------ */
@@ -864,6 +1012,7 @@ int main(void) {
     static void (*const tests[])(void) = {
         test_leave_while_waiting, test_lockout,   test_caps,
         test_oversized,           test_gone_handler, test_backlog,
+        test_backpressure,        test_dial_cap,
         test_callback_timeout,    test_small,     test_caps_names};
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
       tests[i]();
