@@ -592,7 +592,8 @@ static void unary_response(client *c, const uint8_t *id,
     if (u && u->has_error) {
       char msg[1024];
       size_t n = u->error.len < sizeof(msg) - 1 ? u->error.len : sizeof(msg) - 1;
-      memcpy(msg, u->error.data, n);
+      if (n) /* an empty bytes field has no data pointer */
+        memcpy(msg, u->error.data, n);
       msg[n] = '\0';
       np_call_fail(call, msg);
     } else {
