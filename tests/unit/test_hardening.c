@@ -831,8 +831,13 @@ static void test_backpressure(void) {
   ok(!eof && answers == N,
      "all %d answers arrive once it reads, on the same connection (%zu)", N,
      answers);
+#if defined(__SANITIZE_ADDRESS__)
+  /* ASan's quarantine keeps freed memory: RSS says nothing here. */
+  ok(1, "# SKIP RSS bound under ASan (+%ld KiB)", rss_max - rss0);
+#else
   ok(rss_max - rss0 < 32 * 1024,
      "the host's memory stayed bounded meanwhile (+%ld KiB)", rss_max - rss0);
+#endif
   cl_close(&c);
   free(reqs);
   free(in);
