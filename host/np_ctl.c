@@ -166,6 +166,8 @@ struct np_ctl {
   unsigned nprotos;  /* ugroups + sgroups */
   uint64_t next_id;
   np_ratelimit full_rl;
+  np_list refused;  /* turned-away connections lingering (struct turned) */
+  unsigned nrefused;
   np_list ugroups, sgroups;
 };
 
@@ -2083,6 +2085,42 @@ static void client_close(client *c, const char *why) {
     free(c); /* nothing can reference it once the stack unwinds */
 }
 
+/* A turned-away connection is kept open for a moment after its answer,
+ * reading and dropping what the client sends: closing at once would make
+ * the client's own request write fail (EPIPE) before it reads why. */
+#define TURNED_MAX 64
+#define TURNED_LINGER 1.0
+
+typedef struct turned {
+  np_list link;
+  np_ctl *ctl;
+  ev_io rw;
+  ev_timer t;
+} turned;
+
+static void turned_free(turned *t) {
+  ev_io_stop(EV(t->ctl), &t->rw);
+  ev_timer_stop(EV(t->ctl), &t->t);
+  close(t->rw.fd);
+  np_list_remove(&t->link);
+  t->ctl->nrefused--;
+  free(t);
+}
+
+static void turned_read(struct ev_loop *ev, ev_io *w, int revents) {
+  turned *t = np_container_of(w, turned, rw);
+  uint8_t buf[4096];
+  ssize_t n = recv(w->fd, buf, sizeof(buf), 0);
+  (void)ev, (void)revents;
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+    turned_free(t);
+}
+
+static void turned_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
+  (void)ev, (void)revents;
+  turned_free(np_container_of(w, turned, t));
+}
+
 /* Every slot is taken: say so in the protocol's own terms (an ERROR
  * Response, which p2pd clients print) and hang up. The answer is small
  * enough for any socket buffer; a client that cannot take it loses it. */
@@ -2105,7 +2143,21 @@ static void refuse_full(np_ctl *ctl, int fd, uint32_t max) {
   if (send(fd, buf, pre + n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
     /* nothing more to do: it is closed below either way */
   }
-  close(fd);
+  shutdown(fd, SHUT_WR);
+  {
+    turned *t = ctl->nrefused < TURNED_MAX ? calloc(1, sizeof(*t)) : NULL;
+    if (t == NULL) {
+      close(fd);
+    } else {
+      t->ctl = ctl;
+      ev_io_init(&t->rw, turned_read, fd, EV_READ);
+      ev_timer_init(&t->t, turned_timeout, TURNED_LINGER, 0.);
+      ev_io_start(EV(ctl), &t->rw);
+      ev_timer_start(EV(ctl), &t->t);
+      np_list_insert_tail(&ctl->refused, &t->link);
+      ctl->nrefused++;
+    }
+  }
   if (np_ratelimit_ok(&ctl->full_rl, 5, "ctl", "client-refused"))
     np_warn("ctl", "client-refused reason=\"more than %u clients\"",
             (unsigned)max);
@@ -2294,6 +2346,7 @@ int np_ctl_new(np_ctl **pc, np_host *h, char *err, size_t errlen) {
   np_list_init(&ctl->clients);
   np_list_init(&ctl->ugroups);
   np_list_init(&ctl->sgroups);
+  np_list_init(&ctl->refused);
   if (strncmp(addr, "/ip4/", 5) == 0 || strncmp(addr, "/ip6/", 5) == 0)
     rv = listen_tcp(ctl, addr, err, errlen);
   else
@@ -2313,6 +2366,8 @@ void np_ctl_del(np_ctl *ctl) {
   if (ctl == NULL)
     return;
   ev_io_stop(EV(ctl), &ctl->accept_w);
+  while (!np_list_empty(&ctl->refused))
+    turned_free(np_list_entry(ctl->refused.next, turned, link));
   while (!np_list_empty(&ctl->clients))
     client_close(np_list_entry(ctl->clients.next, client, link), NULL);
   while (!np_list_empty(&ctl->ugroups))

@@ -619,6 +619,21 @@ static void test_lockout(void) {
   if (r)
     np__p2pd__response__free_unpacked(r, NULL);
   cl_close(&extra);
+  {
+    char cmd[1600], out[512] = "";
+    FILE *f;
+    int st;
+    snprintf(cmd, sizeof(cmd), "'%s/host/natpeer-cli' --control /unix%s id 2>&1",
+             tu_builddir(), A.sock);
+    if ((f = popen(cmd, "r")) != NULL) {
+      size_t n = fread(out, 1, sizeof(out) - 1, f);
+      out[n] = '\0';
+      st = pclose(f);
+      ok(WIFEXITED(st) && WEXITSTATUS(st) == 1 &&
+             strstr(out, "too many control clients") != NULL,
+         "natpeer-cli id says so too, exit 1 (%s)", out);
+    }
+  }
   sleep_s(1.3);
   for (int i = 0; i < 15; i++) {
     uint8_t b;
