@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "np_err.h"
 #include "np_lp.h"
+#include "np_pb.h"
 #include "proto/p2pd.pb-c.h"
 
 #define CTL_MAX (1u << 16) /* smaller than the daemon's 4 MiB: same code */
@@ -24,9 +26,23 @@ static void repack(const ProtobufCMessage *m) {
 }
 
 /* Returns 1 when the connection turned persistent. */
+/* The NUL check walks the same bytes with the message's descriptor: any
+ * input, without reading past the end; a refusal names its field. */
+static void check_strings(const ProtobufCMessageDescriptor *d,
+                          const uint8_t *msg, size_t len) {
+  const char *field = NULL;
+  int rv = np_pb_check_strings(d, msg, len, &field);
+  if (rv == NP_EINVAL && field == NULL)
+    abort();
+  if (rv != 0 && rv != NP_EINVAL && rv != NP_EPROTO)
+    abort();
+}
+
 static int request(const uint8_t *msg, size_t len) {
-  Np__P2pd__Request *r = np__p2pd__request__unpack(NULL, len, msg);
+  Np__P2pd__Request *r;
   int upgrade = 0;
+  check_strings(&np__p2pd__request__descriptor, msg, len);
+  r = np__p2pd__request__unpack(NULL, len, msg);
   if (r == NULL)
     return 0; /* the server answers ERROR and closes */
   repack(&r->base);
@@ -54,8 +70,10 @@ static int request(const uint8_t *msg, size_t len) {
 }
 
 static void persistent(const uint8_t *msg, size_t len) {
-  Np__P2pd__PersistentConnectionRequest *p =
-      np__p2pd__persistent_connection_request__unpack(NULL, len, msg);
+  Np__P2pd__PersistentConnectionRequest *p;
+  check_strings(&np__p2pd__persistent_connection_request__descriptor, msg,
+                len);
+  p = np__p2pd__persistent_connection_request__unpack(NULL, len, msg);
   if (p == NULL)
     return;
   repack(&p->base);
