@@ -326,29 +326,31 @@ static const char *api_self_peer(np_plugin *p) {
   return p ? np_host_identity(p->pm->host)->id_str : NULL;
 }
 
+/* Named initializers: a member out of place cannot slip in unnoticed. */
 static const np_host_api api_table = {
-    sizeof(np_host_api),
-    NP_ABI_MAJOR,
-    NP_ABI_MINOR,
-    np_strerror,
-    api_log,
-    api_conf_get,
-    api_register_unary,
-    api_register_stream,
-    api_call_peer,
-    api_call_reply,
-    api_stream_write,
-    api_stream_close,
-    api_timer_start,
-    api_timer_stop,
+    .struct_size = sizeof(np_host_api),
+    .abi_major = NP_ABI_MAJOR,
+    .abi_minor = NP_ABI_MINOR,
+    /* 1.0 */
+    .strerror = np_strerror,
+    .log = api_log,
+    .conf_get = api_conf_get,
+    .register_unary = api_register_unary,
+    .register_stream = api_register_stream,
+    .call_peer = api_call_peer,
+    .call_reply = api_call_reply,
+    .stream_write = api_stream_write,
+    .stream_close = api_stream_close,
+    .timer_start = api_timer_start,
+    .timer_stop = api_timer_stop,
     /* 1.1 */
-    api_call_fail,
-    api_call,
-    api_self_peer,
-    api_stream_peer,
-    api_call_on_cancel,
-    api_open_stream,
-    api_stream_set_ud,
+    .call_fail = api_call_fail,
+    .call = api_call,
+    .self_peer = api_self_peer,
+    .stream_peer = api_stream_peer,
+    .call_on_cancel = api_call_on_cancel,
+    .open_stream = api_open_stream,
+    .stream_set_ud = api_stream_set_ud,
 };
 
 const np_host_api *np_plugin_api(void) { return &api_table; }

@@ -5,6 +5,11 @@
  * never change type or meaning. A plugin built against an older minor keeps
  * loading; a plugin that needs a newer member checks it with NP_HAS().
  *
+ * For natpeer's developers: every release that appends members bumps
+ * NP_ABI_MINOR once and freezes a copy of this header as
+ * tests/plugins/abi_1_N/natpeer/plugin.h; test_abi then checks that each
+ * member of every frozen copy keeps its offset and size here.
+ *
  * A plugin never links against the host: everything it may call arrives in
  * the np_host_api table handed to its init. All callbacks run on the host's
  * single event-loop thread; a plugin needs no locking.
@@ -63,8 +68,8 @@ typedef struct np_timer np_timer;   /* stopped by the host on unload */
 
 /* An incoming unary request. |req| is borrowed for the call of this function;
  * answer exactly once, now or later, with api->call_reply or
- * api->call_fail. If the caller goes away first, on_cancel (if registered
- * through register_unary2) runs and |c| must not be used afterwards. */
+ * api->call_fail. If the caller goes away first, the callback set with
+ * api->call_on_cancel (if any) runs and |c| must not be used afterwards. */
 typedef void (*np_unary_cb)(np_call *c, const uint8_t *req, size_t len,
                             void *ud);
 /* Completion of an outgoing call: err == 0 and the response, or err < 0
@@ -161,7 +166,7 @@ typedef struct np_plugin_desc {
   int (*init)(np_plugin *p, const np_host_api *api, void **plugin_ud);
   void (*shutdown)(np_plugin *p, void *plugin_ud); /* skipped if init failed */
   /* ABI 1.1 */
-  const char *description; /* one line, shown by natpeer-cli; may be NULL */
+  const char *description; /* one line, logged at load; may be NULL */
 } np_plugin_desc;
 
 #define NP_PLUGIN_ENTRY_SYMBOL "np_plugin_entry"
