@@ -17,9 +17,11 @@
 static void usage(FILE *f) {
   fprintf(f,
           "Usage: natpeer-host [--config FILE] [OPTION]...\n"
-          "Run a natpeer host: a libp2p peer (QUIC, Kademlia DHT, NAT "
-          "traversal)\n"
-          "whose protocol handlers are plugins.\n"
+          "Run a natpeer host: a libp2p peer (QUIC with libp2p TLS, "
+          "identify, ping,\n"
+          "unary calls and raw streams) whose protocol handlers are "
+          "plugins, driven\n"
+          "through a p2pd-compatible control socket.\n"
           "\n"
           "  -c, --config FILE     read FILE (INI; every key is documented in\n"
           "                        " NP_SYSCONFDIR "/natpeer.ini); without it,\n"
@@ -67,6 +69,14 @@ static void call_done(void *ud, int err, const uint8_t *data, size_t len) {
     c->rc = 1;
   }
   np_host_stop(c->h);
+}
+
+static void print_unbuilt(const char *section, const char *name, int line,
+                          void *ud) {
+  fprintf(stderr,
+          "%s:%d: [%s] %s: warning: ignored, [%s] is not built yet in this "
+          "version\n",
+          (const char *)ud, line, section, name, section);
 }
 
 int main(int argc, char **argv) {
@@ -146,10 +156,14 @@ int main(int argc, char **argv) {
   np_log_set_level(level >= 0 ? level : conf->host.log_level);
   np_log_set_timestamps(conf->host.log_timestamps);
   if (check) {
+    /* Valid, but say what this build will ignore, in the errors' form. */
+    np_conf_foreach_set(conf, NP_KEY_UNBUILT, print_unbuilt, (void *)config);
     printf("%s: ok\n", config ? config : "(built-in defaults)");
     np_conf_del(conf);
     return 0;
   }
+
+  np_host_conf_warnings(conf);
 
   /* 2. Identity. */
   rv = np_identity_load(&id, conf->host.identity_file, &created, err,

@@ -266,6 +266,8 @@ static void free_fields(np_conf *c) {
   c->n_psec = 0;
   free(c->path);
   c->path = NULL;
+  free(c->key_line);
+  c->key_line = NULL;
 }
 
 void np_conf_del(np_conf *c) {
@@ -864,6 +866,12 @@ int np_conf_load_string(np_conf **pc, const char *name, const char *text,
     rv = p.failed ? NP_EINVAL : rv < 0 ? NP_ENOMEM : 0;
     if (rv == 0)
       rv = finish(&p);
+    if (rv == 0) {
+      if ((c->key_line = calloc(NKEYS, sizeof(int))) == NULL)
+        rv = NP_ENOMEM;
+      else
+        memcpy(c->key_line, p.seen, sizeof(p.seen));
+    }
   }
   free(line_buf_dir);
   if (rv == 0 && name && (c->path = strdup(name)) == NULL)
@@ -874,6 +882,84 @@ int np_conf_load_string(np_conf **pc, const char *name, const char *text,
   }
   *pc = c;
   return 0;
+}
+
+/* ---- key flags ------------------------------------------------------------ */
+
+static unsigned flags_of(const key *k) {
+  static const char *const unbuilt[] = {"bootstrap", "dht", "nat", "relay"};
+  static const char *const restart[] = {
+      "host.identity_file", "host.listen",         "host.announce",
+      "host.control",       "host.control_group",  "host.control_allow_remote",
+      "host.data_dir",      "limits.max_connections",
+      "limits.max_streams_per_conn", "limits.idle_timeout", "limits.max_peers"};
+  char full[96];
+  unsigned f = 0;
+  for (size_t i = 0; i < NP_ARRAY_LEN(unbuilt); i++)
+    if (strcmp(k->section, unbuilt[i]) == 0)
+      f |= NP_KEY_UNBUILT;
+  snprintf(full, sizeof(full), "%s.%s", k->section, k->name);
+  for (size_t i = 0; i < NP_ARRAY_LEN(restart); i++)
+    if (strcmp(full, restart[i]) == 0)
+      f |= NP_KEY_RESTART;
+  return f;
+}
+
+unsigned np_conf_key_flags(const char *section, const char *name) {
+  for (size_t i = 0; i < NKEYS; i++)
+    if (strcmp(keys[i].section, section) == 0 &&
+        strcmp(keys[i].name, name) == 0)
+      return flags_of(&keys[i]);
+  return 0;
+}
+
+void np_conf_foreach_set(const np_conf *c, unsigned flag, np_conf_key_fn fn,
+                         void *ud) {
+  for (size_t i = 0; i < NKEYS; i++)
+    if ((flags_of(&keys[i]) & flag) && c->key_line && c->key_line[i])
+      fn(keys[i].section, keys[i].name, c->key_line[i], ud);
+}
+
+static int str_eq(const char *a, const char *b) {
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static int value_eq(const key *k, const np_conf *a, const np_conf *b) {
+  const void *x = (const char *)a + k->off, *y = (const char *)b + k->off;
+  switch (k->k) {
+  case K_STR:
+  case K_PATH:
+  case K_CONTROL:
+    return str_eq(*(char *const *)x, *(char *const *)y);
+  case K_LISTEN:
+  case K_MADDRS:
+  case K_PEERS:
+  case K_NAMES:
+  case K_PATHS: {
+    const np_strv *u = x, *v = y;
+    if (u->n != v->n)
+      return 0;
+    for (size_t i = 0; i < u->n; i++)
+      if (!str_eq(u->v[i], v->v[i]))
+        return 0;
+    return 1;
+  }
+  case K_U32:
+    return *(const uint32_t *)x == *(const uint32_t *)y;
+  case K_SIZE:
+  case K_MS:
+    return *(const uint64_t *)x == *(const uint64_t *)y;
+  default: /* the enums and booleans are ints */
+    return *(const int *)x == *(const int *)y;
+  }
+}
+
+void np_conf_foreach_changed(const np_conf *a, const np_conf *b,
+                             unsigned flag, np_conf_key_fn fn, void *ud) {
+  for (size_t i = 0; i < NKEYS; i++)
+    if ((flags_of(&keys[i]) & flag) && !value_eq(&keys[i], a, b))
+      fn(keys[i].section, keys[i].name, b->key_line ? b->key_line[i] : 0,
+         ud);
 }
 
 int np_conf_load(np_conf **pc, const char *path, char *err, size_t errlen) {

@@ -95,7 +95,24 @@ typedef struct np_conf {
   } plugins;
   np_conf_plugin *psec;
   size_t n_psec;
+  int *key_line; /* per key of the table: line that set it, 0 = default */
 } np_conf;
+
+/* What a key is: read only at start (a reload leaves the running value),
+ * or for a feature this build does not have yet (accepted so that a config
+ * written for a later version loads, but it does nothing). */
+enum np_conf_key_flags { NP_KEY_RESTART = 1, NP_KEY_UNBUILT = 2 };
+typedef void (*np_conf_key_fn)(const char *section, const char *name,
+                               int line, void *ud);
+/* |fn| for each key with |flag| that |c|'s file sets. */
+void np_conf_foreach_set(const np_conf *c, unsigned flag, np_conf_key_fn fn,
+                         void *ud);
+/* |fn| for each key with |flag| whose value differs between |a| and |b|
+ * (|line|: where |b| sets it, 0 if |b| leaves the default). */
+void np_conf_foreach_changed(const np_conf *a, const np_conf *b,
+                             unsigned flag, np_conf_key_fn fn, void *ud);
+/* The flags of [section] name (0 for plugin sections and unknown keys). */
+unsigned np_conf_key_flags(const char *section, const char *name);
 
 /* np_conf_defaults fills |c| with the built-in defaults (documented in
  * etc/natpeer.ini). Returns 0 or NP_ENOMEM. */

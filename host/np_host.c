@@ -201,6 +201,28 @@ void np_host_del(np_host *h) {
   free(h);
 }
 
+static void say_needs_restart(const char *section, const char *name, int line,
+                              void *ud) {
+  const np_conf *c = ud;
+  np_warn("host",
+          "reload-not-applied key=[%s] %s file=%s line=%d reason=\"read only "
+          "at start: restart to apply\"",
+          section, name, c->path ? c->path : "-", line);
+}
+
+static void say_unbuilt(const char *section, const char *name, int line,
+                        void *ud) {
+  const np_conf *c = ud;
+  np_warn("conf",
+          "key-ignored key=[%s] %s file=%s line=%d reason=\"[%s] is not built "
+          "yet in this version\"",
+          section, name, c->path ? c->path : "-", line, section);
+}
+
+void np_host_conf_warnings(const np_conf *c) {
+  np_conf_foreach_set(c, NP_KEY_UNBUILT, say_unbuilt, (void *)c);
+}
+
 int np_host_reload(np_host *h) {
   char err[1024];
   np_conf *nc = NULL;
@@ -220,12 +242,12 @@ int np_host_reload(np_host *h) {
   }
   if (rv != 0)
     return rv;
-  /* Keys that need a restart keep their running value, said once. */
-  if (strcmp(nc->host.identity_file, h->conf->host.identity_file) != 0)
-    np_warn("host", "reload-ignored key=host.identity_file (restart to "
-                    "change the identity)");
+  /* Keys read only at start keep their running value, each said once. */
+  np_conf_foreach_changed(h->conf, nc, NP_KEY_RESTART, say_needs_restart,
+                          nc);
   np_conf_del(h->conf);
   h->conf = nc;
+  np_host_conf_warnings(nc);
   np_log_set_level(nc->host.log_level);
   np_log_set_timestamps(nc->host.log_timestamps);
   if (h->plugins == NULL)

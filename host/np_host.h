@@ -39,6 +39,9 @@ void np_host_del(np_host *h);
  * error logged; on success it replaces the running one and the plugin
  * folder is re-scanned. Returns 0 or the error. */
 int np_host_reload(np_host *h);
+/* Log a warning for each key of |c| that this build ignores (a feature
+ * not built yet). main() calls it at start, reload on SIGHUP. */
+void np_host_conf_warnings(const np_conf *c);
 
 np_loop *np_host_loop(np_host *h);
 const np_conf *np_host_conf(const np_host *h);

@@ -51,6 +51,17 @@ check "a bad config is rejected on SIGHUP" wait_for "$T/log" "reload-rejected er
 check "the host keeps running on the old config" kill -0 $pid
 cp "$T/host.ini.good" "$T/host.ini"
 
+# Keys read only at start are named on SIGHUP, not silently ignored; keys
+# of features not built yet are warned about.
+printf '[limits]\nmax_connections = 7\nmax_message = 2M\n[dht]\nmode = client\n' >>"$T/host.ini"
+kill -HUP $pid
+check "a changed restart-only key is named on SIGHUP" \
+  wait_for "$T/log" "reload-not-applied key=[limits] max_connections file=$T/host.ini line=10"
+check "a key that applies live is not" sh -c '! grep -q "reload-not-applied key=\[limits\] max_message" "$1"' _ "$T/log"
+check "a key of a feature not built yet is warned about" \
+  wait_for "$T/log" "key-ignored key=[dht] mode file=$T/host.ini line=13"
+cp "$T/host.ini.good" "$T/host.ini"
+
 start=$(date +%s%N)
 kill -TERM $pid
 i=0; while kill -0 $pid 2>/dev/null && [ $i -lt 60 ]; do sleep 0.05; i=$((i + 1)); done

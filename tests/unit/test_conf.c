@@ -235,6 +235,79 @@ static void test_sample(void) {
   free(text);
 }
 
+/* The sample marks exactly the keys that a reload cannot apply with
+ * "(restart)", and exactly the sections not built yet. */
+static void test_sample_marks(void) {
+  char path[1024], line[512], sec[64] = "";
+  int marked = 0, unbuilt_sec = 0, bad = 0, n = 0;
+  FILE *f;
+  snprintf(path, sizeof(path), "%s/etc/natpeer.ini", tu_srcdir());
+  if ((f = fopen(path, "r")) == NULL) {
+    ok(0, "etc/natpeer.ini readable");
+    return;
+  }
+  while (fgets(line, sizeof(line), f)) {
+    char key[64];
+    if (sscanf(line, "[%63[^]]]", sec) == 1) {
+      marked = 0;
+      unbuilt_sec = 0;
+      continue;
+    }
+    if (strstr(line, "NOT BUILT YET"))
+      unbuilt_sec = 1;
+    if (line[0] == ';' && sscanf(line, ";%63[a-z_] =", key) == 1 &&
+        strstr(line, " =") != NULL) {
+      unsigned fl = np_conf_key_flags(sec, key);
+      if (!!(fl & NP_KEY_RESTART) != marked ||
+          !!(fl & NP_KEY_UNBUILT) != unbuilt_sec) {
+        printf("# [%s] %s: restart %d/%d, not built %d/%d (flag/sample)\n",
+               sec, key, !!(fl & NP_KEY_RESTART), marked,
+               !!(fl & NP_KEY_UNBUILT), unbuilt_sec);
+        bad++;
+      }
+      n++;
+      marked = 0;
+    } else if (line[0] == ';' && strstr(line, "(restart)")) {
+      marked = 1;
+    }
+  }
+  fclose(f);
+  ok(n > 40 && bad == 0,
+     "the sample's (restart) and NOT BUILT YET marks match the key flags "
+     "(%d keys)", n);
+}
+
+static void collect(const char *section, const char *name, int line,
+                    void *ud) {
+  char *out = ud;
+  size_t l = strlen(out);
+  snprintf(out + l, 512 - l, "%s.%s@%d ", section, name, line);
+}
+
+static void test_flags(void) {
+  np_conf *a = load("[host]\nlog_level = warn\n[dht]\nmode = server\n"
+                    "[limits]\nmax_connections = 10\nmax_message = 1M\n");
+  np_conf *b = load("[limits]\nmax_connections = 20\nmax_message = 2M\n"
+                    "[relay]\nservice = on\n");
+  char out[512] = "";
+  if (a == NULL || b == NULL) {
+    ok(0, "flag test configs parse (%s)", err);
+    np_conf_del(a);
+    np_conf_del(b);
+    return;
+  }
+  np_conf_foreach_set(a, NP_KEY_UNBUILT, collect, out);
+  is_str(out, "dht.mode@4 ", "keys of features not built yet are found with "
+                             "their line");
+  out[0] = '\0';
+  np_conf_foreach_changed(a, b, NP_KEY_RESTART, collect, out);
+  is_str(out, "limits.max_connections@2 ",
+         "a reload finds the changed keys that need a restart (not "
+         "max_message, which applies live)");
+  np_conf_del(a);
+  np_conf_del(b);
+}
+
 int main(void) {
   np_log_set_level(NP_LOG_ERROR);
   test_defaults();
@@ -242,5 +315,7 @@ int main(void) {
   test_long_line();
   test_errors();
   test_sample();
+  test_sample_marks();
+  test_flags();
   return done_testing();
 }
