@@ -273,6 +273,24 @@ static inline int send_call_to(cl *c, const np_peerid *peer,
   return psend(c, &pr);
 }
 
+/* CONNECT to |peer| at one binary multiaddr; sends only. */
+static inline int cl_send_connect(cl *c, const np_peerid *peer,
+                                  const uint8_t *addr, size_t alen,
+                                  int64_t timeout) {
+  Np__P2pd__Request rq = NP__P2PD__REQUEST__INIT;
+  Np__P2pd__ConnectRequest cr = NP__P2PD__CONNECT_REQUEST__INIT;
+  ProtobufCBinaryData ad = {alen, (uint8_t *)addr};
+  cr.peer.data = (uint8_t *)peer->bytes;
+  cr.peer.len = peer->len;
+  cr.n_addrs = 1;
+  cr.addrs = &ad;
+  cr.has_timeout = 1;
+  cr.timeout = timeout;
+  rq.type = NP__P2PD__REQUEST__TYPE__CONNECT;
+  rq.connect = &cr;
+  return cl_send_req(c, &rq);
+}
+
 /* ---- a natpeer-host child process ---------------------------------------- */
 
 typedef struct th {

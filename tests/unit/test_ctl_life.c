@@ -301,18 +301,7 @@ static int send_type(cl *c, int type) {
 
 static int send_connect(cl *c, const np_peerid *peer, const uint8_t *addr,
                         size_t alen, int64_t timeout) {
-  Np__P2pd__Request rq = NP__P2PD__REQUEST__INIT;
-  Np__P2pd__ConnectRequest cr = NP__P2PD__CONNECT_REQUEST__INIT;
-  ProtobufCBinaryData ad = {alen, (uint8_t *)addr};
-  cr.peer.data = (uint8_t *)peer->bytes;
-  cr.peer.len = peer->len;
-  cr.n_addrs = 1;
-  cr.addrs = &ad;
-  cr.has_timeout = 1;
-  cr.timeout = timeout;
-  rq.type = NP__P2PD__REQUEST__TYPE__CONNECT;
-  rq.connect = &cr;
-  return cl_send_req(c, &rq);
+  return cl_send_connect(c, peer, addr, alen, timeout);
 }
 
 static int send_stream_open(cl *c, const np_peerid *peer, const char *proto,
@@ -376,21 +365,9 @@ static int send_np(cl *c, int type, const np_peerid *peer, int64_t tmo_ms) {
 
 static int p_send_call(cl *c, const np_peerid *peer, const char *proto,
                        const uint8_t *data, size_t len) {
-  Np__P2pd__PersistentConnectionRequest pr =
-      NP__P2PD__PERSISTENT_CONNECTION_REQUEST__INIT;
-  Np__P2pd__CallUnaryRequest cu = NP__P2PD__CALL_UNARY_REQUEST__INIT;
   uint8_t id[16];
   uuid4(id);
-  pr.callid.data = id;
-  pr.callid.len = 16;
-  cu.peer.data = (uint8_t *)peer->bytes;
-  cu.peer.len = peer->len;
-  cu.proto = (char *)proto;
-  cu.data.data = (uint8_t *)data;
-  cu.data.len = len;
-  pr.message_case = NP__P2PD__PERSISTENT_CONNECTION_REQUEST__MESSAGE_CALL_UNARY;
-  pr.callunary = &cu;
-  return psend(c, &pr);
+  return send_call_to(c, peer, id, proto, data, len);
 }
 
 static int p_send_add(cl *c, const char *proto) {

@@ -103,22 +103,16 @@ static int send_req(cl *c, Np__P2pd__Request *rq) {
 
 static int connect_req(cl *c, const np_peerid *peer, const uint8_t *addr,
                        size_t alen, int timeout, int wait) {
-  Np__P2pd__Request rq = NP__P2PD__REQUEST__INIT;
-  Np__P2pd__ConnectRequest cr = NP__P2PD__CONNECT_REQUEST__INIT;
-  ProtobufCBinaryData a = {alen, (uint8_t *)addr};
+  const uint8_t *m;
+  size_t ml;
   Np__P2pd__Response *r;
   int rv;
-  rq.type = NP__P2PD__REQUEST__TYPE__CONNECT;
-  cr.peer.data = (uint8_t *)peer->bytes;
-  cr.peer.len = peer->len;
-  cr.n_addrs = 1;
-  cr.addrs = &a;
-  cr.has_timeout = 1;
-  cr.timeout = timeout;
-  rq.connect = &cr;
+  if (cl_send_connect(c, peer, addr, alen, timeout) != 0)
+    return -100;
   if (!wait)
-    return send_req(c, &rq);
-  if ((r = request(c, &rq)) == NULL)
+    return 0;
+  if (cl_recv(c, &m, &ml, 5) != 0 ||
+      (r = np__p2pd__response__unpack(NULL, ml, m)) == NULL)
     return -100;
   rv = r->type == NP__P2PD__RESPONSE__TYPE__OK ? 0 : -1;
   if (rv)
