@@ -154,12 +154,8 @@ int np_call_dispatch_id(np_host *host, const np_handler *h,
     free(c);
     return NP_ENOMEM;
   }
-  if (np_loop_defer(np_host_loop(host), run_handler, c) != 0) {
-    set_del(c);
-    free(c->req);
-    free(c);
-    return NP_ENOMEM;
-  }
+  np_defer_init(&c->run, run_handler, c);
+  np_loop_post(np_host_loop(host), &c->run);
   np_host_calls_add(host, +1);
   np_list_insert_tail(owner_list, &c->owner_link);
   if (pc)

@@ -8,6 +8,7 @@
 
 #include "natpeer/plugin.h"
 #include "np_list.h"
+#include "np_loop.h"
 #include "np_peerid.h"
 #include "np_proto.h"
 
@@ -40,6 +41,7 @@ struct np_call {
   int state;
   uint8_t call_id[16]; /* the caller's callId when it sent one (unary wire
                           format), else random: control clients see it */
+  np_defer run; /* hands the call to its handler on the next loop turn */
 };
 
 /* Hand |req| (copied) to unary handler |h| on the next loop turn. The call

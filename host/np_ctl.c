@@ -152,6 +152,7 @@ struct client {
   uint8_t *pend; /* client bytes the stream refused (buffer full) */
   size_t pend_len;
   uint64_t id;
+  np_defer freeing; /* frees a closed client on the next turn */
 };
 
 struct np_ctl {
@@ -2081,8 +2082,8 @@ static void client_close(client *c, const char *why) {
   np_list_remove(&c->link);
   if (!c->is_cb)
     ctl->nclients--;
-  if (np_loop_defer(np_host_loop(ctl->h), client_free, c) != 0)
-    free(c); /* nothing can reference it once the stack unwinds */
+  np_defer_init(&c->freeing, client_free, c);
+  np_loop_post(np_host_loop(ctl->h), &c->freeing);
 }
 
 /* A turned-away connection is kept open for a moment after its answer,

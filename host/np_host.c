@@ -43,6 +43,7 @@ struct np_outgoing {
   int err;
   uint8_t *resp;
   size_t len;
+  np_defer deliver;
 };
 
 np_loop *np_host_loop(np_host *h) { return h->loop; }
@@ -302,11 +303,8 @@ static void out_complete(void *ud, int err, const uint8_t *data, size_t len) {
   o->state = OUT_DELIVERING;
   /* The answer may arrive from inside the callee's handler: deliver it on
    * the next turn so the caller never runs inside someone else's stack. */
-  if (np_loop_defer(o->h->loop, out_deliver, o) != 0) {
-    o->done(o->ud, o->err, o->resp, o->len);
-    free(o->resp);
-    free(o);
-  }
+  np_defer_init(&o->deliver, out_deliver, o);
+  np_loop_post(o->h->loop, &o->deliver);
 }
 
 int np_host_call(np_host *h, const char *peer, const char *proto,

@@ -10,7 +10,7 @@
  * Work triggered inside ngtcp2 callbacks or by the upper layer is queued
  * (connection marked dirty) and done by flush_dirty(): from an ev_prepare
  * watcher before the loop sleeps, or at the end of our own I/O and timer
- * callbacks. Connections are freed on a later loop turn (np_loop_defer), so
+ * callbacks. Connections are freed on a later loop turn (np_loop_post), so
  * no callback ever runs on freed memory. */
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
@@ -147,9 +147,6 @@ struct np_qconn {
   uint32_t close_rx;
 };
 
-typedef struct reaper {
-  np_quic *q; /* NULL once np_quic_del has run */
-} reaper;
 
 typedef union ctlbuf {
   struct cmsghdr align;
@@ -172,7 +169,7 @@ struct np_quic {
   int deleting;
   ev_prepare prep;
   ev_idle idle;
-  reaper *reaper;
+  np_defer reap; /* frees the dead connections on the next turn */
   uint8_t reset_secret[32];
   /* destination CID -> connection */
   cid_ent **tab;
@@ -956,12 +953,7 @@ static void conn_destroy(np_qconn *c) {
 }
 
 static void reap_cb(void *arg) {
-  reaper *r = arg;
-  np_quic *q = r->q;
-  free(r);
-  if (q == NULL)
-    return; /* np_quic_del freed everything already */
-  q->reaper = NULL;
+  np_quic *q = arg;
   while (!np_list_empty(&q->dead))
     conn_destroy(np_list_entry(q->dead.next, np_qconn, link));
 }
@@ -975,17 +967,8 @@ static void conn_bury(np_qconn *c) {
   conn_unlink(c);
   np_list_remove(&c->link);
   np_list_insert_tail(&q->dead, &c->link);
-  if (q->reaper == NULL && !q->deleting) {
-    reaper *r = malloc(sizeof(*r));
-    if (r == NULL)
-      return; /* stays on q->dead until the next bury or np_quic_del */
-    r->q = q;
-    if (np_loop_defer(q->loop, reap_cb, r) != 0) {
-      free(r);
-      return;
-    }
-    q->reaper = r;
-  }
+  if (!q->deleting)
+    np_loop_post(q->loop, &q->reap);
 }
 
 /* Delivers the final callbacks of |c| (streams first), once. */
@@ -1822,6 +1805,7 @@ int np_quic_new(np_quic **pq, np_loop *loop, np_tls *tls,
   if (cbs != NULL)
     q->cbs = *cbs;
   q->loop = loop;
+  np_defer_init(&q->reap, reap_cb, q);
   q->ev = np_loop_ev(loop);
   q->tls = tls;
   q->ud = ud;
@@ -1871,8 +1855,7 @@ void np_quic_del(np_quic *q) {
     conn_destroy(np_list_entry(q->conns.next, np_qconn, link));
   while (!np_list_empty(&q->dead))
     conn_destroy(np_list_entry(q->dead.next, np_qconn, link));
-  if (q->reaper != NULL)
-    q->reaper->q = NULL;
+  np_loop_cancel(q->loop, &q->reap);
   while (!np_list_empty(&q->socks))
     sock_close(np_list_entry(q->socks.next, qsock, link));
   free(q->tab);

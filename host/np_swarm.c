@@ -69,7 +69,7 @@ struct np_swarm {
   uint8_t record[NP_IDENTIFY_MSG_OUT]; /* our signed peer record, sealed
                                           once per address change */
   size_t record_len;
-  struct push_token *push; /* an identify/push round is scheduled */
+  np_defer push; /* an identify/push round on the next turn */
   ev_timer liveness;        /* probes connections with calls waiting */
   int closing;
 };
@@ -147,7 +147,8 @@ struct op {
   int timer_on;
   sstream *st;
   int done; /* completion queued or delivered */
-  int queued; /* op_deliver is queued: it frees the op */
+  int queued; /* op_deliver is queued (or ran): it frees the op */
+  np_defer deliver;
   /* completions */
   np_net_done_fn done_cb;
   np_net_stream_fn stream_cb;
@@ -953,6 +954,7 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
 /* ---- ops ----------------------------------------------------------------------- */
 
 static void op_free(op *o) {
+  np_loop_cancel(np_host_loop(o->sw->h), &o->deliver);
   if (o->timer_on)
     ev_timer_stop(EV(o->sw), &o->timer);
   np_list_remove(&o->link);
@@ -1029,8 +1031,8 @@ static void op_finish(op *o, int err) {
     return;
   }
   o->queued = 1;
-  if (np_loop_defer(np_host_loop(o->sw->h), op_deliver, o) != 0)
-    op_deliver(o);
+  np_defer_init(&o->deliver, op_deliver, o);
+  np_loop_post(np_host_loop(o->sw->h), &o->deliver);
 }
 
 static void op_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
@@ -1332,21 +1334,10 @@ static void sconn_init(sconn *c, np_swarm *sw) {
 
 static op *op_new(np_swarm *sw, int kind, const np_peerid *peer);
 
-/* The deferred push holds this, not the swarm: np_swarm_del may run
- * before it does and then clears |sw|. */
-typedef struct push_token {
-  np_swarm *sw;
-} push_token;
-
 /* Tell every connected peer our protocols changed (identify/push). */
 static void push_all(void *arg) {
-  push_token *t = arg;
-  np_swarm *sw = t->sw;
+  np_swarm *sw = arg;
   np_list *it;
-  free(t);
-  if (sw == NULL)
-    return;
-  sw->push = NULL;
   if (sw->closing)
     return;
   for (it = sw->conns.next; it != &sw->conns; it = it->next) {
@@ -1364,14 +1355,8 @@ static void protocols_changed(void *ud) {
   np_swarm *sw = ud;
   /* Coalesce a burst of changes (a plugin registering several names, a
    * reload) into one push per peer on the next loop turn. */
-  push_token *t;
-  if (sw->push || sw->closing || (t = malloc(sizeof(*t))) == NULL)
-    return;
-  t->sw = sw;
-  if (np_loop_defer(np_host_loop(sw->h), push_all, t) == 0)
-    sw->push = t;
-  else
-    free(t);
+  if (!sw->closing)
+    np_loop_post(np_host_loop(sw->h), &sw->push);
 }
 
 static op *op_new(np_swarm *sw, int kind, const np_peerid *peer) {
@@ -1762,6 +1747,7 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   if (sw == NULL)
     return NP_ENOMEM;
   sw->h = h;
+  np_defer_init(&sw->push, push_all, sw);
   sw->record_seq = (uint64_t)ev_time() * 1000000u;
   np_list_init(&sw->conns);
   np_list_init(&sw->dials);
@@ -1805,8 +1791,7 @@ void np_swarm_del(np_swarm *sw) {
   if (sw == NULL)
     return;
   sw->closing = 1;
-  if (sw->push)
-    sw->push->sw = NULL;
+  np_loop_cancel(np_host_loop(sw->h), &sw->push);
   np_proto_table_set_notify(np_host_protos(sw->h), NULL, NULL);
   ev_timer_stop(EV(sw), &sw->liveness);
   np_host_set_net(sw->h, NULL, NULL);
