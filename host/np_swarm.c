@@ -149,6 +149,7 @@ struct op {
   int done; /* completion queued or delivered */
   int queued; /* op_deliver is queued (or ran): it frees the op */
   np_defer deliver;
+  np_loop *loop; /* outlives the swarm */
   /* completions */
   np_net_done_fn done_cb;
   np_net_stream_fn stream_cb;
@@ -954,7 +955,9 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
 /* ---- ops ----------------------------------------------------------------------- */
 
 static void op_free(op *o) {
-  np_loop_cancel(np_host_loop(o->sw->h), &o->deliver);
+  /* Not through o->sw: a delivery queued before np_swarm_del runs after
+   * the swarm is gone. */
+  np_loop_cancel(o->loop, &o->deliver);
   if (o->timer_on)
     ev_timer_stop(EV(o->sw), &o->timer);
   np_list_remove(&o->link);
@@ -1032,7 +1035,7 @@ static void op_finish(op *o, int err) {
   }
   o->queued = 1;
   np_defer_init(&o->deliver, op_deliver, o);
-  np_loop_post(np_host_loop(o->sw->h), &o->deliver);
+  np_loop_post(o->loop, &o->deliver);
 }
 
 static void op_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
@@ -1363,6 +1366,7 @@ static op *op_new(np_swarm *sw, int kind, const np_peerid *peer) {
   op *o = calloc(1, sizeof(*o));
   if (o == NULL)
     return NULL;
+  o->loop = np_host_loop(sw->h);
   o->sw = sw;
   o->kind = kind;
   o->peer = *peer;
