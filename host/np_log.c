@@ -111,7 +111,13 @@ int np_ratelimit_ok(np_ratelimit *r, unsigned burst, const char *subsys,
     r->dropped = 0;
   }
   if (r->n >= burst) {
-    r->dropped++;
+    /* Say at once that lines are being left out; how many, at the first
+     * line of a later second. */
+    if (r->dropped++ == 0)
+      np_log(NP_LOG_INFO, subsys,
+             "log-limited event=%s budget=%u/s (further lines this second "
+             "are counted, not logged)",
+             event, burst);
     return 0;
   }
   r->n++;

@@ -937,6 +937,46 @@ static void test_backlog(void) {
   close(l);
 }
 
+/* ---- 10. unauthenticated senders cannot flood the log ------------------------- */
+
+/* Forged QUIC v1 Initials (valid long header, random payload) from one
+ * socket: each starts a handshake that fails. The log keeps to its budget
+ * (20 lines a second) plus a count of what it dropped. */
+static void test_log_flood(void) {
+  const char *a = strstr(A.addr, "/udp/");
+  struct sockaddr_in sin;
+  int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), sent = 0, lines;
+  uint8_t pkt[1200];
+  double t0 = mono(), secs;
+  int before = th_log_count(&A, "handshake-failed");
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sin.sin_port = htons((uint16_t)(a ? atoi(a + 5) : 0));
+  for (int i = 0; i < 5000; i++) {
+    np_crypto_random(pkt, sizeof(pkt));
+    pkt[0] = 0xc3; /* long header, Initial, 4-byte packet number */
+    memcpy(pkt + 1, "\x00\x00\x00\x01\x08", 5); /* v1, DCID length 8 */
+    pkt[14] = 8;                                  /* SCID length */
+    pkt[23] = 0;                                  /* no token */
+    pkt[24] = 0x44, pkt[25] = 0x9e;               /* length 1182 */
+    if (sendto(u, pkt, sizeof(pkt), 0, (struct sockaddr *)&sin,
+               sizeof(sin)) == (ssize_t)sizeof(pkt))
+      sent++;
+    if (i % 200 == 199)
+      usleep(5000);
+  }
+  sleep_s(1.5);
+  secs = mono() - t0;
+  lines = th_log_count(&A, "handshake-failed") - before;
+  ok(sent == 5000 && lines <= 20 * ((int)secs + 2),
+     "5000 forged Initials in %.1f s give %d handshake-failed lines", secs,
+     lines);
+  ok(th_log_count(&A, "log-limited event=handshake-failed") >= 1,
+     "and a line saying the rest are left out");
+  close(u);
+}
+
 /* ---- 10. small ones ------------------------------------------------------------ */
 
 static void test_small(void) {
@@ -1026,7 +1066,7 @@ int main(void) {
     static void (*const tests[])(void) = {
         test_leave_while_waiting, test_lockout,   test_caps,
         test_oversized,           test_gone_handler, test_backlog,
-        test_backpressure,        test_dial_cap,
+        test_backpressure,        test_dial_cap,  test_log_flood,
         test_callback_timeout,    test_small,     test_caps_names};
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
       tests[i]();
