@@ -25,7 +25,7 @@ struct np_noise {
   np_noise_cs tx, rx;
   uint8_t *payload; /* our encoded handshake payload */
   size_t payload_len;
-  int has_expected, has_remote;
+  int has_expected;
   np_peerid expected, remote;
   char **mux_local, **mux_remote;
   size_t nlocal, nremote;
@@ -324,7 +324,6 @@ static int check_payload(np_noise *n, const uint8_t *p, size_t len) {
     n->nremote = cnt;
   }
   n->remote = id;
-  n->has_remote = 1;
   rv = 0;
 out:
   np__noise__noise_handshake_payload__free_unpacked(pl, NULL);
@@ -390,12 +389,12 @@ void np_noise_output_drain(np_noise *n, size_t len) {
     n->ooff = n->olen = 0;
 }
 
-int np_noise_done(const np_noise *n) { return n->done && !n->err; }
+int np_noise_done(const np_noise *n) { return n->done; }
 
 int np_noise_error(const np_noise *n) { return n->err; }
 
 int np_noise_remote(const np_noise *n, np_peerid *out) {
-  if (!n->has_remote || n->err)
+  if (!n->done)
     return NP_ENOENT;
   if (out != NULL)
     *out = n->remote;

@@ -76,15 +76,15 @@ size_t np_noise_output(np_noise *n, const uint8_t **out);
 /* The first |len| bytes of the output were sent (len is clamped). */
 void np_noise_output_drain(np_noise *n, size_t len);
 
-/* 1 once the handshake has completed (the remote is authenticated), else 0. */
+/* 1 once the handshake has completed (the remote is authenticated), else 0;
+ * it stays 1 after a transport error (see np_noise_error). */
 int np_noise_done(const np_noise *n);
 /* The sticky error, or 0. */
 int np_noise_error(const np_noise *n);
 
-/* The authenticated remote peer ID. Returns 0, or NP_ENOENT before the
- * peer's payload was verified. The responder knows it one message before
- * the handshake completes on its side (message 3); the initiator after
- * message 2. */
+/* The authenticated remote peer ID. Returns 0 once the handshake is done
+ * (initiator: after message 2, responder: after message 3), else
+ * NP_ENOENT. A later transport failure does not erase it. */
 int np_noise_remote(const np_noise *n, np_peerid *out);
 
 /* The remote's stream_muxers (at most NP_NOISE_MUXERS_MAX entries, in its
