@@ -27,13 +27,12 @@
 #include "np_tls.h"
 #include "np_err.h"
 #include "np_log.h"
+#include "np_pubkey.h"
 
 #define SUB "tls"
 #define HANDSHAKE_PREFIX "libp2p-tls-handshake:"
 #define HANDSHAKE_PREFIX_LEN (sizeof(HANDSHAKE_PREFIX) - 1)
 #define SPKI_MAX 2048    /* RSA-8192 SPKI is ~1.1 KB */
-#define HOSTKEY_MAX 1200 /* PublicKey.Data: RSA-8192 SPKI */
-#define HOSTSIG_MAX 1100 /* RSA-8192 signature is 1024 bytes */
 #define OWN_CERT_MAX 1024
 #define WHY_MAX 200
 
@@ -41,9 +40,6 @@
 static const uint8_t libp2p_oid[] = {0x2b, 0x06, 0x01, 0x04, 0x01,
                                      0x83, 0xa2, 0x5a, 0x01, 0x01};
 static const char libp2p_oid_str[] = "1.3.6.1.4.1.53594.1.1";
-
-/* PublicKey.Type (peer-ids.md) */
-enum { KEY_RSA = 0, KEY_ED25519 = 1, KEY_SECP256K1 = 2, KEY_ECDSA = 3 };
 
 /* Certificates that passed check_cert, by SHA-256 of their DER: a peer
  * presents the same certificate on every connection of its lifetime, and
@@ -316,120 +312,7 @@ static int wolf_check(const uint8_t *buf, size_t len, const cert_parts *cp,
   return out;
 }
 
-/* ---- the host key and its signature ------------------------------------- */
-
-/* PublicKey protobuf, as the peer ID hashes it: field 1 (varint type), then
- * field 2 (bytes), nothing else. */
-static int parse_pubkey_pb(const der *pb, int *type, der *data) {
-  const uint8_t *p = pb->p;
-  size_t n = pb->n, len;
-  if (n < 4 || p[0] != 0x08 || p[1] > 0x7f || p[2] != 0x12)
-    return NP_EPROTO;
-  *type = p[1];
-  if (p[3] < 0x80) {
-    len = p[3];
-    p += 4;
-    n -= 4;
-  } else {
-    if (n < 5 || p[4] == 0 || p[4] > 0x7f)
-      return NP_EPROTO; /* non-minimal or over 16 KiB */
-    len = (size_t)(p[3] & 0x7f) | ((size_t)p[4] << 7);
-    p += 5;
-    n -= 5;
-  }
-  if (len != n)
-    return NP_EPROTO;
-  data->p = p;
-  data->n = n;
-  return 0;
-}
-
-static int ecdsa_verify_sha256(ecc_key *k, const uint8_t *msg, size_t len,
-                               const der *sig) {
-  uint8_t hash[WC_SHA256_DIGEST_SIZE];
-  int res = 0;
-  if (wc_Sha256Hash(msg, (word32)len, hash) != 0 ||
-      wc_ecc_verify_hash(sig->p, (word32)sig->n, hash, sizeof(hash), &res, k) !=
-          0)
-    return NP_ECRYPTO;
-  return res == 1 ? 0 : NP_ECRYPTO;
-}
-
-static int host_verify(int type, const der *key, const der *sig,
-                       const uint8_t *msg, size_t msglen, const char **why) {
-  int rv = NP_ECRYPTO;
-  word32 idx = 0;
-  *why = "bad host key signature";
-  if (key->n > HOSTKEY_MAX || sig->n > HOSTSIG_MAX) {
-    *why = "host key or signature too large";
-    return NP_ELIMIT;
-  }
-  switch (type) {
-  case KEY_ED25519:
-    if (key->n != ED25519_PUB_KEY_SIZE) {
-      *why = "bad Ed25519 host key";
-      return NP_EPROTO;
-    } else {
-      ed25519_key k;
-      int res = 0;
-      if (wc_ed25519_init(&k) != 0)
-        return NP_ENOMEM;
-      if (sig->n == ED25519_SIG_SIZE &&
-          wc_ed25519_import_public(key->p, (word32)key->n, &k) == 0 &&
-          wc_ed25519_verify_msg(sig->p, (word32)sig->n, msg, (word32)msglen,
-                                &res, &k) == 0 &&
-          res == 1)
-        rv = 0;
-      wc_ed25519_free(&k);
-    }
-    return rv;
-  case KEY_SECP256K1:
-  case KEY_ECDSA: {
-    ecc_key k;
-    int ok;
-    if (wc_ecc_init(&k) != 0)
-      return NP_ENOMEM;
-    if (type == KEY_SECP256K1)
-      ok = key->n == 33 &&
-           wc_ecc_import_x963_ex(key->p, 33, &k, ECC_SECP256K1) == 0;
-    else
-      ok = wc_EccPublicKeyDecode(key->p, &idx, &k, (word32)key->n) == 0 &&
-           idx == key->n;
-    if (!ok) {
-      *why = "bad ECDSA host key";
-      rv = NP_EPROTO;
-    } else {
-      rv = ecdsa_verify_sha256(&k, msg, msglen, sig);
-    }
-    wc_ecc_free(&k);
-    return rv;
-  }
-  case KEY_RSA: {
-    RsaKey k;
-    int bits;
-    if (wc_InitRsaKey(&k, NULL) != 0)
-      return NP_ENOMEM;
-    if (wc_RsaPublicKeyDecode(key->p, &idx, &k, (word32)key->n) != 0 ||
-        idx != key->n) {
-      *why = "bad RSA host key";
-      rv = NP_EPROTO;
-    } else if ((bits = wc_RsaEncryptSize(&k) * 8) < 2048 || bits > 8192) {
-      *why = "RSA host key size outside 2048..8192 bits";
-      rv = NP_ENOTSUP;
-    } else if (wc_SignatureVerify(WC_HASH_TYPE_SHA256,
-                                  WC_SIGNATURE_TYPE_RSA_W_ENC, msg,
-                                  (word32)msglen, sig->p, (word32)sig->n, &k,
-                                  sizeof(k)) == 0) {
-      rv = 0;
-    }
-    wc_FreeRsaKey(&k);
-    return rv;
-  }
-  default:
-    *why = "unsupported host key type";
-    return NP_ENOTSUP;
-  }
-}
+/* ---- the host key and its signature: np_pubkey.c ---------------------- */
 
 static int check_cert(const uint8_t *buf, size_t len, int64_t now,
                       np_peerid *id, const char **why, int64_t *not_before,
@@ -457,11 +340,11 @@ static int check_cert(const uint8_t *buf, size_t len, int64_t now,
       der_expect(&sk, 0x04, &pk, NULL) || der_expect(&sk, 0x04, &sig, NULL) ||
       sk.n != 0)
     return NP_EPROTO;
-  if (parse_pubkey_pb(&pk, &type, &key) != 0) {
+  if (np_pubkey_parse(pk.p, pk.n, &type, &key.p, &key.n) != 0) {
     *why = "malformed host public key";
     return NP_EPROTO;
   }
-  if (type > KEY_ECDSA) {
+  if (type > NP_KEY_ECDSA) {
     *why = "unsupported host key type";
     return NP_ENOTSUP;
   }
@@ -470,7 +353,8 @@ static int check_cert(const uint8_t *buf, size_t len, int64_t now,
   memcpy(msg, HANDSHAKE_PREFIX, HANDSHAKE_PREFIX_LEN);
   memcpy(msg + HANDSHAKE_PREFIX_LEN, cp.spki.p, cp.spki.n);
   rv =
-      host_verify(type, &key, &sig, msg, HANDSHAKE_PREFIX_LEN + cp.spki.n, why);
+      np_pubkey_verify_raw(type, key.p, key.n, msg,
+                           HANDSHAKE_PREFIX_LEN + cp.spki.n, sig.p, sig.n, why);
   if (rv != 0)
     return rv;
   if (np_peerid_from_pubkey(&tmp, pk.p, pk.n) != 0) {
