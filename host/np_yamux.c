@@ -36,10 +36,10 @@ struct np_yamux_stream {
   int paused;
   int dead, silent, close_err;
   uint32_t send_window;
-  /* Receive side: recv_avail + unconsumed + credit == window. */
+  /* Receive side: recv_avail + held.len + unconsumed + credit == window. */
   uint32_t window;     /* what we let the peer have in flight */
   uint32_t recv_avail; /* the peer may still send this much */
-  size_t unconsumed;   /* delivered (or held) but not consumed */
+  size_t unconsumed;   /* delivered to on_data but not consumed */
   size_t credit;       /* consumed, not yet returned to the peer */
   uint64_t epoch;      /* time of the last window update (auto-tuning) */
   bytes held;          /* data that arrived while paused */
@@ -317,6 +317,7 @@ static void flush_stream(np_yamux_stream *st) {
      * later must queue behind nothing. */
     bytes b = st->held;
     memset(&st->held, 0, sizeof(st->held));
+    st->unconsumed += b.len;
     if (s->cbs.on_data)
       s->cbs.on_data(st, b.p + b.off, b.len, s->ud, st->ud);
     bytes_free(&b);
@@ -524,9 +525,9 @@ static int send_update(np_yamux_stream *st, uint64_t now) {
 
 static void deliver(np_yamux_stream *st, const uint8_t *data, size_t n) {
   np_yamux *s = st->s;
-  st->unconsumed += n;
   if (st->paused || st->held.len > 0) {
-    /* Bounded: held <= unconsumed <= window, enforced at the header. */
+    /* Bounded by the window, enforced at the header. Held bytes are not
+     * the application's to consume until delivered. */
     if (reserve(&st->held, n) < 0) {
       fail(s, NP_ENOMEM);
       return;
@@ -535,6 +536,7 @@ static void deliver(np_yamux_stream *st, const uint8_t *data, size_t n) {
     st->held.len += n;
     return;
   }
+  st->unconsumed += n;
   if (s->cbs.on_data)
     s->cbs.on_data(st, data, n, s->ud, st->ud);
 }
@@ -888,5 +890,5 @@ uint32_t np_yamux_stream_send_window(const np_yamux_stream *st) {
   return st->send_window;
 }
 size_t np_yamux_stream_unconsumed(const np_yamux_stream *st) {
-  return st->unconsumed;
+  return st->unconsumed + st->held.len;
 }

@@ -162,7 +162,8 @@ int np_yamux_close_write(np_yamux_stream *st);
 /* Abort |st| (RST to the peer). on_close(NP_ECANCELED) follows, possibly
  * before this returns; do not use |st| afterwards. */
 void np_yamux_reset(np_yamux_stream *st);
-/* The application is done with |n| more bytes delivered by on_data; the
+/* The application is done with |n| more bytes delivered by on_data (held
+ * bytes of a paused stream do not count until delivered); the
  * credit goes back to the peer in batches of half a window. |now_ms| drives
  * auto-tuning: with a known RTT, a window refilled within 2 RTT doubles
  * (up to max_window). Returns 0, NP_EINVAL (more than delivered) or the

@@ -706,6 +706,8 @@ static void test_pause(void) {
   ok(r->rx_total == 1 && r->fin == 0, "paused: no data, no FIN delivered");
   is_int(np_yamux_stream_unconsumed(r->st), sizeof(buf) + 0,
          "held bytes count as unconsumed");
+  is_int(np_yamux_consumed(r->st, 1, 0), NP_EINVAL,
+         "held bytes cannot be consumed before they are delivered");
   np_yamux_pause(r->st, 0);
   ok(r->rx_total == 1 + sizeof(buf) && r->fin == 1,
      "resume delivers held data, then FIN");
