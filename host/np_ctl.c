@@ -823,7 +823,9 @@ static void splice_start(client *c, np_stream *s) {
   c->mode = M_SPLICE;
   c->stream = s;
   np_stream_set_cbs(s, &splice_cbs, c);
-  c->out_max = SPLICE_HIGH * 4;
+  /* Pausing the stream stops the sender after at most one stream window
+   * (np_quic: up to half of recv_window_max, 8 MiB), still delivered. */
+  c->out_max = SPLICE_HIGH + (16u << 20);
 }
 
 static void splice_from_client(client *c, const uint8_t *data, size_t len) {

@@ -105,7 +105,8 @@ struct np_qstream {
   int close_err; /* for SE_CLOSED */
   unsigned remote : 1, announced : 1, fin_req : 1, fin_sent : 1, fc_blocked : 1,
       want_writable : 1, write_shut : 1, reset_req : 1, app_done : 1,
-      ng_closed : 1;
+      ng_closed : 1, paused : 1;
+  uint64_t uncredited; /* delivered while paused: stream window withheld */
 };
 
 struct np_qconn {
@@ -741,8 +742,14 @@ static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags,
   np_qstream *s = sud;
   np_quic *q = c->q;
   (void)offset;
-  /* Delivered bytes are consumed: credit the windows back right away. */
-  ngtcp2_conn_extend_max_stream_offset(conn, stream_id, datalen);
+  /* Delivered bytes are consumed: credit the windows back right away,
+   * except the stream's own while its reader is paused (back-pressure: the
+   * sender stops once the stream window is used up). The connection
+   * window is credited regardless, so other streams keep flowing. */
+  if (s != NULL && s->paused)
+    s->uncredited += datalen;
+  else
+    ngtcp2_conn_extend_max_stream_offset(conn, stream_id, datalen);
   ngtcp2_conn_extend_max_offset(conn, datalen);
   if (s == NULL || s->reset_req || s->app_done || !s->announced ||
       c->close_req || !c->up_done)
@@ -2109,6 +2116,17 @@ void np_quic_stream_reset(np_qstream *s, uint64_t app_error) {
   s->reset_code = app_error;
   np_list_remove(&s->slink);
   stream_event(s, SE_RESET);
+}
+
+void np_quic_stream_pause(np_qstream *s, int paused) {
+  np_qconn *c = s->c;
+  s->paused = paused ? 1 : 0;
+  if (paused || s->uncredited == 0 || s->app_done || c->conn == NULL ||
+      c->state >= ST_CLOSING)
+    return;
+  ngtcp2_conn_extend_max_stream_offset(c->conn, s->id, s->uncredited);
+  s->uncredited = 0;
+  conn_mark(c); /* MAX_STREAM_DATA goes out with the next write */
 }
 
 np_qconn *np_quic_stream_conn(const np_qstream *s) { return s->c; }

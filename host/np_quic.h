@@ -185,6 +185,10 @@ int np_quic_stream_shutdown(np_qstream *s);
  * never from inside this call; no stream_data arrives any more. */
 void np_quic_stream_reset(np_qstream *s, uint64_t app_error);
 
+/* Stop (1) or resume (0) crediting |s|'s receive window: data already in
+ * flight is still delivered, at most one window of it, then the sender
+ * waits. Resuming credits what was delivered meanwhile. */
+void np_quic_stream_pause(np_qstream *s, int paused);
 np_qconn *np_quic_stream_conn(const np_qstream *s);
 int64_t np_quic_stream_id(const np_qstream *s);
 void np_quic_stream_set_ud(np_qstream *s, void *ud);

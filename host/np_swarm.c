@@ -382,10 +382,9 @@ static void app_reset(np_stream *s) {
 }
 
 static void app_pause(np_stream *s, int paused) {
-  /* np_quic credits the receive window as data is delivered; the receiver
-   * bounds what it buffers (the control socket closes a client that does
-   * not keep up). */
-  (void)s, (void)paused;
+  sstream *st = s->impl;
+  if (st && st->kind == S_APP)
+    np_quic_stream_pause(st->qs, paused);
 }
 
 static const np_stream_ops app_ops = {app_write, app_close, app_reset,

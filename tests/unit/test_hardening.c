@@ -937,6 +937,99 @@ static void test_backlog(void) {
   close(l);
 }
 
+/* ---- a slow reader slows the sender, end to end -------------------------------- */
+
+/* 64 MiB from a callback socket on A, through A's stream handler, QUIC, and
+ * B's control socket to a client of B that takes 1 MiB every 20 ms. Each hop
+ * must hold back instead of buffering or dropping: B pauses the QUIC stream
+ * (its window is withheld), A's stream stops taking writes, A stops reading
+ * the callback socket, and our writes there block. */
+static void test_slow_reader(void) {
+  enum { TOTAL = 64 << 20, CHUNK = 1 << 20 };
+  char path[700], err[256];
+  uint8_t addr[NP_MADDR_MAX], *wbuf = malloc(CHUNK), *rbuf = malloc(CHUNK);
+  size_t alen, wrote = 0, got = 0;
+  char *p1[1] = {"bp.source"};
+  int l, src = -1, intact = 1;
+  long rss0 = rss_kib(B.pid), rss_max = rss0;
+  double end, next_read;
+  cl c, b;
+  snprintf(path, sizeof(path), "%s/bp.sock", dir);
+  l = listen_unix_at(path, 8);
+  alen = unix_addr(path, addr, sizeof(addr));
+  cl_open(&c, A.sock);
+  is_int(stream_handler(&c, addr, alen, p1, 1, 0, err, sizeof(err)), 0,
+         "a client of A serves bp.source from its callback socket");
+  cl_close(&c);
+  cl_open(&b, B.sock);
+  stream_open_send(&b, &A.id, "bp.source");
+  {
+    struct pollfd pf = {l, POLLIN, 0};
+    if (poll(&pf, 1, 5000) == 1)
+      src = accept(l, NULL, NULL);
+  }
+  is_int(stream_open_answer(&b, err, sizeof(err)), 0,
+         "a client of B opens it (%s)", err);
+  if (src >= 0) { /* the StreamInfo A sends first */
+    uint8_t si[2048];
+    struct pollfd pf = {src, POLLIN, 0};
+    if (poll(&pf, 1, 2000) == 1 && read(src, si, sizeof(si)) <= 0)
+      src = -1;
+    fcntl(src, F_SETFL, fcntl(src, F_GETFL) | O_NONBLOCK);
+  }
+  ok(src >= 0, "A dialed the callback socket");
+  end = mono() + 60;
+  next_read = mono();
+  while (got < TOTAL && mono() < end && intact && src >= 0) {
+    struct pollfd pf[2] = {{src, wrote < TOTAL ? POLLOUT : 0, 0},
+                           {b.fd, POLLIN, 0}};
+    int reading = mono() >= next_read;
+    poll(pf, reading ? 2 : 1, reading ? 100 : 5);
+    if (wrote < TOTAL && (pf[0].revents & POLLOUT)) {
+      size_t n = TOTAL - wrote < CHUNK ? TOTAL - wrote : CHUNK;
+      ssize_t w;
+      for (size_t i = 0; i < n; i++)
+        wbuf[i] = (uint8_t)((wrote + i) * 31 + 7);
+      if ((w = write(src, wbuf, n)) > 0)
+        wrote += (size_t)w;
+    }
+    if (wrote == TOTAL && src >= 0) {
+      shutdown(src, SHUT_WR);
+    }
+    if (reading && (pf[1].revents & (POLLIN | POLLHUP))) {
+      /* A slow consumer: one 1 MiB message, then 20 ms of "work". */
+      ssize_t r = cl_read_raw(&b, rbuf, CHUNK, 2);
+      if (r <= 0)
+        break;
+      for (ssize_t i = 0; i < r; i++)
+        if (rbuf[i] != (uint8_t)((got + (size_t)i) * 31 + 7))
+          intact = 0;
+      got += (size_t)r;
+      next_read = mono() + 0.02;
+      if (rss_kib(B.pid) > rss_max)
+        rss_max = rss_kib(B.pid);
+    }
+  }
+  ok(got == TOTAL && intact,
+     "all 64 MiB arrive, in order, at a client reading 1 MiB per 20 ms "
+     "(%zu bytes)", got);
+  ok(th_alive(&A) && th_alive(&B) && th_log_count(&B, "does not read") == 0,
+     "nobody was disconnected for being slow");
+#if defined(__SANITIZE_ADDRESS__)
+  ok(1, "# SKIP RSS bound under ASan (+%ld KiB)", rss_max - rss0);
+#else
+  ok(rss_max - rss0 < 40 * 1024,
+     "B's memory stayed bounded by the windows (+%ld KiB for 64 MiB)",
+     rss_max - rss0);
+#endif
+  cl_close(&b);
+  if (src >= 0)
+    close(src);
+  close(l);
+  free(wbuf);
+  free(rbuf);
+}
+
 /* ---- 10. unauthenticated senders cannot flood the log ------------------------- */
 
 /* Forged QUIC v1 Initials (valid long header, random payload) from one
@@ -1067,6 +1160,7 @@ int main(void) {
         test_leave_while_waiting, test_lockout,   test_caps,
         test_oversized,           test_gone_handler, test_backlog,
         test_backpressure,        test_dial_cap,  test_log_flood,
+        test_slow_reader,
         test_callback_timeout,    test_small,     test_caps_names};
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
       tests[i]();
