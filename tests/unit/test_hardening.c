@@ -1046,7 +1046,7 @@ static void test_log_flood(void) {
   sin.sin_family = AF_INET;
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   sin.sin_port = htons((uint16_t)(a ? atoi(a + 5) : 0));
-  for (int i = 0; i < 5000; i++) {
+  for (int i = 0; i < 3000; i++) {
     np_crypto_random(pkt, sizeof(pkt));
     pkt[0] = 0xc3; /* long header, Initial, 4-byte packet number */
     memcpy(pkt + 1, "\x00\x00\x00\x01\x08", 5); /* v1, DCID length 8 */
@@ -1060,10 +1060,14 @@ static void test_log_flood(void) {
       usleep(5000);
   }
   sleep_s(1.5);
+  /* A sanitizer build on a loaded machine may still be working through
+   * the burst: let it catch up (bounded) before counting and going on. */
+  for (int i = 0; i < 60 && !host_ok(&A); i++)
+    sleep_s(0.5);
   secs = mono() - t0;
   lines = th_log_count(&A, "handshake-failed") - before;
-  ok(sent == 5000 && lines <= 20 * ((int)secs + 2),
-     "5000 forged Initials in %.1f s give %d handshake-failed lines", secs,
+  ok(sent == 3000 && lines <= 20 * ((int)secs + 2),
+     "3000 forged Initials in %.1f s give %d handshake-failed lines", secs,
      lines);
   ok(th_log_count(&A, "log-limited event=handshake-failed") >= 1,
      "and a line saying the rest are left out");
