@@ -322,6 +322,16 @@ static void api_stream_set_ud(np_stream *s, void *ud) {
     s->ud = ud;
 }
 
+static void api_stream_pause(np_stream *s, int paused) {
+  if (s && !s->closed && s->ops && s->ops->pause)
+    s->ops->pause(s, paused ? 1 : 0);
+}
+
+static void api_stream_reset(np_stream *s) {
+  if (s && !s->closed && s->ops)
+    s->ops->reset(s);
+}
+
 static const char *api_self_peer(np_plugin *p) {
   return p ? np_host_identity(p->pm->host)->id_str : NULL;
 }
@@ -351,6 +361,9 @@ static const np_host_api api_table = {
     .call_on_cancel = api_call_on_cancel,
     .open_stream = api_open_stream,
     .stream_set_ud = api_stream_set_ud,
+    /* 1.2 */
+    .stream_pause = api_stream_pause,
+    .stream_reset = api_stream_reset,
 };
 
 const np_host_api *np_plugin_api(void) { return &api_table; }

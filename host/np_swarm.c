@@ -134,7 +134,25 @@ struct sstream {
    * op that asked may be gone before the answer comes. */
   char *protos[NP_MSS_MAX_PROPOSALS];
   size_t nprotos;
+  /* S_APP paused by its receiver: what arrives meanwhile (at most the
+   * stream window, which np_quic withholds) is held here and delivered on
+   * the turn after it resumes. */
+  int app_paused;
+  uint8_t *held;
+  size_t held_len, held_cap;
+  int held_fin;
+  /* The QUIC stream ended cleanly while bytes were still held: |qs| is
+   * gone, the stream left its connection's list, and it closes (err) once
+   * the receiver has taken them. Data that arrived is never dropped
+   * because the reader was slow. */
+  int draining, drain_err;
+  np_defer resume;
+  np_loop *loop; /* outlives the connection and the swarm */
 };
+
+/* More than this held for a paused stream means the remote ignored flow
+ * control (np_quic's stream window is at most half of recv_window_max). */
+#define HELD_MAX ((size_t)32 << 20)
 
 struct op {
   np_list link;  /* in sw->ops */
@@ -362,7 +380,7 @@ static void st_send_mss(sstream *st) {
 
 static int app_write(np_stream *s, const uint8_t *data, size_t len) {
   sstream *st = s->impl;
-  if (st == NULL || st->kind != S_APP)
+  if (st == NULL || st->kind != S_APP || st->draining)
     return NP_ECLOSED;
   if (st->obuf) /* earlier bytes still queued: keep order */
     return NP_ELIMIT;
@@ -371,20 +389,86 @@ static int app_write(np_stream *s, const uint8_t *data, size_t len) {
 
 static void app_close(np_stream *s) {
   sstream *st = s->impl;
-  if (st && st->kind == S_APP)
+  if (st && st->kind == S_APP && !st->draining)
     st_send(st, NULL, 0, 1);
 }
 
 static void app_reset(np_stream *s) {
   sstream *st = s->impl;
-  if (st && st->kind == S_APP)
-    np_quic_stream_reset(st->qs, 0);
+  if (st == NULL || st->kind != S_APP)
+    return;
+  if (st->draining) { /* drop what is held; close on the next turn */
+    st->held_len = 0;
+    st->held_fin = 0;
+    st->app_paused = 0;
+    st->drain_err = NP_ECANCELED;
+    np_loop_post(st->loop, &st->resume);
+    return;
+  }
+  np_quic_stream_reset(st->qs, 0);
 }
 
 static void app_pause(np_stream *s, int paused) {
   sstream *st = s->impl;
-  if (st && st->kind == S_APP)
+  if (st == NULL || st->kind != S_APP || st->app_paused == !!paused)
+    return;
+  st->app_paused = !!paused;
+  if (!st->draining)
     np_quic_stream_pause(st->qs, paused);
+  if (!paused && (st->held_len || st->held_fin || st->draining))
+    np_loop_post(st->loop, &st->resume);
+}
+
+static void st_detach(sstream *st, int err);
+static void st_free(sstream *st);
+
+/* The receiver resumed: hand it what was held, then the FIN if one came. */
+static void app_resume(void *arg) {
+  sstream *st = arg;
+  uint8_t *held = st->held;
+  size_t len = st->held_len;
+  int fin = st->held_fin;
+  np_stream *s = st->app;
+  if (st->kind != S_APP || s == NULL || st->app_paused)
+    return;
+  st->held = NULL;
+  st->held_len = st->held_cap = 0;
+  st->held_fin = 0;
+  if (len && s->cbs.on_data)
+    s->cbs.on_data(s, held, len, s->ud);
+  free(held);
+  if (fin && st->app && st->app->cbs.on_data)
+    st->app->cbs.on_data(st->app, NULL, 0, st->app->ud);
+  /* Everything held is out (the receiver may have paused again meanwhile:
+   * it got all of it in that call): a draining stream closes now. */
+  if (st->draining && st->held_len == 0 && !st->held_fin) {
+    st_detach(st, st->drain_err);
+    st_free(st);
+  }
+}
+
+/* Keep |len| bytes (and the FIN) for a paused or still-draining stream.
+ * 0, or NP_ELIMIT/NP_ENOMEM: the stream is reset. */
+static int app_hold(sstream *st, const uint8_t *data, size_t len, int fin) {
+  if (len) {
+    if (st->held_len + len > HELD_MAX)
+      return NP_ELIMIT;
+    if (st->held_len + len > st->held_cap) {
+      size_t cap = st->held_cap ? st->held_cap : 16384;
+      uint8_t *n;
+      while (cap < st->held_len + len)
+        cap *= 2;
+      if ((n = realloc(st->held, cap)) == NULL)
+        return NP_ENOMEM;
+      st->held = n;
+      st->held_cap = cap;
+    }
+    memcpy(st->held + st->held_len, data, len);
+    st->held_len += len;
+  }
+  if (fin)
+    st->held_fin = 1;
+  return 0;
 }
 
 static const np_stream_ops app_ops = {app_write, app_close, app_reset,
@@ -416,6 +500,8 @@ static void st_free(sstream *st) {
     np_lp_free(&st->rd);
   if (st->idf_init)
     np_identify_free(&st->idf);
+  np_loop_cancel(st->loop, &st->resume);
+  free(st->held);
   free(st->obuf);
   free(st);
 }
@@ -459,6 +545,8 @@ static sstream *st_new(sconn *c, np_qstream *qs, int kind) {
   st->c = c;
   st->qs = qs;
   st->kind = kind;
+  st->loop = np_host_loop(c->sw->h);
+  np_defer_init(&st->resume, app_resume, st);
   np_list_insert_tail(&c->streams, &st->link);
   np_quic_stream_set_ud(qs, st);
   return st;
@@ -939,6 +1027,20 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
         return;
       }
       s = st->app;
+    }
+    if (st->app_paused || st->held_len || st->held_fin) {
+      /* Paused, or held bytes not yet delivered: keep the order. */
+      int rv = app_hold(st, data, len, fin);
+      if (rv != 0) {
+        np_info("swarm",
+                "stream-reset peer=%s reason=\"paused stream over %zu "
+                "bytes: the remote ignores flow control\"",
+                st->c->peer_str, HELD_MAX);
+        st_detach(st, rv);
+        st->kind = S_DEAD;
+        np_quic_stream_reset(st->qs, 0);
+      }
+      return;
     }
     if (len && s && s->cbs.on_data)
       s->cbs.on_data(s, data, len, s->ud);
@@ -1505,8 +1607,20 @@ static void q_stream_close(np_qstream *qs, int err, void *ud) {
   c = st->c;
   if (c->close_err && err == NP_ECANCELED)
     err = c->close_err;
-  st_detach(st, err);
-  st_free(st);
+  if (err == 0 && st->kind == S_APP && st->app &&
+      (st->held_len || st->held_fin)) {
+    /* Cleanly finished, but the receiver is paused on bytes we hold. */
+    st->draining = 1;
+    st->drain_err = 0;
+    st->qs = NULL;
+    np_list_remove(&st->link);
+    np_list_init(&st->link);
+    if (!st->app_paused)
+      np_loop_post(st->loop, &st->resume);
+  } else {
+    st_detach(st, err);
+    st_free(st);
+  }
   if (!np_list_empty(&c->swait))
     swait_retry(c);
 }

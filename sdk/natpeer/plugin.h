@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define NP_ABI_MAJOR 1 /* bumped only if an existing member changes meaning */
-#define NP_ABI_MINOR 1 /* bumped each time members are appended */
+#define NP_ABI_MINOR 2 /* bumped each time members are appended */
 
 /* Error codes: 0 is success, failures are these negative numbers. Never
  * renumbered; new codes are appended. api->strerror() names each. */
@@ -150,6 +150,16 @@ typedef struct np_host_api {
                      const np_stream_cbs *cbs, void *ud);
   /* Replace the |ud| handed to |s|'s later callbacks (per-stream state). */
   void (*stream_set_ud)(np_stream *s, void *ud);
+  /* ABI 1.2 -- guard with NP_HAS(api, member) */
+  /* Stop (1) or resume (0) on_data for |s| (back-pressure: e.g. when
+   * stream_write says NP_ELIMIT, pause until on_writable). While paused the
+   * host holds what is already in flight and withholds flow-control
+   * credit, so the remote stops after one window; on resume the held
+   * bytes (and a FIN) come first, on a later loop turn. */
+  void (*stream_pause)(np_stream *s, int paused);
+  /* Abort |s| in both directions: the remote sees a reset; on_close
+   * follows. */
+  void (*stream_reset)(np_stream *s);
 } np_host_api;
 
 /* Nonzero when the running host's table is long enough to hold member M. */

@@ -1030,6 +1030,58 @@ static void test_slow_reader(void) {
   free(rbuf);
 }
 
+/* A plugin's stream under the same pressure: B's client writes 16 MiB to
+ * A's echo plugin and reads the echo slowly. echo pauses its stream when
+ * its writes are refused (ABI 1.2 stream_pause) instead of giving up. */
+static void test_echo_slow(void) {
+  enum { TOTAL = 16 << 20, CHUNK = 256 << 10 };
+  uint8_t *wbuf = malloc(CHUNK), *rbuf = malloc(CHUNK);
+  size_t wrote = 0, got = 0;
+  int intact = 1;
+  double end = mono() + 60, next_read = mono();
+  char err[256];
+  cl b;
+  cl_open(&b, B.sock);
+  stream_open_send(&b, &A.id, "/natpeer/echo/1.0.0");
+  is_int(stream_open_answer(&b, err, sizeof(err)), 0,
+         "a client of B opens A's echo stream (%s)", err);
+  fcntl(b.fd, F_SETFL, fcntl(b.fd, F_GETFL) | O_NONBLOCK);
+  while (got < TOTAL && mono() < end && intact) {
+    int reading = mono() >= next_read;
+    struct pollfd pf = {b.fd, (short)((wrote < TOTAL ? POLLOUT : 0) |
+                                      (reading ? POLLIN : 0)),
+                        0};
+    poll(&pf, 1, 5);
+    if (wrote < TOTAL && (pf.revents & POLLOUT)) {
+      size_t n = TOTAL - wrote < CHUNK ? TOTAL - wrote : CHUNK;
+      ssize_t w;
+      for (size_t i = 0; i < n; i++)
+        wbuf[i] = (uint8_t)((wrote + i) * 13 + 1);
+      if ((w = write(b.fd, wbuf, n)) > 0)
+        wrote += (size_t)w;
+      if (wrote == TOTAL)
+        shutdown(b.fd, SHUT_WR);
+    }
+    if (reading && (pf.revents & (POLLIN | POLLHUP))) {
+      ssize_t r = cl_read_raw(&b, rbuf, CHUNK, 0.5);
+      if (r == 0)
+        break; /* EOF before the end: the echo gave up */
+      for (ssize_t i = 0; i < r; i++)
+        if (rbuf[i] != (uint8_t)((got + (size_t)i) * 13 + 1))
+          intact = 0;
+      if (r > 0)
+        got += (size_t)r;
+      next_read = mono() + 0.01; /* 256 KiB per 10 ms at most */
+    }
+  }
+  ok(got == TOTAL && intact,
+     "16 MiB echoed back whole to a client that reads slowly (%zu bytes)",
+     got);
+  cl_close(&b);
+  free(wbuf);
+  free(rbuf);
+}
+
 /* ---- 10. unauthenticated senders cannot flood the log ------------------------- */
 
 /* Forged QUIC v1 Initials (valid long header, random payload) from one
@@ -1164,7 +1216,7 @@ int main(void) {
         test_leave_while_waiting, test_lockout,   test_caps,
         test_oversized,           test_gone_handler, test_backlog,
         test_backpressure,        test_dial_cap,  test_log_flood,
-        test_slow_reader,
+        test_slow_reader,         test_echo_slow,
         test_callback_timeout,    test_small,     test_caps_names};
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
       tests[i]();
