@@ -1,24 +1,30 @@
-// Shared by peer.mjs and mock-natpeer.mjs: a js-libp2p QUIC node, and the
+// Shared by peer.mjs and mock-natpeer.mjs: a js-libp2p node (QUIC-v1, or
+// TCP + Noise + yamux), and the
 // hivemind unary-call wire format on top of libp2p streams (see peer.mjs).
 // Import only under node >= 22 (the scripts re-exec themselves first).
 import { randomBytes } from 'node:crypto'
 
 export const MAX_MESSAGE = 4 << 20 // hivemind's -persistentConnMaxMsgSize default
 
-const [{ createLibp2p }, { identify }, { ping }, { quic }, keys, { lpStream, echo }, P] = await Promise.all([
+const [{ createLibp2p }, { identify }, { ping }, { quic }, { tcp }, { noise }, { yamux }, keys, { lpStream, echo }, P] = await Promise.all([
   import('libp2p'), import('@libp2p/identify'), import('@libp2p/ping'), import('@chainsafe/libp2p-quic'),
+  import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'),
   import('@libp2p/crypto/keys'), import('@libp2p/utils'), import('./p2pd-proto.mjs')
 ])
 export { echo, P }
 
-export async function makeNode ({ listen = [], seedHex, userAgent }) {
+// transport: 'quic' (QUIC-v1, libp2p TLS and muxing built in) or 'tcp' (TCP
+// only, upgraded with Noise and yamux; no QUIC at all)
+export async function makeNode ({ listen = [], seedHex, userAgent, transport = 'quic' }) {
   const privateKey = seedHex != null
     ? await keys.generateKeyPairFromSeed('Ed25519', Uint8Array.from(Buffer.from(seedHex, 'hex')))
     : await keys.generateKeyPair('Ed25519')
   return await createLibp2p({
     privateKey,
     addresses: { listen },
-    transports: [quic()],
+    ...(transport === 'tcp'
+      ? { transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] }
+      : { transports: [quic()] }),
     // everything comes from 127.0.0.1: lift js-libp2p's per-host inbound limits
     connectionManager: { inboundConnectionThreshold: 1_000_000, maxIncomingPendingConnections: 1_000 },
     services: { identify: identify(), ping: ping() },

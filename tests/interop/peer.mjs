@@ -1,16 +1,20 @@
-// js-libp2p test peer for natpeer interop (QUIC-v1 + libp2p TLS, identify,
-// ping, hivemind-style unary calls).
+// js-libp2p test peer for natpeer interop (QUIC-v1 + libp2p TLS, or with
+// --transport tcp TCP + Noise + yamux; identify, ping, hivemind-style unary
+// calls).
 //
-//   node peer.mjs listen [--port 0] [--seed HEX64] [--max-lifetime 300]
-//       listens on /ip4/127.0.0.1/udp/PORT/quic-v1 with unary handlers js.hello
-//       ("Hello from js-libp2p") and js.echo (echoes the request), and a raw
-//       byte-echo stream handler /js/echo/1.0.0; prints its multiaddr (with
+//   node peer.mjs listen [--transport quic|tcp] [--port 0] [--seed HEX64] [--max-lifetime 300]
+//       listens on /ip4/127.0.0.1/udp/PORT/quic-v1 (--transport tcp:
+//       /ip4/127.0.0.1/tcp/PORT, and no QUIC) with unary handlers js.hello
+//       ("Hello from js-libp2p") and js.echo (echoes the request), and raw
+//       byte-echo stream handlers /js/echo/1.0.0 and /js/bulk-echo/1.0.0
+//       (for echoes longer than a yamux window); prints its multiaddr (with
 //       /p2p/) as the first stdout line, then one JSON event per line; exits on
 //       SIGTERM/SIGINT within 2 s, or on stdin EOF with --stdin-eof-exit.
-//   node peer.mjs probe --target MA/p2p/ID [--ping] [--call PROTO] [--stream PROTO] [--data STR] [--timeout 10]
-//       dials, waits for identify of the remote, prints ONE JSON line:
+//   node peer.mjs probe --target MA/p2p/ID [--transport quic|tcp] [--ping] [--call PROTO] [--stream PROTO] [--data STR] [--timeout 10]
+//       dials (--transport tcp: a /tcp/ target, over TCP + Noise + yamux
+//       only), waits for identify of the remote, prints ONE JSON line:
 //       {peer, agentVersion, protocolVersion, protocols, listenAddrs, observedAddr,
-//        pingMs?, response? | error?, streamEcho?}
+//        signedPeerRecordSeq (null: no certified record), pingMs?, response? | error?, streamEcho?}
 //       --call: a unary call; --stream: a raw stream, writes --data, closes its
 //       write side, reads to EOF (streamEcho = what came back)
 //       exit 0 ok, 1 the remote answered with an error (unary error, protocol
@@ -69,6 +73,11 @@ function parseArgs (argv) {
 }
 const args = parseArgs(process.argv.slice(2))
 const mode = args._[0]
+const transport = args.transport ?? 'quic'
+if (transport !== 'quic' && transport !== 'tcp') {
+  console.error(`peer.mjs: --transport must be quic or tcp, not ${transport}`)
+  process.exit(EXIT.USAGE)
+}
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
 
 const [{ multiaddr }, { makeNode, stopNode, utf8, handleUnary, callUnary, RemoteError, streamRoundTrip, echo, P }] = await Promise.all([
@@ -81,11 +90,34 @@ const [{ multiaddr }, { makeNode, stopNode, utf8, handleUnary, callUnary, Remote
 async function runListen () {
   const port = Number(args.port ?? 0)
   const lifetime = Number(args['max-lifetime'] ?? 300)
-  const node = await makeNode({ listen: [`/ip4/127.0.0.1/udp/${port}/quic-v1`], seedHex: args.seed })
+  const listen = transport === 'tcp' ? `/ip4/127.0.0.1/tcp/${port}` : `/ip4/127.0.0.1/udp/${port}/quic-v1`
+  const node = await makeNode({ listen: [listen], seedHex: args.seed, transport })
   await handleUnary(node, 'js.hello', async () => Buffer.from('Hello from js-libp2p'), emit)
   await handleUnary(node, 'js.echo', async (data) => data, emit)
   await node.handle('/js/echo/1.0.0', async (stream) => {
     try { await echo(stream, { signal: AbortSignal.timeout(10_000) }); await stream.close() } catch (err) { stream.abort(err) }
+  })
+  // The same, for more bytes than a yamux window: echo() above iterates the
+  // stream, and js-libp2p's stream iterator ends at the remote's FIN even
+  // while a pause (our send window exhausted) still holds received bytes in
+  // the read buffer, so a long echo comes back short. This one listens for
+  // 'message' (a paused stream delivers its buffer on resume) and closes on
+  // 'end' (FIN received and nothing left buffered).
+  await node.handle('/js/bulk-echo/1.0.0', async (stream) => {
+    const done = Promise.withResolvers()
+    const t = setTimeout(() => done.reject(new Error('bulk echo: no end in 20 s')), 20_000)
+    stream.addEventListener('message', (evt) => {
+      if (!stream.send(evt.data) && stream.readStatus === 'readable') {
+        stream.pause()
+        stream.addEventListener('drain', () => { if (stream.readStatus === 'paused') stream.resume() }, { once: true })
+      }
+    })
+    stream.addEventListener('end', () => done.resolve())
+    stream.addEventListener('close', (evt) => evt.error != null ? done.reject(evt.error) : done.resolve())
+    try {
+      await done.promise
+      await stream.close({ signal: AbortSignal.timeout(10_000) })
+    } catch (err) { stream.abort(err) } finally { clearTimeout(t) }
   })
   node.addEventListener('peer:identify', (evt) => {
     const d = evt.detail
@@ -127,7 +159,7 @@ async function runProbe () {
   let phase = 'start'
   // absolute cap: whatever hangs, the process ends (ref'd timer)
   const hard = setTimeout(() => { emit({ error: 'hard timeout', phase }); process.exit(EXIT.UNREACHABLE) }, 3 * timeout + 5000)
-  const node = await makeNode({})
+  const node = await makeNode({ transport })
   const out = { peer: peerStr }
   let code = EXIT.OK
   try {
@@ -150,6 +182,7 @@ async function runProbe () {
       protocols: id.protocols,
       listenAddrs: id.listenAddrs.map(String),
       observedAddr: id.observedAddr != null ? String(id.observedAddr) : null,
+      signedPeerRecordSeq: id.signedPeerRecord != null ? String(id.signedPeerRecord.seq) : null,
       remoteAddr: String(conn.remoteAddr)
     })
     if (args.ping) {
@@ -180,8 +213,8 @@ async function runProbe () {
 }
 
 const usage = `usage:
-  node peer.mjs listen [--port 0] [--seed HEX64] [--max-lifetime 300] [--stdin-eof-exit]
-  node peer.mjs probe --target MA/p2p/ID [--ping] [--call PROTO] [--stream PROTO] [--data STR] [--timeout 10]`
+  node peer.mjs listen [--transport quic|tcp] [--port 0] [--seed HEX64] [--max-lifetime 300] [--stdin-eof-exit]
+  node peer.mjs probe --target MA/p2p/ID [--transport quic|tcp] [--ping] [--call PROTO] [--stream PROTO] [--data STR] [--timeout 10]`
 try {
   if (mode === 'listen') await runListen()
   else if (mode === 'probe') await runProbe()
