@@ -51,30 +51,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-pass() { n=$((n + 1)); echo "ok $n - $*"; }
-fail() { n=$((n + 1)); failures=$((failures + 1)); echo "not ok $n - $*"; }
-diag() { echo "$*" | sed 's/^/# /'; }
+. "$top_srcdir/tests/interop/taplib.sh"
 
-# jcheck JSON EXPR: EXPR is a JS expression over `j` (the parsed JSON)
-jcheck() {
-  "$NP_NODE" -e 'const j = JSON.parse(process.argv[1]); process.exit(new Function("j", "return (" + process.argv[2] + ")")(j) ? 0 : 1)' "$1" "$2" 2>/dev/null
-}
-# check DESC JSON EXPR: one TAP line; on failure the JSON goes out as a comment
-check() {
-  if jcheck "$2" "$3"; then pass "$1"; else fail "$1"; diag "want: $3"; diag "got:  $2"; fi
-  [ "${NP_INTEROP_VERBOSE:-0}" = 1 ] && diag "$2"
-  return 0
-}
-# wait_line FILE SECONDS: wait until FILE has a first line starting with "/"
-wait_line() {
-  _i=0
-  while [ $_i -lt $(($2 * 20)) ]; do
-    _l=$(head -n 1 "$1" 2>/dev/null)
-    case $_l in /*) echo "$_l"; return 0 ;; esac
-    sleep 0.05; _i=$((_i + 1))
-  done
-  return 1
-}
 # wait_grep FILE PATTERN SECONDS
 wait_grep() {
   _i=0
