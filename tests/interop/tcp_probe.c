@@ -905,7 +905,7 @@ static int run_dial(conn *c, const char *target, const char *echo_proto,
       have_echo = 1;
   if (have_echo) {
     static const char text[] = "natpeer tcp_probe echo \xe2\x9c\x93";
-    uint8_t *buf = malloc(echo_bytes ? echo_bytes : 1);
+    uint8_t *buf = malloc(echo_bytes ? echo_bytes : sizeof(text));
     if (buf == NULL) {
       failf(EX_REMOTE, "out of memory");
       goto out;
