@@ -165,7 +165,8 @@ static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *p,
 }
 
 static void consume(uint8_t *buf, size_t *len, size_t n) {
-  memmove(buf, buf + n, *len - n);
+  if (n < *len) /* an empty buffer may be NULL */
+    memmove(buf, buf + n, *len - n);
   *len -= n;
 }
 
