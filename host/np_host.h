@@ -88,6 +88,8 @@ typedef struct np_conn_info {
   int64_t rtt_us; /* -1 unknown */
   uint64_t age_ms;
   char agent[128];
+  int transport; /* np_transport_kind */
+  int limited;   /* relayed */
 } np_conn_info;
 typedef void (*np_net_done_fn)(void *ud, int err);
 typedef void (*np_net_stream_fn)(void *ud, int err, np_stream *s,

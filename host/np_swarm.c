@@ -19,7 +19,9 @@
 #include "np_mss.h"
 #include "np_multiaddr.h"
 #include "np_peerstore.h"
+#include "np_conn.h"
 #include "np_quic.h"
+#include "np_tquic.h"
 #include "np_stream.h"
 #include "np_tls.h"
 #include "np_unary.h"
@@ -32,6 +34,8 @@
 #define PING_BACKLOG_MAX (64 * 1024) /* unread ping echo before reset */
 #define OBUF_CHUNK (256 * 1024)
 #define ADDR_TTL_MS (3600u * 1000u)
+#define NP_SWARM_MAX_TRANSPORTS 4
+#define DIAL_STAGGER_MS 250
 
 typedef struct sconn sconn;
 typedef struct sstream sstream;
@@ -56,7 +60,8 @@ enum opkind { OP_CONNECT = 1, OP_OPEN, OP_PING, OP_CALL, OP_IDENTIFY, OP_PUSH };
 struct np_swarm {
   np_host *h;
   np_tls *tls;
-  np_quic *q;
+  np_transport *tr[NP_SWARM_MAX_TRANSPORTS];
+  size_t ntr;
   np_peerstore *ps;
   np_list conns; /* sconn */
   np_list dials; /* dialing */
@@ -77,7 +82,7 @@ struct np_swarm {
 struct sconn {
   np_list link;
   np_swarm *sw;
-  np_qconn *qc;
+  np_conn *nc; /* NULL once its conn_down ran */
   np_peerid peer;
   char peer_str[NP_PEERID_STRMAX];
   uint8_t raddr[ADDR_LEN];
@@ -96,23 +101,32 @@ struct sconn {
   int identified; /* the peer's identify was read on this connection */
 };
 
-/* One dial toward a peer, shared by every op waiting for it. */
+/* One dial toward a peer, shared by every op waiting for it. Its addresses
+ * are tried in order of preference (QUIC first), the next one starting
+ * DIAL_STAGGER_MS after the last or at once when an attempt fails, so a
+ * dead address costs a stagger, not a timeout (happy eyeballs). The first
+ * attempt that comes up wins; the others are closed. */
 typedef struct dialing {
   np_list link;
   np_swarm *sw;
   np_peerid peer;
   uint8_t addrs[MAX_DIAL_ADDRS][ADDR_LEN];
   size_t lens[MAX_DIAL_ADDRS];
+  int rank[MAX_DIAL_ADDRS];
   size_t n, next;
-  int last_err;
-  sconn *c;
+  size_t inflight; /* attempts started and not down yet */
+  int last_err, peerid_err;
+  int fresh; /* asked for a new connection: ops that may reuse one do not
+                join it */
+  ev_timer stagger;
+  int stagger_on;
   np_list waiters; /* op.wlink */
 } dialing;
 
 struct sstream {
   np_list link; /* in sconn->streams */
   sconn *c;
-  np_qstream *qs;
+  np_cstream *cs;
   int kind;
   np_mss mss;
   np_lp_reader rd;
@@ -186,6 +200,7 @@ struct op {
   /* deferred completion */
   int err;
   int want_identify; /* OP_CONNECT: complete after identify */
+  int fresh; /* dial a new connection even if one exists */
   sconn *probe; /* liveness ping of this connection */
 };
 
@@ -223,58 +238,60 @@ static void add_own_addr(np_swarm *sw, const uint8_t *bin, size_t len) {
   sw->naddrs++;
 }
 
-/* Bound listen addresses; a wildcard becomes one address per interface. */
+/* Is |bin| (a listen address) on the wildcard IP? Sets |*fam|. */
+static int wildcard_ip(const uint8_t *bin, size_t len, int *fam) {
+  static const uint8_t zero[16];
+  if (len >= 5 && bin[0] == NP_MADDR_IP4) {
+    *fam = AF_INET;
+    return memcmp(bin + 1, zero, 4) == 0;
+  }
+  if (len >= 17 && bin[0] == NP_MADDR_IP6) {
+    *fam = AF_INET6;
+    return memcmp(bin + 1, zero, 16) == 0;
+  }
+  *fam = 0;
+  return 0;
+}
+
+/* Every bound listen address of every transport; a wildcard IP becomes one
+ * address per interface (the same binary with the interface's IP: ip4 and
+ * ip6 values have a fixed size, right after the one-byte code). */
 static void collect_addrs(np_swarm *sw) {
   const np_conf *conf = np_host_conf(sw->h);
+  struct ifaddrs *ifs = NULL;
+  int have_ifs = getifaddrs(&ifs) == 0;
   sw->naddrs = 0;
-  for (size_t i = 0; i < np_quic_listen_count(sw->q); i++) {
-    uint8_t bin[ADDR_LEN];
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    np_ssize n = np_quic_listen_addr(sw->q, i, bin, sizeof(bin));
-    int wild = 0;
-    uint16_t port = 0;
-    if (n < 0 || np_maddr_to_sockaddr(bin, (size_t)n, &ss, &sl) != 0)
-      continue;
-    if (ss.ss_family == AF_INET) {
-      struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-      wild = in->sin_addr.s_addr == htonl(INADDR_ANY);
-      port = in->sin_port;
-    } else {
-      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-      wild = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
-      port = in6->sin6_port;
-    }
-    if (!wild) {
-      add_own_addr(sw, bin, (size_t)n);
-      continue;
-    }
-    {
-      struct ifaddrs *ifs, *it;
-      if (getifaddrs(&ifs) != 0)
+  for (size_t t = 0; t < sw->ntr; t++) {
+    const np_transport *tr = sw->tr[t];
+    for (size_t i = 0; i < tr->ops->listen_count(tr); i++) {
+      uint8_t bin[ADDR_LEN];
+      np_ssize n = tr->ops->listen_addr(tr, i, bin, sizeof(bin));
+      int fam;
+      if (n <= 0)
         continue;
-      for (it = ifs; it; it = it->ifa_next) {
-        struct sockaddr_storage a;
-        if (it->ifa_addr == NULL || it->ifa_addr->sa_family != ss.ss_family ||
+      if (!wildcard_ip(bin, (size_t)n, &fam)) {
+        add_own_addr(sw, bin, (size_t)n);
+        continue;
+      }
+      for (struct ifaddrs *it = have_ifs ? ifs : NULL; it; it = it->ifa_next) {
+        if (it->ifa_addr == NULL || it->ifa_addr->sa_family != fam ||
             !(it->ifa_flags & IFF_UP))
           continue;
-        memset(&a, 0, sizeof(a));
-        if (ss.ss_family == AF_INET) {
-          memcpy(&a, it->ifa_addr, sizeof(struct sockaddr_in));
-          ((struct sockaddr_in *)&a)->sin_port = port;
+        if (fam == AF_INET) {
+          memcpy(bin + 1, &((struct sockaddr_in *)it->ifa_addr)->sin_addr, 4);
         } else {
-          memcpy(&a, it->ifa_addr, sizeof(struct sockaddr_in6));
-          if (IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)&a)->sin6_addr))
+          const struct in6_addr *a6 =
+              &((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr;
+          if (IN6_IS_ADDR_LINKLOCAL(a6))
             continue;
-          ((struct sockaddr_in6 *)&a)->sin6_port = port;
+          memcpy(bin + 1, a6, 16);
         }
-        n = np_maddr_from_sockaddr_quic((struct sockaddr *)&a, bin, sizeof(bin));
-        if (n > 0)
-          add_own_addr(sw, bin, (size_t)n);
+        add_own_addr(sw, bin, (size_t)n);
       }
-      freeifaddrs(ifs);
     }
   }
+  if (have_ifs)
+    freeifaddrs(ifs);
   for (size_t i = 0; i < conf->host.announce.n; i++) {
     uint8_t bin[ADDR_LEN];
     const char *t = conf->host.announce.v[i];
@@ -304,7 +321,7 @@ const char *np_swarm_addr_text(np_swarm *sw, size_t i) {
 
 static void st_pump(sstream *st) {
   while (st->obuf && st->ooff < st->olen) {
-    size_t space = np_quic_stream_write_space(st->qs), n = st->olen - st->ooff;
+    size_t space = np_cstream_write_space(st->cs), n = st->olen - st->ooff;
     int rv;
     if (n > space)
       n = space;
@@ -312,7 +329,7 @@ static void st_pump(sstream *st) {
       n = OBUF_CHUNK;
     if (n == 0) /* a refused write arms stream_writable, which resumes */
       n = st->olen - st->ooff < OBUF_CHUNK ? st->olen - st->ooff : OBUF_CHUNK;
-    rv = np_quic_stream_write(st->qs, st->obuf + st->ooff, n);
+    rv = np_cstream_write(st->cs, st->obuf + st->ooff, n);
     if (rv == NP_ELIMIT)
       return;
     if (rv < 0) {
@@ -326,7 +343,7 @@ static void st_pump(sstream *st) {
   st->olen = st->ooff = 0;
   if (st->fin_after) {
     st->fin_after = 0;
-    np_quic_stream_shutdown(st->qs);
+    np_cstream_shutdown(st->cs);
   }
 }
 
@@ -361,7 +378,7 @@ static int st_send(sstream *st, const uint8_t *data, size_t len, int fin) {
     st->fin_after = 1;
   if (st->obuf == NULL && st->fin_after) {
     st->fin_after = 0;
-    return np_quic_stream_shutdown(st->qs);
+    return np_cstream_shutdown(st->cs);
   }
   st_pump(st);
   return 0;
@@ -384,7 +401,7 @@ static int app_write(np_stream *s, const uint8_t *data, size_t len) {
     return NP_ECLOSED;
   if (st->obuf) /* earlier bytes still queued: keep order */
     return NP_ELIMIT;
-  return np_quic_stream_write(st->qs, data, len);
+  return np_cstream_write(st->cs, data, len);
 }
 
 static void app_close(np_stream *s) {
@@ -405,7 +422,7 @@ static void app_reset(np_stream *s) {
     np_loop_post(st->loop, &st->resume);
     return;
   }
-  np_quic_stream_reset(st->qs, 0);
+  np_cstream_reset(st->cs);
 }
 
 static void app_pause(np_stream *s, int paused) {
@@ -414,7 +431,7 @@ static void app_pause(np_stream *s, int paused) {
     return;
   st->app_paused = !!paused;
   if (!st->draining)
-    np_quic_stream_pause(st->qs, paused);
+    np_cstream_pause(st->cs, paused);
   if (!paused && (st->held_len || st->held_fin || st->draining))
     np_loop_post(st->loop, &st->resume);
 }
@@ -535,20 +552,20 @@ static void st_kill(sstream *st, int reset) {
   st_detach(st, NP_ECANCELED);
   st->kind = S_DEAD;
   if (reset)
-    np_quic_stream_reset(st->qs, 0);
+    np_cstream_reset(st->cs);
 }
 
-static sstream *st_new(sconn *c, np_qstream *qs, int kind) {
+static sstream *st_new(sconn *c, np_cstream *cs, int kind) {
   sstream *st = calloc(1, sizeof(*st));
   if (st == NULL)
     return NULL;
   st->c = c;
-  st->qs = qs;
+  st->cs = cs;
   st->kind = kind;
   st->loop = np_host_loop(c->sw->h);
   np_defer_init(&st->resume, app_resume, st);
   np_list_insert_tail(&c->streams, &st->link);
-  np_quic_stream_set_ud(qs, st);
+  cs->ud = st;
   return st;
 }
 
@@ -774,7 +791,7 @@ static void unary_out_resp(sstream *st, const uint8_t *msg, size_t len) {
   }
   /* Our side is done: FIN, and the stream closes once the peer's FIN is in. */
   st->kind = S_DEAD;
-  np_quic_stream_shutdown(st->qs);
+  np_cstream_shutdown(st->cs);
 }
 
 /* Inbound handler streams of |c| already serving |proto|. */
@@ -942,7 +959,7 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
       }
       op_finish(o, 0);
       st->kind = S_DEAD;
-      np_quic_stream_shutdown(st->qs);
+      np_cstream_shutdown(st->cs);
     } else if (fin) {
       op_finish(o, NP_ECLOSED);
     }
@@ -1013,7 +1030,7 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
       if (n < 0) {
         st_detach(st, (int)n);
         st->kind = S_DEAD;
-        np_quic_stream_reset(st->qs, 0);
+        np_cstream_reset(st->cs);
         return;
       }
       data += n;
@@ -1022,7 +1039,7 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
         if (fin) {
           st_detach(st, NP_EPROTO);
           st->kind = S_DEAD;
-          np_quic_stream_reset(st->qs, 0);
+          np_cstream_reset(st->cs);
         }
         return;
       }
@@ -1038,7 +1055,7 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
                 st->c->peer_str, HELD_MAX);
         st_detach(st, rv);
         st->kind = S_DEAD;
-        np_quic_stream_reset(st->qs, 0);
+        np_cstream_reset(st->cs);
       }
       return;
     }
@@ -1106,13 +1123,13 @@ static void op_finish(op *o, int err) {
     sconn *c = o->probe;
     o->probe = NULL;
     c->probing = 0;
-    if (err == NP_ETIMEDOUT && c->qc && !c->closing) {
+    if (err == NP_ETIMEDOUT && c->nc && !c->closing) {
       /* A peer that answers nothing for PROBE_TIMEOUT is gone (crashed,
        * unplugged): fail its calls now rather than at the idle timeout. */
       np_info("swarm", "liveness-timeout peer=%s", c->peer_str);
       c->closing = 1;
       c->close_err = NP_ETIMEDOUT;
-      np_quic_conn_close(c->qc, 0);
+      np_conn_close(c->nc, 0);
     }
   }
   if (o->st) {
@@ -1146,35 +1163,59 @@ static void op_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
   op_finish(o, NP_ETIMEDOUT);
 }
 
+/* Preference among usable connections: direct over relayed (limited), then
+ * QUIC over the others; the oldest wins a tie. */
+static int conn_score(const sconn *c) {
+  return (c->nc->limited ? 0 : 4) + (c->nc->kind == NP_TRANSPORT_QUIC ? 2 : 0);
+}
+
 static sconn *find_conn(np_swarm *sw, const np_peerid *peer) {
   np_list *it;
+  sconn *best = NULL;
   for (it = sw->conns.next; it != &sw->conns; it = it->next) {
     sconn *c = np_list_entry(it, sconn, link);
-    if (c->up && !c->closing && np_peerid_equal(&c->peer, peer))
-      return c;
+    if (c->up && !c->closing && c->nc && np_peerid_equal(&c->peer, peer) &&
+        (best == NULL || conn_score(c) > conn_score(best)))
+      best = c;
   }
-  return NULL;
+  return best;
 }
 
 static dialing *find_dial(np_swarm *sw, const np_peerid *peer) {
   np_list *it;
   for (it = sw->dials.next; it != &sw->dials; it = it->next) {
     dialing *d = np_list_entry(it, dialing, link);
-    if (np_peerid_equal(&d->peer, peer))
+    if (!d->fresh && np_peerid_equal(&d->peer, peer))
       return d;
   }
   return NULL;
 }
 
-static int is_quic_addr(const uint8_t *bin, size_t len) {
-  struct sockaddr_storage ss;
-  socklen_t sl;
-  return np_maddr_to_sockaddr(bin, len, &ss, &sl) == 0;
+/* The transport that dials |bin|, or NULL. */
+static np_transport *transport_for(np_swarm *sw, const uint8_t *bin,
+                                   size_t len) {
+  for (size_t i = 0; i < sw->ntr; i++)
+    if (sw->tr[i]->ops->can_dial(sw->tr[i], bin, len))
+      return sw->tr[i];
+  return NULL;
 }
 
+/* Lower is tried first. */
+static int addr_rank(np_swarm *sw, const uint8_t *bin, size_t len) {
+  np_transport *t = transport_for(sw, bin, len);
+  if (t == NULL)
+    return -1;
+  return t->ops->kind == NP_TRANSPORT_QUIC ? 0 : 1;
+}
+
+/* Add an address to try; addresses not yet started stay sorted by rank
+ * (stable), so one added to a running dial is still tried. */
 static void dial_add_addr(dialing *d, const uint8_t *bin, size_t len) {
   np_peerid id;
-  if (d->n >= MAX_DIAL_ADDRS || len > ADDR_LEN || !is_quic_addr(bin, len))
+  int rank;
+  size_t at;
+  if (d->n >= MAX_DIAL_ADDRS || len > ADDR_LEN ||
+      (rank = addr_rank(d->sw, bin, len)) < 0)
     return;
   /* An address naming another peer is not an address of this one. */
   if (np_maddr_get_p2p(bin, len, &id) == 0 && !np_peerid_equal(&id, &d->peer))
@@ -1182,8 +1223,37 @@ static void dial_add_addr(dialing *d, const uint8_t *bin, size_t len) {
   for (size_t i = 0; i < d->n; i++)
     if (d->lens[i] == len && memcmp(d->addrs[i], bin, len) == 0)
       return;
-  memcpy(d->addrs[d->n], bin, len);
-  d->lens[d->n++] = len;
+  for (at = d->n; at > d->next && d->rank[at - 1] > rank; at--)
+    ;
+  memmove(d->addrs[at + 1], d->addrs[at], (d->n - at) * ADDR_LEN);
+  memmove(&d->lens[at + 1], &d->lens[at], (d->n - at) * sizeof(d->lens[0]));
+  memmove(&d->rank[at + 1], &d->rank[at], (d->n - at) * sizeof(d->rank[0]));
+  memcpy(d->addrs[at], bin, len);
+  d->lens[at] = len;
+  d->rank[at] = rank;
+  d->n++;
+}
+
+static void dial_free(dialing *d) {
+  if (d->stagger_on)
+    ev_timer_stop(EV(d->sw), &d->stagger);
+  np_list_remove(&d->link);
+  free(d);
+}
+
+/* Attempts still running belong to nobody after this: they are closed. */
+static void dial_orphan_attempts(dialing *d, sconn *keep) {
+  np_list *it;
+  for (it = d->sw->conns.next; it != &d->sw->conns; it = it->next) {
+    sconn *c = np_list_entry(it, sconn, link);
+    if (c->dial != d || c == keep)
+      continue;
+    c->dial = NULL;
+    if (c->nc && !c->closing) {
+      c->closing = 1;
+      np_conn_close(c->nc, 0);
+    }
+  }
 }
 
 static void dial_fail(dialing *d, int err) {
@@ -1192,20 +1262,29 @@ static void dial_fail(dialing *d, int err) {
   np_peerid_to_string(&d->peer, esc, sizeof(esc));
   np_info("swarm", "dial-failed peer=%s addrs=%zu err=%s", esc, d->n,
           np_errname(err));
-  np_list_remove(&d->link);
+  dial_orphan_attempts(d, NULL);
   np_list_for_each_safe(it, tmp, &d->waiters) {
     op *o = np_list_entry(it, op, wlink);
     np_list_remove(&o->wlink);
     op_finish(o, err);
   }
-  free(d);
+  dial_free(d);
 }
 
+static void dial_stagger(struct ev_loop *ev, ev_timer *w, int revents);
+
+/* Start the next address that a transport accepts; arm the stagger for
+ * the one after. With nothing running and nothing left, the dial fails. */
 static void dial_next(dialing *d) {
   np_swarm *sw = d->sw;
+  if (d->stagger_on) {
+    ev_timer_stop(EV(sw), &d->stagger);
+    d->stagger_on = 0;
+  }
   while (d->next < d->n) {
     uint8_t bin[ADDR_LEN + 64];
     size_t len = d->lens[d->next];
+    np_transport *t;
     np_peerid id;
     sconn *c;
     int rv;
@@ -1217,6 +1296,8 @@ static void dial_next(dialing *d) {
         continue;
       len = (size_t)n;
     }
+    if ((t = transport_for(sw, bin, len)) == NULL)
+      continue;
     if ((c = calloc(1, sizeof(*c))) == NULL) {
       d->last_err = NP_ENOMEM;
       continue;
@@ -1226,16 +1307,47 @@ static void dial_next(dialing *d) {
     np_peerid_to_string(&d->peer, c->peer_str, sizeof(c->peer_str));
     c->dial = d;
     np_list_insert_tail(&sw->conns, &c->link);
-    rv = np_quic_dial(sw->q, bin, len, c, &c->qc);
+    rv = t->ops->dial(t, bin, len, c, &c->nc);
     if (rv == 0) {
-      d->c = c;
+      d->inflight++;
+      if (d->next < d->n) {
+        ev_timer_init(&d->stagger, dial_stagger, DIAL_STAGGER_MS / 1000.0, 0.);
+        ev_timer_start(EV(sw), &d->stagger);
+        d->stagger_on = 1;
+      }
       return;
     }
     np_list_remove(&c->link);
     free(c);
     d->last_err = rv;
   }
-  dial_fail(d, d->last_err ? d->last_err : NP_EUNREACH);
+  if (d->inflight == 0)
+    dial_fail(d, d->peerid_err   ? d->peerid_err
+                 : d->last_err ? d->last_err
+                               : NP_EUNREACH);
+}
+
+static void dial_stagger(struct ev_loop *ev, ev_timer *w, int revents) {
+  dialing *d = np_container_of(w, dialing, stagger);
+  (void)ev, (void)revents;
+  d->stagger_on = 0;
+  dial_next(d);
+}
+
+/* An attempt of |d| went down before it came up. */
+static void dial_attempt_down(dialing *d, int err) {
+  d->inflight--;
+  d->last_err = err;
+  if (err == NP_EPEERID)
+    d->peerid_err = err; /* the likelier explanation for the user */
+  if (err == NP_ECANCELED || d->sw->closing) {
+    dial_fail(d, err);
+    return;
+  }
+  if (d->next < d->n)
+    dial_next(d); /* the next one now, no stagger */
+  else if (d->inflight == 0)
+    dial_fail(d, d->peerid_err ? d->peerid_err : err);
 }
 
 /* Start |o|: on an existing connection, or after a dial. */
@@ -1255,11 +1367,11 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
     op_finish(o, NP_EINVAL); /* no connection to ourselves */
     return 0;
   }
-  if ((c = find_conn(sw, &o->peer)) != NULL) {
+  if (!o->fresh && (c = find_conn(sw, &o->peer)) != NULL) {
     op_on_conn(o, c);
     return 0;
   }
-  if ((d = find_dial(sw, &o->peer)) == NULL) {
+  if (o->fresh || (d = find_dial(sw, &o->peer)) == NULL) {
     np_ps_peer *p;
     if ((d = calloc(1, sizeof(*d))) == NULL) {
       np_list_remove(&o->link);
@@ -1269,6 +1381,7 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
     }
     d->sw = sw;
     d->peer = o->peer;
+    d->fresh = o->fresh;
     np_list_init(&d->waiters);
     for (size_t i = 0; i < n; i++)
       dial_add_addr(d, addrs[i], lens[i]);
@@ -1292,11 +1405,15 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
   for (size_t i = 0; i < n; i++)
     dial_add_addr(d, addrs[i], lens[i]);
   np_list_insert_tail(&d->waiters, &o->wlink);
+  /* Addresses that came with this op start now if every earlier one is
+   * already running (no stagger pending). */
+  if (!d->stagger_on && d->next < d->n)
+    dial_next(d);
   return 0;
 }
 
 static void op_on_conn(op *o, sconn *c) {
-  np_qstream *qs;
+  np_cstream *cs;
   sstream *st;
   const char *protos[NP_MSS_MAX_PROPOSALS];
   size_t n = 0;
@@ -1308,7 +1425,7 @@ static void op_on_conn(op *o, sconn *c) {
       op_finish(o, 0);
     return;
   }
-  rv = np_quic_stream_open(c->qc, NULL, &qs);
+  rv = np_cstream_open(c->nc, NULL, &cs);
   if (rv == NP_ELIMIT) {
     /* All stream slots are in use: wait for one (bounded by the op's
      * timeout and by max_pending_calls). */
@@ -1319,8 +1436,8 @@ static void op_on_conn(op *o, sconn *c) {
     op_finish(o, rv);
     return;
   }
-  if ((st = st_new(c, qs, S_NEG_OUT)) == NULL) {
-    np_quic_stream_reset(qs, 0);
+  if ((st = st_new(c, cs, S_NEG_OUT)) == NULL) {
+    np_cstream_reset(cs);
     op_finish(o, NP_ENOMEM);
     return;
   }
@@ -1477,35 +1594,37 @@ static op *op_new(np_swarm *sw, int kind, const np_peerid *peer) {
   return o;
 }
 
-/* ---- np_quic callbacks ------------------------------------------------------------ */
+/* ---- connection events (np_conn_cbs, from every transport) ------------------------ */
 
-static void q_conn_up(np_qconn *qc, void *ud) {
+static void c_conn_up(np_conn *nc, void *ud) {
   np_swarm *sw = ud;
-  sconn *c = np_quic_conn_ud(qc);
+  sconn *c = nc->ud;
   np_ps_peer *p;
-  np_ssize n;
   char addr[200] = "?";
   if (c == NULL) { /* inbound */
     if ((c = calloc(1, sizeof(*c))) == NULL) {
-      np_quic_conn_close(qc, 0);
+      np_conn_close(nc, 0);
       return;
     }
     sconn_init(c, sw);
-    c->qc = qc;
+    c->nc = nc;
     c->inbound = 1;
     np_list_insert_tail(&sw->conns, &c->link);
-    np_quic_conn_set_ud(qc, c);
+    nc->ud = c;
+  } else if (c->closing) {
+    return; /* a dial attempt that lost the race: closing */
   }
-  np_quic_conn_peer(qc, &c->peer);
+  c->peer = nc->peer;
   np_peerid_to_string(&c->peer, c->peer_str, sizeof(c->peer_str));
-  n = np_quic_conn_remote_addr(qc, c->raddr, sizeof(c->raddr));
-  c->raddr_len = n > 0 ? (size_t)n : 0;
+  c->raddr_len = nc->raddr_len <= sizeof(c->raddr) ? nc->raddr_len : 0;
+  memcpy(c->raddr, nc->raddr, c->raddr_len);
   if (c->raddr_len)
     np_maddr_to_string(c->raddr, c->raddr_len, addr, sizeof(addr));
   c->up = 1;
   c->t_up_ms = now_ms(sw);
-  np_info("swarm", "conn-open peer=%s addr=%s dir=%s", c->peer_str, addr,
-          c->inbound ? "in" : "out");
+  np_info("swarm", "conn-open peer=%s addr=%s dir=%s transport=%s%s",
+          c->peer_str, addr, c->inbound ? "in" : "out",
+          np_transport_name(nc->kind), nc->limited ? " limited=1" : "");
   if ((p = np_peerstore_upsert(sw->ps, &c->peer, now_ms(sw))) != NULL) {
     p->connected++;
     if (!c->inbound && c->raddr_len)
@@ -1516,23 +1635,21 @@ static void q_conn_up(np_qconn *qc, void *ud) {
     dialing *d = c->dial;
     np_list *it, *tmp;
     c->dial = NULL;
-    d->c = NULL;
+    dial_orphan_attempts(d, c);
     np_list_remove(&d->link);
+    np_list_init(&d->link);
     np_list_for_each_safe(it, tmp, &d->waiters) {
       op *o = np_list_entry(it, op, wlink);
       np_list_remove(&o->wlink);
       op_on_conn(o, c);
     }
-    free(d);
+    dial_free(d);
   }
-  /* Learn what the peer is and speaks (the round-trip time comes from
-   * QUIC's own estimate, no ping needed). */
+  /* Learn what the peer is and speaks (the round-trip time comes from the
+   * transport's own estimate where it has one). */
   {
-    static const int kinds[] = {OP_IDENTIFY};
-    for (size_t i = 0; i < NP_ARRAY_LEN(kinds); i++) {
-      op *o = op_new(sw, kinds[i], &c->peer);
-      if (o == NULL)
-        break;
+    op *o = op_new(sw, OP_IDENTIFY, &c->peer);
+    if (o != NULL) {
       np_list_insert_tail(&sw->ops, &o->link);
       o->done = 1; /* internal: no callback */
       op_on_conn(o, c);
@@ -1540,9 +1657,10 @@ static void q_conn_up(np_qconn *qc, void *ud) {
   }
 }
 
-static void q_conn_down(np_qconn *qc, int err, void *ud) {
+static void c_conn_down(np_conn *nc, int err, void *ud) {
   np_swarm *sw = ud;
-  sconn *c = np_quic_conn_ud(qc);
+  sconn *c = nc->ud;
+  dialing *d;
   if (c == NULL)
     return;
   if (c->close_err && err == NP_ECANCELED)
@@ -1551,8 +1669,8 @@ static void q_conn_down(np_qconn *qc, int err, void *ud) {
     np_ps_peer *p = np_peerstore_get(sw->ps, &c->peer);
     if (p && p->connected > 0)
       p->connected--;
-    np_info("swarm", "conn-closed peer=%s err=%s", c->peer_str,
-            np_errname(err));
+    np_info("swarm", "conn-closed peer=%s transport=%s err=%s", c->peer_str,
+            np_transport_name(nc->kind), np_errname(err));
   }
   while (!np_list_empty(&c->streams)) {
     sstream *st = np_list_entry(c->streams.next, sstream, link);
@@ -1564,42 +1682,36 @@ static void q_conn_down(np_qconn *qc, int err, void *ud) {
   while (!np_list_empty(&c->idwait))
     op_finish(np_list_entry(c->idwait.next, op, wlink), err);
   np_list_remove(&c->link);
-  if (c->dial) {
-    dialing *d = c->dial;
-    d->c = NULL;
-    d->last_err = err;
-    if (err == NP_EPEERID || err == NP_ECANCELED || sw->closing)
-      dial_fail(d, err);
-    else
-      dial_next(d);
-  }
+  d = c->dial;
+  c->nc = NULL;
   free(c);
+  if (d)
+    dial_attempt_down(d, err);
 }
 
-static void q_stream_open(np_qstream *qs, void *ud) {
-  np_qconn *qc = np_quic_stream_conn(qs);
-  sconn *c = np_quic_conn_ud(qc);
+static void c_stream_open(np_cstream *cs, void *ud) {
+  sconn *c = cs->conn->ud;
   sstream *st;
   (void)ud;
-  if (c == NULL || (st = st_new(c, qs, S_NEG_IN)) == NULL) {
-    np_quic_stream_reset(qs, 0);
+  if (c == NULL || (st = st_new(c, cs, S_NEG_IN)) == NULL) {
+    np_cstream_reset(cs);
     return;
   }
   np_mss_init_listener(&st->mss, lookup, st);
   st_send_mss(st);
 }
 
-static void q_stream_data(np_qstream *qs, const uint8_t *data, size_t len,
+static void c_stream_data(np_cstream *cs, const uint8_t *data, size_t len,
                           int fin, void *ud) {
-  sstream *st = np_quic_stream_ud(qs);
+  sstream *st = cs->ud;
   (void)ud;
   if (st == NULL || st->kind == S_DEAD)
     return;
   st_data(st, data, len, fin);
 }
 
-static void q_stream_close(np_qstream *qs, int err, void *ud) {
-  sstream *st = np_quic_stream_ud(qs);
+static void c_stream_close(np_cstream *cs, int err, void *ud) {
+  sstream *st = cs->ud;
   sconn *c;
   (void)ud;
   if (st == NULL)
@@ -1612,7 +1724,7 @@ static void q_stream_close(np_qstream *qs, int err, void *ud) {
     /* Cleanly finished, but the receiver is paused on bytes we hold. */
     st->draining = 1;
     st->drain_err = 0;
-    st->qs = NULL;
+    st->cs = NULL;
     np_list_remove(&st->link);
     np_list_init(&st->link);
     if (!st->app_paused)
@@ -1625,8 +1737,8 @@ static void q_stream_close(np_qstream *qs, int err, void *ud) {
     swait_retry(c);
 }
 
-static void q_stream_writable(np_qstream *qs, void *ud) {
-  sstream *st = np_quic_stream_ud(qs);
+static void c_stream_writable(np_cstream *cs, void *ud) {
+  sstream *st = cs->ud;
   (void)ud;
   if (st == NULL)
     return;
@@ -1667,8 +1779,8 @@ static void liveness_tick(struct ev_loop *ev, ev_timer *w, int revents) {
   }
 }
 
-static void q_conn_credit(np_qconn *qc, void *ud) {
-  sconn *c = np_quic_conn_ud(qc);
+static void c_stream_credit(np_conn *nc, void *ud) {
+  sconn *c = nc->ud;
   (void)ud;
   if (c)
     swait_retry(c);
@@ -1768,9 +1880,9 @@ static int net_disconnect(void *net, const np_peerid *peer) {
   np_list *it;
   for (it = sw->conns.next; it != &sw->conns; it = it->next) {
     sconn *c = np_list_entry(it, sconn, link);
-    if (np_peerid_equal(&c->peer, peer) && c->qc && !c->closing) {
+    if (np_peerid_equal(&c->peer, peer) && c->nc && !c->closing) {
       c->closing = 1;
-      np_quic_conn_close(c->qc, 0);
+      np_conn_close(c->nc, 0);
     }
   }
   return 0;
@@ -1792,7 +1904,9 @@ static size_t net_conns(void *net, np_conn_info *out, size_t max) {
       memcpy(ci->addr, c->raddr, c->raddr_len);
       ci->addr_len = c->raddr_len;
       ci->outbound = !c->inbound;
-      ci->rtt_us = c->qc ? np_quic_conn_rtt_us(c->qc) : -1;
+      ci->rtt_us = c->nc ? np_conn_rtt_us(c->nc) : -1;
+      ci->transport = c->nc ? c->nc->kind : 0;
+      ci->limited = c->nc ? c->nc->limited : 0;
       if (ci->rtt_us < 0)
         ci->rtt_us = c->rtt_us;
       ci->age_ms = now_ms(sw) - c->t_up_ms;
@@ -1857,9 +1971,15 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   const np_conf *conf = np_host_conf(h);
   np_swarm *sw = calloc(1, sizeof(*sw));
   np_quic_config qc;
-  np_quic_cbs cbs = {q_conn_up,      q_conn_down,       q_stream_open,
-                     q_stream_data,  q_stream_close,    q_stream_writable,
-                     q_conn_credit};
+  static const np_conn_cbs cbs = {
+      .conn_up = c_conn_up,
+      .conn_down = c_conn_down,
+      .stream_open = c_stream_open,
+      .stream_data = c_stream_data,
+      .stream_close = c_stream_close,
+      .stream_writable = c_stream_writable,
+      .stream_credit = c_stream_credit,
+  };
   int rv;
   if (sw == NULL)
     return NP_ENOMEM;
@@ -1875,21 +1995,28 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   qc.idle_timeout_ms = conf->limits.idle_timeout_ms;
   if ((rv = np_peerstore_new(&sw->ps, conf->limits.max_peers)) != 0 ||
       (rv = np_tls_new(&sw->tls, np_host_identity(h))) != 0 ||
-      (rv = np_quic_new(&sw->q, np_host_loop(h), sw->tls, &qc, &cbs, sw)) !=
-          0) {
+      (rv = np_tquic_new(&sw->tr[sw->ntr], np_host_loop(h), sw->tls, &qc,
+                         &cbs, sw)) != 0) {
     snprintf(err, errlen, "transport set-up failed: %s", np_strerror(rv));
     np_swarm_del(sw);
     return rv;
   }
+  sw->ntr++;
   for (size_t i = 0; i < conf->host.listen.n; i++) {
     const char *t = conf->host.listen.v[i];
     uint8_t bin[NP_MADDR_MAX];
     np_ssize n = np_maddr_parse(t, strlen(t), bin, sizeof(bin));
-    rv = n < 0 ? (int)n : np_quic_listen(sw->q, bin, (size_t)n);
+    rv = n < 0 ? (int)n : NP_ENOTSUP;
+    /* The first transport that takes the address listens on it. */
+    for (size_t k = 0; n >= 0 && rv == NP_ENOTSUP && k < sw->ntr; k++)
+      rv = sw->tr[k]->ops->listen(sw->tr[k], bin, (size_t)n);
     if (rv != 0) {
       snprintf(err, errlen, "[host] listen %s: %s", t,
                rv == NP_ESYS ? "cannot bind (address in use or not local?)"
-                             : np_strerror(rv));
+               : rv == NP_ENOTSUP
+                   ? "no transport for this address (this build listens on "
+                     "/ip4|ip6/A/udp/P/quic-v1)"
+                   : np_strerror(rv));
       np_swarm_del(sw);
       return rv;
     }
@@ -1913,7 +2040,9 @@ void np_swarm_del(np_swarm *sw) {
   ev_timer_stop(EV(sw), &sw->liveness);
   np_host_set_net(sw->h, NULL, NULL);
   np_host_set_remote(sw->h, NULL, NULL, NULL);
-  np_quic_del(sw->q); /* conn_down for all: ops fail, streams close */
+  /* conn_down for all: ops fail, streams close */
+  for (size_t i = 0; i < sw->ntr; i++)
+    sw->tr[i]->ops->del(sw->tr[i]);
   while (!np_list_empty(&sw->dials))
     dial_fail(np_list_entry(sw->dials.next, dialing, link), NP_ECANCELED);
   while (!np_list_empty(&sw->ops)) {
