@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "np_call.h"
+#include "np_conn.h"
 #include "np_crypto.h"
 #include "np_err.h"
 #include "np_host.h"
@@ -1606,6 +1607,10 @@ static void req_natpeer(client *c, int type, const ProtobufCBinaryData *body) {
         cv[i].has_age_ms = 1;
         cv[i].age_ms = ci[i].age_ms;
         cv[i].agent = ci[i].agent[0] ? ci[i].agent : NULL;
+        cv[i].transport =
+            ci[i].transport ? (char *)np_transport_name(ci[i].transport) : NULL;
+        cv[i].has_limited = ci[i].limited != 0;
+        cv[i].limited = ci[i].limited != 0;
         pv[i] = &cv[i];
       }
       nr.n_conns = n;

@@ -388,7 +388,8 @@ static int cmd_peers(conn *c) {
   else if (nr->n_conns == 0)
     printf("no connected peers\n");
   else
-    printf("%-52s %-4s %9s  %s\n", "PEER", "DIR", "RTT", "ADDRESS / AGENT");
+    printf("%-52s %-4s %-5s %9s  %s\n", "PEER", "DIR", "VIA", "RTT",
+           "ADDRESS / AGENT");
   for (size_t i = 0; i < nr->n_conns; i++) {
     Np__Ctl__NpConn *k = nr->conns[i];
     peer_str(&k->peer, id, sizeof(id));
@@ -397,6 +398,9 @@ static int cmd_peers(conn *c) {
       printf("%s{\"peer\":\"%s\",\"addr\":", i ? "," : "", id);
       json_str(a, strlen(a));
       printf(",\"direction\":\"%s\"", k->outbound ? "out" : "in");
+      if (k->transport)
+        printf(",\"transport\":\"%s\"", k->transport);
+      printf(",\"limited\":%s", k->has_limited && k->limited ? "true" : "false");
       if (k->has_rtt_us)
         printf(",\"rtt_ms\":%.3f", (double)k->rtt_us / 1000.0);
       if (k->agent) {
@@ -408,8 +412,11 @@ static int cmd_peers(conn *c) {
       char rtt[32] = "-";
       if (k->has_rtt_us)
         snprintf(rtt, sizeof(rtt), "%.2f ms", (double)k->rtt_us / 1000.0);
-      printf("%-52s %-4s %9s  %s%s%s\n", id, k->outbound ? "out" : "in", rtt,
-             a, k->agent ? "  " : "", k->agent ? k->agent : "");
+      char via[16];
+      snprintf(via, sizeof(via), "%s%s", k->transport ? k->transport : "?",
+               k->has_limited && k->limited ? "*" : "");
+      printf("%-52s %-4s %-5s %9s  %s%s%s\n", id, k->outbound ? "out" : "in",
+             via, rtt, a, k->agent ? "  " : "", k->agent ? k->agent : "");
     }
   }
   if (opt_json)
