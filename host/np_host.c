@@ -8,8 +8,21 @@
 #include "np_ctl.h"
 #include "np_swarm.h"
 #include "np_err.h"
+#include "np_idsvc.h"
 #include "np_log.h"
+#include "np_module.h"
+#include "np_ping.h"
 #include "np_plugin.h"
+#include "np_unarysvc.h"
+
+/* The host's protocol modules, started in this order once the network is
+ * up and stopped in reverse. A new protocol is a new file and a row. */
+static const np_module *const host_modules[] = {
+    &np_idsvc_module,
+    &np_ping_module,
+    &np_unarysvc_module,
+};
+#define NMODULES NP_ARRAY_LEN(host_modules)
 
 struct np_host {
   struct ev_loop *ev;
@@ -20,6 +33,16 @@ struct np_host {
   np_plugins *plugins;
   np_ctl *ctl;
   np_swarm *swarm;
+  np_events *events;
+  np_peerstore *ps;
+  void *mod_state[NMODULES];
+  size_t nstarted; /* modules started, in host_modules order */
+  np_ping_fn ping;
+  np_ping_cancel_fn ping_cancel;
+  void *ping_ud;
+  np_stream_cbs unary_cbs;
+  void *unary_ud;
+  int unary_on;
   ev_signal sig_int, sig_term, sig_hup;
   int signals_on;
   int stopped;
@@ -51,6 +74,9 @@ const np_conf *np_host_conf(const np_host *h) { return h->conf; }
 const np_identity *np_host_identity(const np_host *h) { return &h->id; }
 np_proto_table *np_host_protos(np_host *h) { return h->protos; }
 np_plugins *np_host_plugins(np_host *h) { return h->plugins; }
+np_events *np_host_events(np_host *h) { return h->events; }
+np_peerstore *np_host_peerstore(np_host *h) { return h->ps; }
+np_swarm *np_host_swarm(np_host *h) { return h->swarm; }
 const char *np_host_addr_text(np_host *h, size_t i) {
   return h->swarm ? np_swarm_addr_text(h->swarm, i) : NULL;
 }
@@ -85,6 +111,73 @@ void np_host_set_remote(np_host *h, np_remote_call_fn call,
   h->remote_ud = tud;
 }
 
+void np_host_set_ping(np_host *h, np_ping_fn fn, np_ping_cancel_fn cancel,
+                      void *pud) {
+  h->ping = fn;
+  h->ping_cancel = cancel;
+  h->ping_ud = pud;
+}
+
+int np_host_ping(np_host *h, const np_peerid *peer, uint64_t timeout_ms,
+                 np_net_ping_fn cb, void *ud, void **handle) {
+  if (peer == NULL || cb == NULL)
+    return NP_EINVAL;
+  if (h->ping == NULL)
+    return NP_ENOTSUP;
+  return h->ping(h->ping_ud, peer, timeout_ms, cb, ud, handle);
+}
+
+void np_host_ping_cancel(np_host *h, void *handle) {
+  if (handle && h->ping_cancel)
+    h->ping_cancel(h->ping_ud, handle);
+}
+
+void np_host_set_unary_server(np_host *h, const np_stream_cbs *cbs,
+                              void *ud) {
+  memset(&h->unary_cbs, 0, sizeof(h->unary_cbs));
+  h->unary_on = cbs != NULL;
+  h->unary_ud = ud;
+  if (cbs)
+    h->unary_cbs = *cbs;
+}
+
+const np_stream_cbs *np_host_unary_server(np_host *h, void **ud) {
+  if (!h->unary_on)
+    return NULL;
+  *ud = h->unary_ud;
+  return &h->unary_cbs;
+}
+
+static void protos_changed(void *ud) {
+  np_host *h = ud;
+  np_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NP_EV_LOCAL_PROTOCOLS_CHANGED;
+  np_events_emit(h->events, &ev);
+}
+
+static int modules_start(np_host *h) {
+  while (h->nstarted < NMODULES) {
+    const np_module *m = host_modules[h->nstarted];
+    int rv = m->start(h, &h->mod_state[h->nstarted]);
+    if (rv != 0) {
+      np_error("host", "module-failed module=%s err=%s", m->name,
+               np_errname(rv));
+      return rv;
+    }
+    h->nstarted++;
+  }
+  return 0;
+}
+
+static void modules_stop(np_host *h) {
+  while (h->nstarted > 0) {
+    h->nstarted--;
+    host_modules[h->nstarted]->stop(h->mod_state[h->nstarted]);
+    h->mod_state[h->nstarted] = NULL;
+  }
+}
+
 static void on_stop_signal(struct ev_loop *ev, ev_signal *w, int revents) {
   np_host *h = w->data;
   (void)ev, (void)revents;
@@ -108,12 +201,15 @@ int np_host_new(np_host **ph, struct ev_loop *ev, np_conf *conf,
   h->conf = conf;
   h->id = *id;
   if ((rv = np_loop_new(&h->loop, ev)) != 0 ||
+      (rv = np_events_new(&h->events)) != 0 ||
+      (rv = np_peerstore_new(&h->ps, conf->limits.max_peers)) != 0 ||
       (rv = np_proto_table_new(&h->protos, 65536)) != 0 ||
       (rv = np_plugins_new(&h->plugins, h)) != 0) {
     h->conf = NULL; /* not taken on failure */
     np_host_del(h);
     return rv;
   }
+  np_proto_table_set_notify(h->protos, protos_changed, h);
   *ph = h;
   return 0;
 }
@@ -127,6 +223,11 @@ int np_host_start(np_host *h, int flags) {
     if (rv != 0) {
       np_error("host", "network-failed error=\"%s\"", err);
       fprintf(stderr, "natpeer-host: %s\n", err);
+      return rv;
+    }
+    if ((rv = modules_start(h)) != 0) {
+      fprintf(stderr, "natpeer-host: protocol module failed: %s\n",
+              np_strerror(rv));
       return rv;
     }
   }
@@ -171,6 +272,8 @@ void np_host_stop(np_host *h) {
   np_ctl_del(h->ctl);
   h->ctl = NULL;
   drain(h);
+  modules_stop(h);
+  drain(h);
   np_swarm_del(h->swarm);
   h->swarm = NULL;
   drain(h);
@@ -190,13 +293,15 @@ void np_host_stop(np_host *h) {
 void np_host_del(np_host *h) {
   if (h == NULL)
     return;
-  if (h->plugins || h->signals_on || h->swarm || h->ctl) {
+  if (h->plugins || h->signals_on || h->swarm || h->ctl || h->nstarted) {
     if (!h->stopped)
       np_host_stop(h);
   }
   np_plugins_del(h->plugins);
   np_loop_del(h->loop);
   np_proto_table_del(h->protos);
+  np_peerstore_del(h->ps);
+  np_events_del(h->events);
   np_conf_del(h->conf);
   np_identity_clear(&h->id);
   free(h);

@@ -9,12 +9,15 @@
 
 #include "np_call.h"
 #include "np_conf.h"
+#include "np_event.h"
 #include "np_identity.h"
 #include "np_loop.h"
+#include "np_peerstore.h"
 #include "np_proto.h"
 
 typedef struct np_host np_host;
 typedef struct np_plugins np_plugins;
+typedef struct np_swarm np_swarm;
 
 /* np_host_new takes ownership of |conf| on success. |id| is copied. */
 int np_host_new(np_host **ph, struct ev_loop *ev, np_conf *conf,
@@ -24,7 +27,8 @@ enum np_host_flags {
   NP_HOST_CONTROL = 2, /* open the [host] control socket */
   NP_HOST_NET = 4      /* listen and connect (QUIC) */
 };
-/* Open the control socket (NP_HOST_CONTROL), install signal watchers
+/* Start the network and the protocol modules (NP_HOST_NET), open the
+ * control socket (NP_HOST_CONTROL), install signal watchers
  * (NP_HOST_SIGNALS), load plugins. Returns 0 or a negative code. */
 int np_host_start(np_host *h, int flags);
 /* The i-th listen address with /p2p/ID as text, or NULL past the end. */
@@ -48,6 +52,14 @@ const np_conf *np_host_conf(const np_host *h);
 const np_identity *np_host_identity(const np_host *h);
 np_proto_table *np_host_protos(np_host *h);
 np_plugins *np_host_plugins(np_host *h);
+/* The event bus (np_event.h). The host emits NP_EV_LOCAL_PROTOCOLS_CHANGED
+ * after every change of its protocol table; the swarm and the modules emit
+ * the others. */
+np_events *np_host_events(np_host *h);
+/* What is known about other peers ([limits] max_peers of them). */
+np_peerstore *np_host_peerstore(np_host *h);
+/* The network layer while NP_HOST_NET runs, else NULL. */
+np_swarm *np_host_swarm(np_host *h);
 
 /* Pending-call accounting against [limits] max_pending_calls. */
 int np_host_calls_admit(const np_host *h);
@@ -62,7 +74,7 @@ int np_host_call_local(np_host *h, const char *caller_peer, const char *proto,
                        const uint8_t *req, size_t len,
                        np_call_complete_fn done, void *ud, np_call **pc);
 
-/* Transport hook for calls to other peers (installed by the QUIC layer).
+/* Hook for calls to other peers (installed by np_unarysvc).
  * Same contract as np_host_call_local; returns 0 and later runs |done|, or
  * returns an error and never runs it. |*cancel| receives a handle for
  * np_host_call_cancel. */
@@ -111,9 +123,7 @@ typedef struct np_net_ops {
                      const char *const *protos, size_t n, int flags,
                      uint64_t timeout_ms, np_net_stream_fn cb, void *ud,
                      void **handle);
-  int (*ping)(void *net, const np_peerid *peer, uint64_t timeout_ms,
-              np_net_ping_fn cb, void *ud, void **handle);
-  /* Withdraw a pending connect/open_stream/ping: its callback never runs. */
+  /* Withdraw a pending connect/open_stream: its callback never runs. */
   void (*cancel)(void *net, void *handle);
   int (*disconnect)(void *net, const np_peerid *peer);
   /* Fill up to |max| connection records; returns how many connections
@@ -132,6 +142,26 @@ typedef struct np_net_ops {
 void np_host_set_net(np_host *h, const np_net_ops *ops, void *net);
 /* The installed network, or NULL (ops) when this host has none. */
 const np_net_ops *np_host_net(np_host *h, void **net);
+
+/* Ping |peer| (/ipfs/ping/1.0.0, installed by np_ping): |cb| gets the
+ * round-trip time in microseconds. Returns 0 and later runs |cb| exactly
+ * once (never from inside this call) unless np_host_ping_cancel withdraws
+ * it, or an error (NP_ENOTSUP: no ping module) and never runs it. */
+typedef int (*np_ping_fn)(void *pud, const np_peerid *peer,
+                          uint64_t timeout_ms, np_net_ping_fn cb, void *ud,
+                          void **handle);
+typedef void (*np_ping_cancel_fn)(void *pud, void *handle);
+void np_host_set_ping(np_host *h, np_ping_fn fn, np_ping_cancel_fn cancel,
+                      void *pud);
+int np_host_ping(np_host *h, const np_peerid *peer, uint64_t timeout_ms,
+                 np_net_ping_fn cb, void *ud, void **handle);
+void np_host_ping_cancel(np_host *h, void *handle);
+
+/* The stream handler serving unary handlers' protocols to the network
+ * (installed by np_unarysvc): the swarm hands it each inbound stream
+ * negotiated for an NP_HANDLER_UNARY entry. NULL uninstalls. */
+void np_host_set_unary_server(np_host *h, const np_stream_cbs *cbs, void *ud);
+const np_stream_cbs *np_host_unary_server(np_host *h, void **ud);
 
 /* Call |proto| on |peer| (this host's own ID dispatches locally). Same
  * contract as np_host_call_local; *handle (may be NULL) lets the caller

@@ -3,25 +3,64 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "np_crypto.h"
 #include "np_err.h"
 
+#define MAX_BUCKETS 65536u
+
 struct np_peerstore {
-  np_ps_peer **peers; /* dense array; lookups are linear scans of IDs,
-                         cheap at the default 4096 and kept off hot paths */
+  np_ps_peer **peers; /* dense array: iteration and eviction */
   size_t n, max;
+  np_ps_peer **b; /* hash index by ID, chained through hnext_ */
+  uint32_t mask;  /* buckets - 1 (a power of two) */
+  uint64_t seed;  /* per store: peers cannot aim IDs at one bucket */
 };
 
 int np_peerstore_new(np_peerstore **pps, uint32_t max_peers) {
   np_peerstore *ps = calloc(1, sizeof(*ps));
+  uint32_t nb = 16;
   if (ps == NULL)
     return NP_ENOMEM;
   ps->max = max_peers ? max_peers : 1;
-  if ((ps->peers = calloc(ps->max, sizeof(*ps->peers))) == NULL) {
+  while (nb < ps->max && nb < MAX_BUCKETS)
+    nb <<= 1;
+  ps->mask = nb - 1;
+  if (np_crypto_random(&ps->seed, sizeof(ps->seed)) != 0)
+    ps->seed = (uint64_t)(uintptr_t)ps;
+  if ((ps->peers = calloc(ps->max, sizeof(*ps->peers))) == NULL ||
+      (ps->b = calloc(nb, sizeof(*ps->b))) == NULL) {
+    free(ps->peers);
     free(ps);
     return NP_ENOMEM;
   }
   *pps = ps;
   return 0;
+}
+
+/* FNV-1a over the ID, started from the store's seed, then mixed. */
+static uint32_t bucket(const np_peerstore *ps, const np_peerid *id) {
+  uint64_t h = 14695981039346656037ull ^ ps->seed;
+  for (size_t i = 0; i < id->len; i++)
+    h = (h ^ id->bytes[i]) * 1099511628211ull;
+  h ^= h >> 29;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 32;
+  return (uint32_t)h & ps->mask;
+}
+
+static void index_add(np_peerstore *ps, np_ps_peer *p) {
+  np_ps_peer **head = &ps->b[bucket(ps, &p->id)];
+  p->hnext_ = *head;
+  *head = p;
+}
+
+static void index_remove(np_peerstore *ps, np_ps_peer *p) {
+  np_ps_peer **pp = &ps->b[bucket(ps, &p->id)];
+  for (; *pp; pp = &(*pp)->hnext_)
+    if (*pp == p) {
+      *pp = p->hnext_;
+      return;
+    }
 }
 
 static void free_protocols(np_ps_peer *p) {
@@ -40,13 +79,15 @@ void np_peerstore_del(np_peerstore *ps) {
     free(ps->peers[i]);
   }
   free(ps->peers);
+  free(ps->b);
   free(ps);
 }
 
 np_ps_peer *np_peerstore_get(np_peerstore *ps, const np_peerid *id) {
-  for (size_t i = 0; i < ps->n; i++)
-    if (np_peerid_equal(&ps->peers[i]->id, id))
-      return ps->peers[i];
+  np_ps_peer *p = ps->b[bucket(ps, id)];
+  for (; p; p = p->hnext_)
+    if (np_peerid_equal(&p->id, id))
+      return p;
   return NULL;
 }
 
@@ -58,6 +99,7 @@ np_ps_peer *np_peerstore_upsert(np_peerstore *ps, const np_peerid *id,
     return p;
   }
   if (ps->n == ps->max) {
+    /* A linear pass, but only when a new peer arrives at a full store. */
     size_t victim = ps->n;
     for (size_t i = 0; i < ps->n; i++)
       if (!ps->peers[i]->connected &&
@@ -66,6 +108,7 @@ np_ps_peer *np_peerstore_upsert(np_peerstore *ps, const np_peerid *id,
         victim = i;
     if (victim == ps->n)
       return NULL;
+    index_remove(ps, ps->peers[victim]);
     free_protocols(ps->peers[victim]);
     free(ps->peers[victim]);
     ps->peers[victim] = ps->peers[--ps->n];
@@ -76,6 +119,7 @@ np_ps_peer *np_peerstore_upsert(np_peerstore *ps, const np_peerid *id,
   p->last_seen_ms = now_ms;
   p->rtt_us = -1;
   ps->peers[ps->n++] = p;
+  index_add(ps, p);
   return p;
 }
 

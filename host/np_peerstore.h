@@ -1,6 +1,8 @@
 /* Peerstore: what peers told us (identify) and where we saw them, bounded in
  * every dimension. Least recently used peers are evicted when full; peers
- * with a live connection are never evicted (they are touched on use). */
+ * with a live connection are never evicted (they are touched on use).
+ * Owned by the host (np_host_peerstore); every module may read and update
+ * it. Lookups by ID go through a hash index. */
 #ifndef NP_PEERSTORE_H
 #define NP_PEERSTORE_H
 
@@ -30,7 +32,8 @@ typedef struct np_ps_peer {
   size_t naddrs;
   uint64_t last_seen_ms;
   int64_t rtt_us; /* last ping, -1 unknown */
-  int connected;
+  int connected; /* connections up (the swarm counts them) */
+  struct np_ps_peer *hnext_; /* private: the store's hash chain */
 } np_ps_peer;
 
 typedef struct np_peerstore np_peerstore;

@@ -9,6 +9,7 @@
 #include "natpeer/plugin.h"
 
 #define NP_PROTO_NAME_MAX 1024
+#define NP_PROTO_UNLIMITED UINT32_MAX
 
 enum np_handler_kind { NP_HANDLER_UNARY = 1, NP_HANDLER_STREAM = 2 };
 enum np_owner_kind { NP_OWNER_PLUGIN = 1, NP_OWNER_CTL = 2, NP_OWNER_HOST = 3 };
@@ -25,6 +26,10 @@ typedef struct np_handler {
   void *ud;
   struct np_list *pending; /* owner's list of calls in flight */
   struct np_list *streams; /* owner's list of open streams */
+  /* Inbound streams of this protocol one connection may hold at once: 0
+   * for [limits] max_streams_per_protocol, NP_PROTO_UNLIMITED for no cap
+   * of its own (max_streams_per_conn still applies). */
+  uint32_t max_streams;
   struct np_handler *next; /* hash chain */
 } np_handler;
 

@@ -19,3 +19,14 @@ void np_stream_closed(np_stream *s, int err) {
   if (s->cbs.on_close)
     s->cbs.on_close(s, err, s->ud);
 }
+
+void np_stream_abandon(np_stream *s, int err) {
+  if (!s->closed && s->ops && s->ops->reset)
+    s->ops->reset(s);
+  np_stream_closed(s, err);
+  s->cbs.on_open = NULL;
+  s->cbs.on_data = NULL;
+  s->cbs.on_close = NULL;
+  s->cbs.on_writable = NULL;
+  s->ud = NULL;
+}

@@ -1,6 +1,7 @@
-/* A byte stream handed to a stream handler (plugin or control client). The
- * transport that owns it fills in |ops| and |impl|; handlers only see the
- * SDK's stream_* calls and their np_stream_cbs. */
+/* A byte stream handed to a stream handler (plugin, control client or host
+ * module). The transport that owns it fills in |ops| and |impl|; plugins
+ * only see the SDK's stream_* calls and their np_stream_cbs, host modules
+ * also the members below. on_data with (NULL, 0) is the remote's FIN. */
 #ifndef NP_STREAM_H
 #define NP_STREAM_H
 
@@ -19,6 +20,13 @@ typedef struct np_stream_ops {
   /* Stop (1) or resume (0) delivering on_data; while paused the transport
    * withholds flow-control credit, so the remote slows down. */
   void (*pause)(np_stream *s, int paused);
+  /* Host modules: queue all |len| bytes, then FIN if |fin|. What the
+   * transport cannot take now is copied and written, in order, as room
+   * appears. If more than |max_queued| bytes would wait, the stream is
+   * reset instead and NP_ELIMIT returned. 0, NP_ELIMIT, NP_ECLOSED or
+   * NP_ENOMEM. */
+  int (*send)(np_stream *s, const uint8_t *data, size_t len, int fin,
+              size_t max_queued);
 } np_stream_ops;
 
 struct np_stream {
@@ -29,6 +37,10 @@ struct np_stream {
   np_list owner_link; /* in the handler owner's stream list */
   char peer[NP_PEERID_STRMAX];
   char proto[128]; /* negotiated protocol (truncated for display) */
+  const char *name; /* the whole negotiated protocol, |name_len| bytes and
+                       a NUL; valid until on_close returns */
+  size_t name_len;
+  np_peerid peer_id; /* the authenticated remote */
   uint8_t addr[128]; /* remote multiaddr of the connection, binary */
   size_t addr_len;
   int closed;      /* on_close delivered */
@@ -40,5 +52,10 @@ void np_stream_set_cbs(np_stream *s, const np_stream_cbs *cbs, void *ud);
 
 /* Transport side: deliver on_close once and unlink from the owner. */
 void np_stream_closed(np_stream *s, int err);
+
+/* Owner side, for an owner going away: reset |s|, deliver its on_close
+ * (|err|) now, and take the owner's callbacks off it, so nothing of the
+ * owner runs again; the transport frees |s| later. */
+void np_stream_abandon(np_stream *s, int err);
 
 #endif

@@ -8,14 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "np_call.h"
-#include "np_crypto.h"
 #include "np_err.h"
+#include "np_event.h"
 #include "np_host.h"
-#include "np_identify.h"
 #include "np_list.h"
 #include "np_log.h"
-#include "np_lp.h"
 #include "np_mss.h"
 #include "np_multiaddr.h"
 #include "np_peerstore.h"
@@ -24,18 +21,17 @@
 #include "np_tquic.h"
 #include "np_stream.h"
 #include "np_tls.h"
-#include "np_unary.h"
 
 #define MAX_ADDRS 32
 #define ADDR_LEN 128
 #define MAX_DIAL_ADDRS 8
-#define UNARY_OVERHEAD 2048 /* frame bytes around a unary payload */
-#define PING_LEN 32
-#define PING_BACKLOG_MAX (64 * 1024) /* unread ping echo before reset */
 #define OBUF_CHUNK (256 * 1024)
 #define ADDR_TTL_MS (3600u * 1000u)
 #define NP_SWARM_MAX_TRANSPORTS 4
 #define DIAL_STAGGER_MS 250
+/* Bytes the swarm itself queues on a stream (multistream messages, a
+ * handler's writes after a refused one): far below this. */
+#define MSS_CAP (64 * 1024)
 
 typedef struct sconn sconn;
 typedef struct sstream sstream;
@@ -44,38 +40,28 @@ typedef struct op op;
 enum skind {
   S_NEG_IN = 1, /* listener negotiating */
   S_NEG_OUT,    /* dialer negotiating (op attached) */
-  S_PING_IN,
-  S_ID_IN,   /* we answer identify */
-  S_ID_OUT,  /* we read the peer's identify */
-  S_PUSH_IN, /* the peer pushes identify */
-  S_UNARY_IN,
-  S_UNARY_OUT,
-  S_PING_OUT,
-  S_APP, /* raw stream handed to a handler or a control client */
+  S_APP,        /* handed to a handler, a module or a control client */
   S_DEAD
 };
 
-enum opkind { OP_CONNECT = 1, OP_OPEN, OP_PING, OP_CALL, OP_IDENTIFY, OP_PUSH };
+enum opkind { OP_CONNECT = 1, OP_OPEN };
 
 struct np_swarm {
   np_host *h;
   np_tls *tls;
   np_transport *tr[NP_SWARM_MAX_TRANSPORTS];
   size_t ntr;
-  np_peerstore *ps;
-  np_list conns; /* sconn */
-  np_list dials; /* dialing */
-  np_list ops;   /* op */
-  uint64_t record_seq;
+  np_peerstore *ps; /* the host's */
+  np_list conns;    /* sconn */
+  np_list dials;    /* dialing */
+  np_list ops;      /* op */
   uint8_t addr[MAX_ADDRS][ADDR_LEN];
   size_t addr_len[MAX_ADDRS];
   size_t naddrs;
   char addr_text[MAX_ADDRS][320];
-  uint8_t record[NP_IDENTIFY_MSG_OUT]; /* our signed peer record, sealed
-                                          once per address change */
-  size_t record_len;
-  np_defer push; /* an identify/push round on the next turn */
-  ev_timer liveness;        /* probes connections with calls waiting */
+  ev_timer liveness; /* probes connections with answers awaited */
+  np_swarm_prober prober;
+  void *prober_ud;
   int closing;
 };
 
@@ -89,14 +75,15 @@ struct sconn {
   size_t raddr_len;
   int up, inbound;
   int closing; /* disconnect asked: not reused for new streams */
-  int probing; /* a liveness ping is out */
+  int probing; /* a liveness probe is out (|probe|) */
+  void *probe;
   int close_err; /* why we closed it, reported instead of NP_ECANCELED */
   uint64_t t_up_ms;
-  int64_t rtt_us;
-  np_list streams; /* sstream */
+  unsigned awaiting; /* streams marked by np_swarm_stream_await */
+  np_list streams;   /* sstream */
   struct dialing *dial; /* when this is a dial attempt */
-  np_list swait; /* ops waiting for stream credit (op.wlink); np_quic's
-                    conn_stream_credit says when to retry */
+  np_list swait; /* ops waiting for stream credit (op.wlink); the
+                    transport's stream_credit says when to retry */
   np_list idwait; /* connect ops waiting for the peer's identify */
   int identified; /* the peer's identify was read on this connection */
 };
@@ -128,37 +115,29 @@ struct sstream {
   sconn *c;
   np_cstream *cs;
   int kind;
+  int reset_sent;
+  int awaiting; /* counted in c->awaiting */
   np_mss mss;
-  np_lp_reader rd;
-  int rd_init;
-  op *op;        /* outgoing: the op this stream serves */
-  np_call *call; /* unary in: the local call */
+  op *op; /* outgoing: the op this stream serves */
   np_stream *app;
-  np_identify idf;
-  int idf_init;
-  uint8_t ping[PING_LEN];
-  size_t ping_got;
-  uint8_t call_id[NP_UNARY_CALLID_LEN]; /* unary in: the caller's callId */
-  double ping_t0;
   uint8_t *obuf; /* bytes waiting for send-buffer room */
   size_t olen, ooff;
   int fin_after; /* send FIN once obuf is written */
-  int fin_in;
   /* The dialer's proposals: np_mss borrows them while negotiating, and the
    * op that asked may be gone before the answer comes. */
   char *protos[NP_MSS_MAX_PROPOSALS];
   size_t nprotos;
   /* S_APP paused by its receiver: what arrives meanwhile (at most the
-   * stream window, which np_quic withholds) is held here and delivered on
-   * the turn after it resumes. */
+   * stream window, which the transport withholds) is held here and
+   * delivered on the turn after it resumes. */
   int app_paused;
   uint8_t *held;
   size_t held_len, held_cap;
   int held_fin;
-  /* The QUIC stream ended cleanly while bytes were still held: |qs| is
-   * gone, the stream left its connection's list, and it closes (err) once
-   * the receiver has taken them. Data that arrived is never dropped
-   * because the reader was slow. */
+  /* The stream ended cleanly while bytes were still held: |cs| is gone,
+   * the stream left its connection's list, and it closes (err) once the
+   * receiver has taken them. Data that arrived is never dropped because
+   * the reader was slow. */
   int draining, drain_err;
   np_defer resume;
   np_loop *loop; /* outlives the connection and the swarm */
@@ -170,38 +149,29 @@ struct sstream {
 
 struct op {
   np_list link;  /* in sw->ops */
-  np_list wlink; /* in dialing->waiters */
+  np_list wlink; /* in dialing->waiters, sconn->swait or sconn->idwait */
   np_swarm *sw;
   int kind;
   np_peerid peer;
-  char peer_str[NP_PEERID_STRMAX];
   ev_timer timer;
   int timer_on;
   sstream *st;
-  int done; /* completion queued or delivered */
+  int done;   /* completion queued or delivered */
   int queued; /* op_deliver is queued (or ran): it frees the op */
   np_defer deliver;
   np_loop *loop; /* outlives the swarm */
   /* completions */
   np_net_done_fn done_cb;
   np_net_stream_fn stream_cb;
-  np_net_ping_fn ping_cb;
-  np_call_complete_fn call_cb;
   void *ud;
   /* OP_OPEN */
   char *protos[NP_MSS_MAX_PROPOSALS];
   size_t nprotos;
   int lazy;
-  /* OP_CALL */
-  char *proto;
-  uint8_t *req;
-  size_t req_len;
-  uint8_t call_id[NP_UNARY_CALLID_LEN];
   /* deferred completion */
   int err;
   int want_identify; /* OP_CONNECT: complete after identify */
-  int fresh; /* dial a new connection even if one exists */
-  sconn *probe; /* liveness ping of this connection */
+  int fresh;         /* dial a new connection even if one exists */
 };
 
 static struct ev_loop *EV(np_swarm *sw) {
@@ -214,10 +184,6 @@ static void op_on_conn(op *o, sconn *c);
 static void st_kill(sstream *st, int reset);
 static void dial_next(dialing *d);
 static void sconn_init(sconn *c, np_swarm *sw);
-
-static const char *const builtin[] = {NP_IDENTIFY_PROTOCOL,
-                                      NP_IDENTIFY_PUSH_PROTOCOL,
-                                      NP_PING_PROTOCOL};
 
 /* ---- addresses ------------------------------------------------------------ */
 
@@ -299,18 +265,6 @@ static void collect_addrs(np_swarm *sw) {
     if (n > 0)
       add_own_addr(sw, bin, (size_t)n);
   }
-  {
-    np_identify_blob addrs[MAX_ADDRS];
-    np_ssize n;
-    for (size_t i = 0; i < sw->naddrs; i++) {
-      addrs[i].data = sw->addr[i];
-      addrs[i].len = sw->addr_len[i];
-    }
-    sw->record_seq++;
-    n = np_peer_record_seal(np_host_identity(sw->h), sw->record_seq, addrs,
-                            sw->naddrs, sw->record, sizeof(sw->record));
-    sw->record_len = n > 0 ? (size_t)n : 0;
-  }
 }
 
 const char *np_swarm_addr_text(np_swarm *sw, size_t i) {
@@ -318,6 +272,23 @@ const char *np_swarm_addr_text(np_swarm *sw, size_t i) {
 }
 
 /* ---- stream output ----------------------------------------------------------- */
+
+/* Abort |st| from inside an operation a handler called: the reset is
+ * queued and its close follows as an event, so the handler's stream
+ * outlives the call. Elsewhere streams die at once (st_kill). */
+static void st_reset(sstream *st) {
+  if (st->reset_sent || st->cs == NULL)
+    return;
+  st->reset_sent = 1;
+  np_cstream_reset(st->cs);
+}
+
+static void st_fail(sstream *st) {
+  if (st->kind == S_APP)
+    st_reset(st);
+  else
+    st_kill(st, 1);
+}
 
 static void st_pump(sstream *st) {
   while (st->obuf && st->ooff < st->olen) {
@@ -333,7 +304,7 @@ static void st_pump(sstream *st) {
     if (rv == NP_ELIMIT)
       return;
     if (rv < 0) {
-      st_kill(st, 1);
+      st_fail(st);
       return;
     }
     st->ooff += n;
@@ -347,32 +318,51 @@ static void st_pump(sstream *st) {
   }
 }
 
-/* Queue |len| bytes (copied) and optionally FIN after them. */
-static int st_send(sstream *st, const uint8_t *data, size_t len, int fin) {
+/* Queue |len| bytes and optionally FIN after them. With nothing queued the
+ * transport takes what it can at once and only the rest is copied. More
+ * than |cap| bytes waiting aborts the stream (NP_ELIMIT): what waits here
+ * is one local answer, or the echo of a peer that does not read. */
+static int st_send(sstream *st, const uint8_t *data, size_t len, int fin,
+                   size_t cap) {
   if (len) {
-    uint8_t *nb;
     size_t keep = st->obuf ? st->olen - st->ooff : 0;
-    /* What waits here is bounded: one local answer (unary, identify), or
-     * for ping a peer that sends without reading our echo. */
-    size_t cap = st->kind == S_PING_IN
-                     ? PING_BACKLOG_MAX
-                     : np_host_conf(st->c->sw->h)->limits.max_message +
-                           UNARY_OVERHEAD + NP_IDENTIFY_MSG_OUT * 2;
     if (keep + len > cap) {
       np_debug("swarm", "stream-backlog peer=%s bytes=%zu", st->c->peer_str,
                keep + len);
-      st_kill(st, 1);
+      st_fail(st);
       return NP_ELIMIT;
     }
-    if ((nb = malloc(keep + len)) == NULL)
-      return NP_ENOMEM;
-    if (keep)
-      memcpy(nb, st->obuf + st->ooff, keep);
-    memcpy(nb + keep, data, len);
-    free(st->obuf);
-    st->obuf = nb;
-    st->olen = keep + len;
-    st->ooff = 0;
+    while (keep == 0 && len > 0) {
+      size_t n = np_cstream_write_space(st->cs);
+      int rv;
+      if (n > len)
+        n = len;
+      if (n > OBUF_CHUNK)
+        n = OBUF_CHUNK;
+      if (n == 0)
+        break;
+      rv = np_cstream_write(st->cs, data, n);
+      if (rv == NP_ELIMIT)
+        break;
+      if (rv < 0) {
+        st_fail(st);
+        return rv;
+      }
+      data += n;
+      len -= n;
+    }
+    if (len) {
+      uint8_t *nb = malloc(keep + len);
+      if (nb == NULL)
+        return NP_ENOMEM;
+      if (keep)
+        memcpy(nb, st->obuf + st->ooff, keep);
+      memcpy(nb + keep, data, len);
+      free(st->obuf);
+      st->obuf = nb;
+      st->olen = keep + len;
+      st->ooff = 0;
+    }
   }
   if (fin)
     st->fin_after = 1;
@@ -388,31 +378,44 @@ static void st_send_mss(sstream *st) {
   const uint8_t *out;
   size_t n = np_mss_output(&st->mss, &out);
   if (n) {
-    st_send(st, out, n, 0);
+    st_send(st, out, n, 0, MSS_CAP);
     np_mss_drain(&st->mss, n);
   }
 }
 
-/* ---- np_stream for handlers and control clients -------------------------------- */
+/* ---- np_stream for handlers, modules and control clients ------------------------- */
+
+static sstream *app_st(np_stream *s) {
+  sstream *st = s->impl;
+  return st && st->kind == S_APP ? st : NULL;
+}
 
 static int app_write(np_stream *s, const uint8_t *data, size_t len) {
-  sstream *st = s->impl;
-  if (st == NULL || st->kind != S_APP || st->draining)
+  sstream *st = app_st(s);
+  if (st == NULL || st->draining)
     return NP_ECLOSED;
   if (st->obuf) /* earlier bytes still queued: keep order */
     return NP_ELIMIT;
   return np_cstream_write(st->cs, data, len);
 }
 
+static int app_send(np_stream *s, const uint8_t *data, size_t len, int fin,
+                    size_t max_queued) {
+  sstream *st = app_st(s);
+  if (st == NULL || st->draining || st->reset_sent)
+    return NP_ECLOSED;
+  return st_send(st, data, len, fin, max_queued);
+}
+
 static void app_close(np_stream *s) {
-  sstream *st = s->impl;
-  if (st && st->kind == S_APP && !st->draining)
-    st_send(st, NULL, 0, 1);
+  sstream *st = app_st(s);
+  if (st && !st->draining && !st->reset_sent)
+    st_send(st, NULL, 0, 1, MSS_CAP);
 }
 
 static void app_reset(np_stream *s) {
-  sstream *st = s->impl;
-  if (st == NULL || st->kind != S_APP)
+  sstream *st = app_st(s);
+  if (st == NULL)
     return;
   if (st->draining) { /* drop what is held; close on the next turn */
     st->held_len = 0;
@@ -422,12 +425,12 @@ static void app_reset(np_stream *s) {
     np_loop_post(st->loop, &st->resume);
     return;
   }
-  np_cstream_reset(st->cs);
+  st_reset(st);
 }
 
 static void app_pause(np_stream *s, int paused) {
-  sstream *st = s->impl;
-  if (st == NULL || st->kind != S_APP || st->app_paused == !!paused)
+  sstream *st = app_st(s);
+  if (st == NULL || st->app_paused == !!paused)
     return;
   st->app_paused = !!paused;
   if (!st->draining)
@@ -488,18 +491,28 @@ static int app_hold(sstream *st, const uint8_t *data, size_t len, int fin) {
   return 0;
 }
 
-static const np_stream_ops app_ops = {app_write, app_close, app_reset,
-                                      app_pause};
+static const np_stream_ops app_ops = {
+    .write = app_write,
+    .close = app_close,
+    .reset = app_reset,
+    .pause = app_pause,
+    .send = app_send,
+};
 
-static np_stream *app_new(sstream *st, const char *proto) {
+/* |name| (|len| bytes and a NUL) lives in |st| as long as |st| does, which
+ * is longer than the np_stream. */
+static np_stream *app_new(sstream *st, const char *name, size_t len) {
   np_stream *s = calloc(1, sizeof(*s));
   if (s == NULL)
     return NULL;
   s->ops = &app_ops;
   s->impl = st;
   np_list_init(&s->owner_link);
-  snprintf(s->peer, sizeof(s->peer), "%s", st->c->peer_str);
-  snprintf(s->proto, sizeof(s->proto), "%s", proto);
+  memcpy(s->peer, st->c->peer_str, sizeof(s->peer));
+  s->peer_id = st->c->peer;
+  snprintf(s->proto, sizeof(s->proto), "%s", name);
+  s->name = name;
+  s->name_len = len;
   memcpy(s->addr, st->c->raddr, st->c->raddr_len);
   s->addr_len = st->c->raddr_len;
   st->app = s;
@@ -509,14 +522,17 @@ static np_stream *app_new(sstream *st, const char *proto) {
 
 /* ---- stream teardown ---------------------------------------------------------- */
 
+static void st_unawait(sstream *st) {
+  if (st->awaiting) {
+    st->awaiting = 0;
+    st->c->awaiting--;
+  }
+}
+
 static void st_free(sstream *st) {
   np_list_remove(&st->link);
   for (size_t i = 0; i < st->nprotos; i++)
     free(st->protos[i]);
-  if (st->rd_init)
-    np_lp_free(&st->rd);
-  if (st->idf_init)
-    np_identify_free(&st->idf);
   np_loop_cancel(st->loop, &st->resume);
   free(st->held);
   free(st->obuf);
@@ -525,11 +541,8 @@ static void st_free(sstream *st) {
 
 /* The stream is gone or going: release everything attached to it. */
 static void st_detach(sstream *st, int err) {
-  if (st->call) {
-    np_call *c = st->call;
-    st->call = NULL;
-    np_call_caller_gone(c);
-  }
+  if (!st->draining) /* a draining stream left its connection already */
+    st_unawait(st);
   if (st->op) {
     op *o = st->op;
     st->op = NULL;
@@ -552,7 +565,7 @@ static void st_kill(sstream *st, int reset) {
   st_detach(st, NP_ECANCELED);
   st->kind = S_DEAD;
   if (reset)
-    np_cstream_reset(st->cs);
+    st_reset(st);
 }
 
 static sstream *st_new(sconn *c, np_cstream *cs, int kind) {
@@ -569,229 +582,11 @@ static sstream *st_new(sconn *c, np_cstream *cs, int kind) {
   return st;
 }
 
-/* ---- built-in protocol handling -------------------------------------------------- */
-
-static int is_builtin(const char *name, size_t len) {
-  for (size_t i = 0; i < NP_ARRAY_LEN(builtin); i++)
-    if (strlen(builtin[i]) == len && memcmp(builtin[i], name, len) == 0)
-      return 1;
-  return 0;
-}
+/* ---- negotiation and hand-over ---------------------------------------------------- */
 
 static int lookup(const char *name, size_t len, void *ud) {
   sstream *st = ud;
-  if (is_builtin(name, len))
-    return 1;
   return np_proto_find(np_host_protos(st->c->sw->h), name, len) != NULL;
-}
-
-/* Every protocol we serve, for identify. */
-typedef struct protos_acc {
-  const char **v;
-  size_t n, cap;
-} protos_acc;
-
-static int acc_proto(const np_handler *h, void *ud) {
-  protos_acc *a = ud;
-  if (a->n < a->cap)
-    a->v[a->n++] = h->proto;
-  return 0;
-}
-
-static void send_identify(sstream *st) {
-  np_swarm *sw = st->c->sw;
-  np_proto_table *pt = np_host_protos(sw->h);
-  size_t cap = np_proto_count(pt) + NP_ARRAY_LEN(builtin);
-  const char **v = calloc(cap, sizeof(*v));
-  np_identify_blob addrs[MAX_ADDRS];
-  np_identify_params p;
-  protos_acc acc;
-  uint8_t *out;
-  np_ssize n;
-  char agent[64];
-  if (v == NULL || (out = malloc(2 * NP_IDENTIFY_MSG_OUT + 64)) == NULL) {
-    free(v);
-    st_kill(st, 1);
-    return;
-  }
-  acc.v = v;
-  acc.n = 0;
-  acc.cap = cap;
-  for (size_t i = 0; i < NP_ARRAY_LEN(builtin); i++)
-    v[acc.n++] = builtin[i];
-  np_proto_foreach(pt, acc_proto, &acc);
-  for (size_t i = 0; i < sw->naddrs; i++) {
-    addrs[i].data = sw->addr[i];
-    addrs[i].len = sw->addr_len[i];
-  }
-  snprintf(agent, sizeof(agent), "natpeer/%s", PACKAGE_VERSION);
-  memset(&p, 0, sizeof(p));
-  p.protocol_version = "ipfs/0.1.0";
-  p.agent_version = agent;
-  p.listen_addrs = addrs;
-  p.nlisten = sw->naddrs;
-  p.observed = st->c->raddr;
-  p.observed_len = st->c->raddr_len;
-  p.protocols = v;
-  p.nprotocols = acc.n;
-  p.signed_record = sw->record;
-  p.signed_record_len = sw->record_len;
-  n = np_identify_build(np_host_identity(sw->h), &p, out,
-                        2 * NP_IDENTIFY_MSG_OUT + 64);
-  if (n == NP_ELIMIT) { /* too many protocols for one message: no record */
-    p.signed_record_len = 0;
-    n = np_identify_build(np_host_identity(sw->h), &p, out,
-                          2 * NP_IDENTIFY_MSG_OUT + 64);
-  }
-  if (n < 0) {
-    np_warn("swarm", "identify-build-failed err=%s", np_errname((int)n));
-    st_kill(st, 1);
-  } else {
-    st_send(st, out, (size_t)n, 1);
-  }
-  free(out);
-  free(v);
-}
-
-static void identify_apply(sconn *c, np_identify *idf) {
-  np_swarm *sw = c->sw;
-  np_ps_peer *p = np_peerstore_upsert(sw->ps, &c->peer, now_ms(sw));
-  np_peerid claimed;
-  size_t *lens;
-  if (p == NULL)
-    return;
-  /* The key in identify must be the key the TLS handshake proved. */
-  if (idf->pubkey.data &&
-      (np_identify_peerid(idf, &claimed) != 0 ||
-       !np_peerid_equal(&claimed, &c->peer))) {
-    np_warn("swarm", "identify-key-mismatch peer=%s", c->peer_str);
-    return;
-  }
-  if (idf->agent_version)
-    np_peerstore_set_agent(p, idf->agent_version, strlen(idf->agent_version));
-  lens = calloc(idf->nprotocols ? idf->nprotocols : 1, sizeof(*lens));
-  if (lens) {
-    for (size_t i = 0; i < idf->nprotocols; i++)
-      lens[i] = strlen(idf->protocols[i]);
-    np_peerstore_set_protocols(p, (const char *const *)idf->protocols, lens,
-                               idf->nprotocols);
-    free(lens);
-  }
-  for (size_t i = 0; i < idf->naddrs; i++)
-    np_peerstore_add_addr(p, idf->addrs[i].data, idf->addrs[i].len,
-                          now_ms(sw), ADDR_TTL_MS);
-  if (idf->observed.data) {
-    char t[200];
-    if (np_maddr_to_string(idf->observed.data, idf->observed.len, t,
-                           sizeof(t)) >= 0)
-      np_debug("swarm", "observed-addr peer=%s addr=%s", c->peer_str, t);
-  }
-  np_debug("swarm", "identified peer=%s agent=\"%s\" protocols=%zu addrs=%zu",
-          c->peer_str, p->agent, idf->nprotocols, idf->naddrs);
-}
-
-/* Feed bytes of a stream whose protocol is known. */
-static void st_data(sstream *st, const uint8_t *data, size_t len, int fin);
-
-static void on_call_done(void *ud, int err, const uint8_t *data, size_t len) {
-  sstream *st = ud;
-  np_unary_resp r;
-  size_t cap;
-  uint8_t *out;
-  np_ssize n;
-  char msg[256]; /* r.data may point here until the encode below */
-  st->call = NULL;
-  memset(&r, 0, sizeof(r));
-  memcpy(r.call_id, st->call_id, NP_UNARY_CALLID_LEN);
-  if (err == 0) {
-    r.data = data;
-    r.data_len = len;
-  } else {
-    r.is_error = 1;
-    if (err == NP_EREMOTE) {
-      r.data = data;
-      r.data_len = len;
-    } else {
-      snprintf(msg, sizeof(msg), "%s", np_strerror(err));
-      r.data = (const uint8_t *)msg;
-      r.data_len = strlen(msg);
-    }
-  }
-  cap = np_unary_resp_size(&r);
-  if ((out = malloc(cap)) == NULL) {
-    st_kill(st, 1);
-    return;
-  }
-  n = np_unary_encode_resp(&r, out, cap);
-  if (n < 0)
-    st_kill(st, 1);
-  else
-    st_send(st, out, (size_t)n, 1);
-  free(out);
-}
-
-static void unary_in(sstream *st, const uint8_t *msg, size_t len) {
-  np_swarm *sw = st->c->sw;
-  np_unary_req r;
-  char err[256];
-  int rv;
-  const char *proto = np_mss_protocol(&st->mss, NULL);
-  rv = np_unary_parse_req(&r, msg, len,
-                          np_host_conf(sw->h)->limits.max_message +
-                              UNARY_OVERHEAD,
-                          err, sizeof(err));
-  if (rv != 0) {
-    np_warn("swarm", "unary-bad-request peer=%s err=\"%s\"", st->c->peer_str,
-            err);
-    st_kill(st, 1);
-    return;
-  }
-  memcpy(st->call_id, r.call_id, NP_UNARY_CALLID_LEN);
-  /* The caller's stated target is ignored: the authenticated remote is the
-   * caller, and the negotiated protocol names the handler. */
-  rv = np_host_call_local(sw->h, st->c->peer_str, proto, strlen(proto),
-                          r.call_id, r.data, r.data_len, on_call_done, st,
-                          &st->call);
-  np_unary_req_free(&r);
-  if (rv != 0) {
-    st->call = NULL;
-    on_call_done(st, rv, NULL, 0);
-  }
-}
-
-static void unary_out_resp(sstream *st, const uint8_t *msg, size_t len) {
-  np_swarm *sw = st->c->sw;
-  op *o = st->op;
-  np_unary_resp r;
-  char err[256];
-  int rv = np_unary_parse_resp(&r, msg, len,
-                               np_host_conf(sw->h)->limits.max_message +
-                                   UNARY_OVERHEAD,
-                               err, sizeof(err));
-  if (o == NULL)
-    return;
-  st->op = NULL;
-  o->st = NULL;
-  if (rv == 0 && r.data_len > np_host_conf(sw->h)->limits.max_message) {
-    /* Within the framing slack but over the limit: refused like a bigger
-     * one, whatever the remote's own limit is. */
-    np_unary_resp_free(&r);
-    rv = NP_ELIMIT;
-  }
-  if (rv != 0) {
-    op_finish(o, rv);
-  } else {
-    if (!o->done) {
-      o->done = 1;
-      o->call_cb(o->ud, r.is_error ? NP_EREMOTE : 0, r.data, r.data_len);
-      o->call_cb = NULL;
-    }
-    np_unary_resp_free(&r);
-    op_finish(o, 0);
-  }
-  /* Our side is done: FIN, and the stream closes once the peer's FIN is in. */
-  st->kind = S_DEAD;
-  np_cstream_shutdown(st->cs);
 }
 
 /* Inbound handler streams of |c| already serving |proto|. */
@@ -800,103 +595,92 @@ static uint32_t proto_streams(sconn *c, const char *proto) {
   np_list *it;
   for (it = c->streams.next; it != &c->streams; it = it->next) {
     sstream *o = np_list_entry(it, sstream, link);
-    if ((o->kind == S_UNARY_IN || (o->kind == S_APP && o->op == NULL &&
-                                   o->nprotos == 0)) &&
-        strcmp(np_mss_protocol(&o->mss, NULL) ? np_mss_protocol(&o->mss, NULL)
-                                               : "",
-               proto) == 0)
+    const char *p;
+    if (o->kind == S_APP && o->op == NULL && o->nprotos == 0 &&
+        (p = np_mss_protocol(&o->mss, NULL)) != NULL && strcmp(p, proto) == 0)
       n++;
   }
   return n;
 }
 
+static void st_data(sstream *st, const uint8_t *data, size_t len, int fin);
+
+/* A listener's stream agreed on |proto|: hand it to the handler, or for a
+ * unary handler to the host's unary server (np_unarysvc), which frames
+ * the call and dispatches it. */
+static int st_accept(sstream *st, const char *proto, size_t plen) {
+  np_swarm *sw = st->c->sw;
+  const np_handler *h = np_proto_find(np_host_protos(sw->h), proto, plen);
+  const np_stream_cbs *cbs;
+  uint32_t max;
+  np_stream *s;
+  void *ud;
+  if (h == NULL) {
+    np_info("swarm",
+            "stream-refused peer=%s proto=\"%s\" reason=\"handler removed "
+            "during negotiation\"",
+            st->c->peer_str, proto);
+    return -1;
+  }
+  max = h->max_streams ? h->max_streams
+                       : np_host_conf(sw->h)->limits.max_streams_per_protocol;
+  if (max != NP_PROTO_UNLIMITED && proto_streams(st->c, proto) >= max) {
+    static np_ratelimit rl; /* the remote decides how often */
+    if (np_ratelimit_ok(&rl, 20, "swarm", "stream-refused"))
+      np_info("swarm",
+              "stream-refused peer=%s proto=\"%s\" "
+              "reason=\"max_streams_per_protocol\"",
+              st->c->peer_str, proto);
+    return -1;
+  }
+  if (h->kind == NP_HANDLER_UNARY) {
+    if ((cbs = np_host_unary_server(sw->h, &ud)) == NULL)
+      return -1;
+  } else {
+    cbs = &h->stream;
+    ud = h->ud;
+  }
+  if ((s = app_new(st, proto, plen)) == NULL)
+    return -1;
+  np_stream_set_cbs(s, cbs, ud);
+  if (h->kind == NP_HANDLER_STREAM && h->streams)
+    np_list_insert_tail(h->streams, &s->owner_link);
+  if (s->cbs.on_open)
+    s->cbs.on_open(s, s->ud);
+  return 0;
+}
+
 static void st_protocol_ready(sstream *st, const uint8_t *rest, size_t len,
                               int fin) {
-  np_swarm *sw = st->c->sw;
   size_t plen;
   const char *proto = np_mss_protocol(&st->mss, &plen);
   if (st->kind == S_NEG_IN) {
-    const np_handler *h;
-    if (strcmp(proto, NP_PING_PROTOCOL) == 0) {
-      st->kind = S_PING_IN;
-    } else if (strcmp(proto, NP_IDENTIFY_PROTOCOL) == 0) {
-      st->kind = S_ID_IN;
-      send_identify(st);
-    } else if (strcmp(proto, NP_IDENTIFY_PUSH_PROTOCOL) == 0) {
-      st->kind = S_PUSH_IN;
-      np_lp_init(&st->rd, NP_IDENTIFY_MSG_MAX);
-      st->rd_init = 1;
-      np_identify_init(&st->idf);
-      st->idf_init = 1;
-    } else if ((h = np_proto_find(np_host_protos(sw->h), proto, plen)) ==
-               NULL) {
-      np_info("swarm",
-              "stream-refused peer=%s proto=\"%s\" reason=\"handler removed "
-              "during negotiation\"",
-              st->c->peer_str, proto);
-      st_kill(st, 1); /* unregistered since negotiation */
+    if (st_accept(st, proto, plen) != 0) {
+      st_kill(st, 1);
       return;
-    } else if (proto_streams(st->c, proto) >=
-               np_host_conf(sw->h)->limits.max_streams_per_protocol) {
-      static np_ratelimit rl; /* the remote decides how often */
-      if (np_ratelimit_ok(&rl, 20, "swarm", "stream-refused"))
-        np_info("swarm",
-                "stream-refused peer=%s proto=\"%s\" "
-                "reason=\"max_streams_per_protocol\"",
-                st->c->peer_str, proto);
-      st_kill(st, 1); /* [limits] max_streams_per_protocol */
-      return;
-    } else if (h->kind == NP_HANDLER_UNARY) {
-      st->kind = S_UNARY_IN;
-      np_lp_init(&st->rd, np_host_conf(sw->h)->limits.max_message +
-                              UNARY_OVERHEAD);
-      st->rd_init = 1;
-    } else {
-      np_stream *s = app_new(st, proto);
-      if (s == NULL) {
-        st_kill(st, 1);
-        return;
-      }
-      np_stream_set_cbs(s, &h->stream, h->ud);
-      if (h->streams)
-        np_list_insert_tail(h->streams, &s->owner_link);
-      if (s->cbs.on_open)
-        s->cbs.on_open(s, s->ud);
     }
+    if (st->app == NULL) /* closed by its handler meanwhile */
+      return;
   } else {
     op *o = st->op;
+    np_stream *s;
     if (o == NULL) {
       st_kill(st, 1);
       return;
     }
-    if (o->kind == OP_CALL) {
-      st->kind = S_UNARY_OUT;
-      np_lp_init(&st->rd, np_host_conf(sw->h)->limits.max_message +
-                              UNARY_OVERHEAD);
-      st->rd_init = 1;
-    } else if (o->kind == OP_PING) {
-      st->kind = S_PING_OUT;
-    } else if (o->kind == OP_IDENTIFY) {
-      st->kind = S_ID_OUT;
-      np_lp_init(&st->rd, NP_IDENTIFY_MSG_MAX);
-      st->rd_init = 1;
-      np_identify_init(&st->idf);
-      st->idf_init = 1;
-    } else { /* OP_OPEN: hand the stream over */
-      np_stream *s = app_new(st, proto);
-      if (s == NULL) {
-        st_kill(st, 1);
-        return;
-      }
-      st->op = NULL;
-      o->st = NULL;
-      o->done = 1;
-      o->stream_cb(o->ud, 0, s, proto);
-      o->stream_cb = NULL;
-      op_finish(o, 0);
-      if (st->app == NULL) /* receiver reset it meanwhile */
-        return;
+    /* OP_OPEN: hand the stream over */
+    if ((s = app_new(st, proto, plen)) == NULL) {
+      st_kill(st, 1);
+      return;
     }
+    st->op = NULL;
+    o->st = NULL;
+    o->done = 1;
+    o->stream_cb(o->ud, 0, s, proto);
+    o->stream_cb = NULL;
+    op_finish(o, 0);
+    if (st->app == NULL) /* receiver reset it meanwhile */
+      return;
   }
   if (st->kind != S_DEAD && (len || fin))
     st_data(st, rest, len, fin);
@@ -919,7 +703,7 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
          * supported"), then finish our side. */
         st_detach(st, err);
         st->kind = S_DEAD;
-        st_send(st, NULL, 0, 1);
+        st_send(st, NULL, 0, 1, MSS_CAP);
       }
       return;
     }
@@ -927,98 +711,6 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
       st_protocol_ready(st, data + n, len - (size_t)n, fin);
     else if (fin)
       st_kill(st, 1);
-    return;
-  }
-  case S_PING_IN:
-    if (len)
-      st_send(st, data, len, 0);
-    if (fin)
-      st_send(st, NULL, 0, 1);
-    return;
-  case S_PING_OUT: {
-    op *o = st->op;
-    size_t take = len < PING_LEN - st->ping_got ? len : PING_LEN - st->ping_got;
-    if (o == NULL)
-      return;
-    if (memcmp(st->ping + st->ping_got, data, take) != 0) {
-      op_finish(o, NP_EPROTO);
-      st_kill(st, 1);
-      return;
-    }
-    st->ping_got += take;
-    if (st->ping_got == PING_LEN) {
-      int64_t rtt = (int64_t)((ev_time() - st->ping_t0) * 1e6);
-      st->op = NULL;
-      o->st = NULL;
-      st->c->rtt_us = rtt;
-      if (!o->done) {
-        o->done = 1;
-        if (o->ping_cb)
-          o->ping_cb(o->ud, 0, rtt);
-        o->ping_cb = NULL;
-      }
-      op_finish(o, 0);
-      st->kind = S_DEAD;
-      np_cstream_shutdown(st->cs);
-    } else if (fin) {
-      op_finish(o, NP_ECLOSED);
-    }
-    return;
-  }
-  case S_ID_IN:
-    return; /* we only write */
-  case S_ID_OUT:
-  case S_PUSH_IN:
-  case S_UNARY_IN:
-  case S_UNARY_OUT: {
-    size_t off = 0;
-    while (off < len && st->kind != S_DEAD) {
-      const uint8_t *m;
-      size_t ml;
-      np_ssize n = np_lp_feed(&st->rd, data + off, len - off, &m, &ml);
-      if (n < 0) {
-        if (st->op)
-          op_finish(st->op, (int)n);
-        st_kill(st, 1);
-        return;
-      }
-      off += (size_t)n;
-      if (m == NULL)
-        continue;
-      if (st->kind == S_UNARY_IN) {
-        if (st->call != NULL || st->fin_in) {
-          st_kill(st, 1); /* one request per stream */
-          return;
-        }
-        unary_in(st, m, ml);
-      } else if (st->kind == S_UNARY_OUT) {
-        unary_out_resp(st, m, ml);
-      } else if (np_identify_parse(&st->idf, m, ml) != 0) {
-        st_kill(st, 1);
-        return;
-      }
-    }
-    if (fin) {
-      st->fin_in = 1;
-      if (st->kind == S_ID_OUT || st->kind == S_PUSH_IN) {
-        sconn *c = st->c;
-        identify_apply(c, &st->idf);
-        c->identified = 1;
-        while (!np_list_empty(&c->idwait))
-          op_finish(np_list_entry(c->idwait.next, op, wlink), 0);
-        if (st->op) {
-          op *o = st->op;
-          st->op = NULL;
-          o->st = NULL;
-          op_finish(o, 0);
-        }
-        st->kind = S_DEAD;
-        st_send(st, NULL, 0, 1);
-      } else if (st->kind == S_UNARY_OUT && st->op) {
-        op_finish(st->op, NP_ECLOSED);
-      }
-      /* S_UNARY_IN: the caller finished writing; keep answering. */
-    }
     return;
   }
   case S_APP: {
@@ -1030,7 +722,7 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
       if (n < 0) {
         st_detach(st, (int)n);
         st->kind = S_DEAD;
-        np_cstream_reset(st->cs);
+        st_reset(st);
         return;
       }
       data += n;
@@ -1039,7 +731,7 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
         if (fin) {
           st_detach(st, NP_EPROTO);
           st->kind = S_DEAD;
-          np_cstream_reset(st->cs);
+          st_reset(st);
         }
         return;
       }
@@ -1055,7 +747,7 @@ static void st_data(sstream *st, const uint8_t *data, size_t len, int fin) {
                 st->c->peer_str, HELD_MAX);
         st_detach(st, rv);
         st->kind = S_DEAD;
-        np_cstream_reset(st->cs);
+        st_reset(st);
       }
       return;
     }
@@ -1082,8 +774,6 @@ static void op_free(op *o) {
   np_list_remove(&o->wlink);
   for (size_t i = 0; i < o->nprotos; i++)
     free(o->protos[i]);
-  free(o->proto);
-  free(o->req);
   free(o);
 }
 
@@ -1101,14 +791,6 @@ static void op_deliver(void *arg) {
       if (o->stream_cb)
         o->stream_cb(o->ud, err ? err : NP_ECLOSED, NULL, NULL);
       break;
-    case OP_PING:
-      if (o->ping_cb)
-        o->ping_cb(o->ud, err ? err : NP_ECLOSED, -1);
-      break;
-    case OP_CALL:
-      if (o->call_cb)
-        o->call_cb(o->ud, err ? err : NP_ECLOSED, NULL, 0);
-      break;
     default:
       break;
     }
@@ -1119,19 +801,6 @@ static void op_deliver(void *arg) {
 /* Complete |o| with |err| (its callback runs on the next loop turn unless
  * it already ran) and release it. */
 static void op_finish(op *o, int err) {
-  if (o->probe) {
-    sconn *c = o->probe;
-    o->probe = NULL;
-    c->probing = 0;
-    if (err == NP_ETIMEDOUT && c->nc && !c->closing) {
-      /* A peer that answers nothing for PROBE_TIMEOUT is gone (crashed,
-       * unplugged): fail its calls now rather than at the idle timeout. */
-      np_info("swarm", "liveness-timeout peer=%s", c->peer_str);
-      c->closing = 1;
-      c->close_err = NP_ETIMEDOUT;
-      np_conn_close(c->nc, 0);
-    }
-  }
   if (o->st) {
     sstream *st = o->st;
     o->st = NULL;
@@ -1415,9 +1084,7 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
 static void op_on_conn(op *o, sconn *c) {
   np_cstream *cs;
   sstream *st;
-  const char *protos[NP_MSS_MAX_PROPOSALS];
-  size_t n = 0;
-  int rv, flags = 0;
+  int rv;
   if (o->kind == OP_CONNECT) {
     if (o->want_identify && !c->identified)
       np_list_insert_tail(&c->idwait, &o->wlink);
@@ -1443,48 +1110,24 @@ static void op_on_conn(op *o, sconn *c) {
   }
   st->op = o;
   o->st = st;
-  switch (o->kind) {
-  case OP_OPEN:
-    for (n = 0; n < o->nprotos; n++)
-      protos[n] = o->protos[n];
-    if (o->lazy)
-      flags = NP_MSS_LAZY;
-    break;
-  case OP_PING:
-    protos[n++] = NP_PING_PROTOCOL;
-    flags = NP_MSS_LAZY;
-    break;
-  case OP_IDENTIFY:
-    protos[n++] = NP_IDENTIFY_PROTOCOL;
-    flags = NP_MSS_LAZY;
-    break;
-  case OP_CALL:
-    protos[n++] = o->proto;
-    flags = NP_MSS_LAZY;
-    break;
-  case OP_PUSH:
-    protos[n++] = NP_IDENTIFY_PUSH_PROTOCOL;
-    flags = NP_MSS_LAZY;
-    break;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if ((st->protos[i] = strdup(protos[i])) == NULL) {
+  for (size_t i = 0; i < o->nprotos; i++) {
+    if ((st->protos[i] = strdup(o->protos[i])) == NULL) {
       op_finish(o, NP_ENOMEM);
       return;
     }
     st->nprotos++;
   }
-  if (np_mss_init_dialer(&st->mss, (const char *const *)st->protos, n,
-                         flags) != 0) {
+  if (np_mss_init_dialer(&st->mss, (const char *const *)st->protos,
+                         st->nprotos, o->lazy ? NP_MSS_LAZY : 0) != 0) {
     op_finish(o, NP_EINVAL);
     return;
   }
   st_send_mss(st);
-  /* Lazy negotiation: the request goes with the proposal. */
-  if (o->kind == OP_OPEN && o->lazy) {
-    /* The stream is the caller's now; np_mss keeps reading the echo (or
-     * an `na`, which closes it with NP_ENOPROTO) ahead of the data. */
-    np_stream *s = app_new(st, o->protos[0]);
+  if (o->lazy) {
+    /* The stream is the caller's now, the proposal ahead of its data;
+     * np_mss keeps reading the echo (or an `na`, which closes it with
+     * NP_ENOPROTO) ahead of what the remote sends. */
+    np_stream *s = app_new(st, st->protos[0], strlen(st->protos[0]));
     if (s == NULL) {
       op_finish(o, NP_ENOMEM);
       return;
@@ -1492,45 +1135,9 @@ static void op_on_conn(op *o, sconn *c) {
     st->op = NULL;
     o->st = NULL;
     o->done = 1;
-    o->stream_cb(o->ud, 0, s, o->protos[0]);
+    o->stream_cb(o->ud, 0, s, st->protos[0]);
     o->stream_cb = NULL;
     op_finish(o, 0);
-  } else if (o->kind == OP_PUSH) {
-    /* The whole identify message, then FIN; the op ends with the stream. */
-    st->op = NULL;
-    o->st = NULL;
-    st->kind = S_ID_IN;
-    send_identify(st);
-    op_finish(o, 0);
-  } else if (o->kind == OP_PING) {
-    np_crypto_random(st->ping, PING_LEN);
-    st->ping_t0 = ev_time();
-    st_send(st, st->ping, PING_LEN, 0);
-  } else if (o->kind == OP_CALL) {
-    np_unary_req r;
-    size_t cap;
-    uint8_t *buf;
-    np_ssize len;
-    memset(&r, 0, sizeof(r));
-    memcpy(r.call_id, o->call_id, NP_UNARY_CALLID_LEN);
-    r.peer = o->peer.bytes;
-    r.peer_len = o->peer.len;
-    r.proto = o->proto;
-    r.data = o->req;
-    r.data_len = o->req_len;
-    cap = np_unary_req_size(&r);
-    if ((buf = malloc(cap)) == NULL) {
-      op_finish(o, NP_ENOMEM);
-      return;
-    }
-    len = np_unary_encode_req(&r, buf, cap);
-    if (len < 0)
-      op_finish(o, (int)len);
-    else
-      st_send(st, buf, (size_t)len, 0);
-    free(buf);
-    free(o->req);
-    o->req = NULL;
   }
 }
 
@@ -1547,37 +1154,9 @@ static void swait_retry(sconn *c) {
 
 static void sconn_init(sconn *c, np_swarm *sw) {
   c->sw = sw;
-  c->rtt_us = -1;
   np_list_init(&c->streams);
   np_list_init(&c->swait);
   np_list_init(&c->idwait);
-}
-
-static op *op_new(np_swarm *sw, int kind, const np_peerid *peer);
-
-/* Tell every connected peer our protocols changed (identify/push). */
-static void push_all(void *arg) {
-  np_swarm *sw = arg;
-  np_list *it;
-  if (sw->closing)
-    return;
-  for (it = sw->conns.next; it != &sw->conns; it = it->next) {
-    sconn *c = np_list_entry(it, sconn, link);
-    op *o;
-    if (!c->up || c->closing || (o = op_new(sw, OP_PUSH, &c->peer)) == NULL)
-      continue;
-    np_list_insert_tail(&sw->ops, &o->link);
-    o->done = 1; /* internal: no callback */
-    op_on_conn(o, c);
-  }
-}
-
-static void protocols_changed(void *ud) {
-  np_swarm *sw = ud;
-  /* Coalesce a burst of changes (a plugin registering several names, a
-   * reload) into one push per peer on the next loop turn. */
-  if (!sw->closing)
-    np_loop_post(np_host_loop(sw->h), &sw->push);
 }
 
 static op *op_new(np_swarm *sw, int kind, const np_peerid *peer) {
@@ -1588,13 +1167,31 @@ static op *op_new(np_swarm *sw, int kind, const np_peerid *peer) {
   o->sw = sw;
   o->kind = kind;
   o->peer = *peer;
-  np_peerid_to_string(peer, o->peer_str, sizeof(o->peer_str));
   np_list_init(&o->link);
   np_list_init(&o->wlink);
   return o;
 }
 
 /* ---- connection events (np_conn_cbs, from every transport) ------------------------ */
+
+static void emit_conn(np_swarm *sw, sconn *c, unsigned type, int err,
+                      int last) {
+  np_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = type;
+  ev.peer = &c->peer;
+  ev.conn = c->nc;
+  ev.transport = c->nc->kind;
+  ev.inbound = c->inbound;
+  ev.limited = c->nc->limited;
+  ev.raddr = c->nc->raddr;
+  ev.raddr_len = c->nc->raddr_len;
+  ev.laddr = c->nc->laddr;
+  ev.laddr_len = c->nc->laddr_len;
+  ev.err = err;
+  ev.last = last;
+  np_events_emit(np_host_events(sw->h), &ev);
+}
 
 static void c_conn_up(np_conn *nc, void *ud) {
   np_swarm *sw = ud;
@@ -1645,16 +1242,8 @@ static void c_conn_up(np_conn *nc, void *ud) {
     }
     dial_free(d);
   }
-  /* Learn what the peer is and speaks (the round-trip time comes from the
-   * transport's own estimate where it has one). */
-  {
-    op *o = op_new(sw, OP_IDENTIFY, &c->peer);
-    if (o != NULL) {
-      np_list_insert_tail(&sw->ops, &o->link);
-      o->done = 1; /* internal: no callback */
-      op_on_conn(o, c);
-    }
-  }
+  /* Modules learn of it last (identify opens its stream here). */
+  emit_conn(sw, c, NP_EV_CONN_UP, 0, 0);
 }
 
 static void c_conn_down(np_conn *nc, int err, void *ud) {
@@ -1665,6 +1254,13 @@ static void c_conn_down(np_conn *nc, int err, void *ud) {
     return;
   if (c->close_err && err == NP_ECANCELED)
     err = c->close_err;
+  c->closing = 1; /* nothing new starts on it from here on */
+  if (c->probe) {
+    void *h = c->probe;
+    c->probe = NULL;
+    if (sw->prober.cancel)
+      sw->prober.cancel(sw->prober_ud, h);
+  }
   if (c->up) {
     np_ps_peer *p = np_peerstore_get(sw->ps, &c->peer);
     if (p && p->connected > 0)
@@ -1682,6 +1278,15 @@ static void c_conn_down(np_conn *nc, int err, void *ud) {
   while (!np_list_empty(&c->idwait))
     op_finish(np_list_entry(c->idwait.next, op, wlink), err);
   np_list_remove(&c->link);
+  if (c->up) {
+    int last = 1;
+    np_list *it;
+    for (it = sw->conns.next; it != &sw->conns && last; it = it->next) {
+      sconn *o = np_list_entry(it, sconn, link);
+      last = !(o->up && np_peerid_equal(&o->peer, &c->peer));
+    }
+    emit_conn(sw, c, NP_EV_CONN_DOWN, err, last);
+  }
   d = c->dial;
   c->nc = NULL;
   free(c);
@@ -1722,6 +1327,7 @@ static void c_stream_close(np_cstream *cs, int err, void *ud) {
   if (err == 0 && st->kind == S_APP && st->app &&
       (st->held_len || st->held_fin)) {
     /* Cleanly finished, but the receiver is paused on bytes we hold. */
+    st_unawait(st);
     st->draining = 1;
     st->drain_err = 0;
     st->cs = NULL;
@@ -1749,36 +1355,6 @@ static void c_stream_writable(np_cstream *cs, void *ud) {
     st->app->cbs.on_writable(st->app, st->app->ud);
 }
 
-/* Every second: a connection with a unary call waiting gets a ping (one at
- * a time). A dead peer's port answers with ICMP (np_quic fails the
- * connection at once); a vanished host lets the ping time out. */
-#define PROBE_TIMEOUT_MS 3000
-static void liveness_tick(struct ev_loop *ev, ev_timer *w, int revents) {
-  np_swarm *sw = np_container_of(w, np_swarm, liveness);
-  np_list *it;
-  (void)ev, (void)revents;
-  for (it = sw->conns.next; it != &sw->conns; it = it->next) {
-    sconn *c = np_list_entry(it, sconn, link);
-    np_list *si;
-    int waiting = 0;
-    op *o;
-    if (!c->up || c->closing || c->probing)
-      continue;
-    for (si = c->streams.next; si != &c->streams && !waiting; si = si->next)
-      waiting = np_list_entry(si, sstream, link)->kind == S_UNARY_OUT;
-    if (!waiting || (o = op_new(sw, OP_PING, &c->peer)) == NULL)
-      continue;
-    np_list_insert_tail(&sw->ops, &o->link);
-    o->done = 1; /* internal: no callback */
-    o->probe = c;
-    c->probing = 1;
-    ev_timer_init(&o->timer, op_timeout, PROBE_TIMEOUT_MS / 1000.0, 0.);
-    ev_timer_start(EV(sw), &o->timer);
-    o->timer_on = 1;
-    op_on_conn(o, c);
-  }
-}
-
 static void c_stream_credit(np_conn *nc, void *ud) {
   sconn *c = nc->ud;
   (void)ud;
@@ -1786,20 +1362,146 @@ static void c_stream_credit(np_conn *nc, void *ud) {
     swait_retry(c);
 }
 
-/* ---- np_net_ops and the remote-call hook ------------------------------------------ */
+/* ---- liveness ------------------------------------------------------------------- */
+
+static void probe_done(void *ud, int err, int64_t rtt_us) {
+  sconn *c = ud;
+  (void)rtt_us;
+  c->probe = NULL;
+  c->probing = 0;
+  if (err == NP_ETIMEDOUT && c->nc && !c->closing) {
+    /* A peer that answers nothing for PROBE_TIMEOUT is gone (crashed,
+     * unplugged): fail its calls now rather than at the idle timeout. */
+    np_info("swarm", "liveness-timeout peer=%s", c->peer_str);
+    c->closing = 1;
+    c->close_err = NP_ETIMEDOUT;
+    np_conn_close(c->nc, 0);
+  }
+}
+
+/* Every second: a connection with an answer awaited gets a probe (one at
+ * a time). A dead peer's port answers with ICMP (the transport fails the
+ * connection at once); a vanished host lets the probe time out. */
+#define PROBE_TIMEOUT_MS 3000
+static void liveness_tick(struct ev_loop *ev, ev_timer *w, int revents) {
+  np_swarm *sw = np_container_of(w, np_swarm, liveness);
+  np_list *it;
+  (void)ev, (void)revents;
+  if (sw->prober.start == NULL)
+    return;
+  for (it = sw->conns.next; it != &sw->conns; it = it->next) {
+    sconn *c = np_list_entry(it, sconn, link);
+    if (!c->up || c->closing || c->probing || c->awaiting == 0)
+      continue;
+    c->probing = 1;
+    if (sw->prober.start(sw->prober_ud, c->nc, PROBE_TIMEOUT_MS, probe_done,
+                         c, &c->probe) != 0) {
+      c->probing = 0;
+      c->probe = NULL;
+    }
+  }
+}
+
+void np_swarm_set_prober(np_swarm *sw, const np_swarm_prober *p, void *ud) {
+  np_list *it;
+  /* Probes of the one going away are withdrawn (no callback). */
+  for (it = sw->conns.next; it != &sw->conns; it = it->next) {
+    sconn *c = np_list_entry(it, sconn, link);
+    if (c->probe && sw->prober.cancel)
+      sw->prober.cancel(sw->prober_ud, c->probe);
+    c->probe = NULL;
+    c->probing = 0;
+  }
+  memset(&sw->prober, 0, sizeof(sw->prober));
+  if (p)
+    sw->prober = *p;
+  sw->prober_ud = p ? ud : NULL;
+}
+
+/* ---- hooks for protocol modules ---------------------------------------------------- */
+
+static sconn *live_conn(const np_conn *nc) {
+  sconn *c = nc ? nc->ud : NULL;
+  return c && c->nc == nc && c->up && !c->closing ? c : NULL;
+}
+
+int np_swarm_conn_open(np_swarm *sw, const np_conn *nc, const char *proto,
+                       np_net_stream_fn cb, void *ud, void **handle) {
+  sconn *c = live_conn(nc);
+  op *o;
+  if (proto == NULL || cb == NULL ||
+      np_proto_name_check(proto, strlen(proto)) != 0)
+    return NP_EINVAL;
+  if (c == NULL || sw->closing)
+    return NP_ECLOSED;
+  if ((o = op_new(sw, OP_OPEN, &c->peer)) == NULL)
+    return NP_ENOMEM;
+  if ((o->protos[0] = strdup(proto)) == NULL) {
+    op_free(o);
+    return NP_ENOMEM;
+  }
+  o->nprotos = 1;
+  o->lazy = 1;
+  o->stream_cb = cb;
+  o->ud = ud;
+  np_list_insert_tail(&sw->ops, &o->link);
+  if (handle)
+    *handle = o; /* before a callback from inside op_on_conn */
+  op_on_conn(o, c);
+  return 0;
+}
+
+void np_swarm_conn_identified(np_swarm *sw, const np_conn *nc) {
+  sconn *c = nc ? nc->ud : NULL;
+  (void)sw;
+  if (c == NULL || c->nc != nc)
+    return;
+  c->identified = 1;
+  while (!np_list_empty(&c->idwait))
+    op_finish(np_list_entry(c->idwait.next, op, wlink), 0);
+}
+
+void np_swarm_foreach_conn(np_swarm *sw,
+                           int (*fn)(const np_conn *c, void *ud), void *ud) {
+  np_list *it;
+  for (it = sw->conns.next; it != &sw->conns; it = it->next) {
+    sconn *c = np_list_entry(it, sconn, link);
+    if (c->up && !c->closing && c->nc && fn(c->nc, ud))
+      return;
+  }
+}
+
+const np_conn *np_swarm_stream_conn(const np_stream *s) {
+  const sstream *st = s ? s->impl : NULL;
+  return st && !st->draining && st->c ? st->c->nc : NULL;
+}
+
+void np_swarm_stream_await(np_stream *s, int on) {
+  sstream *st = s ? s->impl : NULL;
+  if (st == NULL || st->draining || st->kind != S_APP || !!on == st->awaiting)
+    return;
+  st->awaiting = !!on;
+  if (on)
+    st->c->awaiting++;
+  else
+    st->c->awaiting--;
+}
+
+/* ---- np_net_ops ------------------------------------------------------------------- */
 
 /* Start |o| and hand out its handle; on failure |o| is freed and no
  * callback will run. */
 static int op_launch(op *o, const uint8_t *const *addrs, const size_t *lens,
                      size_t n, uint64_t timeout_ms, void **handle) {
-  int rv = op_start(o, addrs, lens, n, timeout_ms);
-  if (rv != 0) {
-    op_free(o);
-    return rv;
-  }
+  int rv;
+  /* Before starting: a lazy open on a connection that exists hands its
+   * stream over from inside op_start, and the callback may free the
+   * caller's record holding *handle. */
   if (handle)
     *handle = o;
-  return 0;
+  if ((rv = op_start(o, addrs, lens, n, timeout_ms)) != 0)
+    op_free(o);
+  return rv;
 }
 
 static int connect_op(np_swarm *sw, const np_peerid *peer, int want_identify,
@@ -1852,16 +1554,6 @@ static int net_open(void *net, const np_peerid *peer, const char *const *protos,
   return op_launch(o, NULL, NULL, 0, timeout_ms, handle);
 }
 
-static int net_ping(void *net, const np_peerid *peer, uint64_t timeout_ms,
-                    np_net_ping_fn cb, void *ud, void **handle) {
-  op *o = op_new(net, OP_PING, peer);
-  if (o == NULL)
-    return NP_ENOMEM;
-  o->ping_cb = cb;
-  o->ud = ud;
-  return op_launch(o, NULL, NULL, 0, timeout_ms, handle);
-}
-
 static void net_cancel(void *net, void *handle) {
   op *o = handle;
   (void)net;
@@ -1907,8 +1599,8 @@ static size_t net_conns(void *net, np_conn_info *out, size_t max) {
       ci->rtt_us = c->nc ? np_conn_rtt_us(c->nc) : -1;
       ci->transport = c->nc ? c->nc->kind : 0;
       ci->limited = c->nc ? c->nc->limited : 0;
-      if (ci->rtt_us < 0)
-        ci->rtt_us = c->rtt_us;
+      if (ci->rtt_us < 0 && p) /* the transport has no estimate */
+        ci->rtt_us = p->rtt_us;
       ci->age_ms = now_ms(sw) - c->t_up_ms;
       if (p)
         snprintf(ci->agent, sizeof(ci->agent), "%s", p->agent);
@@ -1929,41 +1621,14 @@ static size_t net_addrs(void *net, const uint8_t **bins, size_t *lens,
 }
 
 static const np_net_ops net_ops = {
-    net_connect,    net_open,  net_ping,  net_cancel,
-    net_disconnect, net_conns, net_addrs, net_connect_identified};
-
-static int remote_call(void *tud, const char *peer, const char *proto,
-                       const uint8_t *call_id, const uint8_t *req, size_t len,
-                       np_call_complete_fn done, void *ud, void **cancel) {
-  np_swarm *sw = tud;
-  np_peerid id;
-  op *o;
-  if (np_peerid_parse(&id, peer, strlen(peer)) != 0)
-    return NP_EINVAL;
-  if ((o = op_new(sw, OP_CALL, &id)) == NULL)
-    return NP_ENOMEM;
-  o->proto = strdup(proto);
-  o->req = malloc(len ? len : 1);
-  if (o->proto == NULL || o->req == NULL) {
-    op_free(o);
-    return NP_ENOMEM;
-  }
-  if (len)
-    memcpy(o->req, req, len);
-  o->req_len = len;
-  if (call_id)
-    memcpy(o->call_id, call_id, NP_UNARY_CALLID_LEN);
-  else
-    np_crypto_random(o->call_id, NP_UNARY_CALLID_LEN);
-  o->call_cb = done;
-  o->ud = ud;
-  return op_launch(o, NULL, NULL, 0,
-                   np_host_conf(sw->h)->limits.call_timeout_ms, cancel);
-}
-
-static void remote_cancel(void *tud, void *handle) {
-  net_cancel(tud, handle);
-}
+    .connect = net_connect,
+    .open_stream = net_open,
+    .cancel = net_cancel,
+    .disconnect = net_disconnect,
+    .conns = net_conns,
+    .addrs = net_addrs,
+    .connect_identified = net_connect_identified,
+};
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
@@ -1984,8 +1649,7 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   if (sw == NULL)
     return NP_ENOMEM;
   sw->h = h;
-  np_defer_init(&sw->push, push_all, sw);
-  sw->record_seq = (uint64_t)ev_time() * 1000000u;
+  sw->ps = np_host_peerstore(h);
   np_list_init(&sw->conns);
   np_list_init(&sw->dials);
   np_list_init(&sw->ops);
@@ -1993,8 +1657,7 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   qc.max_connections = conf->limits.max_connections;
   qc.max_streams_per_conn = conf->limits.max_streams_per_conn;
   qc.idle_timeout_ms = conf->limits.idle_timeout_ms;
-  if ((rv = np_peerstore_new(&sw->ps, conf->limits.max_peers)) != 0 ||
-      (rv = np_tls_new(&sw->tls, np_host_identity(h))) != 0 ||
+  if ((rv = np_tls_new(&sw->tls, np_host_identity(h))) != 0 ||
       (rv = np_tquic_new(&sw->tr[sw->ntr], np_host_loop(h), sw->tls, &qc,
                          &cbs, sw)) != 0) {
     snprintf(err, errlen, "transport set-up failed: %s", np_strerror(rv));
@@ -2023,8 +1686,6 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   }
   collect_addrs(sw);
   np_host_set_net(h, &net_ops, sw);
-  np_host_set_remote(h, remote_call, remote_cancel, sw);
-  np_proto_table_set_notify(np_host_protos(h), protocols_changed, sw);
   ev_timer_init(&sw->liveness, liveness_tick, 1.0, 1.0);
   ev_timer_start(EV(sw), &sw->liveness);
   *psw = sw;
@@ -2035,11 +1696,9 @@ void np_swarm_del(np_swarm *sw) {
   if (sw == NULL)
     return;
   sw->closing = 1;
-  np_loop_cancel(np_host_loop(sw->h), &sw->push);
-  np_proto_table_set_notify(np_host_protos(sw->h), NULL, NULL);
+  np_swarm_set_prober(sw, NULL, NULL);
   ev_timer_stop(EV(sw), &sw->liveness);
   np_host_set_net(sw->h, NULL, NULL);
-  np_host_set_remote(sw->h, NULL, NULL, NULL);
   /* conn_down for all: ops fail, streams close */
   for (size_t i = 0; i < sw->ntr; i++)
     sw->tr[i]->ops->del(sw->tr[i]);
@@ -2050,6 +1709,5 @@ void np_swarm_del(np_swarm *sw) {
     op_finish(o, NP_ECANCELED);
   }
   np_tls_del(sw->tls);
-  np_peerstore_del(sw->ps);
   free(sw);
 }

@@ -1,29 +1,76 @@
-/* The libp2p host layer over np_quic: connections to peers (one reused per
- * peer), multistream-select on every stream, the built-in protocols
- * (identify, identify/push, ping), unary calls in hivemind's wire format
- * both ways, raw streams for stream handlers, and the np_net_ops the
- * control socket and plugins use. */
+/* The libp2p host layer over the transports of np_conn.h: connections to
+ * peers (several per peer, the best one used), dialing, multistream-select
+ * on every stream, streams handed to the handlers of the host's protocol
+ * table (plugins, control clients, and the host's own protocol modules such
+ * as identify, ping and unary calls, which live in their own files),
+ * back-pressure, and the np_net_ops the control socket and plugins use.
+ * Connection events go to the host's event bus (np_event.h).
+ *
+ * Below the lifecycle: the few hooks protocol modules need beyond
+ * np_net_ops and np_stream. Loop thread only. */
 #ifndef NP_SWARM_H
 #define NP_SWARM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-typedef struct np_host np_host;
+#include "np_conn.h"
+#include "np_host.h"
+
 typedef struct np_swarm np_swarm;
 
-#define NP_PING_PROTOCOL "/ipfs/ping/1.0.0"
-
-/* Create the TLS certificate and QUIC endpoint of |h|, listen on every
- * [host] listen address, and install the network into |h| (np_host_set_net
- * and the remote-call hook). On error |err| gets one line naming the
- * address or the failing step. */
+/* Create the TLS certificate and transports of |h|, listen on every [host]
+ * listen address, and install the network into |h| (np_host_set_net). On
+ * error |err| gets one line naming the address or the failing step. */
 int np_swarm_new(np_swarm **ps, np_host *h, char *err, size_t errlen);
-/* Close every connection (calls and streams fail with NP_ECANCELED) and
+/* Close every connection (streams and ops fail with NP_ECANCELED) and
  * uninstall from the host. NULL is fine. */
 void np_swarm_del(np_swarm *s);
 
 /* This host's listen addresses with /p2p/ID, as text, one per call
  * (i-th); NULL past the end. For logs and the start-up banner. */
 const char *np_swarm_addr_text(np_swarm *s, size_t i);
+
+/* ---- hooks for protocol modules --------------------------------------------
+ * A connection is the np_conn an event carried (read only); it is valid
+ * until the NP_EV_CONN_DOWN dispatch of it returns. */
+
+/* Open a stream on |c| proposing |proto| lazily (data may follow the
+ * proposal at once; a refusal closes the stream with NP_ENOPROTO). |cb|
+ * runs exactly once with the stream or an error: from inside this call
+ * when |c| has stream credit, else later (after waiting for credit; with
+ * the connection's error if it goes down first). *handle is set before any
+ * callback runs and withdraws the open with np_net_ops cancel. Returns 0,
+ * NP_ECLOSED (|c| is closing), NP_EINVAL or NP_ENOMEM (no callback). */
+int np_swarm_conn_open(np_swarm *sw, const np_conn *c, const char *proto,
+                       np_net_stream_fn cb, void *ud, void **handle);
+/* The peer's identify was read on |c|: connect_identified ops waiting for
+ * it complete. */
+void np_swarm_conn_identified(np_swarm *sw, const np_conn *c);
+/* Visit every connection that is up and not closing; stop early when |fn|
+ * returns nonzero. |fn| may open streams but must not close connections. */
+void np_swarm_foreach_conn(np_swarm *sw,
+                           int (*fn)(const np_conn *c, void *ud), void *ud);
+
+/* The connection of stream |s| (a swarm stream, while it is open), or NULL
+ * once it is going away. */
+const np_conn *np_swarm_stream_conn(const np_stream *s);
+/* Mark |s| as waiting for an answer from the remote (|on|) or not. A
+ * connection with such a stream is probed each second (one probe at a
+ * time); a probe that times out closes it with NP_ETIMEDOUT, so a peer
+ * that vanished fails its callers in seconds, not at the idle timeout.
+ * The mark goes with the stream. */
+void np_swarm_stream_await(np_stream *s, int on);
+
+/* The liveness probe (np_ping installs one). |start| pings |c| within
+ * |timeout_ms| and runs |cb| exactly once, never from inside |start|,
+ * unless |cancel| withdraws it; it returns 0 or an error (no callback). */
+typedef struct np_swarm_prober {
+  int (*start)(void *ud, const np_conn *c, uint64_t timeout_ms,
+               np_net_ping_fn cb, void *cbud, void **handle);
+  void (*cancel)(void *ud, void *handle);
+} np_swarm_prober;
+/* Install |p| (copied; NULL uninstalls, withdrawing the probes running). */
+void np_swarm_set_prober(np_swarm *sw, const np_swarm_prober *p, void *ud);
 
 #endif
