@@ -1,5 +1,6 @@
 /* Peerstore bounds: eviction of the least recently seen unconnected peer,
- * address dedup/expiry/cap, /p2p/ suffix stripped, protocol list caps. */
+ * address dedup/expiry/cap, /p2p/ suffix stripped, protocol list caps; the
+ * hash index stays consistent through inserts and evictions. */
 #include <stdio.h>
 #include <string.h>
 
@@ -12,8 +13,74 @@ static np_peerid pid(int i) {
   uint8_t pb[36] = {0x08, 0x01, 0x12, 0x20};
   pb[4] = (uint8_t)i;
   pb[5] = (uint8_t)(i >> 8);
+  pb[6] = (uint8_t)(i >> 16);
   np_peerid_from_pubkey(&id, pb, sizeof(pb));
   return id;
+}
+
+/* Every stored peer is found by its ID and is the entry iteration gives. */
+static int index_consistent(np_peerstore *ps) {
+  for (size_t i = 0; i < np_peerstore_count(ps); i++) {
+    np_ps_peer *p = np_peerstore_at(ps, i);
+    if (np_peerstore_get(ps, &p->id) != p)
+      return 0;
+  }
+  return 1;
+}
+
+static void test_index(void) {
+  enum { N = 5000 };
+  np_peerstore *ps;
+  size_t found = 0, missing = 0;
+  ok(np_peerstore_new(&ps, N) == 0, "peerstore of %d peers", N);
+  for (int i = 0; i < N; i++) {
+    np_peerid id = pid(1000 + i);
+    np_peerstore_upsert(ps, &id, (uint64_t)i);
+  }
+  is_int(np_peerstore_count(ps), N, "all %d stored", N);
+  for (int i = 0; i < N; i++) {
+    np_peerid id = pid(1000 + i), other = pid(100000 + i);
+    found += np_peerstore_get(ps, &id) != NULL;
+    missing += np_peerstore_get(ps, &other) == NULL;
+  }
+  is_int(found, N, "each is found by its ID");
+  is_int(missing, N, "IDs never stored are not");
+  {
+    np_peerid again = pid(1000 + 7);
+    np_ps_peer *p = np_peerstore_get(ps, &again);
+    ok(np_peerstore_upsert(ps, &again, 99999) == p &&
+           np_peerstore_count(ps) == N,
+       "upserting a known ID returns its entry, adds none");
+  }
+  /* Only one unconnected peer: it is the one a newcomer evicts. */
+  for (size_t i = 0; i < np_peerstore_count(ps); i++)
+    np_peerstore_at(ps, i)->connected = 1;
+  {
+    np_peerid v = pid(1000 + 1234), d = pid(777777);
+    np_peerstore_get(ps, &v)->connected = 0;
+    ok(np_peerstore_upsert(ps, &d, 100000) != NULL &&
+           np_peerstore_get(ps, &v) == NULL &&
+           np_peerstore_get(ps, &d) != NULL,
+       "the evicted peer leaves the index, the newcomer enters it");
+  }
+  ok(index_consistent(ps), "index and entries agree after an eviction");
+  np_peerstore_del(ps);
+
+  /* Churn: 20000 peers through a store of 100; the 100 seen last stay. */
+  ok(np_peerstore_new(&ps, 100) == 0, "peerstore of 100 peers");
+  for (int i = 0; i < 20000; i++) {
+    np_peerid id = pid(i);
+    np_peerstore_upsert(ps, &id, (uint64_t)i + 1);
+  }
+  is_int(np_peerstore_count(ps), 100, "the count stays at the cap");
+  ok(index_consistent(ps), "index and entries agree after 19900 evictions");
+  found = 0;
+  for (int i = 19900; i < 20000; i++) {
+    np_peerid id = pid(i);
+    found += np_peerstore_get(ps, &id) != NULL;
+  }
+  is_int(found, 100, "the 100 most recently seen peers are the ones kept");
+  np_peerstore_del(ps);
 }
 
 static size_t ma(const char *text, uint8_t *out) {
@@ -83,5 +150,6 @@ int main(void) {
   np_peerstore_set_agent(p, "natpeer/0.1\x1b[31m", 16);
   is_str(p->agent, "natpeer/0.1[31m", "control bytes are dropped from agents");
   np_peerstore_del(ps);
+  test_index();
   return done_testing();
 }
