@@ -180,7 +180,7 @@ static struct ev_loop *EV(np_swarm *sw) {
 static uint64_t now_ms(np_swarm *sw) { return np_now(np_host_loop(sw->h)); }
 
 static void op_finish(op *o, int err);
-static void op_on_conn(op *o, sconn *c);
+static int op_on_conn(op *o, sconn *c);
 static void st_kill(sstream *st, int reset);
 static void dial_next(dialing *d);
 static void sconn_init(sconn *c, np_swarm *sw);
@@ -1081,7 +1081,9 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
   return 0;
 }
 
-static void op_on_conn(op *o, sconn *c) {
+/* Start |o| on |c|. Returns 1 when it waits for stream credit, else 0
+ * (|o| may be gone then: a lazy open hands over and ends at once). */
+static int op_on_conn(op *o, sconn *c) {
   np_cstream *cs;
   sstream *st;
   int rv;
@@ -1090,37 +1092,37 @@ static void op_on_conn(op *o, sconn *c) {
       np_list_insert_tail(&c->idwait, &o->wlink);
     else
       op_finish(o, 0);
-    return;
+    return 0;
   }
   rv = np_cstream_open(c->nc, NULL, &cs);
   if (rv == NP_ELIMIT) {
     /* All stream slots are in use: wait for one (bounded by the op's
      * timeout and by max_pending_calls). */
     np_list_insert_tail(&c->swait, &o->wlink);
-    return;
+    return 1;
   }
   if (rv != 0) {
     op_finish(o, rv);
-    return;
+    return 0;
   }
   if ((st = st_new(c, cs, S_NEG_OUT)) == NULL) {
     np_cstream_reset(cs);
     op_finish(o, NP_ENOMEM);
-    return;
+    return 0;
   }
   st->op = o;
   o->st = st;
   for (size_t i = 0; i < o->nprotos; i++) {
     if ((st->protos[i] = strdup(o->protos[i])) == NULL) {
       op_finish(o, NP_ENOMEM);
-      return;
+      return 0;
     }
     st->nprotos++;
   }
   if (np_mss_init_dialer(&st->mss, (const char *const *)st->protos,
                          st->nprotos, o->lazy ? NP_MSS_LAZY : 0) != 0) {
     op_finish(o, NP_EINVAL);
-    return;
+    return 0;
   }
   st_send_mss(st);
   if (o->lazy) {
@@ -1130,7 +1132,7 @@ static void op_on_conn(op *o, sconn *c) {
     np_stream *s = app_new(st, st->protos[0], strlen(st->protos[0]));
     if (s == NULL) {
       op_finish(o, NP_ENOMEM);
-      return;
+      return 0;
     }
     st->op = NULL;
     o->st = NULL;
@@ -1139,6 +1141,7 @@ static void op_on_conn(op *o, sconn *c) {
     o->stream_cb = NULL;
     op_finish(o, 0);
   }
+  return 0;
 }
 
 /* Hand queued ops a stream each while the connection has credit. */
@@ -1146,8 +1149,7 @@ static void swait_retry(sconn *c) {
   while (!np_list_empty(&c->swait)) {
     op *o = np_list_entry(c->swait.next, op, wlink);
     np_list_remove(&o->wlink);
-    op_on_conn(o, c);
-    if (!np_list_empty(&o->wlink))
+    if (op_on_conn(o, c))
       return; /* queued again: no credit yet */
   }
 }
@@ -1230,13 +1232,14 @@ static void c_conn_up(np_conn *nc, void *ud) {
   }
   if (c->dial) {
     dialing *d = c->dial;
-    np_list *it, *tmp;
     c->dial = NULL;
     dial_orphan_attempts(d, c);
     np_list_remove(&d->link);
     np_list_init(&d->link);
-    np_list_for_each_safe(it, tmp, &d->waiters) {
-      op *o = np_list_entry(it, op, wlink);
+    /* One at a time from the head: a stream handed over lazily runs its
+     * receiver, which may withdraw other waiters. */
+    while (!np_list_empty(&d->waiters)) {
+      op *o = np_list_entry(d->waiters.next, op, wlink);
       np_list_remove(&o->wlink);
       op_on_conn(o, c);
     }
