@@ -201,6 +201,7 @@ struct op {
   int err;
   int want_identify; /* OP_CONNECT: complete after identify */
   int fresh; /* dial a new connection even if one exists */
+  struct dialing *dial; /* the dial it waits for (in its waiters) */
   sconn *probe; /* liveness ping of this connection */
 };
 
@@ -212,7 +213,8 @@ static uint64_t now_ms(np_swarm *sw) { return np_now(np_host_loop(sw->h)); }
 static void op_finish(op *o, int err);
 static void op_on_conn(op *o, sconn *c);
 static void st_kill(sstream *st, int reset);
-static void dial_next(dialing *d);
+static void dial_next(struct dialing *d);
+static void dial_abandon(struct dialing *d);
 static void sconn_init(sconn *c, np_swarm *sw);
 
 static const char *const builtin[] = {NP_IDENTIFY_PROTOCOL,
@@ -1144,6 +1146,13 @@ static void op_finish(op *o, int err) {
     o->timer_on = 0;
   }
   np_list_remove(&o->wlink);
+  np_list_init(&o->wlink);
+  if (o->dial) {
+    struct dialing *d = o->dial;
+    o->dial = NULL;
+    if (np_list_empty(&d->waiters))
+      dial_abandon(d); /* nobody waits for it any more */
+  }
   np_list_remove(&o->link);
   np_list_init(&o->link);
   o->err = err;
@@ -1266,8 +1275,18 @@ static void dial_fail(dialing *d, int err) {
   np_list_for_each_safe(it, tmp, &d->waiters) {
     op *o = np_list_entry(it, op, wlink);
     np_list_remove(&o->wlink);
+    o->dial = NULL;
     op_finish(o, err);
   }
+  dial_free(d);
+}
+
+/* The last op waiting for |d| left (timeout, cancel): stop dialing. */
+static void dial_abandon(dialing *d) {
+  char esc[NP_PEERID_STRMAX];
+  np_peerid_to_string(&d->peer, esc, sizeof(esc));
+  np_debug("swarm", "dial-abandoned peer=%s attempts=%zu", esc, d->inflight);
+  dial_orphan_attempts(d, NULL);
   dial_free(d);
 }
 
@@ -1399,12 +1418,14 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
     }
     np_list_insert_tail(&sw->dials, &d->link);
     np_list_insert_tail(&d->waiters, &o->wlink);
+    o->dial = d;
     dial_next(d);
     return 0;
   }
   for (size_t i = 0; i < n; i++)
     dial_add_addr(d, addrs[i], lens[i]);
   np_list_insert_tail(&d->waiters, &o->wlink);
+  o->dial = d;
   /* Addresses that came with this op start now if every earlier one is
    * already running (no stagger pending). */
   if (!d->stagger_on && d->next < d->n)
@@ -1641,6 +1662,7 @@ static void c_conn_up(np_conn *nc, void *ud) {
     np_list_for_each_safe(it, tmp, &d->waiters) {
       op *o = np_list_entry(it, op, wlink);
       np_list_remove(&o->wlink);
+      o->dial = NULL;
       op_on_conn(o, c);
     }
     dial_free(d);
