@@ -171,7 +171,8 @@ struct op {
   /* deferred completion */
   int err;
   int want_identify; /* OP_CONNECT: complete after identify */
-  int fresh;         /* dial a new connection even if one exists */
+  int fresh;            /* dial a new connection even if one exists */
+  struct dialing *dial; /* the dial it waits for (in its waiters) */
 };
 
 static struct ev_loop *EV(np_swarm *sw) {
@@ -182,7 +183,8 @@ static uint64_t now_ms(np_swarm *sw) { return np_now(np_host_loop(sw->h)); }
 static void op_finish(op *o, int err);
 static int op_on_conn(op *o, sconn *c);
 static void st_kill(sstream *st, int reset);
-static void dial_next(dialing *d);
+static void dial_next(struct dialing *d);
+static void dial_abandon(struct dialing *d);
 static void sconn_init(sconn *c, np_swarm *sw);
 
 /* ---- addresses ------------------------------------------------------------ */
@@ -813,6 +815,13 @@ static void op_finish(op *o, int err) {
     o->timer_on = 0;
   }
   np_list_remove(&o->wlink);
+  np_list_init(&o->wlink);
+  if (o->dial) {
+    struct dialing *d = o->dial;
+    o->dial = NULL;
+    if (np_list_empty(&d->waiters))
+      dial_abandon(d); /* nobody waits for it any more */
+  }
   np_list_remove(&o->link);
   np_list_init(&o->link);
   o->err = err;
@@ -935,8 +944,18 @@ static void dial_fail(dialing *d, int err) {
   np_list_for_each_safe(it, tmp, &d->waiters) {
     op *o = np_list_entry(it, op, wlink);
     np_list_remove(&o->wlink);
+    o->dial = NULL;
     op_finish(o, err);
   }
+  dial_free(d);
+}
+
+/* The last op waiting for |d| left (timeout, cancel): stop dialing. */
+static void dial_abandon(dialing *d) {
+  char esc[NP_PEERID_STRMAX];
+  np_peerid_to_string(&d->peer, esc, sizeof(esc));
+  np_debug("swarm", "dial-abandoned peer=%s attempts=%zu", esc, d->inflight);
+  dial_orphan_attempts(d, NULL);
   dial_free(d);
 }
 
@@ -1068,12 +1087,14 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
     }
     np_list_insert_tail(&sw->dials, &d->link);
     np_list_insert_tail(&d->waiters, &o->wlink);
+    o->dial = d;
     dial_next(d);
     return 0;
   }
   for (size_t i = 0; i < n; i++)
     dial_add_addr(d, addrs[i], lens[i]);
   np_list_insert_tail(&d->waiters, &o->wlink);
+  o->dial = d;
   /* Addresses that came with this op start now if every earlier one is
    * already running (no stagger pending). */
   if (!d->stagger_on && d->next < d->n)
@@ -1232,12 +1253,16 @@ static void c_conn_up(np_conn *nc, void *ud) {
   }
   if (c->dial) {
     dialing *d = c->dial;
+    np_list *it;
     c->dial = NULL;
     dial_orphan_attempts(d, c);
     np_list_remove(&d->link);
     np_list_init(&d->link);
     /* One at a time from the head: a stream handed over lazily runs its
-     * receiver, which may withdraw other waiters. */
+     * receiver, which may withdraw other waiters (none of which may free
+     * |d| as the last one out: it is done already). */
+    for (it = d->waiters.next; it != &d->waiters; it = it->next)
+      np_list_entry(it, op, wlink)->dial = NULL;
     while (!np_list_empty(&d->waiters)) {
       op *o = np_list_entry(d->waiters.next, op, wlink);
       np_list_remove(&o->wlink);

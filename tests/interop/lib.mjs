@@ -14,7 +14,7 @@ const [{ createLibp2p }, { identify }, { ping }, { quic }, { tcp }, { noise }, {
 export { echo, P }
 
 // transport: 'quic' (QUIC-v1, libp2p TLS and muxing built in) or 'tcp' (TCP
-// only, upgraded with Noise and yamux; no QUIC at all)
+// only, upgraded with Noise and yamux; no QUIC at all) or 'both' 
 export async function makeNode ({ listen = [], seedHex, userAgent, transport = 'quic' }) {
   const privateKey = seedHex != null
     ? await keys.generateKeyPairFromSeed('Ed25519', Uint8Array.from(Buffer.from(seedHex, 'hex')))
@@ -24,7 +24,9 @@ export async function makeNode ({ listen = [], seedHex, userAgent, transport = '
     addresses: { listen },
     ...(transport === 'tcp'
       ? { transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] }
-      : { transports: [quic()] }),
+      : transport === 'both'
+        ? { transports: [quic(), tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] }
+        : { transports: [quic()] }),
     // everything comes from 127.0.0.1: lift js-libp2p's per-host inbound limits
     connectionManager: { inboundConnectionThreshold: 1_000_000, maxIncomingPendingConnections: 1_000 },
     services: { identify: identify(), ping: ping() },

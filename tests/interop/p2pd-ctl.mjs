@@ -7,7 +7,10 @@
 //   node p2pd-ctl.mjs --control /unix/PATH|/ip4/127.0.0.1/tcp/N [--timeout 10] CMD ...
 //     identify                     -> {"peer": ID, "addrs": [MA, ...]}
 //     wait-identify                -> as identify, retrying until the socket answers (--timeout)
-//     connect MA/p2p/ID            -> {"ok": true} | {"error": msg}
+//     connect MA/p2p/ID [MA/p2p/ID ...]  -> {"ok": true} | {"error": msg}
+//                                     (several addresses of one peer: the daemon picks)
+//     stream PEER_ID PROTO DATA    -> {"proto": negotiated, "echo": what came back}
+//                                     (STREAM_OPEN, writes DATA, half-closes, reads to EOF)
 //     call PEER_ID PROTO [DATA]    -> {"response": str} | {"error": str}  (persistent
 //                                     connection, CallUnary; exit 1 on error)
 // Exit: 0 ok, 1 the daemon answered with an error, 2 usage, 3 no answer / timeout.
@@ -145,12 +148,44 @@ export async function identify (addr, timeoutMs = 10_000) {
 }
 
 export async function connectPeer (addr, target, timeoutMs = 10_000) {
-  const ma = multiaddr(target)
-  const id = ma.getComponents().findLast(x => x.name === 'p2p')?.value
-  if (id == null) throw new Error('connect: target must end in /p2p/<peer id>')
-  const bare = multiaddr(target.slice(0, target.lastIndexOf('/p2p/')))
-  const r = await request(addr, { 1: REQ.CONNECT, 2: { 1: peerBytes(id), 2: [bare.bytes], 3: Math.ceil(timeoutMs / 1000) } }, timeoutMs + 1000)
+  const targets = Array.isArray(target) ? target : [target]
+  let id = null
+  const bare = []
+  for (const t of targets) {
+    const tid = multiaddr(t).getComponents().findLast(x => x.name === 'p2p')?.value
+    if (tid == null) throw new Error('connect: target must end in /p2p/<peer id>')
+    if (id != null && tid !== id) throw new Error('connect: all targets must name one peer')
+    id = tid
+    bare.push(multiaddr(t.slice(0, t.lastIndexOf('/p2p/'))).bytes)
+  }
+  const r = await request(addr, { 1: REQ.CONNECT, 2: { 1: peerBytes(id), 2: bare, 3: Math.ceil(timeoutMs / 1000) } }, timeoutMs + 1000)
   const e = daemonError(r); if (e != null) throw Object.assign(new Error(e), { daemon: true })
+}
+
+// STREAM_OPEN (p2pd-control.md section 1): after the OK with StreamInfo the
+// control connection carries the stream's bytes; write |data|, half-close,
+// read to EOF.
+export async function streamRoundTrip (addr, peer, proto, data, timeoutMs = 10_000) {
+  const f = await openControl(addr, timeoutMs)
+  const t = setTimeout(() => f.close(), timeoutMs)
+  try {
+    f.write(PB.Request.encode({ 1: REQ.STREAM_OPEN, 3: { 1: peerBytes(peer), 2: [proto], 3: Math.ceil(timeoutMs / 1000) } }))
+    const r = PB.Response.decode(await f.read())
+    const e = daemonError(r); if (e != null) throw Object.assign(new Error(e), { daemon: true })
+    const negotiated = r[3]?.[3] ?? null
+    // what follows the framed answer is raw stream data
+    const chunks = [f.buf]
+    f.buf = Buffer.alloc(0)
+    const ended = new Promise((resolve, reject) => {
+      f.sock.removeAllListeners('data')
+      f.sock.on('data', (d) => chunks.push(d))
+      f.sock.on('end', resolve)
+      f.sock.on('error', reject)
+    })
+    f.sock.end(Buffer.from(data))
+    await ended
+    return { proto: negotiated, echo: Buffer.concat(chunks).toString() }
+  } finally { clearTimeout(t); f.close() }
 }
 
 // CallUnary through a persistent connection (PERSISTENT_CONN_UPGRADE, §2.3)
@@ -196,7 +231,9 @@ if (process.argv[1] === SELF) {
           await new Promise(resolve => setTimeout(resolve, 100))
         }
       }
-    } else if (cmd === 'connect') { await connectPeer(control, rest[0], timeoutMs); out({ ok: true }) } else if (cmd === 'call') {
+    } else if (cmd === 'connect') { await connectPeer(control, rest, timeoutMs); out({ ok: true }) } else if (cmd === 'stream') {
+      out(await streamRoundTrip(control, rest[0], rest[1], rest[2] ?? '', timeoutMs))
+    } else if (cmd === 'call') {
       const r = await callUnary(control, rest[0], rest[1], Buffer.from(rest[2] ?? ''), timeoutMs)
       out(r); if (r.error != null) code = EXIT.DAEMON
     } else { console.error(`unknown command ${cmd}`); process.exit(EXIT.USAGE) }

@@ -74,8 +74,8 @@ function parseArgs (argv) {
 const args = parseArgs(process.argv.slice(2))
 const mode = args._[0]
 const transport = args.transport ?? 'quic'
-if (transport !== 'quic' && transport !== 'tcp') {
-  console.error(`peer.mjs: --transport must be quic or tcp, not ${transport}`)
+if (transport !== 'quic' && transport !== 'tcp' && transport !== 'both') {
+  console.error(`peer.mjs: --transport must be quic, tcp or both, not ${transport}`)
   process.exit(EXIT.USAGE)
 }
 const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
@@ -90,8 +90,11 @@ const [{ multiaddr }, { makeNode, stopNode, utf8, handleUnary, callUnary, Remote
 async function runListen () {
   const port = Number(args.port ?? 0)
   const lifetime = Number(args['max-lifetime'] ?? 300)
-  const listen = transport === 'tcp' ? `/ip4/127.0.0.1/tcp/${port}` : `/ip4/127.0.0.1/udp/${port}/quic-v1`
-  const node = await makeNode({ listen: [listen], seedHex: args.seed, transport })
+  const quicAddr = `/ip4/127.0.0.1/udp/${port}/quic-v1`; const tcpAddr = `/ip4/127.0.0.1/tcp/${port}`
+  // --transport both: QUIC first, so the first line is the QUIC address; the
+  // 'listening' event lists both
+  const listen = transport === 'tcp' ? [tcpAddr] : transport === 'both' ? [quicAddr, tcpAddr] : [quicAddr]
+  const node = await makeNode({ listen, seedHex: args.seed, transport })
   await handleUnary(node, 'js.hello', async () => Buffer.from('Hello from js-libp2p'), emit)
   await handleUnary(node, 'js.echo', async (data) => data, emit)
   await node.handle('/js/echo/1.0.0', async (stream) => {
