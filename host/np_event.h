@@ -27,11 +27,11 @@
 #include "np_peerid.h"
 
 enum np_event_type {
-  NP_EV_CONN_UP = 1u << 0,   /* a connection is up (peer authenticated) */
-  NP_EV_CONN_DOWN = 1u << 1, /* a connection that was up is gone */
+  NP_EV_CONN_UP = 1u << 0,         /* a connection is up (peer authenticated) */
+  NP_EV_CONN_DOWN = 1u << 1,       /* a connection that was up is gone */
   NP_EV_PEER_IDENTIFIED = 1u << 2, /* identify (or a push) was read */
   NP_EV_PROTOCOLS_CHANGED = 1u << 3, /* a push changed a peer's protocols */
-  NP_EV_OBSERVED_ADDR = 1u << 4, /* a peer told us our address */
+  NP_EV_OBSERVED_ADDR = 1u << 4,     /* a peer told us our address */
   NP_EV_LOCAL_PROTOCOLS_CHANGED = 1u << 5 /* our protocol table changed */
 };
 #define NP_EV_ALL 0x3fu
@@ -51,9 +51,9 @@ typedef struct np_event {
    * stays valid until the CONN_DOWN dispatch of it returns. */
   const np_conn *conn;
   /* CONN_UP, CONN_DOWN: */
-  int transport; /* np_transport_kind */
-  int inbound;   /* the peer dialed */
-  int limited;   /* relayed */
+  int transport;                /* np_transport_kind */
+  int inbound;                  /* the peer dialed */
+  int limited;                  /* relayed */
   const uint8_t *raddr, *laddr; /* binary multiaddrs (len 0: unknown) */
   size_t raddr_len, laddr_len;
   /* CONN_DOWN: */
@@ -74,7 +74,7 @@ typedef struct np_event {
 
 typedef void (*np_event_fn)(const np_event *ev, void *ud);
 
-typedef struct np_events np_events;         /* opaque */
+typedef struct np_events np_events;       /* opaque */
 typedef struct np_event_sub np_event_sub; /* a subscription handle */
 
 int np_events_new(np_events **pe);

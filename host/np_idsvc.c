@@ -51,7 +51,8 @@ typedef struct idread {
 
 static uint64_t now_ms(np_idsvc *svc) { return np_now(np_host_loop(svc->h)); }
 
-/* ---- streams done with: wait for the remote's end, hold nothing ---------------- */
+/* ---- streams done with: wait for the remote's end, hold nothing
+ * ---------------- */
 
 static void ignore_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
   (void)s, (void)d, (void)len, (void)ud;
@@ -65,7 +66,8 @@ static const np_stream_cbs linger_cbs = {
     .on_close = ignore_close,
 };
 
-/* ---- our identify ------------------------------------------------------------------ */
+/* ---- our identify
+ * ------------------------------------------------------------------ */
 
 typedef struct protos_acc {
   const char **v;
@@ -83,9 +85,8 @@ static size_t own_addrs(np_idsvc *svc, np_identify_blob *out) {
   void *net;
   const np_net_ops *ops = np_host_net(svc->h, &net);
   const uint8_t *bins[MAX_OWN_ADDRS];
-  size_t lens[MAX_OWN_ADDRS], n = ops ? ops->addrs(net, bins, lens,
-                                                   MAX_OWN_ADDRS)
-                                      : 0;
+  size_t lens[MAX_OWN_ADDRS],
+      n = ops ? ops->addrs(net, bins, lens, MAX_OWN_ADDRS) : 0;
   if (n > MAX_OWN_ADDRS)
     n = MAX_OWN_ADDRS;
   for (size_t i = 0; i < n; i++) {
@@ -163,7 +164,8 @@ static const np_stream_cbs answer_cbs = {
     .on_close = ignore_close,
 };
 
-/* ---- reading theirs -------------------------------------------------------------- */
+/* ---- reading theirs
+ * -------------------------------------------------------------- */
 
 static idread *idread_new(np_idsvc *svc, int push) {
   idread *r = calloc(1, sizeof(*r));
@@ -205,8 +207,8 @@ static int same_protocols(const np_ps_peer *p, char *const *v, size_t n) {
 static void apply(np_idsvc *svc, np_stream *s, const np_conn *c, idread *r) {
   np_identify *idf = &r->idf;
   const np_peerid *peer = &s->peer_id;
-  np_ps_peer *p = np_peerstore_upsert(np_host_peerstore(svc->h), peer,
-                                      now_ms(svc));
+  np_ps_peer *p =
+      np_peerstore_upsert(np_host_peerstore(svc->h), peer, now_ms(svc));
   np_ev_addr la[NP_IDENTIFY_MAX_ADDRS];
   char agent[NP_PS_MAX_AGENT];
   np_peerid claimed;
@@ -221,17 +223,16 @@ static void apply(np_idsvc *svc, np_stream *s, const np_conn *c, idread *r) {
   clean_text(agent, sizeof(agent), idf->agent_version);
   if (p) {
     if (idf->agent_version)
-      np_peerstore_set_agent(p, idf->agent_version,
-                             strlen(idf->agent_version));
+      np_peerstore_set_agent(p, idf->agent_version, strlen(idf->agent_version));
     changed = r->push && !same_protocols(p, idf->protocols, idf->nprotocols);
     {
-      size_t *lens = calloc(idf->nprotocols ? idf->nprotocols : 1,
-                            sizeof(*lens));
+      size_t *lens =
+          calloc(idf->nprotocols ? idf->nprotocols : 1, sizeof(*lens));
       if (lens) {
         for (size_t i = 0; i < idf->nprotocols; i++)
           lens[i] = strlen(idf->protocols[i]);
-        np_peerstore_set_protocols(p, (const char *const *)idf->protocols,
-                                   lens, idf->nprotocols);
+        np_peerstore_set_protocols(p, (const char *const *)idf->protocols, lens,
+                                   idf->nprotocols);
         free(lens);
       }
     }
@@ -245,8 +246,9 @@ static void apply(np_idsvc *svc, np_stream *s, const np_conn *c, idread *r) {
                            sizeof(t)) >= 0)
       np_debug("identify", "observed-addr peer=%s addr=%s", s->peer, t);
   }
-  np_debug("identify", "identified peer=%s agent=\"%s\" protocols=%zu "
-                       "addrs=%zu%s",
+  np_debug("identify",
+           "identified peer=%s agent=\"%s\" protocols=%zu "
+           "addrs=%zu%s",
            s->peer, agent, idf->nprotocols, idf->naddrs,
            r->push ? " push=1" : "");
   for (size_t i = 0; i < idf->naddrs && i < NP_ARRAY_LEN(la); i++) {
@@ -283,8 +285,7 @@ static void apply(np_idsvc *svc, np_stream *s, const np_conn *c, idread *r) {
   }
 }
 
-static void read_data(np_stream *s, const uint8_t *data, size_t len,
-                      void *ud) {
+static void read_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
   idread *r = ud;
   np_idsvc *svc = r->svc;
   size_t off = 0;
@@ -348,7 +349,8 @@ static const np_stream_cbs push_cbs = {
     .on_close = ignore_close,
 };
 
-/* ---- streams we open: identify on a new connection, push on a change -------------- */
+/* ---- streams we open: identify on a new connection, push on a change
+ * -------------- */
 
 static void opened(void *ud, int err, np_stream *s, const char *proto) {
   idopen *io = ud;
@@ -381,10 +383,9 @@ static void open_on(np_idsvc *svc, const np_conn *c, int push) {
   np_list_insert_tail(&svc->opening, &io->link);
   /* |opened| may run from inside this call (a stream was free): |io| is
    * then gone when it returns. */
-  if (np_swarm_conn_open(svc->sw, c,
-                         push ? NP_IDENTIFY_PUSH_PROTOCOL
-                              : NP_IDENTIFY_PROTOCOL,
-                         opened, io, &io->handle) != 0) {
+  if (np_swarm_conn_open(
+          svc->sw, c, push ? NP_IDENTIFY_PUSH_PROTOCOL : NP_IDENTIFY_PROTOCOL,
+          opened, io, &io->handle) != 0) {
     np_list_remove(&io->link);
     free(io);
   }
@@ -410,7 +411,8 @@ static void on_event(const np_event *ev, void *ud) {
     np_loop_post(np_host_loop(svc->h), &svc->push);
 }
 
-/* ---- np_module ----------------------------------------------------------------------- */
+/* ---- np_module
+ * ----------------------------------------------------------------------- */
 
 static void idsvc_stop(void *state) {
   np_idsvc *svc = state;
@@ -467,9 +469,9 @@ static int idsvc_start(np_host *h, void **state) {
   seal_record(svc);
   if ((rv = reg(svc, NP_IDENTIFY_PROTOCOL, &answer_cbs)) != 0 ||
       (rv = reg(svc, NP_IDENTIFY_PUSH_PROTOCOL, &push_cbs)) != 0 ||
-      (rv = np_events_subscribe(
-           np_host_events(h), NP_EV_CONN_UP | NP_EV_LOCAL_PROTOCOLS_CHANGED,
-           on_event, svc, &svc->sub)) != 0) {
+      (rv = np_events_subscribe(np_host_events(h),
+                                NP_EV_CONN_UP | NP_EV_LOCAL_PROTOCOLS_CHANGED,
+                                on_event, svc, &svc->sub)) != 0) {
     idsvc_stop(svc);
     return rv;
   }

@@ -53,12 +53,12 @@ static const np_stream_cbs linger_cbs = {
     .on_close = ignore_close,
 };
 
-/* ---- answering ----------------------------------------------------------------------- */
+/* ---- answering
+ * ----------------------------------------------------------------------- */
 
 /* Echo what comes, FIN after the remote's. A remote that sends without
  * reading the echo is cut off at PING_BACKLOG_MAX (send resets). */
-static void echo_data(np_stream *s, const uint8_t *data, size_t len,
-                      void *ud) {
+static void echo_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
   (void)ud;
   s->ops->send(s, data, len, len == 0, PING_BACKLOG_MAX);
 }
@@ -69,7 +69,8 @@ static const np_stream_cbs echo_cbs = {
     .on_close = ignore_close,
 };
 
-/* ---- pinging ------------------------------------------------------------------------- */
+/* ---- pinging
+ * ------------------------------------------------------------------------- */
 
 /* Let go of the stream or the pending open, without a callback. */
 static void pop_release(pingop *p, int reset) {
@@ -114,8 +115,7 @@ static void pop_fail(pingop *p, int err, int reset) {
   np_loop_post(np_host_loop(p->pm->h), &p->fail);
 }
 
-static void out_data(np_stream *s, const uint8_t *data, size_t len,
-                     void *ud) {
+static void out_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
   pingop *p = ud;
   size_t take = len < NP_PING_LEN - p->got ? len : NP_PING_LEN - p->got;
   int64_t rtt;
@@ -247,7 +247,8 @@ static void ping_cancel(void *pud, void *handle) {
 
 static const np_swarm_prober prober = {ping_conn, ping_cancel};
 
-/* ---- np_module ----------------------------------------------------------------------- */
+/* ---- np_module
+ * ----------------------------------------------------------------------- */
 
 static void ping_stop(void *state) {
   np_ping *pm = state;

@@ -71,7 +71,8 @@ static const np_stream_cbs linger_cbs = {
     .on_close = ignore_close,
 };
 
-/* ---- incoming ------------------------------------------------------------------------ */
+/* ---- incoming
+ * ------------------------------------------------------------------------ */
 
 static void call_done(void *ud, int err, const uint8_t *data, size_t len) {
   uin *u = ud;
@@ -114,8 +115,7 @@ static void in_request(uin *u, const uint8_t *msg, size_t len) {
   np_stream *s = u->s;
   np_unary_req r;
   char err[256];
-  int rv = np_unary_parse_req(&r, msg, len, max_frame(u->us), err,
-                              sizeof(err));
+  int rv = np_unary_parse_req(&r, msg, len, max_frame(u->us), err, sizeof(err));
   if (rv != 0) {
     char esc[300];
     np_log_escape(esc, sizeof(esc), err, strlen(err));
@@ -135,8 +135,7 @@ static void in_request(uin *u, const uint8_t *msg, size_t len) {
   }
 }
 
-static void in_data(np_stream *s, const uint8_t *data, size_t len,
-                    void *ud) {
+static void in_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
   uin *u = ud;
   size_t off = 0;
   while (off < len) {
@@ -192,7 +191,8 @@ static const np_stream_cbs server_cbs = {
     .on_close = in_close,
 };
 
-/* ---- outgoing ------------------------------------------------------------------------ */
+/* ---- outgoing
+ * ------------------------------------------------------------------------ */
 
 static struct ev_loop *EV(np_unarysvc *us) {
   return np_loop_ev(np_host_loop(us->h));
@@ -249,8 +249,8 @@ static void oc_response(outcall *oc, np_stream *s, const uint8_t *msg,
   size_t max = np_host_conf(oc->us->h)->limits.max_message;
   np_unary_resp r;
   char err[256];
-  int rv = np_unary_parse_resp(&r, msg, len, max_frame(oc->us), err,
-                               sizeof(err));
+  int rv =
+      np_unary_parse_resp(&r, msg, len, max_frame(oc->us), err, sizeof(err));
   if (rv == 0 && r.data_len > max) {
     /* Within the framing slack but over the limit: refused like a bigger
      * one, whatever the remote's own limit is. */
@@ -271,8 +271,7 @@ static void oc_response(outcall *oc, np_stream *s, const uint8_t *msg,
   oc_free(oc);
 }
 
-static void out_data(np_stream *s, const uint8_t *data, size_t len,
-                     void *ud) {
+static void out_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
   outcall *oc = ud;
   size_t off = 0;
   if (len == 0) { /* FIN before the response */
@@ -403,7 +402,8 @@ static void remote_cancel(void *tud, void *handle) {
   oc_free(oc);
 }
 
-/* ---- np_module ----------------------------------------------------------------------- */
+/* ---- np_module
+ * ----------------------------------------------------------------------- */
 
 static void unarysvc_stop(void *state) {
   np_unarysvc *us = state;
@@ -438,5 +438,4 @@ static int unarysvc_start(np_host *h, void **state) {
   return 0;
 }
 
-const np_module np_unarysvc_module = {"unary", unarysvc_start,
-                                      unarysvc_stop};
+const np_module np_unarysvc_module = {"unary", unarysvc_start, unarysvc_stop};

@@ -27,7 +27,8 @@
 #include "np_stream.h"
 #include "tap.h"
 
-/* ---- part 1: the bus ---------------------------------------------------------------- */
+/* ---- part 1: the bus
+ * ---------------------------------------------------------------- */
 
 typedef struct rec {
   np_events *e;
@@ -74,8 +75,7 @@ static void test_bus(void) {
          "an empty mask is refused");
   is_int(np_events_subscribe(e, NP_EV_ALL, NULL, &a, NULL), NP_EINVAL,
          "a NULL handler is refused");
-  np_events_subscribe(e, NP_EV_CONN_UP | NP_EV_CONN_DOWN, on_rec, &a,
-                      &a.self);
+  np_events_subscribe(e, NP_EV_CONN_UP | NP_EV_CONN_DOWN, on_rec, &a, &a.self);
   np_events_subscribe(e, NP_EV_PEER_IDENTIFIED, on_rec, &b, &b.self);
   np_events_subscribe(e, NP_EV_ALL, on_rec, &c, &c.self);
   ev.type = NP_EV_CONN_UP;
@@ -116,7 +116,8 @@ static void test_bus(void) {
   np_events_del(e); /* with one left: freed (ASan's leak check) */
 }
 
-/* ---- part 2: tmod, a module of its own ------------------------------------------------- */
+/* ---- part 2: tmod, a module of its own
+ * ------------------------------------------------- */
 
 #define TMOD_PROTO "/test/tmod/1.0.0"
 #define TMOD_EXTRA "/test/tmod/extra"
@@ -134,10 +135,10 @@ typedef struct tmod {
   int peer_has_tmod, peer_has_id, peer_has_ping, agent_ok, changed_extra;
   uint8_t observed_addr[64];
   size_t observed_len, observed_laddr_len;
-  int asked;        /* opened its stream to the other side */
-  char answer[64];  /* what came back */
+  int asked;       /* opened its stream to the other side */
+  char answer[64]; /* what came back */
   int answered;
-  int served;       /* streams it answered */
+  int served; /* streams it answered */
 } tmod;
 
 typedef struct tstream {
@@ -267,9 +268,8 @@ static void tmod_event(const np_event *ev, void *ud) {
     break;
   case NP_EV_OBSERVED_ADDR:
     m->observed++;
-    m->observed_len = ev->observed_len < sizeof(m->observed_addr)
-                          ? ev->observed_len
-                          : 0;
+    m->observed_len =
+        ev->observed_len < sizeof(m->observed_addr) ? ev->observed_len : 0;
     memcpy(m->observed_addr, ev->observed, m->observed_len);
     m->observed_laddr_len = ev->laddr_len;
     break;
@@ -328,7 +328,8 @@ static void tmod_stop(void *state) {
 
 static const np_module tmod_module = {"tmod", tmod_start, tmod_stop};
 
-/* ---- two hosts ---------------------------------------------------------------------- */
+/* ---- two hosts
+ * ---------------------------------------------------------------------- */
 
 static struct ev_loop *loop;
 
@@ -393,8 +394,8 @@ static int connect_b(np_host *a, np_host *b, const np_peerid *bid) {
   waitv w = {0};
   if (n > 4)
     n = 4;
-  if (oa->connect_identified(na, bid, bins, lens, n, 5000, on_done, &w,
-                             NULL) != 0)
+  if (oa->connect_identified(na, bid, bins, lens, n, 5000, on_done, &w, NULL) !=
+      0)
     return -1;
   run_until(&w.done);
   return w.done ? w.err : NP_ETIMEDOUT;
@@ -491,11 +492,11 @@ static void test_hosts(void) {
     size_t subs = np_events_count(np_host_events(b));
     ops->disconnect(net, &idb.id);
     run_until(&mb->downs);
-    ok(ma->downs == downs_a + 1 && mb->downs == downs_b + 1 &&
-           ma->down_last && mb->down_last,
+    ok(ma->downs == downs_a + 1 && mb->downs == downs_b + 1 && ma->down_last &&
+           mb->down_last,
        "disconnect: conn-down on both, the peer's last connection");
-    np_events_subscribe(np_host_events(b), NP_EV_PEER_IDENTIFIED,
-                        hostile_event, &x, &x.self);
+    np_events_subscribe(np_host_events(b), NP_EV_PEER_IDENTIFIED, hostile_event,
+                        &x, &x.self);
     mb->downs = 0;
     rv = connect_b(a, b, &idb.id);
     run_until(&mb->downs);
