@@ -88,9 +88,12 @@ void np_host_set_remote(np_host *h, np_remote_call_fn call,
                         np_remote_cancel_fn cancel, void *tud);
 
 /* Network operations, installed by the transport layer (np_swarm). The
- * control socket and plugins reach the network only through these. Each
- * asynchronous one returns 0 and later runs its callback exactly once
- * (never from inside the call), or returns an error and never runs it. */
+ * control socket, plugins and protocol modules reach the network through
+ * these. Each asynchronous one returns 0 and runs its callback exactly
+ * once, later (one exception: open_stream with NP_NET_LAZY on a peer
+ * already connected hands the stream over from inside the call), or
+ * returns an error and never runs it. *handle is set before any callback
+ * runs, and to NULL on error. */
 typedef struct np_stream np_stream;
 typedef struct np_conn_info {
   np_peerid peer;

@@ -1524,11 +1524,15 @@ static int op_launch(op *o, const uint8_t *const *addrs, const size_t *lens,
   int rv;
   /* Before starting: a lazy open on a connection that exists hands its
    * stream over from inside op_start, and the callback may free the
-   * caller's record holding *handle. */
+   * caller's record holding *handle. A failure comes before any callback,
+   * so the record is still there to be cleared. */
   if (handle)
     *handle = o;
-  if ((rv = op_start(o, addrs, lens, n, timeout_ms)) != 0)
+  if ((rv = op_start(o, addrs, lens, n, timeout_ms)) != 0) {
+    if (handle)
+      *handle = NULL;
     op_free(o);
+  }
   return rv;
 }
 
