@@ -120,6 +120,8 @@ void np_host_set_ping(np_host *h, np_ping_fn fn, np_ping_cancel_fn cancel,
 
 int np_host_ping(np_host *h, const np_peerid *peer, uint64_t timeout_ms,
                  np_net_ping_fn cb, void *ud, void **handle) {
+  if (handle)
+    *handle = NULL;
   if (peer == NULL || cb == NULL)
     return NP_EINVAL;
   if (h->ping == NULL)

@@ -149,7 +149,8 @@ const np_net_ops *np_host_net(np_host *h, void **net);
 /* Ping |peer| (/ipfs/ping/1.0.0, installed by np_ping): |cb| gets the
  * round-trip time in microseconds. Returns 0 and later runs |cb| exactly
  * once (never from inside this call) unless np_host_ping_cancel withdraws
- * it, or an error (NP_ENOTSUP: no ping module) and never runs it. */
+ * it, or an error (NP_ENOTSUP: no ping module) and never runs it; *handle
+ * is then NULL. */
 typedef int (*np_ping_fn)(void *pud, const np_peerid *peer,
                           uint64_t timeout_ms, np_net_ping_fn cb, void *ud,
                           void **handle);

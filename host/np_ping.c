@@ -213,7 +213,8 @@ static int ping_peer(void *pud, const np_peerid *peer, uint64_t timeout_ms,
   rv = ops->open_stream(net, peer, proto, 1, NP_NET_LAZY, 0, opened, p,
                         &p->open);
   if (rv != 0) {
-    p->open = NULL;
+    if (handle)
+      *handle = NULL;
     pop_release(p, 0);
     pop_free(p);
   }
@@ -231,6 +232,7 @@ static int ping_conn(void *pud, const np_conn *c, uint64_t timeout_ms,
   *handle = p;
   rv = np_swarm_conn_open(pm->sw, c, NP_PING_PROTOCOL, opened, p, &p->open);
   if (rv != 0) {
+    *handle = NULL;
     p->open = NULL;
     pop_release(p, 0);
     pop_free(p);

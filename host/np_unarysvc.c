@@ -388,7 +388,7 @@ static int remote_call(void *tud, const char *peer, const char *proto,
   rv = ops->open_stream(net, &id, protos, 1, NP_NET_LAZY, 0, opened, oc,
                         &oc->open);
   if (rv != 0) {
-    oc->open = NULL;
+    *cancel = NULL;
     oc_release(oc, 0);
     oc_free(oc);
   }
