@@ -141,7 +141,6 @@ struct client {
   size_t cb_addr_len;
   char *cb_proto;
   void *net_op; /* pending connect/open/ping handle */
-  int net_op_ping; /* net_op is np_host_ping's, not np_net_ops' */
   np_list umembers; /* umember.clink */
   np_list routed;
   np_list outcalls;
@@ -855,7 +854,6 @@ static void splice_from_client(client *c, const uint8_t *data, size_t len) {
 
 static void net_done(client *c) {
   c->net_op = NULL;
-  c->net_op_ping = 0;
   if (c->mode == M_BUSY) {
     c->mode = M_REQ;
     c->busy_peek = 0;
@@ -1551,12 +1549,11 @@ static void req_natpeer(client *c, int type, const ProtobufCBinaryData *body) {
     if ((ops = need_net(c, &net)) == NULL)
       break;
     busy_begin(c);
-    c->net_op_ping = 1;
-    rv = np_host_ping(c->ctl->h, &pid,
-                      nq->has_timeout_ms && nq->timeout_ms > 0
-                          ? (uint64_t)nq->timeout_ms
-                          : 10000,
-                      on_pinged, c, &c->net_op);
+    rv = ops->ping(net, &pid,
+                   nq->has_timeout_ms && nq->timeout_ms > 0
+                       ? (uint64_t)nq->timeout_ms
+                       : 10000,
+                   on_pinged, c, &c->net_op);
     if (rv != 0) {
       send_error(c, "ping failed: %s", np_strerror(rv));
       net_done(c);
@@ -2047,12 +2044,9 @@ static void client_close(client *c, const char *why) {
   ev_timer_stop(EV(ctl), &c->idle_w);
   dial_done(c);
   ops = np_host_net(ctl->h, &net);
-  if (c->net_op && c->net_op_ping)
-    np_host_ping_cancel(ctl->h, c->net_op);
-  else if (c->net_op && ops)
+  if (c->net_op && ops)
     ops->cancel(net, c->net_op);
   c->net_op = NULL;
-  c->net_op_ping = 0;
   /* Its handlers go; calls it was answering fail; calls it made cancel. */
   np_list_for_each_safe(it, tmp, &c->umembers) {
     umember_free(np_list_entry(it, umember, clink));

@@ -37,9 +37,6 @@ struct np_host {
   np_peerstore *ps;
   void *mod_state[NMODULES];
   size_t nstarted; /* modules started, in host_modules order */
-  np_ping_fn ping;
-  np_ping_cancel_fn ping_cancel;
-  void *ping_ud;
   np_stream_cbs unary_cbs;
   void *unary_ud;
   int unary_on;
@@ -109,29 +106,6 @@ void np_host_set_remote(np_host *h, np_remote_call_fn call,
   h->remote_call = call;
   h->remote_cancel = cancel;
   h->remote_ud = tud;
-}
-
-void np_host_set_ping(np_host *h, np_ping_fn fn, np_ping_cancel_fn cancel,
-                      void *pud) {
-  h->ping = fn;
-  h->ping_cancel = cancel;
-  h->ping_ud = pud;
-}
-
-int np_host_ping(np_host *h, const np_peerid *peer, uint64_t timeout_ms,
-                 np_net_ping_fn cb, void *ud, void **handle) {
-  if (handle)
-    *handle = NULL;
-  if (peer == NULL || cb == NULL)
-    return NP_EINVAL;
-  if (h->ping == NULL)
-    return NP_ENOTSUP;
-  return h->ping(h->ping_ud, peer, timeout_ms, cb, ud, handle);
-}
-
-void np_host_ping_cancel(np_host *h, void *handle) {
-  if (handle && h->ping_cancel)
-    h->ping_cancel(h->ping_ud, handle);
 }
 
 void np_host_set_unary_server(np_host *h, const np_stream_cbs *cbs,

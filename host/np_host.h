@@ -126,7 +126,11 @@ typedef struct np_net_ops {
                      const char *const *protos, size_t n, int flags,
                      uint64_t timeout_ms, np_net_stream_fn cb, void *ud,
                      void **handle);
-  /* Withdraw a pending connect/open_stream: its callback never runs. */
+  /* /ipfs/ping/1.0.0 round trip to |peer|, dialing if need be (through
+   * the liveness prober np_ping installs; NP_ENOTSUP without one). */
+  int (*ping)(void *net, const np_peerid *peer, uint64_t timeout_ms,
+              np_net_ping_fn cb, void *ud, void **handle);
+  /* Withdraw a pending connect/open_stream/ping: its callback never runs. */
   void (*cancel)(void *net, void *handle);
   int (*disconnect)(void *net, const np_peerid *peer);
   /* Fill up to |max| connection records; returns how many connections
@@ -145,21 +149,6 @@ typedef struct np_net_ops {
 void np_host_set_net(np_host *h, const np_net_ops *ops, void *net);
 /* The installed network, or NULL (ops) when this host has none. */
 const np_net_ops *np_host_net(np_host *h, void **net);
-
-/* Ping |peer| (/ipfs/ping/1.0.0, installed by np_ping): |cb| gets the
- * round-trip time in microseconds. Returns 0 and later runs |cb| exactly
- * once (never from inside this call) unless np_host_ping_cancel withdraws
- * it, or an error (NP_ENOTSUP: no ping module) and never runs it; *handle
- * is then NULL. */
-typedef int (*np_ping_fn)(void *pud, const np_peerid *peer,
-                          uint64_t timeout_ms, np_net_ping_fn cb, void *ud,
-                          void **handle);
-typedef void (*np_ping_cancel_fn)(void *pud, void *handle);
-void np_host_set_ping(np_host *h, np_ping_fn fn, np_ping_cancel_fn cancel,
-                      void *pud);
-int np_host_ping(np_host *h, const np_peerid *peer, uint64_t timeout_ms,
-                 np_net_ping_fn cb, void *ud, void **handle);
-void np_host_ping_cancel(np_host *h, void *handle);
 
 /* The stream handler serving unary handlers' protocols to the network
  * (installed by np_unarysvc): the swarm hands it each inbound stream

@@ -187,7 +187,7 @@ static pingop *pop_new(np_ping *pm, uint64_t timeout_ms, np_net_ping_fn cb,
   p->ud = ud;
   np_defer_init(&p->fail, deliver_fail, p);
   np_list_insert_tail(&pm->pings, &p->link);
-  if (timeout_ms) { /* the whole ping, dial included */
+  if (timeout_ms) {
     ev_timer_init(&p->timer, on_timeout, (double)timeout_ms / 1000.0, 0.);
     ev_timer_start(EV(pm), &p->timer);
     p->timer_on = 1;
@@ -195,33 +195,8 @@ static pingop *pop_new(np_ping *pm, uint64_t timeout_ms, np_net_ping_fn cb,
   return p;
 }
 
-/* np_host_ping: over the peer's best connection, dialing if need be. */
-static int ping_peer(void *pud, const np_peerid *peer, uint64_t timeout_ms,
-                     np_net_ping_fn cb, void *ud, void **handle) {
-  np_ping *pm = pud;
-  static const char *const proto[] = {NP_PING_PROTOCOL};
-  void *net;
-  const np_net_ops *ops = np_host_net(pm->h, &net);
-  pingop *p;
-  int rv;
-  if (ops == NULL)
-    return NP_EUNREACH;
-  if ((p = pop_new(pm, timeout_ms, cb, ud)) == NULL)
-    return NP_ENOMEM;
-  if (handle)
-    *handle = p;
-  rv = ops->open_stream(net, peer, proto, 1, NP_NET_LAZY, 0, opened, p,
-                        &p->open);
-  if (rv != 0) {
-    if (handle)
-      *handle = NULL;
-    pop_release(p, 0);
-    pop_free(p);
-  }
-  return rv;
-}
-
-/* The swarm's liveness probe: this connection, not the peer's best. */
+/* The swarm's prober: a ping on connection |c|. The swarm runs it for
+ * liveness and for np_net_ops ping (on the peer's best connection). */
 static int ping_conn(void *pud, const np_conn *c, uint64_t timeout_ms,
                      np_net_ping_fn cb, void *ud, void **handle) {
   np_ping *pm = pud;
@@ -256,7 +231,6 @@ static void ping_stop(void *state) {
   np_ping *pm = state;
   if (pm == NULL)
     return;
-  np_host_set_ping(pm->h, NULL, NULL, NULL);
   np_swarm_set_prober(pm->sw, NULL, NULL); /* withdraws the probes */
   np_proto_remove_owner(np_host_protos(pm->h), pm);
   while (!np_list_empty(&pm->pings)) {
@@ -301,7 +275,6 @@ static int ping_start(np_host *h, void **state) {
     free(pm);
     return rv;
   }
-  np_host_set_ping(h, ping_peer, ping_cancel, pm);
   np_swarm_set_prober(pm->sw, &prober, pm);
   *state = pm;
   return 0;

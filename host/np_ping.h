@@ -1,6 +1,7 @@
 /* Ping (/ipfs/ping/1.0.0) as a host module (np_module.h): answers pings
- * by echoing, and sends them: np_host_ping for the control socket, and the
- * swarm's liveness prober (np_swarm_set_prober) on one given connection.
+ * by echoing, and sends them as the swarm's prober (np_swarm_set_prober)
+ * on a given connection: for liveness, and for np_net_ops ping (which the
+ * control socket uses).
  * A ping is NP_PING_LEN random bytes the remote must echo; the time from
  * writing them to reading the whole echo is the round-trip time, also kept
  * in the peerstore (np_ps_peer.rtt_us). */

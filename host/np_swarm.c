@@ -44,7 +44,9 @@ enum skind {
   S_DEAD
 };
 
-enum opkind { OP_CONNECT = 1, OP_OPEN };
+/* OP_PROBE: np_net_ops ping, the liveness prober run on the peer's best
+ * connection (dialing first if need be). */
+enum opkind { OP_CONNECT = 1, OP_OPEN, OP_PROBE };
 
 struct np_swarm {
   np_host *h;
@@ -163,7 +165,9 @@ struct op {
   /* completions */
   np_net_done_fn done_cb;
   np_net_stream_fn stream_cb;
+  np_net_ping_fn ping_cb;
   void *ud;
+  void *probe; /* OP_PROBE: the prober's handle while it runs */
   /* OP_OPEN */
   char *protos[NP_MSS_MAX_PROPOSALS];
   size_t nprotos;
@@ -793,6 +797,10 @@ static void op_deliver(void *arg) {
       if (o->stream_cb)
         o->stream_cb(o->ud, err ? err : NP_ECLOSED, NULL, NULL);
       break;
+    case OP_PROBE:
+      if (o->ping_cb)
+        o->ping_cb(o->ud, err ? err : NP_ECLOSED, -1);
+      break;
     default:
       break;
     }
@@ -803,6 +811,12 @@ static void op_deliver(void *arg) {
 /* Complete |o| with |err| (its callback runs on the next loop turn unless
  * it already ran) and release it. */
 static void op_finish(op *o, int err) {
+  if (o->probe) {
+    void *h = o->probe;
+    o->probe = NULL;
+    if (o->sw->prober.cancel)
+      o->sw->prober.cancel(o->sw->prober_ud, h);
+  }
   if (o->st) {
     sstream *st = o->st;
     o->st = NULL;
@@ -1102,6 +1116,18 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
   return 0;
 }
 
+/* The prober answered an OP_PROBE (never from inside its start). */
+static void probe_op_done(void *ud, int err, int64_t rtt_us) {
+  op *o = ud;
+  o->probe = NULL;
+  if (err == 0 && !o->done) {
+    o->done = 1;
+    o->ping_cb(o->ud, 0, rtt_us);
+    o->ping_cb = NULL;
+  }
+  op_finish(o, err);
+}
+
 /* Start |o| on |c|. Returns 1 when it waits for stream credit, else 0
  * (|o| may be gone then: a lazy open hands over and ends at once). */
 static int op_on_conn(op *o, sconn *c) {
@@ -1113,6 +1139,17 @@ static int op_on_conn(op *o, sconn *c) {
       np_list_insert_tail(&c->idwait, &o->wlink);
     else
       op_finish(o, 0);
+    return 0;
+  }
+  if (o->kind == OP_PROBE) {
+    /* No timeout of the prober's own: the op's timer runs already. */
+    rv = o->sw->prober.start ? o->sw->prober.start(o->sw->prober_ud, c->nc, 0,
+                                                   probe_op_done, o, &o->probe)
+                             : NP_ENOTSUP;
+    if (rv != 0) {
+      o->probe = NULL;
+      op_finish(o, rv);
+    }
     return 0;
   }
   rv = np_cstream_open(c->nc, NULL, &cs);
@@ -1431,14 +1468,20 @@ static void liveness_tick(struct ev_loop *ev, ev_timer *w, int revents) {
 }
 
 void np_swarm_set_prober(np_swarm *sw, const np_swarm_prober *p, void *ud) {
-  np_list *it;
-  /* Probes of the one going away are withdrawn (no callback). */
+  np_list *it, *tmp;
+  /* Probes of the one going away are withdrawn: liveness ones silently,
+   * pings asked through np_net_ops with NP_ECANCELED. */
   for (it = sw->conns.next; it != &sw->conns; it = it->next) {
     sconn *c = np_list_entry(it, sconn, link);
     if (c->probe && sw->prober.cancel)
       sw->prober.cancel(sw->prober_ud, c->probe);
     c->probe = NULL;
     c->probing = 0;
+  }
+  np_list_for_each_safe(it, tmp, &sw->ops) {
+    op *o = np_list_entry(it, op, link);
+    if (o->kind == OP_PROBE && o->probe)
+      op_finish(o, NP_ECANCELED);
   }
   memset(&sw->prober, 0, sizeof(sw->prober));
   if (p)
@@ -1586,6 +1629,19 @@ static int net_open(void *net, const np_peerid *peer, const char *const *protos,
   return op_launch(o, NULL, NULL, 0, timeout_ms, handle);
 }
 
+static int net_ping(void *net, const np_peerid *peer, uint64_t timeout_ms,
+                    np_net_ping_fn cb, void *ud, void **handle) {
+  np_swarm *sw = net;
+  op *o;
+  if (sw->prober.start == NULL)
+    return NP_ENOTSUP;
+  if ((o = op_new(sw, OP_PROBE, peer)) == NULL)
+    return NP_ENOMEM;
+  o->ping_cb = cb;
+  o->ud = ud;
+  return op_launch(o, NULL, NULL, 0, timeout_ms, handle);
+}
+
 static void net_cancel(void *net, void *handle) {
   op *o = handle;
   (void)net;
@@ -1655,6 +1711,7 @@ static size_t net_addrs(void *net, const uint8_t **bins, size_t *lens,
 static const np_net_ops net_ops = {
     .connect = net_connect,
     .open_stream = net_open,
+    .ping = net_ping,
     .cancel = net_cancel,
     .disconnect = net_disconnect,
     .conns = net_conns,

@@ -62,15 +62,18 @@ const np_conn *np_swarm_stream_conn(const np_stream *s);
  * The mark goes with the stream. */
 void np_swarm_stream_await(np_stream *s, int on);
 
-/* The liveness probe (np_ping installs one). |start| pings |c| within
- * |timeout_ms| and runs |cb| exactly once, never from inside |start|,
- * unless |cancel| withdraws it; it returns 0 or an error (no callback). */
+/* The prober (np_ping installs one): the liveness probe above, and what
+ * np_net_ops ping runs on the peer's best connection. |start| pings |c|
+ * within |timeout_ms| (0: no limit of its own) and runs |cb| exactly once,
+ * never from inside |start|, unless |cancel| withdraws it; it returns 0 or
+ * an error (no callback). */
 typedef struct np_swarm_prober {
   int (*start)(void *ud, const np_conn *c, uint64_t timeout_ms,
                np_net_ping_fn cb, void *cbud, void **handle);
   void (*cancel)(void *ud, void *handle);
 } np_swarm_prober;
-/* Install |p| (copied; NULL uninstalls, withdrawing the probes running). */
+/* Install |p| (copied; NULL uninstalls: liveness probes running are
+ * withdrawn, pings asked through np_net_ops fail with NP_ECANCELED). */
 void np_swarm_set_prober(np_swarm *sw, const np_swarm_prober *p, void *ud);
 
 #endif

@@ -470,7 +470,9 @@ static void test_hosts(void) {
 
   {
     waitv w = {0};
-    ok(np_host_ping(a, &idb.id, 5000, on_ping, &w, NULL) == 0 &&
+    void *net;
+    const np_net_ops *ops = np_host_net(a, &net);
+    ok(ops->ping(net, &idb.id, 5000, on_ping, &w, NULL) == 0 &&
            run_until(&w.done) && w.err == 0 && w.rtt >= 0,
        "ping A -> B (rtt %lld us)", (long long)w.rtt);
   }
