@@ -15,7 +15,11 @@
 #include "np_yamux.h"
 
 #define STASH_MAX NP_NOISE_PLAINTEXT_MAX /* one frame's plaintext */
-#define KEEP_BUF (64u * 1024u) /* larger empty send buffers are freed */
+/* Send buffers are chains of fixed chunks from a small per-transport
+ * cache: bulk writers cycle through the same memory instead of making
+ * malloc grow and trim the heap (page faults cost more than the copy). */
+#define CHUNK_SIZE (64u * 1024u)
+#define CHUNK_CACHE 16
 #define LOG_BURST 20           /* peer-triggered lines per second */
 
 enum { ST_SEC, ST_NOISE, ST_MUX, ST_UP };
@@ -31,6 +35,12 @@ typedef struct hs_state {
 
 typedef struct uconn uconn;
 
+typedef struct chunk {
+  struct chunk *next;
+  size_t off, len;
+  uint8_t data[CHUNK_SIZE];
+} chunk;
+
 typedef struct ustream {
   np_cstream pub; /* first: np_cstream * converts both ways */
   uconn *c;
@@ -39,8 +49,8 @@ typedef struct ustream {
   np_list elink;       /* c->events while an event is due */
   unsigned due;
   int close_err;
-  uint8_t *buf; /* send buffer: buf[boff .. boff+blen) */
-  size_t boff, blen, bcap;
+  chunk *head, *tail; /* send buffer, blen bytes */
+  size_t blen;
   size_t held; /* delivered while paused, not yet credited */
   int inbound, paused, want_fin, fin_sent, want_writable, closed;
 } ustream;
@@ -83,6 +93,8 @@ struct np_upgrade {
   void *ud;
   np_list conns;
   size_t nconns;
+  chunk *spare; /* cache of free chunks */
+  size_t nspare;
   uint32_t next_id;
   int deleting;
   np_ratelimit hs_rl, err_rl;
@@ -161,11 +173,38 @@ static void clear_want(ustream *s) {
   }
 }
 
+static chunk *chunk_get(np_upgrade *u) {
+  chunk *k = u->spare;
+  if (k != NULL) {
+    u->spare = k->next;
+    u->nspare--;
+  } else if ((k = malloc(sizeof(*k))) == NULL) {
+    return NULL;
+  }
+  k->next = NULL;
+  k->off = k->len = 0;
+  return k;
+}
+
+static void chunk_put(np_upgrade *u, chunk *k) {
+  if (u->nspare < CHUNK_CACHE) {
+    k->next = u->spare;
+    u->spare = k;
+    u->nspare++;
+  } else {
+    free(k);
+  }
+}
+
 static void drop_buf(ustream *s) {
+  while (s->head != NULL) {
+    chunk *k = s->head;
+    s->head = k->next;
+    chunk_put(s->c->u, k);
+  }
+  s->tail = NULL;
   s->c->buffered -= s->blen;
-  free(s->buf);
-  s->buf = NULL;
-  s->boff = s->blen = s->bcap = 0;
+  s->blen = 0;
 }
 
 static void stream_free(ustream *s) {
@@ -194,43 +233,47 @@ static size_t space(const ustream *s) {
 }
 
 static int buf_append(ustream *s, const uint8_t *data, size_t len) {
-  if (s->boff + s->blen + len > s->bcap) {
-    if (s->boff > 0 && s->boff >= s->blen) {
-      memmove(s->buf, s->buf + s->boff, s->blen);
-      s->boff = 0;
-    }
-    if (s->boff + s->blen + len > s->bcap) {
-      size_t nc = s->bcap ? s->bcap : 16384;
-      uint8_t *nb;
-      while (nc < s->boff + s->blen + len)
-        nc *= 2;
-      if ((nb = realloc(s->buf, nc)) == NULL)
+  while (len > 0) {
+    chunk *t = s->tail;
+    size_t room, n;
+    if (t == NULL || t->off + t->len == CHUNK_SIZE) {
+      if ((t = chunk_get(s->c->u)) == NULL)
         return NP_ENOMEM;
-      s->buf = nb;
-      s->bcap = nc;
+      if (s->tail != NULL)
+        s->tail->next = t;
+      else
+        s->head = t;
+      s->tail = t;
     }
+    room = CHUNK_SIZE - t->off - t->len;
+    n = len < room ? len : room;
+    memcpy(t->data + t->off + t->len, data, n);
+    t->len += n;
+    s->blen += n;
+    s->c->buffered += n;
+    data += n;
+    len -= n;
   }
-  memcpy(s->buf + s->boff + s->blen, data, len);
-  s->blen += len;
-  s->c->buffered += len;
   return 0;
 }
 
 /* Buffered bytes into yamux as its window and output allow; FIN after. */
 static void push(ustream *s) {
   uconn *c = s->c;
-  while (s->st != NULL && s->blen > 0) {
-    np_ssize k = np_yamux_write(s->st, s->buf + s->boff, s->blen);
+  while (s->st != NULL && s->head != NULL) {
+    chunk *h = s->head;
+    np_ssize k = np_yamux_write(s->st, h->data + h->off, h->len);
     if (k <= 0)
       break; /* NP_ELIMIT: on_writable later; else on_close follows */
-    s->boff += (size_t)k;
+    h->off += (size_t)k;
+    h->len -= (size_t)k;
     s->blen -= (size_t)k;
     c->buffered -= (size_t)k;
-  }
-  if (s->blen == 0) {
-    s->boff = 0;
-    if (s->bcap > KEEP_BUF)
-      drop_buf(s);
+    if (h->len == 0) {
+      if ((s->head = h->next) == NULL)
+        s->tail = NULL;
+      chunk_put(c->u, h);
+    }
   }
   if (s->st != NULL && s->blen == 0 && s->want_fin && !s->fin_sent) {
     s->fin_sent = 1;
@@ -479,6 +522,9 @@ static int start_yamux(uconn *c) {
   np_yamux_config_default(&yc);
   yc.max_window = u->cfg.max_window;
   yc.max_streams = u->cfg.max_streams;
+  /* np_yamux frees a drained output buffer above 256 KiB; staying below
+   * keeps one buffer for the connection's life (no heap churn). */
+  yc.max_output = 192u * 1024u;
   if ((rv = np_yamux_new(&c->ym, !c->pub.inbound, &yc, &ym_cbs, c)) != 0) {
     fail(c, rv == NP_ENOMEM ? NP_ENOMEM : NP_EPROTO, "yamux-new");
     return -1;
@@ -1020,6 +1066,11 @@ void np_upgrade_del(np_upgrade *u) {
       c->why = "closed-here";
     }
     teardown(c);
+  }
+  while (u->spare != NULL) {
+    chunk *k = u->spare;
+    u->spare = k->next;
+    free(k);
   }
   free(u);
 }
