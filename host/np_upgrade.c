@@ -931,6 +931,7 @@ static int op_write(np_cstream *ps, const uint8_t *data, size_t len) {
       s->want_writable = 1;
       c->nwant++;
     }
+    post(c); /* checks whether half is free already */
     return NP_ELIMIT;
   }
   if (s->blen == 0) { /* straight into yamux while its window allows */

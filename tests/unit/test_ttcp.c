@@ -193,8 +193,8 @@ static void fk_advance(fake *f) {
     if (np_noise_done(f->nz)) {
       if (fk_at(f, 4))
         return;
-      if (f->stop_at == 5)
-        ev_io_stop(EV, &f->io); /* silent, connection open */
+      if (f->stop_at >= 5)
+        ev_io_stop(EV, &f->io); /* silent (5) or flooding (6), open */
       return;
     }
     if (k == 0)
@@ -310,6 +310,46 @@ static void fk_stop(fake *f) {
   }
   np_noise_del(f->nz);
   f->nz = NULL;
+}
+
+/* After the handshake, send yamux pings without reading the answers until
+ * the socket blocks or |limit| bytes went out. Returns the bytes sent. */
+static size_t fk_flood(fake *f, size_t limit, int *blocked) {
+  static uint8_t frames[1000 * NP_YAMUX_HEADER_SIZE];
+  size_t sent = 0;
+  uint32_t id = 0;
+  int stalls = 0;
+  const uint8_t *o;
+  size_t n;
+  *blocked = 0;
+  while (sent < limit && f->fd >= 0) {
+    if ((n = np_noise_output(f->nz, &o)) == 0) {
+      for (size_t i = 0; i < 1000; i++)
+        np_yamux_header_encode(frames + i * NP_YAMUX_HEADER_SIZE,
+                               NP_YAMUX_PING, NP_YAMUX_SYN, 0, ++id);
+      if (np_noise_encrypt(f->nz, frames, sizeof(frames)) <= 0)
+        return sent;
+      n = np_noise_output(f->nz, &o);
+    }
+    {
+      ssize_t k = send(f->fd, o, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (k > 0) {
+        np_noise_output_drain(f->nz, (size_t)k);
+        sent += (size_t)k;
+        stalls = 0;
+        continue;
+      }
+      if (k < 0 && errno != EAGAIN)
+        return sent;
+    }
+    /* Full: give the node time to read; blocked if it does not. */
+    cu_run_for(0.05);
+    if (++stalls == 10) {
+      *blocked = 1;
+      return sent;
+    }
+  }
+  return sent;
 }
 
 /* ---- tests ------------------------------------------------------------- */
@@ -584,6 +624,23 @@ static void test_scripted(void) {
   ok(tc->up && tc->err == NP_ETIMEDOUT,
      "unanswered keepalive pings: conn_down(NP_ETIMEDOUT) after conn_up");
   fk_stop(&f);
+
+  /* A peer that floods pings and never reads the answers: the node stops
+   * reading once its output is full, so the peer's sends block. */
+  {
+    size_t sent;
+    int blocked;
+    n = fk_listen(&f, FK_STEPS, 6, addr, sizeof(addr));
+    tc = cu_dial_addr(&A, addr, n, &rv);
+    WAIT_FOR(tc->up && f.step == 4);
+    sent = fk_flood(&f, 512u << 20, &blocked);
+    ok(blocked && !tc->down,
+       "a ping flood without reading blocks the sender (after %zu KiB), the "
+       "connection lives",
+       sent >> 10);
+    fk_stop(&f);
+    WAIT_FOR(tc->down);
+  }
 
   /* Clients that send garbage or leave at each step: B drops them
    * without an event. */
