@@ -320,7 +320,8 @@ static void mem_work_cb(void *arg) {
     return;
   CALL_BEGIN(m);
   if (!m->paused && m->rlen > 0) {
-    size_t k = m->pub.cbs->on_data(&m->pub, m->rx + m->roff, m->rlen, m->pub.ud);
+    size_t k =
+        m->pub.cbs->on_data(&m->pub, m->rx + m->roff, m->rlen, m->pub.ud);
     if (m->dead)
       goto out;
     if (k > m->rlen)

@@ -49,8 +49,7 @@ static size_t hash(const uint8_t *p, size_t n) {
 
 static tname **slot(np_tmem_net *net, const uint8_t *name, size_t n) {
   tname **pp = &net->buckets[hash(name, n) & (net->nbuckets - 1)];
-  while (*pp != NULL &&
-         ((*pp)->nlen != n || memcmp((*pp)->name, name, n) != 0))
+  while (*pp != NULL && ((*pp)->nlen != n || memcmp((*pp)->name, name, n) != 0))
     pp = &(*pp)->next;
   return pp;
 }
@@ -161,8 +160,8 @@ static int m_listen(np_transport *pt, const uint8_t *maddr, size_t len) {
   return 0;
 }
 
-static int m_dial(np_transport *pt, const uint8_t *maddr, size_t len,
-                  void *ud, np_conn **pc) {
+static int m_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
+                  np_conn **pc) {
   tmem *t = (tmem *)pt, *l;
   size_t prefix = 0, nlen, llen = 0;
   const uint8_t *name, *laddr = NULL;

@@ -35,7 +35,7 @@ void np_tmem_config_default(np_tmem_config *cfg);
 /* np_tmem_new creates a transport on |net| authenticating as |id|
  * (borrowed; must outlive it). |cfg| may be NULL; |cfg| and |cbs| are
  * copied. Returns 0, NP_EINVAL or NP_ENOMEM. Free with (*pt)->ops->del
- * (before np_tmem_net_del).
+ * (not from inside one of its events; before np_tmem_net_del).
  *
  * Through its ops: listen registers /memory/NAME (a trailing /p2p/ID is
  * ignored) and returns 0, NP_ENOTSUP (another shape) or NP_EEXIST (NAME

@@ -14,7 +14,8 @@
 #include "np_ttcp.h"
 
 #define SUB "tcp"
-#define RX_BUF (256u * 1024u) /* one read; shared by the transport's sockets */
+#define RX_BUF (256u * 1024u) /* one read; shared by the transport's sockets   \
+                               */
 #define ACCEPT_BATCH 64       /* accepts per readiness event */
 #define ACCEPT_PAUSE 0.1      /* seconds without accept after EMFILE */
 #define MADDR_CAP 64
@@ -185,8 +186,8 @@ static int t_listen(np_transport *pt, const uint8_t *maddr, size_t len) {
   ls->fd = fd;
   ls->locallen = sizeof(ls->local);
   if (getsockname(fd, (struct sockaddr *)&ls->local, &ls->locallen) != 0 ||
-      (n = np_maddr_from_sockaddr_tcp((struct sockaddr *)&ls->local,
-                                      ls->maddr, sizeof(ls->maddr))) < 0) {
+      (n = np_maddr_from_sockaddr_tcp((struct sockaddr *)&ls->local, ls->maddr,
+                                      sizeof(ls->maddr))) < 0) {
     np_warn(SUB, "getsockname-failed errno=%d (%s)", errno, strerror(errno));
     close(fd);
     free(ls);
@@ -248,8 +249,8 @@ static int start_connect(const struct sockaddr *to, socklen_t tolen,
   return -e;
 }
 
-static int t_dial(np_transport *pt, const uint8_t *maddr, size_t len,
-                  void *ud, np_conn **pc) {
+static int t_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
+                  np_conn **pc) {
   ttcp *t = (ttcp *)pt;
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
@@ -266,8 +267,7 @@ static int t_dial(np_transport *pt, const uint8_t *maddr, size_t len,
   has_expected = np_maddr_get_p2p(maddr, len, &expected) == 0;
   if (np_upgrade_count(t->up) >= t->cfg.max_connections)
     return NP_ELIMIT;
-  rn = np_maddr_from_sockaddr_tcp((struct sockaddr *)&ss, raddr,
-                                  sizeof(raddr));
+  rn = np_maddr_from_sockaddr_tcp((struct sockaddr *)&ss, raddr, sizeof(raddr));
   from = pick_listener(t, (struct sockaddr *)&ss);
   fd = start_connect((struct sockaddr *)&ss, sl, from, &done);
   if (fd < 0 && from != NULL) {
@@ -338,7 +338,7 @@ static void t_del(np_transport *pt) {
 }
 
 static const np_transport_ops ttcp_ops = {
-    NP_TRANSPORT_TCP, t_can_dial,    t_dial,      t_listen,
+    NP_TRANSPORT_TCP, t_can_dial,    t_dial,       t_listen,
     t_listen_count,   t_listen_addr, t_conn_count, t_del};
 
 void np_ttcp_config_default(np_ttcp_config *cfg) {

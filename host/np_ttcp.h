@@ -31,7 +31,7 @@ void np_ttcp_config_default(np_ttcp_config *cfg);
 /* np_ttcp_new creates the transport on |loop|, authenticating as |id|
  * (borrowed; must outlive it). |cfg| may be NULL; |cfg| and |cbs| are
  * copied; events get |ud|. Returns 0, NP_EINVAL or NP_ENOMEM. Free with
- * (*pt)->ops->del.
+ * (*pt)->ops->del, not from inside one of its events.
  *
  * Through its ops: listen binds /ip4|ip6/A/tcp/P (a trailing /p2p/ID is
  * ignored; P 0 picks a free port, listen_addr reports it; /ip6 is

@@ -20,7 +20,7 @@
  * malloc grow and trim the heap (page faults cost more than the copy). */
 #define CHUNK_SIZE (64u * 1024u)
 #define CHUNK_CACHE 16
-#define LOG_BURST 20           /* peer-triggered lines per second */
+#define LOG_BURST 20 /* peer-triggered lines per second */
 
 enum { ST_SEC, ST_NOISE, ST_MUX, ST_UP };
 enum { DUE_WRITABLE = 1, DUE_CLOSE = 2 };
@@ -224,8 +224,8 @@ static void due(ustream *s, unsigned what) {
 
 static size_t space(const ustream *s) {
   const np_upgrade_config *cfg = &s->c->u->cfg;
-  size_t a = s->blen < cfg->stream_buffer_max ? cfg->stream_buffer_max - s->blen
-                                              : 0;
+  size_t a =
+      s->blen < cfg->stream_buffer_max ? cfg->stream_buffer_max - s->blen : 0;
   size_t b = s->c->buffered < cfg->conn_buffer_max
                  ? cfg->conn_buffer_max - s->c->buffered
                  : 0;
@@ -458,7 +458,8 @@ static void flush(uconn *c) {
       return;
     np_yamux_output_drain(c->ym, (size_t)k); /* may refill via on_writable */
   }
-  if (c->hs != NULL && c->state == ST_UP && np_mss_output(&c->hs->sec, &o) == 0 &&
+  if (c->hs != NULL && c->state == ST_UP &&
+      np_mss_output(&c->hs->sec, &o) == 0 &&
       np_mss_output(&c->hs->mux, &o) == 0) {
     free(c->hs);
     c->hs = NULL;
@@ -531,8 +532,8 @@ static int start_yamux(uconn *c) {
   }
   c->state = ST_UP;
   if (c->pub.laddr_len == 0) {
-    np_ssize n = c->bs->ops->local_addr(c->bs, c->pub.laddr,
-                                        sizeof(c->pub.laddr));
+    np_ssize n =
+        c->bs->ops->local_addr(c->bs, c->pub.laddr, sizeof(c->pub.laddr));
     c->pub.laddr_len = n > 0 ? (size_t)n : 0;
   }
   send_ping(c); /* an RTT sample: yamux grows windows only with one */
@@ -644,7 +645,7 @@ static np_ssize secure_input(uconn *c, const uint8_t *d, size_t n) {
   np_ssize k = np_noise_decrypt_feed(c->nz, d, n, &pt, &ptlen);
   if (k < 0) {
     fail(c, k == NP_ELIMIT ? NP_ECRYPTO : hs_err(k),
-         k == NP_ELIMIT   ? "noise-nonce-exhausted"
+         k == NP_ELIMIT    ? "noise-nonce-exhausted"
          : k == NP_ECRYPTO ? "noise-bad-tag"
                            : "noise-frame");
     return -1;
@@ -780,15 +781,14 @@ static void log_down(uconn *c) {
   np_upgrade *u = c->u;
   char addr[NP_CONN_ADDR_MAX * 3] = "-", peer[NP_PEERID_STRMAX] = "-";
   int quiet = c->err == NP_ECANCELED || c->err == NP_ECLOSED;
-  if (c->pub.raddr_len > 0 &&
-      np_maddr_to_string(c->pub.raddr, c->pub.raddr_len, addr, sizeof(addr)) <
-          0)
+  if (c->pub.raddr_len > 0 && np_maddr_to_string(c->pub.raddr, c->pub.raddr_len,
+                                                 addr, sizeof(addr)) < 0)
     snprintf(addr, sizeof(addr), "?");
   if (!c->up_done) {
     if (c->err == NP_ECANCELED)
       np_debug(u->sub, "handshake-canceled conn=%08x addr=%s", c->id, addr);
-    else if (!c->pub.inbound || np_ratelimit_ok(&u->hs_rl, LOG_BURST, u->sub,
-                                                "handshake-failed"))
+    else if (!c->pub.inbound ||
+             np_ratelimit_ok(&u->hs_rl, LOG_BURST, u->sub, "handshake-failed"))
       np_info(u->sub,
               "handshake-failed conn=%08x addr=%s dir=%s err=%s reason=%s",
               c->id, addr, c->pub.inbound ? "in" : "out", np_errname(c->err),

@@ -39,19 +39,19 @@ typedef struct np_upgrade np_upgrade; /* opaque; one per transport */
 /* Zero fields take the np_upgrade_config_default value. */
 typedef struct np_upgrade_config {
   uint64_t handshake_timeout_ms; /* start to conn_up; default 10000 */
-  uint64_t keepalive_ms;    /* yamux ping after this long without input;
-                               default 15000; UINT64_MAX disables */
-  uint64_t idle_timeout_ms; /* close after this long without input (a
-                               live peer answers the pings); default 30000;
-                               UINT64_MAX disables */
-  size_t stream_buffer_max; /* unsent bytes queued per stream; 1 MiB */
-  size_t conn_buffer_max;   /* the same summed over a connection; 16 MiB */
-  uint32_t max_streams;     /* concurrent streams the peer may open, and
-                               we may open; default 256 */
-  uint32_t max_window;      /* yamux receive window auto-tuning cap: what
-                               a paused stream holds at most; 16 MiB */
-  int no_inline_muxer;      /* offer no muxer inside Noise: /yamux/1.0.0
-                               then goes through multistream-select */
+  uint64_t keepalive_ms;         /* yamux ping after this long without input;
+                                    default 15000; UINT64_MAX disables */
+  uint64_t idle_timeout_ms;      /* close after this long without input (a
+                                    live peer answers the pings); default 30000;
+                                    UINT64_MAX disables */
+  size_t stream_buffer_max;      /* unsent bytes queued per stream; 1 MiB */
+  size_t conn_buffer_max;        /* the same summed over a connection; 16 MiB */
+  uint32_t max_streams;          /* concurrent streams the peer may open, and
+                                    we may open; default 256 */
+  uint32_t max_window;           /* yamux receive window auto-tuning cap: what
+                                    a paused stream holds at most; 16 MiB */
+  int no_inline_muxer;           /* offer no muxer inside Noise: /yamux/1.0.0
+                                    then goes through multistream-select */
 } np_upgrade_config;
 
 void np_upgrade_config_default(np_upgrade_config *cfg);
@@ -66,7 +66,8 @@ int np_upgrade_new(np_upgrade **pu, np_loop *loop, const np_identity *id,
 
 /* Closes every connection at once: stream_close and conn_down
  * (NP_ECANCELED) run from inside this call, then it frees |u|. While it
- * runs, np_upgrade_start refuses with NP_ECANCELED. NULL is fine. */
+ * runs, np_upgrade_start refuses with NP_ECANCELED. Not from inside one of
+ * its events. NULL is fine. */
 void np_upgrade_del(np_upgrade *u);
 
 /* Upgrade |bs| (owned from now, closed here on failure) as the dialer

@@ -88,8 +88,8 @@ static void stream_writable(np_cstream *s, void *ud) {
     pump(s->ud);
 }
 
-static const np_conn_cbs cbs = {conn_up,      conn_down,       stream_open,
-                                stream_data,  stream_close,    stream_writable,
+static const np_conn_cbs cbs = {conn_up,     conn_down,    stream_open,
+                                stream_data, stream_close, stream_writable,
                                 NULL};
 
 static double cpu_s(void) {

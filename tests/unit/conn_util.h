@@ -183,8 +183,8 @@ static void cu_pump(tstream *ts) {
     return;
   }
   while (ts->sent < ts->total) {
-    size_t n = ts->total - ts->sent < CU_CHUNK ? ts->total - ts->sent
-                                               : CU_CHUNK;
+    size_t n =
+        ts->total - ts->sent < CU_CHUNK ? ts->total - ts->sent : CU_CHUNK;
     for (size_t i = 0; i < n; i++)
       buf[i] = cu_pattern(ts->k, ts->sent + i);
     if ((rv = (int)OP(np_cstream_write(ts->s, buf, n))) != 0) {
@@ -336,10 +336,9 @@ static void cb_stream_credit(np_conn *c, void *ud) {
     tc->credits++;
 }
 
-static const np_conn_cbs cu_cbs = {cb_conn_up,      cb_conn_down,
-                                   cb_stream_open,  cb_stream_data,
-                                   cb_stream_close, cb_stream_writable,
-                                   cb_stream_credit};
+static const np_conn_cbs cu_cbs = {
+    cb_conn_up,      cb_conn_down,       cb_stream_open,  cb_stream_data,
+    cb_stream_close, cb_stream_writable, cb_stream_credit};
 
 /* Dial |to| (its address with /p2p/ID unless |no_id|) from |n|. */
 static tconn *cu_dial_addr(tnode *n, const uint8_t *addr, size_t len, int *rv) {

@@ -98,7 +98,8 @@ static tconn *test_dial(void) {
     return NULL;
   c = tc->c;
   bc = B.last_in->c;
-  ok(np_peerid_equal(&c->peer, &B.id.id) && np_peerid_equal(&bc->peer, &A.id.id),
+  ok(np_peerid_equal(&c->peer, &B.id.id) &&
+         np_peerid_equal(&bc->peer, &A.id.id),
      "each side authenticated the other");
   ok(c->kind == NP_TRANSPORT_MEM && !c->inbound && bc->inbound,
      "kind mem, directions right");

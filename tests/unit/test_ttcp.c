@@ -80,7 +80,8 @@ static size_t tcp_addr(uint16_t port, uint8_t *out, size_t cap) {
   return r < 0 ? 0 : (size_t)r;
 }
 
-/* ---- a scripted peer on a raw socket -------------------------------------- */
+/* ---- a scripted peer on a raw socket --------------------------------------
+ */
 
 enum { FK_SILENT, FK_GARBAGE, FK_NA, FK_STEPS };
 
@@ -325,8 +326,8 @@ static size_t fk_flood(fake *f, size_t limit, int *blocked) {
   while (sent < limit && f->fd >= 0) {
     if ((n = np_noise_output(f->nz, &o)) == 0) {
       for (size_t i = 0; i < 1000; i++)
-        np_yamux_header_encode(frames + i * NP_YAMUX_HEADER_SIZE,
-                               NP_YAMUX_PING, NP_YAMUX_SYN, 0, ++id);
+        np_yamux_header_encode(frames + i * NP_YAMUX_HEADER_SIZE, NP_YAMUX_PING,
+                               NP_YAMUX_SYN, 0, ++id);
       if (np_noise_encrypt(f->nz, frames, sizeof(frames)) <= 0)
         return sent;
       n = np_noise_output(f->nz, &o);
@@ -390,7 +391,8 @@ static void test_dial(tconn **out) {
     return;
   c = tc->c;
   bc = B.last_in->c;
-  ok(np_peerid_equal(&c->peer, &B.id.id) && np_peerid_equal(&bc->peer, &A.id.id),
+  ok(np_peerid_equal(&c->peer, &B.id.id) &&
+         np_peerid_equal(&bc->peer, &A.id.id),
      "each side authenticated the other's peer ID");
   ok(c->kind == NP_TRANSPORT_TCP && !c->inbound && bc->inbound && !c->limited,
      "kind tcp, directions right");
@@ -519,7 +521,8 @@ static void test_fin_rst(tconn *tc) {
   ok(!a->closed, "stream_close does not run inside reset");
   WAIT_FOR(a->closed && b->closed);
   is_int(a->close_err, NP_ECANCELED, "reset here: stream_close(NP_ECANCELED)");
-  is_int(b->close_err, NP_ECLOSED, "reset by the peer: stream_close(NP_ECLOSED)");
+  is_int(b->close_err, NP_ECLOSED,
+         "reset by the peer: stream_close(NP_ECLOSED)");
 
   /* The peer resets at open. */
   B.reset_inbound = 1;
@@ -566,6 +569,43 @@ static void test_refused(void) {
   is_int(tc->err, NP_EUNREACH, "connection refused: conn_down(NP_EUNREACH)");
 }
 
+/* A listener whose accept queue is full drops our SYN: the connect
+ * timeout (not the longer handshake timeout) ends the dial. */
+static void test_connect_timeout(void) {
+  np_ttcp_config cfg;
+  tnode C;
+  struct sockaddr_in sa;
+  socklen_t sl = sizeof(sa);
+  uint8_t addr[64];
+  int lfd = socket(AF_INET, SOCK_STREAM, 0), fill[4], rv;
+  tconn *tc;
+  np_ttcp_config_default(&cfg);
+  cfg.connect_timeout_ms = 200;
+  cfg.upgrade.handshake_timeout_ms = 60000; /* beyond WAIT_FOR */
+  ok(node_init(&C, "C", &cfg, 0) == 0, "node C (connect timeout 200 ms)");
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(lfd, (struct sockaddr *)&sa, sizeof(sa));
+  listen(lfd, 0);
+  getsockname(lfd, (struct sockaddr *)&sa, &sl);
+  for (int i = 0; i < 4; i++) { /* fill the queue, never accept */
+    fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect(fill[i], (struct sockaddr *)&sa, sizeof(sa));
+  }
+  cu_run_for(0.05);
+  tc = cu_dial_addr(&C, addr, tcp_addr(ntohs(sa.sin_port), addr, sizeof(addr)),
+                    &rv);
+  WAIT_FOR(tc->down);
+  ok(tc->down && tc->err == NP_ETIMEDOUT,
+     "SYN dropped by a full listener: conn_down(NP_ETIMEDOUT) (%s)",
+     np_errname(tc->err));
+  for (int i = 0; i < 4; i++)
+    close(fill[i]);
+  close(lfd);
+  node_del(&C);
+}
+
 static void test_scripted(void) {
   np_ttcp_config cfg;
   tnode C;
@@ -574,8 +614,8 @@ static void test_scripted(void) {
   size_t n;
   int rv;
   tconn *tc;
-  static const char *const what[] = {"", "after accept",
-                                     "after multistream", "after its Noise message",
+  static const char *const what[] = {"", "after accept", "after multistream",
+                                     "after its Noise message",
                                      "after the handshake"};
 
   np_ttcp_config_default(&cfg);
@@ -758,8 +798,8 @@ static void test_limits(void) {
     tconn *bside = B.last_in;
     ok(bside && bside->up && !bside->down, "B has G's connection");
     node_del(&G);
-    ok(s2->closed && s2->close_err == NP_ECANCELED && s3->closed &&
-           tc->down && tc->err == NP_ECANCELED,
+    ok(s2->closed && s2->close_err == NP_ECANCELED && s3->closed && tc->down &&
+           tc->err == NP_ECANCELED,
        "del: streams then the connection end with NP_ECANCELED, inside del");
     WAIT_FOR(bside->down);
     is_int(bside->err, NP_ECLOSED, "the peer sees conn_down(NP_ECLOSED)");
@@ -828,6 +868,7 @@ int main(void) {
   }
   test_wrong_peer();
   test_refused();
+  test_connect_timeout();
   test_scripted();
   test_keepalive();
   test_inline_off();
