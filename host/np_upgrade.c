@@ -770,7 +770,10 @@ static void bs_error(np_bstream *b, int err, void *ud) {
   uconn *c = ud;
   (void)b;
   c->bs_broken = 1;
-  fail(c, err, "socket");
+  fail(c, err,
+       err == NP_EUNREACH    ? "connect-refused"
+       : err == NP_ETIMEDOUT ? "connect-timeout"
+                             : "socket");
 }
 
 static const np_bstream_cbs bs_cbs = {bs_data, bs_eof, bs_writable, bs_error};
@@ -787,8 +790,15 @@ static void log_down(uconn *c) {
   if (!c->up_done) {
     if (c->err == NP_ECANCELED)
       np_debug(u->sub, "handshake-canceled conn=%08x addr=%s", c->id, addr);
-    else if (!c->pub.inbound ||
-             np_ratelimit_ok(&u->hs_rl, LOG_BURST, u->sub, "handshake-failed"))
+    else if (c->err == NP_EPEERID && c->hs != NULL && c->hs->has_expected) {
+      /* Noise does not name the peer it refused; the one we wanted: */
+      np_peerid_to_string(&c->hs->expected, peer, sizeof(peer));
+      np_warn(u->sub,
+              "handshake-failed conn=%08x addr=%s dir=%s err=%s expected=%s",
+              c->id, addr, c->pub.inbound ? "in" : "out", np_errname(c->err),
+              peer);
+    } else if (!c->pub.inbound || np_ratelimit_ok(&u->hs_rl, LOG_BURST, u->sub,
+                                                  "handshake-failed"))
       np_info(u->sub,
               "handshake-failed conn=%08x addr=%s dir=%s err=%s reason=%s",
               c->id, addr, c->pub.inbound ? "in" : "out", np_errname(c->err),

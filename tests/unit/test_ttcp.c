@@ -619,7 +619,7 @@ static void test_scripted(void) {
                                      "after the handshake"};
 
   np_ttcp_config_default(&cfg);
-  cfg.upgrade.handshake_timeout_ms = 300;
+  cfg.upgrade.handshake_timeout_ms = 500;
   cfg.upgrade.keepalive_ms = 100;
   cfg.upgrade.idle_timeout_ms = 400;
   ok(node_init(&C, "C", &cfg, 0) == 0, "node C (short timeouts, no listener)");
@@ -719,12 +719,12 @@ static void test_keepalive(void) {
   tconn *tc;
   np_ttcp_config_default(&cfg);
   cfg.upgrade.keepalive_ms = 100;
-  cfg.upgrade.idle_timeout_ms = 400;
+  cfg.upgrade.idle_timeout_ms = 1000;
   ok(node_init(&D, "D", &cfg, 1) == 0 && node_init(&E, "E", &cfg, 1) == 0,
-     "nodes D and E (keepalive 100 ms, idle timeout 400 ms)");
+     "nodes D and E (keepalive 100 ms, idle timeout 1 s)");
   tc = cu_dial(&D, &E);
   WAIT_FOR(tc && tc->up);
-  cu_run_for(1.2);
+  cu_run_for(2.0);
   ok(tc && tc->up && !tc->down && E.last_in && !E.last_in->down,
      "an idle connection stays up on keepalive pings (%s %s)",
      tc ? np_errname(tc->err) : "-",
