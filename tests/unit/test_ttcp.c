@@ -90,7 +90,9 @@ typedef struct fake {
   ev_io lio, io;
   int dialer, mode;
   int stop_at; /* 1 connected, 2 multistream done, 3 our first Noise
-                  message sent, 4 handshake done; 5: go silent at 4 */
+                  message sent, 4 handshake done; at 4, 5: go silent,
+                  6: flood (fk_flood), 7: send a forged frame,
+                  8: send a frame that is not yamux */
   int step, closed;
   np_mss mss;
   np_noise *nz;
@@ -194,8 +196,17 @@ static void fk_advance(fake *f) {
     if (np_noise_done(f->nz)) {
       if (fk_at(f, 4))
         return;
+      if (f->stop_at == 7) { /* a transport frame with a bad tag */
+        uint8_t bad[34] = {0, 32, 1, 2, 3};
+        fk_send(f, bad, sizeof(bad));
+      }
+      if (f->stop_at == 8) { /* a sound frame, not yamux inside */
+        static const uint8_t junk[12] = {0xff, 0xff, 0xff, 0xff};
+        np_noise_encrypt(f->nz, junk, sizeof(junk));
+        fk_flush(f);
+      }
       if (f->stop_at >= 5)
-        ev_io_stop(EV, &f->io); /* silent (5) or flooding (6), open */
+        ev_io_stop(EV, &f->io); /* then silent, connection open */
       return;
     }
     if (k == 0)
@@ -663,6 +674,24 @@ static void test_scripted(void) {
   WAIT_FOR(tc->down);
   ok(tc->up && tc->err == NP_ETIMEDOUT,
      "unanswered keepalive pings: conn_down(NP_ETIMEDOUT) after conn_up");
+  fk_stop(&f);
+
+  /* A forged transport frame after the handshake. */
+  n = fk_listen(&f, FK_STEPS, 7, addr, sizeof(addr));
+  tc = cu_dial_addr(&A, addr, n, &rv);
+  WAIT_FOR(tc->down);
+  ok(tc->up && tc->err == NP_ECRYPTO,
+     "a frame failing its tag: conn_down(NP_ECRYPTO) after conn_up (%s)",
+     np_errname(tc->err));
+  fk_stop(&f);
+
+  /* Well encrypted, but not yamux. */
+  n = fk_listen(&f, FK_STEPS, 8, addr, sizeof(addr));
+  tc = cu_dial_addr(&A, addr, n, &rv);
+  WAIT_FOR(tc->down);
+  ok(tc->up && tc->err == NP_EPROTO,
+     "a yamux protocol violation: conn_down(NP_EPROTO) after conn_up (%s)",
+     np_errname(tc->err));
   fk_stop(&f);
 
   /* A peer that floods pings and never reads the answers: the node stops
