@@ -875,6 +875,37 @@ static void test_tuple_taken(tconn *first) {
   WAIT_FOR(t1->down);
 }
 
+/* IPv6 loopback, when the machine has it: listen, dial from the listen
+ * port, a stream. */
+static void test_ip6(void) {
+  static const char l6[] = "/ip6/::1/tcp/0";
+  tnode P, Q;
+  uint8_t bin[64];
+  np_ssize n = np_maddr_parse(l6, strlen(l6), bin, sizeof(bin));
+  tconn *tc;
+  tstream *ts;
+  if (node_init(&P, "P", NULL, 0) != 0 || node_init(&Q, "Q", NULL, 0) != 0 ||
+      P.t->ops->listen(P.t, bin, (size_t)n) != 0 ||
+      Q.t->ops->listen(Q.t, bin, (size_t)n) != 0 || cu_node_addr(&P) != 0 ||
+      cu_node_addr(&Q) != 0) {
+    tap_n++;
+    printf("ok %d # SKIP no IPv6 loopback here\n", tap_n);
+    node_del(&P);
+    node_del(&Q);
+    return;
+  }
+  tc = cu_dial(&P, &Q);
+  WAIT_FOR(tc && tc->up);
+  ts = tc && tc->up ? cu_open(tc, M_SEND, 7, 30000) : NULL;
+  if (ts != NULL)
+    WAIT_FOR(ts->closed);
+  ok(ts != NULL && ts->close_err == 0 && ts->rcvd == 30000 &&
+         port_of(tc->c->laddr, tc->c->laddr_len) == port_of(P.addr, P.addrlen),
+     "IPv6: dial from the listen port, an echo stream");
+  node_del(&P);
+  node_del(&Q);
+}
+
 int main(void) {
   tconn *tc = NULL;
   signal(SIGPIPE, SIG_IGN);
@@ -905,6 +936,7 @@ int main(void) {
   test_conn_close();
   if (tc != NULL && tc->up)
     test_tuple_taken(tc);
+  test_ip6();
 
   is_int(cu_violations, 0, "no event inside an ops call, none after the last");
   node_del(&A);
