@@ -1996,7 +1996,8 @@ static void remote_cancel(void *tud, void *handle) {
 
 /* Every host of the process shares one in-memory network (/memory/NAME):
  * tests run many swarms over it in one loop, with no sockets. It is made
- * with the first swarm and freed with the last; a swarm on another loop
+ * with the first swarm and freed with the last, on an np_loop of its own
+ * (a host's np_loop goes with its host); a swarm on another libev loop
  * goes without it. */
 static struct {
   np_tmem_net *net;
@@ -2004,14 +2005,26 @@ static struct {
   unsigned refs;
 } memnet;
 
+static void memnet_free(void) {
+  np_tmem_net_del(memnet.net);
+  np_loop_del(memnet.loop);
+  memnet.net = NULL;
+  memnet.loop = NULL;
+}
+
 static int mem_transport(np_swarm *sw, const np_conn_cbs *cbs) {
   np_tmem_config mc;
+  struct ev_loop *ev = EV(sw);
   int rv;
   if (memnet.net == NULL) {
-    if ((rv = np_tmem_net_new(&memnet.net, np_host_loop(sw->h))) != 0)
+    if ((rv = np_loop_new(&memnet.loop, ev)) != 0)
       return rv;
-    memnet.loop = np_host_loop(sw->h);
-  } else if (memnet.loop != np_host_loop(sw->h)) {
+    if ((rv = np_tmem_net_new(&memnet.net, memnet.loop)) != 0) {
+      np_loop_del(memnet.loop);
+      memnet.loop = NULL;
+      return rv;
+    }
+  } else if (np_loop_ev(memnet.loop) != ev) {
     return 0;
   }
   np_tmem_config_default(&mc);
@@ -2019,10 +2032,8 @@ static int mem_transport(np_swarm *sw, const np_conn_cbs *cbs) {
   mc.upgrade.max_streams = np_host_conf(sw->h)->limits.max_streams_per_conn;
   if ((rv = np_tmem_new(&sw->tr[sw->ntr], memnet.net, np_host_identity(sw->h),
                         &mc, cbs, sw)) != 0) {
-    if (memnet.refs == 0) {
-      np_tmem_net_del(memnet.net);
-      memnet.net = NULL;
-    }
+    if (memnet.refs == 0)
+      memnet_free();
     return rv;
   }
   sw->ntr++;
@@ -2035,11 +2046,8 @@ static void mem_release(np_swarm *sw) {
   if (!sw->has_mem)
     return;
   sw->has_mem = 0;
-  if (--memnet.refs == 0) {
-    np_tmem_net_del(memnet.net);
-    memnet.net = NULL;
-    memnet.loop = NULL;
-  }
+  if (--memnet.refs == 0)
+    memnet_free();
 }
 
 int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
