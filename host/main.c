@@ -17,11 +17,11 @@
 static void usage(FILE *f) {
   fprintf(f,
           "Usage: natpeer-host [--config FILE] [OPTION]...\n"
-          "Run a natpeer host: a libp2p peer (QUIC with libp2p TLS, "
-          "identify, ping,\n"
-          "unary calls and raw streams) whose protocol handlers are "
-          "plugins, driven\n"
-          "through a p2pd-compatible control socket.\n"
+          "Run a natpeer host: a libp2p peer (QUIC with libp2p TLS, TCP "
+          "with Noise and\n"
+          "yamux; identify, ping, unary calls and raw streams) whose "
+          "protocol handlers\n"
+          "are plugins, driven through a p2pd-compatible control socket.\n"
           "\n"
           "  -c, --config FILE     read FILE (INI; every key is documented in\n"
           "                        " NP_SYSCONFDIR "/natpeer.ini); without it,\n"

@@ -33,7 +33,7 @@ typedef enum kind {
   K_U32,
   K_SIZE,
   K_MS,
-  K_LISTEN,  /* list of /ip4|ip6/A/udp/P/quic-v1 */
+  K_LISTEN,  /* list of /ip4|ip6/A/udp/P/quic-v1 or /ip4|ip6/A/tcp/P */
   K_MADDRS,  /* list of multiaddrs */
   K_PEERS,   /* list of multiaddrs ending in /p2p/ID */
   K_CONTROL, /* unix path or /unix/PATH or /ip4|ip6/A/tcp/P */
@@ -57,7 +57,7 @@ static const key keys[] = {
     {"host", "identity_file", K_PATH, OFF(host.identity_file), 0, 0,
      "a file path; created 0600 if missing"},
     {"host", "listen", K_LISTEN, OFF(host.listen), 0, 0,
-     "multiaddrs like /ip4/0.0.0.0/udp/4001/quic-v1"},
+     "multiaddrs like /ip4/0.0.0.0/udp/4001/quic-v1 or /ip4/0.0.0.0/tcp/4001"},
     {"host", "announce", K_MADDRS, OFF(host.announce), 0, 0,
      "multiaddrs like /ip4/203.0.113.7/udp/4001/quic-v1"},
     {"host", "control", K_CONTROL, OFF(host.control), 0, 0,
@@ -225,7 +225,9 @@ int np_conf_defaults(np_conf *c) {
   c->plugins.autoload = 1;
   if (c->host.data_dir == NULL || c->plugins.dir == NULL ||
       strv_push(&c->host.listen, "/ip4/0.0.0.0/udp/4001/quic-v1") != 0 ||
-      strv_push(&c->host.listen, "/ip6/::/udp/4001/quic-v1") != 0) {
+      strv_push(&c->host.listen, "/ip6/::/udp/4001/quic-v1") != 0 ||
+      strv_push(&c->host.listen, "/ip4/0.0.0.0/tcp/4001") != 0 ||
+      strv_push(&c->host.listen, "/ip6/::/tcp/4001") != 0) {
     free_fields(c);
     return NP_ENOMEM;
   }
@@ -480,7 +482,8 @@ static int check_maddr(pctx *p, const key *k, const char *v) {
   if (k->k == K_LISTEN) {
     struct sockaddr_storage ss;
     socklen_t sl;
-    if (np_maddr_to_sockaddr(bin, (size_t)n, &ss, &sl) != 0) {
+    if (np_maddr_to_sockaddr(bin, (size_t)n, &ss, &sl) != 0 &&
+        np_maddr_to_sockaddr_tcp(bin, (size_t)n, &ss, &sl) != 0) {
       fail(p, "[%s] %s: %s cannot be listened on (expected %s)", k->section,
            k->name, q(qb, sizeof(qb), v), k->expected);
       return -1;

@@ -54,9 +54,10 @@ static const proto protos[] = {
     {NP_MADDR_WS, "ws", K_NONE},
     {NP_MADDR_WSS, "wss", K_NONE},
     {0x01e0, "http", K_NONE},
+    {NP_MADDR_MEMORY, "memory", K_NAME},
 };
 
-#define NAME_MAX_LEN 255 /* longest dns/sni/ip6zone value */
+#define NAME_MAX_LEN 255 /* longest dns/sni/ip6zone/memory value */
 
 static const proto *by_code(uint64_t code) {
   for (size_t i = 0; i < NP_ARRAY_LEN(protos); i++)
@@ -383,6 +384,25 @@ np_ssize np_maddr_to_string(const uint8_t *bin, size_t len, char *out,
 
 /* ---- sockets and peer IDs ---------------------------------------------- */
 
+/* |ip| (ip4 or ip6) and |port| (both network order) into |*sa|. */
+static void ip_port_sockaddr(const np_maddr_comp *ip, const np_maddr_comp *port,
+                             struct sockaddr_storage *sa, socklen_t *salen) {
+  memset(sa, 0, sizeof(*sa));
+  if (ip->code == NP_MADDR_IP4) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+    s4->sin_family = AF_INET;
+    memcpy(&s4->sin_addr, ip->val, 4);
+    memcpy(&s4->sin_port, port->val, 2);
+    *salen = sizeof(*s4);
+  } else {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+    s6->sin6_family = AF_INET6;
+    memcpy(&s6->sin6_addr, ip->val, 16);
+    memcpy(&s6->sin6_port, port->val, 2);
+    *salen = sizeof(*s6);
+  }
+}
+
 int np_maddr_to_sockaddr(const uint8_t *bin, size_t len,
                          struct sockaddr_storage *sa, socklen_t *salen) {
   /* ip, udp, quic-v1, then an optional p2p; 0 = ip4 or ip6 */
@@ -403,20 +423,30 @@ int np_maddr_to_sockaddr(const uint8_t *bin, size_t len,
   }
   if (n < 3)
     return NP_ENOTSUP;
-  memset(sa, 0, sizeof(*sa));
-  if (c[0].code == NP_MADDR_IP4) {
-    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
-    s4->sin_family = AF_INET;
-    memcpy(&s4->sin_addr, c[0].val, 4);
-    memcpy(&s4->sin_port, c[1].val, 2); /* both network order */
-    *salen = sizeof(*s4);
-  } else {
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
-    s6->sin6_family = AF_INET6;
-    memcpy(&s6->sin6_addr, c[0].val, 16);
-    memcpy(&s6->sin6_port, c[1].val, 2);
-    *salen = sizeof(*s6);
+  ip_port_sockaddr(&c[0], &c[1], sa, salen);
+  return 0;
+}
+
+int np_maddr_to_sockaddr_tcp(const uint8_t *bin, size_t len,
+                             struct sockaddr_storage *sa, socklen_t *salen) {
+  /* ip, tcp, then an optional p2p; 0 = ip4 or ip6 */
+  static const uint64_t shape[] = {0, NP_MADDR_TCP, NP_MADDR_P2P};
+  np_maddr_comp c[NP_ARRAY_LEN(shape)], cur;
+  size_t off = 0, n = 0;
+  int rv;
+  if ((rv = np_maddr_validate(bin, len)) < 0)
+    return rv;
+  while ((rv = np_maddr_next(bin, len, &off, &cur)) > 0) {
+    if (n == NP_ARRAY_LEN(shape))
+      return NP_ENOTSUP;
+    if (n == 0 ? cur.code != NP_MADDR_IP4 && cur.code != NP_MADDR_IP6
+               : cur.code != shape[n])
+      return NP_ENOTSUP;
+    c[n++] = cur;
   }
+  if (n < 2)
+    return NP_ENOTSUP;
+  ip_port_sockaddr(&c[0], &c[1], sa, salen);
   return 0;
 }
 
@@ -462,8 +492,10 @@ int np_maddr_to_stream_sockaddr(const uint8_t *bin, size_t len,
   return 0;
 }
 
-np_ssize np_maddr_from_sockaddr_quic(const struct sockaddr *sa, uint8_t *out,
-                                     size_t cap) {
+/* /ip4|ip6/A/<transport>/P[/<suffix>] for |sa|: |transport| is tcp or
+ * udp, |suffix| 0 for none. */
+static np_ssize from_sockaddr(const struct sockaddr *sa, uint64_t transport,
+                              uint64_t suffix, uint8_t *out, size_t cap) {
   uint8_t buf[32];
   size_t n = 0;
   const uint8_t *port;
@@ -488,14 +520,25 @@ np_ssize np_maddr_from_sockaddr_quic(const struct sockaddr *sa, uint8_t *out,
   } else {
     return NP_EINVAL;
   }
-  n += (size_t)np_varint_encode(NP_MADDR_UDP, buf + n, sizeof(buf) - n);
+  n += (size_t)np_varint_encode(transport, buf + n, sizeof(buf) - n);
   buf[n++] = port[0];
   buf[n++] = port[1];
-  n += (size_t)np_varint_encode(NP_MADDR_QUIC_V1, buf + n, sizeof(buf) - n);
+  if (suffix != 0)
+    n += (size_t)np_varint_encode(suffix, buf + n, sizeof(buf) - n);
   if (n > cap)
     return NP_ELIMIT;
   memcpy(out, buf, n);
   return (np_ssize)n;
+}
+
+np_ssize np_maddr_from_sockaddr_quic(const struct sockaddr *sa, uint8_t *out,
+                                     size_t cap) {
+  return from_sockaddr(sa, NP_MADDR_UDP, NP_MADDR_QUIC_V1, out, cap);
+}
+
+np_ssize np_maddr_from_sockaddr_tcp(const struct sockaddr *sa, uint8_t *out,
+                                    size_t cap) {
+  return from_sockaddr(sa, NP_MADDR_TCP, 0, out, cap);
 }
 
 int np_maddr_get_p2p(const uint8_t *bin, size_t len, np_peerid *id) {

@@ -4,11 +4,12 @@
  * Known protocols (others are refused with NP_ENOTSUP):
  *   ip4 ip6 ip6zone tcp udp dns dns4 dns6 dnsaddr sni unix p2p (text alias
  *   ipfs) p2p-circuit quic quic-v1 tls noise ws wss http https webtransport
- *   certhash webrtc-direct webrtc
+ *   certhash webrtc-direct webrtc memory
  * Values are checked the same way in both directions, so every accepted
  * binary prints as text that parses back to the same bytes:
  *   - ports: decimal 0..65535; ip4/ip6 via inet_pton/inet_ntop (no zones);
- *   - dns*, sni, ip6zone: 1..255 bytes of printable ASCII without '/';
+ *   - dns*, sni, ip6zone, memory: 1..255 bytes of printable ASCII without
+ *     '/' (memory: js-libp2p's in-process transport, "/memory/NAME");
  *   - p2p: a peer ID as np_peerid_from_bytes accepts (text: base58 or CID);
  *   - certhash: exactly one multihash (text: multibase 'u', 'b' or 'z';
  *     printed as 'u' base64url);
@@ -47,6 +48,7 @@
 #define NP_MADDR_CERTHASH 0x01d2
 #define NP_MADDR_WS 0x01dd
 #define NP_MADDR_WSS 0x01de
+#define NP_MADDR_MEMORY 0x0309
 
 /* Convert |len| chars of text (no NUL needed) to binary in |out| (|cap|
  * bytes). Returns the binary length, NP_EINVAL for malformed text (not
@@ -89,18 +91,26 @@ int np_maddr_next(const uint8_t *bin, size_t len, size_t *off,
 int np_maddr_to_sockaddr(const uint8_t *bin, size_t len,
                          struct sockaddr_storage *sa, socklen_t *salen);
 
-/* Write /ip4|ip6/A/udp/P/quic-v1 for the AF_INET or AF_INET6 address |sa|
- * into |out|. IPv4-mapped IPv6 addresses (from dual-stack sockets) become
- * /ip4; an IPv6 scope id is dropped. Returns the binary length, NP_ELIMIT
- * if |cap| is too small, or NP_EINVAL for another address family. */
 /* /unix/PATH or /ip4|ip6/A/tcp/P -> a stream socket address (AF_UNIX,
  * AF_INET or AF_INET6). Returns 0, NP_ENOTSUP (other shapes), NP_ELIMIT
  * (unix path too long for sockaddr_un) or a np_maddr_validate error. */
 int np_maddr_to_stream_sockaddr(const uint8_t *bin, size_t len,
                                 struct sockaddr_storage *sa, socklen_t *salen);
 
+/* np_maddr_to_sockaddr for /ip4|ip6/A/tcp/P, optionally followed by one
+ * /p2p/ID (the TCP transport's dial and listen addresses). */
+int np_maddr_to_sockaddr_tcp(const uint8_t *bin, size_t len,
+                             struct sockaddr_storage *sa, socklen_t *salen);
+
+/* Write /ip4|ip6/A/udp/P/quic-v1 for the AF_INET or AF_INET6 address |sa|
+ * into |out|. IPv4-mapped IPv6 addresses (from dual-stack sockets) become
+ * /ip4; an IPv6 scope id is dropped. Returns the binary length, NP_ELIMIT
+ * if |cap| is too small, or NP_EINVAL for another address family. */
 np_ssize np_maddr_from_sockaddr_quic(const struct sockaddr *sa, uint8_t *out,
                                      size_t cap);
+/* The same with /ip4|ip6/A/tcp/P. */
+np_ssize np_maddr_from_sockaddr_tcp(const struct sockaddr *sa, uint8_t *out,
+                                    size_t cap);
 
 /* Set |*id| from the last /p2p/ component of |bin| (for a relay address
  * without a target, ".../p2p/RELAY/p2p-circuit", that is the relay). Returns

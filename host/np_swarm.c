@@ -18,7 +18,9 @@
 #include "np_peerstore.h"
 #include "np_conn.h"
 #include "np_quic.h"
+#include "np_tmem.h"
 #include "np_tquic.h"
+#include "np_ttcp.h"
 #include "np_stream.h"
 #include "np_tls.h"
 
@@ -53,6 +55,7 @@ struct np_swarm {
   np_tls *tls;
   np_transport *tr[NP_SWARM_MAX_TRANSPORTS];
   size_t ntr;
+  int has_mem;      /* holds a reference to the in-memory network */
   np_peerstore *ps; /* the host's */
   np_list conns;    /* sconn */
   np_list dials;    /* dialing */
@@ -897,7 +900,9 @@ static int addr_rank(np_swarm *sw, const uint8_t *bin, size_t len) {
   np_transport *t = transport_for(sw, bin, len);
   if (t == NULL)
     return -1;
-  return t->ops->kind == NP_TRANSPORT_QUIC ? 0 : 1;
+  return t->ops->kind == NP_TRANSPORT_QUIC ? 0
+         : t->ops->kind == NP_TRANSPORT_MEM ? 0
+                                            : 1;
 }
 
 /* Add an address to try; addresses not yet started stay sorted by rank
@@ -1721,6 +1726,62 @@ static const np_net_ops net_ops = {
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
+/* Every host of the process shares one in-memory network (/memory/NAME):
+ * tests run many swarms over it in one loop, with no sockets. It is made
+ * with the first swarm and freed with the last, on an np_loop of its own
+ * (a host's np_loop goes with its host); a swarm on another libev loop
+ * goes without it. */
+static struct {
+  np_tmem_net *net;
+  np_loop *loop;
+  unsigned refs;
+} memnet;
+
+static void memnet_free(void) {
+  np_tmem_net_del(memnet.net);
+  np_loop_del(memnet.loop);
+  memnet.net = NULL;
+  memnet.loop = NULL;
+}
+
+static int mem_transport(np_swarm *sw, const np_conn_cbs *cbs) {
+  np_tmem_config mc;
+  struct ev_loop *ev = EV(sw);
+  int rv;
+  if (memnet.net == NULL) {
+    if ((rv = np_loop_new(&memnet.loop, ev)) != 0)
+      return rv;
+    if ((rv = np_tmem_net_new(&memnet.net, memnet.loop)) != 0) {
+      np_loop_del(memnet.loop);
+      memnet.loop = NULL;
+      return rv;
+    }
+  } else if (np_loop_ev(memnet.loop) != ev) {
+    return 0;
+  }
+  np_tmem_config_default(&mc);
+  mc.max_connections = np_host_conf(sw->h)->limits.max_connections;
+  mc.upgrade.max_streams = np_host_conf(sw->h)->limits.max_streams_per_conn;
+  if ((rv = np_tmem_new(&sw->tr[sw->ntr], memnet.net, np_host_identity(sw->h),
+                        &mc, cbs, sw)) != 0) {
+    if (memnet.refs == 0)
+      memnet_free();
+    return rv;
+  }
+  sw->ntr++;
+  sw->has_mem = 1;
+  memnet.refs++;
+  return 0;
+}
+
+static void mem_release(np_swarm *sw) {
+  if (!sw->has_mem)
+    return;
+  sw->has_mem = 0;
+  if (--memnet.refs == 0)
+    memnet_free();
+}
+
 int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   const np_conf *conf = np_host_conf(h);
   np_swarm *sw = calloc(1, sizeof(*sw));
@@ -1754,6 +1815,27 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
     return rv;
   }
   sw->ntr++;
+  {
+    np_ttcp_config tc;
+    np_ttcp_config_default(&tc);
+    tc.max_connections = conf->limits.max_connections;
+    tc.upgrade.max_streams = conf->limits.max_streams_per_conn;
+    tc.upgrade.idle_timeout_ms = conf->limits.idle_timeout_ms;
+    if ((rv = np_ttcp_new(&sw->tr[sw->ntr], np_host_loop(h),
+                          np_host_identity(h), &tc, &cbs, sw)) != 0) {
+      snprintf(err, errlen, "TCP transport set-up failed: %s",
+               np_strerror(rv));
+      np_swarm_del(sw);
+      return rv;
+    }
+    sw->ntr++;
+  }
+  if ((rv = mem_transport(sw, &cbs)) != 0) {
+    snprintf(err, errlen, "in-memory transport set-up failed: %s",
+             np_strerror(rv));
+    np_swarm_del(sw);
+    return rv;
+  }
   for (size_t i = 0; i < conf->host.listen.n; i++) {
     const char *t = conf->host.listen.v[i];
     uint8_t bin[NP_MADDR_MAX];
@@ -1767,7 +1849,7 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
                rv == NP_ESYS ? "cannot bind (address in use or not local?)"
                : rv == NP_ENOTSUP
                    ? "no transport for this address (this build listens on "
-                     "/ip4|ip6/A/udp/P/quic-v1)"
+                     "/ip4|ip6/A/udp/P/quic-v1 and /ip4|ip6/A/tcp/P)"
                    : np_strerror(rv));
       np_swarm_del(sw);
       return rv;
@@ -1791,6 +1873,7 @@ void np_swarm_del(np_swarm *sw) {
   /* conn_down for all: ops fail, streams close */
   for (size_t i = 0; i < sw->ntr; i++)
     sw->tr[i]->ops->del(sw->tr[i]);
+  mem_release(sw);
   while (!np_list_empty(&sw->dials))
     dial_fail(np_list_entry(sw->dials.next, dialing, link), NP_ECANCELED);
   while (!np_list_empty(&sw->ops)) {

@@ -11,6 +11,8 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
+# A test killed by a signal (make's timeout, ^C) still takes its hosts down.
+trap 'exit 1' INT TERM HUP
 [ -n "${KEEP:-}" ] && trap - EXIT
 failures=0
 n=0

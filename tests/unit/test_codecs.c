@@ -464,6 +464,9 @@ static void test_multiaddr(void) {
                NULL);
   maddr_vector("/ip4/0.0.0.0/tcp/00080/http", "0400000000 060050 e003",
                "/ip4/0.0.0.0/tcp/80/http");
+  /* js-libp2p's in-memory transport: code 0x0309, a string value. */
+  maddr_vector("/memory/host-7", "8906 06686f73742d37", NULL);
+  maddr_vector("/memory/a/p2p/" ED_ID, "8906 0161 a503 26" ED_MH, NULL);
 
   /* Text rejections. */
   maddr_bad_text("/ip4/1.2.3.4/tcp", NP_EINVAL, "truncated port");
@@ -488,6 +491,8 @@ static void test_multiaddr(void) {
   maddr_bad_text("//ip4/1.2.3.4", NP_EINVAL, "an empty protocol name");
   maddr_bad_text("/dns4/a b/tcp/1", NP_EINVAL, "a space in a dns name");
   maddr_bad_text("/dns4", NP_EINVAL, "dns4 without a name");
+  maddr_bad_text("/memory", NP_EINVAL, "memory without a name");
+  maddr_bad_text("/memory/a b", NP_EINVAL, "a space in a memory name");
   maddr_bad_text("/unix", NP_EINVAL, "unix without a path");
   maddr_bad_text("/unix/", NP_EINVAL, "unix with an empty path");
   maddr_bad_text("/p2p/12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3p",
@@ -526,6 +531,8 @@ static void test_multiaddr(void) {
   maddr_bad_bin("3600", NP_EPROTO, "empty dns4 name");
   maddr_bad_bin("3603612f62", NP_EPROTO, "slash in dns4 name");
   maddr_bad_bin("3603610a62", NP_EPROTO, "newline in dns4 name");
+  maddr_bad_bin("8906 00", NP_EPROTO, "empty memory name");
+  maddr_bad_bin("8906 03612f62", NP_EPROTO, "slash in memory name");
   maddr_bad_bin(
       "a503 21 121f"
       "00000000000000000000000000000000000000000000000000000000000000",
@@ -661,6 +668,42 @@ static void test_sockaddr(void) {
   n = unhex("0401020304 060fa1", bin);
   is_int(np_maddr_to_sockaddr(bin, n, &ss, &sl), NP_ENOTSUP,
          "sockaddr refuses tcp");
+
+  /* TCP: ip, tcp, an optional /p2p/ and nothing else. */
+  n = unhex("047f000001 0604d2", bin);
+  is_int(np_maddr_to_sockaddr_tcp(bin, n, &ss, &sl), 0,
+         "tcp sockaddr from /ip4/127.0.0.1/tcp/1234");
+  {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    ok(sl == sizeof(*s4) && s4->sin_family == AF_INET &&
+           s4->sin_addr.s_addr == htonl(0x7f000001) &&
+           s4->sin_port == htons(1234),
+       "tcp sockaddr holds 127.0.0.1:1234");
+  }
+  r = np_maddr_from_sockaddr_tcp((struct sockaddr *)&ss, back, sizeof(back));
+  is_mem(back, r, bin, n, "tcp sockaddr ip4 round-trips to the multiaddr");
+  is_int(np_maddr_from_sockaddr_tcp((struct sockaddr *)&ss, back, n - 1),
+         NP_ELIMIT, "tcp sockaddr to multiaddr reports a short buffer");
+  n = unhex("2900000000000000000000000000000001 060fa1 a503 26" ED_MH, bin);
+  is_int(np_maddr_to_sockaddr_tcp(bin, n, &ss, &sl), 0,
+         "tcp sockaddr from ip6 with /p2p/");
+  ok(sl == sizeof(struct sockaddr_in6) &&
+         ((struct sockaddr_in6 *)&ss)->sin6_port == htons(4001),
+     "tcp sockaddr holds [::1]:4001");
+  r = np_maddr_from_sockaddr_tcp((struct sockaddr *)&ss, back, sizeof(back));
+  is_mem(back, r, bin, 20, "tcp sockaddr ip6 round-trips without the /p2p/");
+  n = unhex("047f000001 910204d2 cd03", bin);
+  is_int(np_maddr_to_sockaddr_tcp(bin, n, &ss, &sl), NP_ENOTSUP,
+         "tcp sockaddr refuses quic-v1");
+  n = unhex("0401020304 060fa1 c603", bin);
+  is_int(np_maddr_to_sockaddr_tcp(bin, n, &ss, &sl), NP_ENOTSUP,
+         "tcp sockaddr refuses a component after the port");
+  n = unhex("360b6578616d706c652e636f6d 060fa1", bin);
+  is_int(np_maddr_to_sockaddr_tcp(bin, n, &ss, &sl), NP_ENOTSUP,
+         "tcp sockaddr refuses dns names");
+  n = unhex("0401020304", bin);
+  is_int(np_maddr_to_sockaddr_tcp(bin, n, &ss, &sl), NP_ENOTSUP,
+         "tcp sockaddr refuses an address without a port");
   n = unhex("0401020304 91020fa1 cc03", bin);
   is_int(np_maddr_to_sockaddr(bin, n, &ss, &sl), NP_ENOTSUP,
          "sockaddr refuses draft-29 quic");

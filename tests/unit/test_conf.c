@@ -33,9 +33,11 @@ static void test_defaults(void) {
   ok(np_conf_new_default(&c) == 0, "built-in defaults load");
   if (c == NULL)
     return;
-  is_int(c->host.listen.n, 2, "default listens on IPv4 and IPv6");
+  is_int(c->host.listen.n, 4, "default listens on IPv4 and IPv6, QUIC and TCP");
   is_str(c->host.listen.v[0], "/ip4/0.0.0.0/udp/4001/quic-v1",
          "default IPv4 listen address");
+  is_str(c->host.listen.v[2], "/ip4/0.0.0.0/tcp/4001",
+         "default IPv4 TCP listen address on the same port number");
   is_int(c->limits.max_message, 4 << 20, "default max_message is 4 MiB");
   is_int(c->dht.mode, NP_DHT_AUTO, "default dht mode is auto");
   ok(strstr(c->host.identity_file, "/identity.key") != NULL,
@@ -136,13 +138,14 @@ static void test_errors(void) {
              "/etc/natpeer/natpeer.ini:2: [host] listen: "
              "\"/ip4/1.2.3.4/udp/99999/quic-v1\" is not a valid multiaddr: "
              "invalid argument (expected multiaddrs like "
-             "/ip4/0.0.0.0/udp/4001/quic-v1)",
+             "/ip4/0.0.0.0/udp/4001/quic-v1 or /ip4/0.0.0.0/tcp/4001)",
              "bad port in listen");
-  expect_err("[host]\nlisten = /ip4/1.2.3.4/tcp/80\n",
+  expect_err("[host]\nlisten = /ip4/1.2.3.4/udp/80\n",
              "/etc/natpeer/natpeer.ini:2: [host] listen: "
-             "\"/ip4/1.2.3.4/tcp/80\" cannot be listened on (expected "
-             "multiaddrs like /ip4/0.0.0.0/udp/4001/quic-v1)",
-             "listen needs quic-v1");
+             "\"/ip4/1.2.3.4/udp/80\" cannot be listened on (expected "
+             "multiaddrs like /ip4/0.0.0.0/udp/4001/quic-v1 or "
+             "/ip4/0.0.0.0/tcp/4001)",
+             "listen needs quic-v1 or tcp");
   expect_err("[bootstrap]\npeers = /ip4/1.2.3.4/udp/4001/quic-v1\n",
              "/etc/natpeer/natpeer.ini:2: [bootstrap] peers: "
              "\"/ip4/1.2.3.4/udp/4001/quic-v1\" has no /p2p/ peer ID "
