@@ -194,7 +194,7 @@ static int call(int from, int to, const char *proto, waitv *w) {
 
 /* A raw stream: write |msg|, close, read everything back. */
 typedef struct sx {
-  int done, err, opened;
+  int done, err, opened, closed;
   char got[256];
   size_t len;
   const char *msg;
@@ -218,6 +218,7 @@ static void sx_close(np_stream *s, int err, void *ud) {
   (void)s;
   x->err = err;
   x->done = 1;
+  x->closed = 1;
 }
 
 static void sx_opened(void *ud, int err, np_stream *s, const char *proto) {
@@ -228,6 +229,7 @@ static void sx_opened(void *ud, int err, np_stream *s, const char *proto) {
   if (err != 0) {
     x->err = err;
     x->done = 1;
+    x->closed = 1; /* no stream: nothing follows */
     return;
   }
   memset(&cbs, 0, sizeof(cbs));
@@ -251,7 +253,10 @@ static int stream_echo(int from, int to, const char *msg, sx *x) {
   if (rv != 0)
     return rv;
   run_until(&x->done, 12);
-  return x->done ? x->err : -1000;
+  /* The close comes a turn after the FIN: |x| must outlive it. */
+  if (x->opened && !x->closed)
+    run_until(&x->closed, 5);
+  return x->done && x->closed ? x->err : -1000;
 }
 
 int main(void) {
