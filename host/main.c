@@ -10,6 +10,7 @@
 #include "np_conf.h"
 #include "np_crypto.h"
 #include "np_err.h"
+#include "np_daemon.h"
 #include "np_host.h"
 #include "np_identity.h"
 #include "np_log.h"
@@ -49,7 +50,7 @@ static void usage(FILE *f) {
 }
 
 typedef struct call_ctx {
-  np_host *h;
+  np_daemon *d;
   int rc;
 } call_ctx;
 
@@ -68,7 +69,7 @@ static void call_done(void *ud, int err, const uint8_t *data, size_t len) {
     fputc('\n', stderr);
     c->rc = 1;
   }
-  np_host_stop(c->h);
+  np_daemon_stop(c->d);
 }
 
 static void print_unbuilt(const char *section, const char *name, int line,
@@ -96,6 +97,7 @@ int main(int argc, char **argv) {
   char err[1024];
   np_conf *conf = NULL;
   np_identity id;
+  np_daemon *daemon = NULL;
   np_host *host = NULL;
   struct ev_loop *ev;
   call_ctx cc;
@@ -163,7 +165,7 @@ int main(int argc, char **argv) {
     return 0;
   }
 
-  np_host_conf_warnings(conf);
+  np_daemon_conf_warnings(conf);
 
   /* 2. Identity. */
   rv = np_identity_load(&id, conf->host.identity_file, &created, err,
@@ -187,19 +189,20 @@ int main(int argc, char **argv) {
   /* 3. Host. */
   signal(SIGPIPE, SIG_IGN);
   ev = ev_default_loop(EVFLAG_AUTO);
-  rv = np_host_new(&host, ev, conf, &id);
+  rv = np_daemon_new(&daemon, ev, conf, &id);
   np_identity_clear(&id);
   if (rv != 0) {
     fprintf(stderr, "natpeer-host: %s\n", np_strerror(rv));
     np_conf_del(conf);
     return 1;
   }
-  rv = np_host_start(host, call ? NP_HOST_SIGNALS
-                                 : NP_HOST_SIGNALS | NP_HOST_CONTROL |
-                                       NP_HOST_NET);
+  host = np_daemon_host(daemon);
+  rv = np_daemon_start(daemon, call ? NP_DAEMON_SIGNALS
+                                    : NP_DAEMON_SIGNALS | NP_DAEMON_CONTROL |
+                                          NP_DAEMON_NET);
   if (rv != 0) {
     fprintf(stderr, "natpeer-host: start failed: %s\n", np_strerror(rv));
-    np_host_del(host);
+    np_daemon_del(daemon);
     return 1;
   }
   if (!call) {
@@ -207,12 +210,12 @@ int main(int argc, char **argv) {
      * test harnesses read the control address and dialable addresses. */
     const char *a;
     printf("Control socket: %s\nPeer ID: %s\nPeer Addrs:\n",
-           np_host_control_addr(host), np_host_identity(host)->id_str);
-    for (size_t i = 0; (a = np_host_addr_text(host, i)) != NULL; i++)
+           np_daemon_control_addr(daemon), np_host_identity(host)->id_str);
+    for (size_t i = 0; (a = np_daemon_addr_text(daemon, i)) != NULL; i++)
       printf("%s\n", a);
     fflush(stdout);
   }
-  cc.h = host;
+  cc.d = daemon;
   cc.rc = 0;
   if (call) {
     cc.rc = 1;
@@ -221,13 +224,13 @@ int main(int argc, char **argv) {
                       NULL);
     if (rv != 0) {
       fprintf(stderr, "natpeer-host: call %s: %s\n", call, np_strerror(rv));
-      np_host_del(host);
+      np_daemon_del(daemon);
       np_crypto_cleanup();
       return rv == NP_ENOPROTO ? 1 : 1;
     }
   }
   ev_run(ev, 0);
-  np_host_del(host);
+  np_daemon_del(daemon);
   np_crypto_cleanup();
   ev_loop_destroy(ev);
   return cc.rc;

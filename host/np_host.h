@@ -1,5 +1,9 @@
-/* The root object: owns the loop glue, config, identity, protocol table and
- * plugins, and every later subsystem. All of it runs on one libev loop. */
+/* The registry every subsystem reaches: the loop glue, config, identity,
+ * protocol table, event bus, peerstore, the installed network and the
+ * call routing. It builds none of the subsystems and includes none of
+ * their headers; np_daemon assembles them around it (swarm, protocol
+ * modules, control socket, plugins, signals). All of it runs on one libev
+ * loop. */
 #ifndef NP_HOST_H
 #define NP_HOST_H
 
@@ -16,50 +20,35 @@
 #include "np_proto.h"
 
 typedef struct np_host np_host;
-typedef struct np_plugins np_plugins;
 typedef struct np_swarm np_swarm;
 
-/* np_host_new takes ownership of |conf| on success. |id| is copied. */
+/* np_host_new takes ownership of |conf| on success. |id| is copied.
+ * Returns 0 or NP_ENOMEM. */
 int np_host_new(np_host **ph, struct ev_loop *ev, np_conf *conf,
                 const np_identity *id);
-enum np_host_flags {
-  NP_HOST_SIGNALS = 1, /* SIGINT/SIGTERM stop, SIGHUP reloads */
-  NP_HOST_CONTROL = 2, /* open the [host] control socket */
-  NP_HOST_NET = 4      /* listen and connect (QUIC) */
-};
-/* Start the network and the protocol modules (NP_HOST_NET), open the
- * control socket (NP_HOST_CONTROL), install signal watchers
- * (NP_HOST_SIGNALS), load plugins. Returns 0 or a negative code. */
-int np_host_start(np_host *h, int flags);
-/* The i-th listen address with /p2p/ID as text, or NULL past the end. */
-const char *np_host_addr_text(np_host *h, size_t i);
-/* The control socket's bound address, or NULL. */
-const char *np_host_control_addr(const np_host *h);
-/* Graceful stop: plugins shut down, sockets closed, the loop breaks. */
-void np_host_stop(np_host *h);
+/* Frees the registry; whatever was built around it must be gone first
+ * (np_daemon_del does both). NULL is fine. */
 void np_host_del(np_host *h);
-
-/* Re-read the config file: on error the running config is kept and the
- * error logged; on success it replaces the running one and the plugin
- * folder is re-scanned. Returns 0 or the error. */
-int np_host_reload(np_host *h);
-/* Log a warning for each key of |c| that this build ignores (a feature
- * not built yet). main() calls it at start, reload on SIGHUP. */
-void np_host_conf_warnings(const np_conf *c);
+/* Replace the running config (a reload): |conf| is taken, the old one
+ * freed. */
+void np_host_set_conf(np_host *h, np_conf *conf);
+/* Detach the config (the caller owns it again; for a failed set-up). */
+np_conf *np_host_take_conf(np_host *h);
 
 np_loop *np_host_loop(np_host *h);
 const np_conf *np_host_conf(const np_host *h);
 const np_identity *np_host_identity(const np_host *h);
 np_proto_table *np_host_protos(np_host *h);
-np_plugins *np_host_plugins(np_host *h);
 /* The event bus (np_event.h). The host emits NP_EV_LOCAL_PROTOCOLS_CHANGED
  * after every change of its protocol table; the swarm and the modules emit
  * the others. */
 np_events *np_host_events(np_host *h);
 /* What is known about other peers ([limits] max_peers of them). */
 np_peerstore *np_host_peerstore(np_host *h);
-/* The network layer while NP_HOST_NET runs, else NULL. */
+/* The network layer while the daemon runs it (NP_DAEMON_NET), else NULL;
+ * set by the daemon. */
 np_swarm *np_host_swarm(np_host *h);
+void np_host_set_swarm(np_host *h, np_swarm *sw);
 
 /* Pending-call accounting against [limits] max_pending_calls. */
 int np_host_calls_admit(const np_host *h);

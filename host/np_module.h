@@ -12,7 +12,7 @@ typedef struct np_host np_host;
 typedef struct np_module {
   const char *name;
   /* Register protocols (NP_OWNER_HOST), subscribe to events, install
-   * hooks. Runs in np_host_start once the network is up. Returns 0 and
+   * hooks. Runs in np_daemon_start once the network is up. Returns 0 and
    * *state, or an error (the host does not start). */
   int (*start)(np_host *h, void **state);
   /* Undo all of it: streams reset (their on_close runs), pending work

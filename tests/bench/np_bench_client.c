@@ -26,6 +26,7 @@
 #include "np_conf.h"
 #include "np_crypto.h"
 #include "np_err.h"
+#include "np_daemon.h"
 #include "np_host.h"
 #include "np_log.h"
 #include "np_lp.h"
@@ -146,6 +147,29 @@ static double pct(double *v, size_t n, double p) {
 
 /* ---- hosts -------------------------------------------------------------------- */
 
+/* Hosts are run as daemons (np_daemon); the tests hold the registry
+ * (np_host) and find the daemon again to delete it. */
+static np_daemon *daemons[4096];
+
+static np_host *daemon_up(np_daemon *d) {
+  for (size_t i = 0; i < sizeof(daemons) / sizeof(daemons[0]); i++)
+    if (daemons[i] == NULL) {
+      daemons[i] = d;
+      return np_daemon_host(d);
+    }
+  np_daemon_del(d);
+  return NULL;
+}
+
+static void host_del(np_host *h) {
+  for (size_t i = 0; h && i < sizeof(daemons) / sizeof(daemons[0]); i++)
+    if (daemons[i] && np_daemon_host(daemons[i]) == h) {
+      np_daemon_del(daemons[i]);
+      daemons[i] = NULL;
+      return;
+    }
+}
+
 static np_host *host_new(void) {
   static const char ini[] = "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
                             "log_level = error\n[plugins]\nautoload = no\n"
@@ -153,12 +177,13 @@ static np_host *host_new(void) {
                             "call_timeout = 10s\n";
   np_conf *c;
   np_identity id;
+  np_daemon *d;
   np_host *h;
   char err[256];
   if (np_conf_load_string(&c, "bench.ini", ini, sizeof(ini) - 1, err,
                           sizeof(err)) != 0 ||
-      np_identity_generate(&id) != 0 || np_host_new(&h, ev, c, &id) != 0 ||
-      np_host_start(h, NP_HOST_NET) != 0) {
+      np_identity_generate(&id) != 0 || np_daemon_new(&d, ev, c, &id) != 0 ||
+      np_daemon_start(d, NP_DAEMON_NET) != 0 || (h = daemon_up(d)) == NULL) {
     fprintf(stderr, "bench: host set-up failed\n");
     exit(3);
   }
@@ -348,7 +373,7 @@ static void test_unary(void) {
          u.nlat ? u.lat[u.nlat - 1] : 0, c1 - c0, "", s0 < 0 ? 0 : s1 - s0,
          u.nlat ? (c1 - c0) / (double)u.nlat * 1e6 : 0,
          u.nlat && s0 >= 0 ? (s1 - s0) / (double)u.nlat * 1e6 : 0);
-  np_host_del(u.h);
+  host_del(u.h);
 }
 
 /* ---- bulk ------------------------------------------------------------------------- */
@@ -466,7 +491,7 @@ static void test_bulk(void) {
          sent < bytes ? "true" : "false", secs, (double)sent / secs / 1e6,
          (double)sent / secs / 1048576.0, (double)sent * 8 / secs / 1e9,
          c1 - c0, s0 < 0 ? 0 : s1 - s0, t0 * 1000, chunk);
-  np_host_del(h);
+  host_del(h);
 }
 
 /* ---- handshake -------------------------------------------------------------------- */
@@ -575,7 +600,7 @@ static void test_handshake(void) {
          s0 < 0 ? 0 : s1 - s0,
          hs.ok && s0 >= 0 ? (s1 - s0) / (double)hs.ok * 1000 : 0);
   for (int i = 0; i < hs.n; i++)
-    np_host_del(hs.w[i].h);
+    host_del(hs.w[i].h);
 }
 
 /* ---- conns -------------------------------------------------------------------------- */
@@ -609,7 +634,7 @@ static void test_conns(void) {
          ok, errors, est, rss0 / 1048576.0, rss1 / 1048576.0,
          ok ? (rss1 - rss0) / ok / 1024 : 0);
   for (int i = 0; i < n; i++)
-    np_host_del(h[i]);
+    host_del(h[i]);
   free(h);
 }
 

@@ -9,7 +9,7 @@
  * Set-up, per input (nothing carries over from one input to the next):
  *   host A  the subject: control socket (unix, in a temp dir), QUIC on
  *           127.0.0.1 UDP port 0, plugin folder and config file in the
- *           temp dir (np_host_reload re-reads it), its own ev loop;
+ *           temp dir (np_daemon_reload re-reads it), its own ev loop;
  *   host B  a peer on 127.0.0.1 with the echo plugin (unary "echo",
  *           stream "/natpeer/echo/1.0.0") and, when built, tp_good
  *           ("tp.good", "tp.selfcall", "tp.never"), on a second ev loop
@@ -45,6 +45,7 @@
 
 #include "np_conf.h"
 #include "np_err.h"
+#include "np_daemon.h"
 #include "np_host.h"
 #include "np_identity.h"
 #include "np_log.h"
@@ -137,6 +138,7 @@ typedef struct fcl {
 
 typedef struct fhost {
   struct ev_loop *ev;
+  np_daemon *d;
   np_host *h;
   int frozen;
 } fhost;
@@ -338,9 +340,10 @@ static int host_a_start(void) {
     fprintf(stderr, "fuzz_seq: %s\n", err);
     abort();
   }
-  if (np_host_new(&A.h, A.ev, conf, &g_idA) != 0)
+  if (np_daemon_new(&A.d, A.ev, conf, &g_idA) != 0)
     abort();
-  if (np_host_start(A.h, NP_HOST_CONTROL | NP_HOST_NET) != 0)
+  A.h = np_daemon_host(A.d);
+  if (np_daemon_start(A.d, NP_DAEMON_CONTROL | NP_DAEMON_NET) != 0)
     abort();
   return 0;
 }
@@ -362,15 +365,16 @@ static void host_b_start(void) {
     fprintf(stderr, "fuzz_seq: %s\n", err);
     abort();
   }
-  if (np_host_new(&B.h, B.ev, conf, &g_idB) != 0)
+  if (np_daemon_new(&B.d, B.ev, conf, &g_idB) != 0)
     abort();
-  if (np_host_start(B.h, NP_HOST_NET) != 0)
+  B.h = np_daemon_host(B.d);
+  if (np_daemon_start(B.d, NP_DAEMON_NET) != 0)
     abort();
   if (g_plug_path[1][0])
-    np_plugins_load_file(np_host_plugins(B.h), np_host_conf(B.h),
+    np_plugins_load_file(np_daemon_plugins(B.d), np_host_conf(B.h),
                          g_plug_path[1], NULL, 0);
   if (g_plug_path[2][0])
-    np_plugins_load_file(np_host_plugins(B.h), np_host_conf(B.h),
+    np_plugins_load_file(np_daemon_plugins(B.d), np_host_conf(B.h),
                          g_plug_path[2], NULL, 0);
   B.frozen = 0;
 }
@@ -378,7 +382,7 @@ static void host_b_start(void) {
 static void host_b_kill(void) {
   if (B.h == NULL)
     return;
-  np_host_del(B.h);
+  np_daemon_del(B.d);
   B.h = NULL;
   /* Whatever B still held is gone with it. */
   for (int i = 0; i < NBCALL; i++) {
@@ -1037,17 +1041,17 @@ static void op_plugin(rd *r) {
   case 1: /* add/remove/replace a plugin file, reload (SIGHUP) or not */
     plug_toggle(a);
     if (t & 4 && A.h)
-      np_host_reload(A.h);
+      np_daemon_reload(A.d);
     break;
   case 2: /* new config text, then reload */
     g_conf_variant = a % 6;
     write_ini(g_conf_variant);
     if (A.h)
-      np_host_reload(A.h);
+      np_daemon_reload(A.d);
     break;
   default: /* SIGHUP */
     if (A.h)
-      np_host_reload(A.h);
+      np_daemon_reload(A.d);
     break;
   }
 }
@@ -1086,7 +1090,7 @@ static void end(void) {
     cl_close(&cl[i]);
   B.frozen = 0;
   step(4);
-  np_host_del(A.h);
+  np_daemon_del(A.d);
   A.h = NULL;
   host_b_kill();
   ev_loop_destroy(A.ev);

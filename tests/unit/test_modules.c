@@ -18,6 +18,7 @@
 #include "np_call.h"
 #include "np_conf.h"
 #include "np_event.h"
+#include "np_daemon.h"
 #include "np_host.h"
 #include "np_identity.h"
 #include "np_log.h"
@@ -333,18 +334,44 @@ static const np_module tmod_module = {"tmod", tmod_start, tmod_stop};
 
 static struct ev_loop *loop;
 
+/* Hosts are run as daemons (np_daemon); the tests hold the registry
+ * (np_host) and find the daemon again to delete it. */
+static np_daemon *daemons[8];
+
+static np_host *daemon_up(np_daemon *d) {
+  for (size_t i = 0; i < sizeof(daemons) / sizeof(daemons[0]); i++)
+    if (daemons[i] == NULL) {
+      daemons[i] = d;
+      return np_daemon_host(d);
+    }
+  np_daemon_del(d);
+  return NULL;
+}
+
+static void host_del(np_host *h) {
+  for (size_t i = 0; h && i < sizeof(daemons) / sizeof(daemons[0]); i++)
+    if (daemons[i] && np_daemon_host(daemons[i]) == h) {
+      np_daemon_del(daemons[i]);
+      daemons[i] = NULL;
+      return;
+    }
+}
+
 static np_host *host_new(np_identity *id) {
   static const char ini[] = "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
                             "log_level = error\n[plugins]\nautoload = no\n";
   np_conf *c;
-  np_host *h;
+  np_daemon *d;
   char err[256];
   if (np_conf_load_string(&c, "tmod.ini", ini, sizeof(ini) - 1, err,
                           sizeof(err)) != 0 ||
-      np_identity_generate(id) != 0 || np_host_new(&h, loop, c, id) != 0 ||
-      np_host_start(h, NP_HOST_NET) != 0)
+      np_identity_generate(id) != 0 || np_daemon_new(&d, loop, c, id) != 0)
     return NULL;
-  return h;
+  if (np_daemon_start(d, NP_DAEMON_NET) != 0) {
+    np_daemon_del(d);
+    return NULL;
+  }
+  return daemon_up(d);
 }
 
 static void tick(struct ev_loop *ev, ev_timer *w, int revents) {
@@ -514,8 +541,8 @@ static void test_hosts(void) {
   tmod_module.stop(sa);
   tmod_module.stop(sb);
   ev_timer_stop(loop, &t);
-  np_host_del(a);
-  np_host_del(b);
+  host_del(a);
+  host_del(b);
   np_identity_clear(&ida);
   np_identity_clear(&idb);
 }

@@ -8,6 +8,7 @@
 #include "np_conf.h"
 #include "np_crypto.h"
 #include "np_err.h"
+#include "np_daemon.h"
 #include "np_host.h"
 #include "np_identity.h"
 #include "np_log.h"
@@ -17,6 +18,7 @@
 #include "test_util.h"
 
 static struct ev_loop *ev;
+static np_daemon *dmn;
 static np_host *host;
 static char dir[512], pdir[600];
 
@@ -93,7 +95,7 @@ static int has_proto(const char *p) {
 
 static void test_load_refusals(void) {
   char path[1024], why[512];
-  np_plugins *pm = np_host_plugins(host);
+  np_plugins *pm = np_daemon_plugins(dmn);
   int rv;
 
   so_path(path, sizeof(path), "tp_wrong_abi");
@@ -151,7 +153,7 @@ static void test_calls(void) {
          "tp.good is not there before its plugin is installed");
 
   install("tp_good", NULL);
-  np_plugins_sync(np_host_plugins(host), conf(), NULL);
+  np_plugins_sync(np_daemon_plugins(dmn), conf(), NULL);
   ok(has_proto("tp.good"), "sync loads a plugin dropped into the folder");
   call("tp.good", "abc", &r);
   snprintf(want, sizeof(want), "good:hey:abc:%s",
@@ -166,7 +168,7 @@ static void test_calls(void) {
 static void test_old_minor(void) {
   result r;
   install("tp_old_minor", NULL);
-  np_plugins_sync(np_host_plugins(host), conf(), NULL);
+  np_plugins_sync(np_daemon_plugins(dmn), conf(), NULL);
   ok(has_proto("tp.old"), "a plugin built against ABI 1.0 loads");
   call("tp.old", "compat", &r);
   is_str(r.data, "old:compat", "the ABI 1.0 plugin works on a 1.1 host");
@@ -186,7 +188,7 @@ static void test_replace_remove(void) {
   ev_run(ev, EVRUN_NOWAIT); /* hand it to the plugin */
 
   install("tp_good_v2", "tp_good");
-  np_plugins_sync(np_host_plugins(host), conf(), &res);
+  np_plugins_sync(np_daemon_plugins(dmn), conf(), &res);
   is_int(res.reloaded, 1, "a replaced .so is reloaded");
   call("tp.good", "x", &r);
   ok(strncmp(r.data, "good2:", 6) == 0, "the new version answers (%s)",
@@ -196,7 +198,7 @@ static void test_replace_remove(void) {
      "a pending call fails with NP_ECANCELED when its plugin unloads");
 
   uninstall("tp_good");
-  np_plugins_sync(np_host_plugins(host), conf(), &res);
+  np_plugins_sync(np_daemon_plugins(dmn), conf(), &res);
   is_int(res.unloaded, 1, "a removed .so is unloaded");
   ok(!has_proto("tp.good") && !has_proto("tp.selfcall"),
      "its protocols are gone");
@@ -214,7 +216,7 @@ static void test_deny(void) {
   ok(c != NULL, "config with a deny list parses");
   if (c == NULL)
     return;
-  np_plugins_sync(np_host_plugins(host), c, &res);
+  np_plugins_sync(np_daemon_plugins(dmn), c, &res);
   ok(!has_proto("tp.good"), "a denied plugin is not loaded");
   ok(has_proto("hello"), "other plugins stay loaded");
   np_conf_del(c);
@@ -226,7 +228,7 @@ static void test_misbehaving(void) {
   static const char *const bad[] = {"tp_badname_null", "tp_badname_empty",
                                     "tp_badname_space"};
   char path[1024], why[512];
-  np_plugins *pm = np_host_plugins(host);
+  np_plugins *pm = np_daemon_plugins(dmn);
   size_t before;
   np_plugins_result res;
   result r;
@@ -304,9 +306,10 @@ int main(void) {
   np_log_set_level(NP_LOG_WARN);
   ev = ev_loop_new(EVFLAG_AUTO);
   np_identity_generate(&id);
-  ok(np_host_new(&host, ev, c, &id) == 0, "host created");
-  ok(np_host_start(host, 0) == 0, "host started");
-  is_int(np_plugins_count(np_host_plugins(host)), 2,
+  ok(np_daemon_new(&dmn, ev, c, &id) == 0, "host created");
+  host = np_daemon_host(dmn);
+  ok(np_daemon_start(dmn, 0) == 0, "host started");
+  is_int(np_plugins_count(np_daemon_plugins(dmn)), 2,
          "hello and echo loaded from the folder");
 
   test_load_refusals();
@@ -316,7 +319,7 @@ int main(void) {
   test_deny();
   test_misbehaving();
 
-  np_host_del(host);
+  np_daemon_del(dmn);
   is_int(ev_pending_count(ev), 0, "no pending watchers after teardown");
   ev_loop_destroy(ev);
   np_crypto_cleanup();

@@ -13,6 +13,7 @@
 #include "np_conn.h"
 #include "np_crypto.h"
 #include "np_err.h"
+#include "np_daemon.h"
 #include "np_host.h"
 #include "np_identity.h"
 #include "np_log.h"
@@ -26,7 +27,8 @@
 static struct ev_loop *ev;
 
 typedef struct mhost {
-  np_host *h;
+  np_daemon *d;
+  np_host *h; /* its registry */
   np_identity id;
   char addr[64]; /* /memory/hN */
   np_list pending, streams; /* the handler owner's calls and streams */
@@ -82,9 +84,10 @@ static int host_up(int i) {
   free(c->host.listen.v[0]);
   c->host.listen.v[0] = strdup(H[i].addr);
   if (np_identity_generate(&H[i].id) != 0 ||
-      np_host_new(&H[i].h, ev, c, &H[i].id) != 0)
+      np_daemon_new(&H[i].d, ev, c, &H[i].id) != 0)
     return -1;
-  if ((rv = np_host_start(H[i].h, NP_HOST_NET)) != 0)
+  H[i].h = np_daemon_host(H[i].d);
+  if ((rv = np_daemon_start(H[i].d, NP_DAEMON_NET)) != 0)
     return rv;
   memset(&hd, 0, sizeof(hd));
   hd.proto = "hello";
@@ -355,7 +358,8 @@ int main(void) {
      * call to it fails rather than hang. */
     waitv w;
     int kinds2, rv;
-    np_host_del(H[12].h);
+    np_daemon_del(H[12].d);
+    H[12].d = NULL;
     H[12].h = NULL;
     run_for(0.3);
     is_int(conns_to(11, 12, &kinds2), 0, "11 sees its connection to 12 end");
@@ -366,8 +370,8 @@ int main(void) {
   }
 
   for (int i = 0; i < NHOSTS; i++) {
-    if (H[i].h)
-      np_host_del(H[i].h);
+    if (H[i].d)
+      np_daemon_del(H[i].d);
     np_identity_clear(&H[i].id);
   }
   run_for(0.1);
