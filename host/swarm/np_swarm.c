@@ -1092,7 +1092,9 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
     np_list_init(&d->waiters);
     for (size_t i = 0; i < n; i++)
       dial_add_addr(d, addrs[i], lens[i]);
-    if ((p = np_peerstore_get(sw->ps, &o->peer)) != NULL) {
+    /* A fresh dial tries exactly what it was given (a dial-back to one
+     * address, a hole punch), not what the peerstore knows. */
+    if (!o->fresh && (p = np_peerstore_get(sw->ps, &o->peer)) != NULL) {
       np_peerstore_expire(p, now_ms(sw));
       for (size_t i = 0; i < p->naddrs; i++)
         dial_add_addr(d, p->addrs[i].bin, p->addrs[i].len);
@@ -1594,6 +1596,21 @@ static int connect_op(np_swarm *sw, const np_peerid *peer, int want_identify,
   o->done_cb = cb;
   o->ud = ud;
   o->want_identify = want_identify;
+  return op_launch(o, addrs, lens, n, timeout_ms, handle);
+}
+
+int np_swarm_dial_new(np_swarm *sw, const np_peerid *peer,
+                      const uint8_t *const *addrs, const size_t *lens,
+                      size_t n, uint64_t timeout_ms, np_net_done_fn cb,
+                      void *ud, void **handle) {
+  op *o;
+  if (n == 0)
+    return NP_EINVAL;
+  if ((o = op_new(sw, OP_CONNECT, peer)) == NULL)
+    return NP_ENOMEM;
+  o->done_cb = cb;
+  o->ud = ud;
+  o->fresh = 1;
   return op_launch(o, addrs, lens, n, timeout_ms, handle);
 }
 

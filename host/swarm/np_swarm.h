@@ -31,6 +31,16 @@ void np_swarm_del(np_swarm *s);
  * (i-th); NULL past the end. For logs and the start-up banner. */
 const char *np_swarm_addr_text(np_swarm *s, size_t i);
 
+/* Dial |peer| at |addrs| (n >= 1; binary multiaddrs) for a new connection
+ * even when one exists or a dial is running (AutoNAT dial-back, DCUtR):
+ * only these addresses, staggered as usual, never joined by other ops.
+ * Completes as np_net_ops connect (cb once, later; the handle cancels
+ * through np_net_ops cancel); new streams then go to the best connection. */
+int np_swarm_dial_new(np_swarm *sw, const np_peerid *peer,
+                      const uint8_t *const *addrs, const size_t *lens,
+                      size_t n, uint64_t timeout_ms, np_net_done_fn cb,
+                      void *ud, void **handle);
+
 /* ---- hooks for protocol modules --------------------------------------------
  * A connection is the np_conn an event carried (read only); it is valid
  * until the NP_EV_CONN_DOWN dispatch of it returns. */

@@ -20,6 +20,7 @@
 #include "np_multiaddr.h"
 #include "np_proto.h"
 #include "np_stream.h"
+#include "np_swarm.h"
 #include "tap.h"
 
 #define NHOSTS 24
@@ -352,6 +353,26 @@ int main(void) {
       waitv w;
       ok(call(1, 0, "hello", &w) == 0, "calls 1 -> 0 still work");
     }
+  }
+  {
+    /* A forced new dial (what AutoNAT dial-back and DCUtR need) to a peer
+     * already connected: a second connection, not the reused one. */
+    np_swarm *sw = np_host_swarm(H[2].h);
+    uint8_t bin[64];
+    np_ssize n = np_maddr_parse(H[3].addr, strlen(H[3].addr), bin, sizeof(bin));
+    const uint8_t *a[1] = {bin};
+    size_t l[1] = {n > 0 ? (size_t)n : 0};
+    waitv w;
+    int before = conns_to(2, 3, &kinds), after;
+    memset(&w, 0, sizeof(w));
+    ok(np_swarm_dial_new(sw, &H[3].id.id, a, l, 1, 5000, on_done, &w, NULL) ==
+           0,
+       "a forced new dial 2 -> 3 starts");
+    run_until(&w.done, 6);
+    after = conns_to(2, 3, &kinds);
+    ok(w.done && w.err == 0 && after == before + 1,
+       "it completes with a second connection (%d -> %d)", before, after);
+    ok(call(2, 3, "hello", &w) == 0, "calls 2 -> 3 still work");
   }
   {
     /* A host that goes away: its neighbours see the connection end, and a
