@@ -26,6 +26,7 @@ static WC_RNG *get_rng(void) {
 }
 
 void np_crypto_cleanup(void) {
+  np_aead_thread_cleanup();
   if (rng_ready) {
     wc_FreeRng(&rng);
     rng_ready = 0;
@@ -157,9 +158,11 @@ int np_x25519(uint8_t out[NP_X25519_LEN], const uint8_t priv[NP_X25519_LEN],
   return acc == 0 ? NP_ECRYPTO : 0;
 }
 
-int np_aead_seal(const uint8_t key[NP_AEAD_KEY_LEN],
-                 const uint8_t nonce[NP_AEAD_NONCE_LEN], const uint8_t *ad,
-                 size_t adlen, const uint8_t *pt, size_t len, uint8_t *out) {
+/* np_aead_seal/np_aead_open (np_aead.c) pick these or libcrypto's. */
+int np_aead_seal_wc(const uint8_t key[NP_AEAD_KEY_LEN],
+                    const uint8_t nonce[NP_AEAD_NONCE_LEN], const uint8_t *ad,
+                    size_t adlen, const uint8_t *pt, size_t len,
+                    uint8_t *out) {
   /* wolfCrypt wants non-NULL data pointers even for zero lengths. */
   static const uint8_t none[1];
   if (len > UINT32_MAX - NP_AEAD_TAG_LEN || adlen > UINT32_MAX)
@@ -171,9 +174,10 @@ int np_aead_seal(const uint8_t key[NP_AEAD_KEY_LEN],
   return 0;
 }
 
-int np_aead_open(const uint8_t key[NP_AEAD_KEY_LEN],
-                 const uint8_t nonce[NP_AEAD_NONCE_LEN], const uint8_t *ad,
-                 size_t adlen, const uint8_t *ct, size_t len, uint8_t *out) {
+int np_aead_open_wc(const uint8_t key[NP_AEAD_KEY_LEN],
+                    const uint8_t nonce[NP_AEAD_NONCE_LEN], const uint8_t *ad,
+                    size_t adlen, const uint8_t *ct, size_t len,
+                    uint8_t *out) {
   static const uint8_t none[1];
   uint8_t tag[NP_AEAD_TAG_LEN], scratch[1];
   size_t n;
