@@ -187,7 +187,7 @@ static int peers_to_pb(const np_kadmsg_peer *in, size_t n,
     pb[i].id.len = in[i].id.len;
     pb[i].connection = (Np__Dht__Message__ConnectionType)in[i].conn;
     pb[i].n_addrs = in[i].naddrs;
-    pb[i].addrs = &addrs[off];
+    pb[i].addrs = in[i].naddrs ? &addrs[off] : NULL; /* addrs may be NULL */
     for (j = 0; j < in[i].naddrs; j++)
       bin_set(&addrs[off++], &in[i].addrs[j]);
     pp[i] = &pb[i];
@@ -234,10 +234,12 @@ np_ssize np_kadmsg_encode(const np_kadmsg *m, uint8_t *out, size_t cap) {
     goto out;
   }
   rv = peers_to_pb(m->closer, m->ncloser, pb, pp, addrs);
-  if (rv == 0)
+  /* No pointer arithmetic on the NULL arrays of an empty list (UB). */
+  if (rv == 0 && m->nproviders > 0) {
+    size_t skip = addr_count(m->closer, m->ncloser);
     rv = peers_to_pb(m->providers, m->nproviders, pb + m->ncloser,
-                     pp + m->ncloser,
-                     addrs + addr_count(m->closer, m->ncloser));
+                     pp + m->ncloser, addrs ? addrs + skip : NULL);
+  }
   if (rv != 0)
     goto out;
   pm.n_closerpeers = m->ncloser;
