@@ -256,8 +256,10 @@ size_t np_kbucket_closest(const np_kbucket *t,
   if (n == 0)
     return 0;
   if (n > NP_ARRAY_LEN(stackbuf) &&
-      (best = malloc(n * sizeof(*best))) == NULL)
-    n = NP_ARRAY_LEN(stackbuf), best = stackbuf;
+      (best = malloc(n * sizeof(*best))) == NULL) {
+    best = stackbuf; /* out of memory: fewer peers beat none */
+    n = NP_ARRAY_LEN(stackbuf);
+  }
   /* Bucket c agrees with the target up to bit c, buckets above c differ
    * from it first at bit c, and each bucket below c at its own index: so
    * after c..255 each lower bucket is wholly farther than all before it,
