@@ -86,7 +86,8 @@ void np_kadmsg_free(np_kadmsg *m);
 /* Decode the body |buf| (|len| bytes) into |m| (overwritten, need not be
  * initialised) under |lim| (NULL: defaults). Peers whose ID
  * np_peerid_from_bytes refuses and addrs np_maddr_validate refuses are
- * dropped, as are those past the caps. Returns 0 or
+ * dropped, as are those past the caps; a peer left without addrs is kept
+ * (naddrs 0: the caller may know them). Returns 0 or
  *   NP_ELIMIT  |len| > max_msg (checked first), a key longer than max_key,
  *              or a message that would take more than 8 * max_msg + 64 KiB
  *              of memory to unpack (thousands of empty entries)

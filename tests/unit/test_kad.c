@@ -684,7 +684,9 @@ static void sim_build(void) {
   }
 }
 
-static void sim_lookups(unsigned dead_pct) {
+/* |timeouts|: dead nodes stay silent and their requests time out after 2
+ * rounds, instead of failing at once. */
+static void sim_lookups(unsigned dead_pct, int timeouts) {
   np_peerid seeds[SIM_K], out[64], resp[SIM_K];
   size_t i, j, l, found = 0, perfect = 0, msgs = 0, rounds_total = 0,
                depth_total = 0, stuck = 0, dead_in_result = 0, worst = SIM_K;
@@ -692,6 +694,7 @@ static void sim_lookups(unsigned dead_pct) {
     sim[i].dead = (rnd() % 100) < dead_pct;
   for (l = 0; l < SIM_LOOKUPS; l++) {
     np_kadquery *q;
+    np_kadquery_config cfg;
     np_kadquery_stats st;
     uint8_t target[NP_KBUCKET_KEYLEN];
     size_t src, n, rounds = 0, hit = 0, want, got;
@@ -702,7 +705,9 @@ static void sim_lookups(unsigned dead_pct) {
       rnd_bytes(target, sizeof(target));
     else /* look a node up */
       memcpy(target, sim[rnd() % SIM_N].key, sizeof(target));
-    np_kadquery_new(&q, target, &sim[src].id, NULL);
+    np_kadquery_config_default(&cfg);
+    cfg.timeout = timeouts ? 2 : 0;
+    np_kadquery_new(&q, target, &sim[src].id, &cfg);
     n = np_kbucket_closest(sim[src].t, target, SIM_K, seeds);
     np_kadquery_seed(q, seeds, n);
     while (np_kadquery_state_get(q) == NP_KADQUERY_RUNNING && rounds < 1000) {
@@ -711,13 +716,15 @@ static void sim_lookups(unsigned dead_pct) {
       for (i = 0; i < n; i++) {
         int who = sim_find(&out[i]);
         if (who < 0 || sim[who].dead) {
-          np_kadquery_on_failure(q, &out[i]);
+          if (!timeouts)
+            np_kadquery_on_failure(q, &out[i]);
           continue;
         }
         np_kadquery_on_response(
             q, &out[i], resp,
             np_kbucket_closest(sim[who].t, target, SIM_K, resp));
       }
+      np_kadquery_on_timeout(q, rounds);
     }
     stuck += np_kadquery_state_get(q) != NP_KADQUERY_DONE;
     /* Truth: the k live nodes nearest the target, the source excluded. */
@@ -750,17 +757,20 @@ static void sim_lookups(unsigned dead_pct) {
     rounds_total += rounds;
     np_kadquery_del(q);
   }
-  printf("# sim N=%d dead=%u%%: recall %.3f (%zu/%d lookups all %d found, "
+  printf("# sim N=%d dead=%u%%%s: recall %.3f (%zu/%d lookups all %d found, "
          "worst %zu), messages/lookup %.1f, rounds/lookup %.2f, "
          "hops/lookup %.2f\n",
-         SIM_N, dead_pct, (double)found / (SIM_LOOKUPS * SIM_K), perfect,
+         SIM_N, dead_pct, timeouts ? " (silent, timeouts)" : "",
+         (double)found / (SIM_LOOKUPS * SIM_K), perfect,
          SIM_LOOKUPS, SIM_K, worst, (double)msgs / SIM_LOOKUPS,
          (double)rounds_total / SIM_LOOKUPS, (double)depth_total / SIM_LOOKUPS);
-  is_int(stuck, 0, "kadquery_sim_dead%u_every_lookup_converges", dead_pct);
-  is_int(dead_in_result, 0, "kadquery_sim_dead%u_no_dead_peer_in_result",
-         dead_pct);
+  is_int(stuck, 0, "kadquery_sim_dead%u%s_every_lookup_converges", dead_pct,
+         timeouts ? "_timeouts" : "");
+  is_int(dead_in_result, 0, "kadquery_sim_dead%u%s_no_dead_peer_in_result",
+         dead_pct, timeouts ? "_timeouts" : "");
   ok((double)found / (SIM_LOOKUPS * SIM_K) >= (dead_pct >= 30 ? 0.90 : 0.95),
-     "kadquery_sim_dead%u_recall_high", dead_pct);
+     "kadquery_sim_dead%u%s_recall_high", dead_pct,
+     timeouts ? "_timeouts" : "");
 }
 
 int main(void) {
@@ -773,9 +783,10 @@ int main(void) {
   test_bucket_closest(255);
   test_query_unit();
   sim_build();
-  sim_lookups(0);
-  sim_lookups(10);
-  sim_lookups(30);
+  sim_lookups(0, 0);
+  sim_lookups(10, 0);
+  sim_lookups(30, 0);
+  sim_lookups(30, 1);
   for (i = 0; i < SIM_N; i++)
     np_kbucket_del(sim[i].t);
   return done_testing();
