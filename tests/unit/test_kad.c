@@ -157,6 +157,57 @@ static void test_msg_roundtrip(void) {
   np_kadmsg_free(&d);
 }
 
+/* Every field of the spec's Message, byte for byte: tags 0x08 0x12 0x1a
+ * 0x42 0x4a 0x50, Peer 0x0a 0x12 0x18, Record 0x0a 0x12 0x2a. */
+static void test_msg_wire_bytes(void) {
+  np_kadmsg m, d;
+  np_kadmsg_peer p[2];
+  np_kadmsg_blob one = {addr_a, sizeof(addr_a)};
+  uint8_t want[128], *w = want;
+  char t[] = "t";
+  np_ssize n;
+  memset(p, 0, sizeof(p));
+  rnd_id(&p[0].id);
+  rnd_id(&p[1].id);
+  p[0].addrs = &one;
+  p[0].naddrs = 1;
+  p[0].conn = NP_KADMSG_CONNECTED;
+  np_kadmsg_init(&m);
+  m.type = NP_KADMSG_FIND_NODE;
+  m.key.data = (uint8_t *)"k";
+  m.key.len = 1;
+  m.has_record = 1;
+  m.record.key.data = (uint8_t *)"r";
+  m.record.key.len = 1;
+  m.record.value.data = (uint8_t *)"v";
+  m.record.value.len = 1;
+  m.record.time_received = t;
+  m.closer = &p[0];
+  m.ncloser = 1;
+  m.providers = &p[1];
+  m.nproviders = 1;
+  m.cluster_level = 2;
+  memcpy(w, "\x08\x04\x12\x01k\x1a\x09\x0a\x01r\x12\x01v\x2a\x01t", 16);
+  w += 16;
+  memcpy(w, "\x42\x30\x0a\x22", 4);
+  memcpy(w + 4, p[0].id.bytes, 34);
+  memcpy(w + 38, "\x12\x08", 2);
+  memcpy(w + 40, addr_a, 8);
+  memcpy(w + 48, "\x18\x01", 2);
+  w += 50;
+  memcpy(w, "\x4a\x24\x0a\x22", 4);
+  memcpy(w + 4, p[1].id.bytes, 34);
+  w += 38;
+  memcpy(w, "\x50\x02", 2);
+  w += 2;
+  n = np_kadmsg_encode(&m, buf, sizeof(buf));
+  is_mem(buf, n, want, (size_t)(w - want), "kadmsg_wire_bytes_match_spec");
+  is_int(np_kadmsg_decode(&d, want, (size_t)(w - want), NULL), 0,
+         "kadmsg_spec_bytes_decode");
+  ok(msg_eq(&m, &d), "kadmsg_spec_bytes_decode_to_every_field");
+  np_kadmsg_free(&d);
+}
+
 /* A response with |n| closer peers of |na| addrs each (|bad_every|-th peer
  * with an invalid ID, every |bad_addr|-th addr invalid; 0: none). */
 static np_ssize build_peers(size_t n, size_t na, size_t bad_every,
@@ -776,6 +827,7 @@ static void sim_lookups(unsigned dead_pct, int timeouts) {
 int main(void) {
   size_t i;
   test_msg_roundtrip();
+  test_msg_wire_bytes();
   test_msg_caps();
   test_msg_garbage();
   test_bucket_basics();
