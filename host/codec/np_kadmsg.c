@@ -172,8 +172,8 @@ static void bin_set(ProtobufCBinaryData *d, const np_kadmsg_blob *b) {
   d->len = b->len;
 }
 
-/* Wire peers for |in|; |pb| holds the structs, |addrs| the addr arrays
- * (one slice of |naddr_total| per peer, in order). */
+/* Point the wire structs |pb| (listed in |pp|) at |in|'s fields; |addrs|
+ * has room for all their addrs, taken in order. Nothing is copied. */
 static int peers_to_pb(const np_kadmsg_peer *in, size_t n,
                        Np__Dht__Message__Peer *pb, Np__Dht__Message__Peer **pp,
                        ProtobufCBinaryData *addrs) {
@@ -205,7 +205,7 @@ static size_t addr_count(const np_kadmsg_peer *p, size_t n) {
 np_ssize np_kadmsg_encode(const np_kadmsg *m, uint8_t *out, size_t cap) {
   Np__Dht__Message pm = NP__DHT__MESSAGE__INIT;
   Np__Dht__Record rec = NP__DHT__RECORD__INIT;
-  size_t np = m->ncloser + m->nproviders;
+  size_t npeers = m->ncloser + m->nproviders;
   size_t na = addr_count(m->closer, m->ncloser) +
               addr_count(m->providers, m->nproviders);
   Np__Dht__Message__Peer *pb = NULL, **pp = NULL;
@@ -224,8 +224,8 @@ np_ssize np_kadmsg_encode(const np_kadmsg *m, uint8_t *out, size_t cap) {
       rec.timereceived = m->record.time_received;
     pm.record = &rec;
   }
-  if (np > 0 && ((pb = calloc(np, sizeof(*pb))) == NULL ||
-                 (pp = calloc(np, sizeof(*pp))) == NULL)) {
+  if (npeers > 0 && ((pb = calloc(npeers, sizeof(*pb))) == NULL ||
+                     (pp = calloc(npeers, sizeof(*pp))) == NULL)) {
     rv = NP_ENOMEM;
     goto out;
   }

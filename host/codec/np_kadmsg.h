@@ -97,9 +97,10 @@ void np_kadmsg_free(np_kadmsg *m);
 int np_kadmsg_decode(np_kadmsg *m, const uint8_t *buf, size_t len,
                      const np_kadmsg_limits *lim);
 
-/* Encode |m| into |out| (|cap| bytes). Returns the body length, NP_ELIMIT
- * if it does not fit, NP_EINVAL for a type outside the enum or an invalid
- * peer ID, or NP_ENOMEM. */
+/* Encode |m| into |out| (|cap| bytes); peer IDs and addrs are sent as
+ * given (np_peerid values are valid by construction). Returns the body
+ * length, NP_ELIMIT if it does not fit, NP_EINVAL for a type or connection
+ * outside its enum or an empty peer ID, or NP_ENOMEM. */
 np_ssize np_kadmsg_encode(const np_kadmsg *m, uint8_t *out, size_t cap);
 
 /* As np_kadmsg_encode, with the uvarint length prefix in front; |cap| must
