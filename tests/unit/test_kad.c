@@ -478,6 +478,37 @@ static void test_bucket_basics(void) {
   is_int(np_kbucket_remove(t, &a), NP_ENOENT, "kbucket_remove_unknown");
   np_kbucket_del(t);
   np_kbucket_del(NULL);
+
+  /* The replacement cache keeps only the 3 newest of 10 newcomers. */
+  {
+    np_peerid nc[10], cand2;
+    size_t promoted = 0, stale = 0;
+    ok(np_kbucket_new(&t, &self_id, &cfg) == 0, "kbucket_new_for_cache");
+    id_in_bucket(&a, 1);
+    id_in_bucket(&b, 1);
+    np_kbucket_add(t, &a, 1, NULL);
+    np_kbucket_add(t, &b, 2, NULL);
+    for (i = 0; i < 10; i++) {
+      id_in_bucket(&nc[i], 1);
+      np_kbucket_add(t, &nc[i], 10 + i, &cand2);
+    }
+    np_kbucket_remove(t, &a);
+    np_kbucket_remove(t, &b);
+    for (i = 0; i < 10; i++) {
+      int in = np_kbucket_contains(t, &nc[i]);
+      promoted += in;
+      stale += in && i < 8;
+    }
+    ok(promoted == 2 && stale == 0 && np_kbucket_size(t) == 2 &&
+           np_kbucket_bucket_size(t, 1) == 2,
+       "kbucket_cache_bounded_newest_promoted_first");
+    np_kbucket_remove(t, &nc[9]);
+    ok(np_kbucket_contains(t, &nc[7]) && np_kbucket_size(t) == 2,
+       "kbucket_third_newest_promoted_last");
+    np_kbucket_remove(t, &nc[8]);
+    is_int(np_kbucket_size(t), 1, "kbucket_cache_exhausted");
+    np_kbucket_del(t);
+  }
 }
 
 static const uint8_t *sort_target;
@@ -613,6 +644,24 @@ static void test_query_unit(void) {
   is_int(np_kadquery_state_get(q), NP_KADQUERY_DONE,
          "kadquery_done_with_the_one_that_answered");
   ok(np_kadquery_result(q, out, 64) == 1, "kadquery_result_is_the_answerer");
+  np_kadquery_del(q);
+
+  /* max_queried: answers that lead on, but only 5 requests allowed. */
+  np_kadquery_config_default(&cfg);
+  cfg.max_queried = 5;
+  np_kadquery_new(&q, target, &self_id, &cfg);
+  np_kadquery_seed(q, seeds, 29);
+  for (steps = 0; steps < 100; steps++) {
+    n = np_kadquery_next(q, steps, out, 64);
+    if (n == 0 && np_kadquery_state_get(q) != NP_KADQUERY_RUNNING)
+      break;
+    for (i = 0; i < n; i++)
+      np_kadquery_on_response(q, &out[i], NULL, 0);
+  }
+  np_kadquery_stats_get(q, &st);
+  ok(np_kadquery_state_get(q) == NP_KADQUERY_LIMIT && st.queried == 5 &&
+         np_kadquery_result(q, out, 64) == 5,
+     "kadquery_max_queried_ends_with_partial_result");
   np_kadquery_del(q);
 
   /* Every peer answers with 5,000 fresh random peers: the set stays
