@@ -227,12 +227,13 @@ void np_kadstore_config_default(np_kadstore_config *cfg) {
 /* "/pk/" + multihash of the PublicKey protobuf in the value (go-libp2p-record
  * PublicKeyValidator): the value must hash to the key's peer ID. */
 static int pk_validate(void *ud, const uint8_t *key, size_t keylen,
-                       const uint8_t *val, size_t vallen, const char **why) {
+                       const uint8_t *val, size_t vallen, uint64_t now,
+                       const char **why) {
   np_peerid want, got;
   const uint8_t *data;
   size_t datalen;
   int type;
-  (void)ud;
+  (void)ud, (void)now;
   if (keylen < 4 || np_peerid_from_bytes(&want, key + 4, keylen - 4) != 0) {
     *why = "pk key is not a peer ID multihash";
     return NP_EINVAL;
@@ -373,6 +374,11 @@ static void sweep_records(np_kadstore *s, uint64_t now, size_t *dropped) {
   s->rec_next_expiry = next;
 }
 
+/* now + ttl without wrapping (a far-future |now| must not expire at 0). */
+static uint64_t deadline(uint64_t now, uint64_t ttl) {
+  return now > UINT64_MAX - ttl ? UINT64_MAX : now + ttl;
+}
+
 static int set_why(const char **why, const char *w, int rv) {
   if (why)
     *why = w;
@@ -428,7 +434,7 @@ int np_kadstore_put(np_kadstore *s, const uint8_t *key, size_t keylen,
     return set_why(why, "key is not /namespace/...", NP_EINVAL);
   if (v == NULL)
     return set_why(why, "no validator for the namespace", NP_ENOTSUP);
-  rv = v->validate(v->ud, key, keylen, val, vallen, &vwhy);
+  rv = v->validate(v->ud, key, keylen, val, vallen, now, &vwhy);
   if (rv != 0)
     return set_why(why, vwhy, rv < 0 ? rv : NP_EINVAL);
   h = siphash(s->cfg.hash_seed, key, keylen);
@@ -449,7 +455,7 @@ int np_kadstore_put(np_kadstore *s, const uint8_t *key, size_t keylen,
       return set_why(why, "max_records", NP_ELIMIT);
   }
   rv = rec_store(s, old, key, keylen, h, val, vallen, now,
-                 now + s->cfg.record_ttl_ms);
+                 deadline(now, s->cfg.record_ttl_ms));
   return set_why(why, rv ? "out of memory" : "", rv);
 }
 
@@ -608,7 +614,7 @@ int np_kadstore_add_provider(np_kadstore *s, const uint8_t *key,
                              const uint8_t *const *addrs, const size_t *lens,
                              size_t naddrs, uint64_t now, const char **why) {
   return prov_store(s, key, keylen, id, addrs, lens, naddrs, now,
-                    now + s->cfg.provider_ttl_ms, why);
+                    deadline(now, s->cfg.provider_ttl_ms), why);
 }
 
 static void prov_view(const pkey *k, const prov *p, np_kadstore_provider *o) {
@@ -741,7 +747,9 @@ static void put64(uint8_t *p, uint64_t v) {
   put32(p + 4, (uint32_t)v);
 }
 static uint32_t get16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
-static uint32_t get32(const uint8_t *p) { return get16(p) << 16 | get16(p + 2); }
+static uint32_t get32(const uint8_t *p) {
+  return get16(p) << 16 | get16(p + 2);
+}
 static uint64_t get64(const uint8_t *p) {
   return (uint64_t)get32(p) << 32 | get32(p + 4);
 }
@@ -934,6 +942,10 @@ static int l_rec(np_kadstore *s, const uint8_t *p, size_t len, uint64_t now,
     return *what = "record length mismatch", NP_EPROTO;
   if (expires <= now)
     return 0;
+  /* A file from a clock that ran ahead cannot pin a record for longer
+   * than one TTL from now. */
+  if (expires > deadline(now, s->cfg.record_ttl_ms))
+    expires = deadline(now, s->cfg.record_ttl_ms);
   v = find_validator(s, p + 18, keylen, &isbad);
   if (isbad)
     return *what = "record key is not /namespace/...", NP_EPROTO;
@@ -941,7 +953,8 @@ static int l_rec(np_kadstore *s, const uint8_t *p, size_t len, uint64_t now,
     (*skipped)++;
     return 0;
   }
-  if (v->validate(v->ud, p + 18, keylen, p + 22 + keylen, vallen, &vwhy) != 0)
+  if (v->validate(v->ud, p + 18, keylen, p + 22 + keylen, vallen, now,
+                  &vwhy) != 0)
     return *what = vwhy, NP_EPROTO;
   {
     uint64_t h = siphash(s->cfg.hash_seed, p + 18, keylen);
@@ -998,6 +1011,8 @@ static int l_prov(np_kadstore *s, const uint8_t *p, size_t len, uint64_t now,
     return *what = "provider length mismatch", NP_EPROTO;
   if (expires <= now)
     return 0;
+  if (expires > deadline(now, s->cfg.provider_ttl_ms))
+    expires = deadline(now, s->cfg.provider_ttl_ms);
   rv = prov_store(s, p + 2, keylen, &id, addrs, lens, n, now, expires, &why);
   if (rv != 0)
     *what = why;

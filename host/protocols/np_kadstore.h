@@ -3,7 +3,9 @@
  * limits on everything the network can make it hold, namespace validators
  * (record spec: "/<namespace>/<rest>"), and a crash-safe file so the store
  * survives a restart. No I/O but np_kadstore_save/np_kadstore_load, no
- * clock reads: every time is a |now| argument in milliseconds.
+ * clock reads: every time is a |now| argument, wall-clock milliseconds since
+ * the Unix epoch (saved expiries must mean the same after a reboot; tests
+ * use small numbers).
  *
  * Namespaces: "/pk/" is built in. "/ipns/" is NOT implemented: it needs the
  * IPNS record protobuf and V2 signatures over its CBOR data, and half a
@@ -47,8 +49,9 @@ typedef struct np_kadstore_config {
 void np_kadstore_config_default(np_kadstore_config *cfg);
 
 /* A namespace validator, registered under |ns| (no slashes: "pk").
- * validate: 0 if |val| is acceptable under |key|, else a negative NP_E*
- *   code and a short phrase in |*why|.
+ * validate: 0 if |val| is acceptable under |key| at |now| (records with
+ *   their own validity, like IPNS, need it), else a negative NP_E* code
+ *   and a short phrase in |*why|. Also run on every record loaded.
  * select: given |n| >= 2 valid values for |key| (vals[0] is the incoming
  *   one, vals[1] the stored one), the index of the best, or a negative code.
  *   NULL selects the incoming value (a refresh). */
@@ -56,7 +59,8 @@ typedef struct np_kadstore_validator {
   size_t struct_size; /* = sizeof(np_kadstore_validator) */
   const char *ns;
   int (*validate)(void *ud, const uint8_t *key, size_t keylen,
-                  const uint8_t *val, size_t vallen, const char **why);
+                  const uint8_t *val, size_t vallen, uint64_t now,
+                  const char **why);
   int (*select)(void *ud, const uint8_t *key, size_t keylen,
                 const uint8_t *const *vals, const size_t *lens, size_t n);
   void *ud;
@@ -161,7 +165,8 @@ int np_kadstore_save(const np_kadstore *s, const char *dir, char *err,
                      size_t errlen);
 
 /* Replace the content of |s| with |dir|/NP_KADSTORE_FILE. All or nothing:
- * on any error |s| is unchanged. Entries expired at |now| are dropped, as
+ * on any error |s| is unchanged. Entries expired at |now| are dropped (and
+ * expiries beyond one TTL from |now| cut to it), as
  * are records whose namespace has no validator now (counted in |*skipped|,
  * may be NULL); a record its validator refuses, a bad checksum, a length
  * over a cap, a truncation or an unknown version refuse the whole file.

@@ -28,8 +28,9 @@ static size_t pk_key(const np_identity *id, uint8_t *out) {
 /* Test namespace "seq": the value's first byte is a sequence number; a
  * higher one wins (select), an empty value is invalid. */
 static int seq_validate(void *ud, const uint8_t *key, size_t keylen,
-                        const uint8_t *val, size_t vallen, const char **why) {
-  (void)ud, (void)key, (void)keylen, (void)val;
+                        const uint8_t *val, size_t vallen, uint64_t now,
+                        const char **why) {
+  (void)ud, (void)key, (void)keylen, (void)val, (void)now;
   if (vallen == 0) {
     *why = "empty seq value";
     return NP_EINVAL;
@@ -172,6 +173,11 @@ static void test_ttl(void) {
   is_int(PUT(s, "/seq/a", "\x02", 1100, NULL), 0,
          "an expired record does not win select");
   is_int(np_kadstore_expire(s, 1150), 1, "sweep drops only the expired one");
+  is_int(PUT(s, "/seq/z", "\x01", UINT64_MAX - 10, NULL), 0, "put near the "
+         "end of time");
+  is_int(get_str(s, "/seq/z", UINT64_MAX - 10, buf, sizeof(buf)), 0,
+         "its expiry saturates instead of wrapping");
+  np_kadstore_remove(s, (const uint8_t *)"/seq/z", 6);
   np_kadstore_stats_get(s, &st);
   is_int(st.records, 1, "one record left");
   is_int(get_str(s, "/seq/a", 1150, buf, sizeof(buf)), 0,
@@ -517,6 +523,23 @@ static void test_roundtrip(const char *dir) {
     is_int(skipped, 1, "its record is skipped and counted");
     np_kadstore_del(u);
   }
+  /* A clock that ran ahead when saving: expiries cut to one TTL. */
+  np_kadstore_config_default(&c);
+  c.record_ttl_ms = c.provider_ttl_ms = 100;
+  if (np_kadstore_new(&u, &c) == 0) {
+    const uint8_t *v;
+    size_t n;
+    np_kadstore_register(u, &seq_v);
+    is_int(np_kadstore_load(u, dir, 0, NULL, err, sizeof(err)), 0,
+           "load with a short TTL at an earlier time");
+    is_int(np_kadstore_get(u, (const uint8_t *)"/seq/x", 6, 99, &v, &n, NULL),
+           0, "record alive before the cut expiry");
+    is_int(np_kadstore_get(u, (const uint8_t *)"/seq/x", 6, 100, &v, &n,
+                           NULL),
+           NP_ENOENT, "expiry cut to load time + TTL");
+    is_int(np_kadstore_expire(u, 100), 4, "2 records and 2 providers due then");
+    np_kadstore_del(u);
+  }
   /* Limits of the loading store apply. */
   np_kadstore_config_default(&c);
   c.max_records = 1;
@@ -673,6 +696,15 @@ static void test_mem(void) {
   m1 = mallinfo2();
   np_kadstore_stats_get(s, &st);
   is_int(stored, (size_t)n, "10000 records stored");
+  for (i = 0, stored = 0; i < n; i++) {
+    const uint8_t *v;
+    size_t vl;
+    snprintf(key, sizeof(key), "/seq/%034d", i);
+    if (np_kadstore_get(s, (const uint8_t *)key, 39, 0, &v, &vl, NULL) == 0 &&
+        vl == sizeof(val))
+      stored++;
+  }
+  is_int(stored, (size_t)n, "each found by its key");
   /* mallinfo2 counts malloc's own overhead too (0 under ASan). */
   printf("# diag: memory per record: %zu bytes accounted, %zu by malloc "
          "(39-byte key + 36-byte value = 75 payload, index included)\n",
