@@ -103,7 +103,8 @@ int np_kadstore_get(const np_kadstore *s, const uint8_t *key, size_t keylen,
 int np_kadstore_remove(np_kadstore *s, const uint8_t *key, size_t keylen);
 
 /* Add or refresh provider |id| of |key| with |naddrs| binary multiaddrs
- * (copied, replacing what was stored), expiring at now + provider_ttl_ms.
+ * (copied, replacing what was stored; kept as opaque bytes, the DHT module
+ * parses them), expiring at now + provider_ttl_ms.
  * Addresses beyond max_addrs are dropped (peers list many; the first ones
  * are kept). Expired providers of the key are swept before a limit applies.
  * Returns 0, or NP_ELIMIT with |*why| ("max_key", "max_addr",

@@ -22,4 +22,5 @@ w('mixed.bin', f([rec(b'/pk/'+pid,pub), prov(b'k',pid,10**9,[ma]), rec(b'/pk/'+p
 w('expired.bin', f([rec(b'/pk/'+pid,pub,exp=500), prov(b'k',pid,5,[ma])]))
 w('bad_pk.bin', f([rec(b'/pk/'+pid,pub[:-1]+b'\0')]))
 w('version2.bin', f([],ver=2))
+w('dup_record.bin', f([rec(b'/pk/'+pid,pub), rec(b'/pk/'+pid,pub)]))
 w('truncated.bin', f([rec(b'/pk/'+pid,pub)])[:-3])

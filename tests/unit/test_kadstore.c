@@ -118,6 +118,30 @@ static void test_registry(void) {
   }
   is_int(rv, NP_ELIMIT, "the namespace table is bounded");
   np_kadstore_del(s);
+  /* A validator built before select existed: its struct ends at validate,
+   * so select reads as NULL and a newer put refreshes. */
+  s = mk(NULL);
+  v = seq_v;
+  v.ns = "old";
+  v.struct_size = offsetof(np_kadstore_validator, select);
+  is_int(np_kadstore_register(s, &v), 0, "a shorter (older) struct registers");
+  {
+    const uint8_t *val;
+    size_t n;
+    np_kadstore_put(s, (const uint8_t *)"/old/k", 6, (const uint8_t *)"\x09",
+                    1, 0, NULL);
+    is_int(np_kadstore_put(s, (const uint8_t *)"/old/k", 6,
+                           (const uint8_t *)"\x01", 1, 1, NULL),
+           0, "without select the incoming record wins");
+    ok(np_kadstore_get(s, (const uint8_t *)"/old/k", 6, 1, &val, &n, NULL) ==
+               0 &&
+           n == 1 && val[0] == 1,
+       "and is what get returns");
+  }
+  v.struct_size = offsetof(np_kadstore_validator, validate);
+  v.ns = "older";
+  is_int(np_kadstore_register(s, &v), NP_EINVAL, "a struct without validate");
+  np_kadstore_del(s);
 }
 
 static void test_put_get_select(void) {
@@ -275,6 +299,11 @@ static int collect(const np_kadstore_provider *p, void *ud) {
   return 0;
 }
 
+static int stop_first(const np_kadstore_provider *p, void *ud) {
+  (void)p, (void)ud;
+  return 1;
+}
+
 static np_peerid pid(uint8_t tag) {
   np_peerid id = {3, {0x00, 0x01, 0}};
   id.bytes[2] = tag;
@@ -326,6 +355,9 @@ static void test_providers(void) {
   np_kadstore_providers(s, k, 4, 160, collect, &col);
   ok(col.n == 1 && np_peerid_equal(&col.ids[0], &p3),
      "expired providers are not listed");
+  np_kadstore_add_provider(s, k, 4, &p1, NULL, NULL, 0, 160, NULL);
+  is_int(np_kadstore_providers(s, k, 4, 160, stop_first, NULL), 1,
+         "a callback returning nonzero stops the walk");
   is_int(np_kadstore_add_provider(s, k, 4, &bad, NULL, NULL, 0, 160, &why),
          NP_EINVAL, "an invalid peer ID is refused");
   is_int(np_kadstore_add_provider(s, k, 4, &p1, ba, bl, 1, 160, &why),
@@ -459,6 +491,7 @@ static void test_seeds(void) {
       {"expired.bin", 0, 0, 0, 0},     {"bad_pk.bin", NP_EPROTO, 0, 0, 0},
       {"version2.bin", NP_ENOTSUP, 0, 0, 0},
       {"truncated.bin", NP_EPROTO, 0, 0, 0},
+      {"dup_record.bin", NP_EPROTO, 0, 0, 0},
   };
   char path[1024], err[512];
   size_t i, len, skipped;
