@@ -3,7 +3,9 @@
  * other by peer ID alone and reaches it; a host that goes away mid-way does
  * not stop lookups for the rest; a peer answering garbage, and requests
  * that are garbage or oversized, get streams reset and counted while the
- * module keeps serving. Everything that waits is bounded by a deadline. */
+ * module keeps serving. The daemon runs the module (np_daemon.c's list);
+ * tests reach it with np_daemon_module. Everything that waits is bounded
+ * by a deadline. */
 #include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +89,13 @@ static int host_up(int i) {
   if ((rv = np_daemon_start(H[i].d, NP_DAEMON_NET)) != 0)
     return rv;
   np_list_init(&H[i].streams);
+  /* The daemon runs the kad module (np_daemon.c's module list). */
+  if ((H[i].kad = np_daemon_module(H[i].d, "kad")) == NULL)
+    return -1;
   if (i == BAD) {
+    /* Its module keeps running, unreachable: the handler is the test's. */
+    np_proto_remove_owner(np_host_protos(H[i].h), H[i].kad);
+    H[i].kad = NULL;
     np_handler hd;
     memset(&hd, 0, sizeof(hd));
     hd.proto = NP_KADMSG_PROTOCOL;
@@ -101,11 +109,10 @@ static int host_up(int i) {
     hd.streams = &H[i].streams;
     return np_proto_add(np_host_protos(H[i].h), &hd, NULL);
   }
-  return np_kad_start(H[i].h, NULL, &H[i].kad);
+  return 0;
 }
 
 static void host_down(int i) {
-  np_kad_stop(H[i].kad);
   H[i].kad = NULL;
   np_daemon_del(H[i].d);
   H[i].d = NULL;
@@ -358,10 +365,10 @@ int main(void) {
     np_kad_lookup *lk[NHOSTS];
     int started = 0, good = 1;
     for (int i = 1; i < NHOSTS; i++) {
+      int t = (i + 7) % NHOSTS == 15 ? 16 : (i + 7) % NHOSTS;
       memset(&w[i], 0, sizeof(w[i]));
       if (i != 15 &&
-          np_kad_find_peer(H[i].kad, &H[(i + 7) % NHOSTS == 15 ? 16 : (i + 7) % NHOSTS].id.id,
-                           on_peer, &w[i], &lk[i]) == 0)
+          np_kad_find_peer(H[i].kad, &H[t].id.id, on_peer, &w[i], &lk[i]) == 0)
         started++;
     }
     host_down(15);
@@ -387,13 +394,12 @@ int main(void) {
       }
     is_int(fails, 0, "after the loss, lookups among the rest succeed");
     {
-      waitv x;
-      np_kad_lookup *l;
-      memset(&x, 0, sizeof(x));
-      np_kad_find_peer(H[2].kad, &H[15].id.id, on_peer, &x, &l);
-      run_until(&x.done, 35);
-      ok(x.done && x.err != 0 && x.calls == 1,
-         "finding the host that left fails cleanly (%s)", np_errname(x.err));
+      /* Tables may still list it with its old address (nobody has failed
+       * a request to it yet): the lookup may succeed, reaching it not. */
+      uint64_t m = 0;
+      int rv = find_and_ping(2, 15, &m);
+      ok(rv != 0 && rv > -1000, "the host that left cannot be reached (%s)",
+         np_errname(rv));
     }
   }
 
@@ -482,7 +488,8 @@ int main(void) {
     run_until(&r.closed, 2);
   }
 
-  /* The bounds on inbound streams, on host 10 restarted with small ones:
+  /* The bounds on inbound streams, on host 10 serving from a second
+   * instance with small ones (the daemon's module unregistered):
    * an idle stream is reset, a second stream from the same peer is
    * refused while the first is open, a third request on a stream too. */
   {
@@ -500,9 +507,10 @@ int main(void) {
     cfg.max_requests = 2;
     cfg.max_peer_streams = 1;
     cfg.idle_ms = 1500;
-    np_kad_stop(H[10].kad);
-    ok(np_kad_start(H[10].h, &cfg, &H[10].kad) == 0, "host 10 restarted");
-    np_kad_stats_get(H[10].kad, &a);
+    np_kad *lim = NULL;
+    np_proto_remove_owner(np_host_protos(H[10].h), H[10].kad);
+    ok(np_kad_start(H[10].h, &cfg, &lim) == 0, "host 10 restarted");
+    np_kad_stats_get(lim, &a);
     memset(&r1, 0, sizeof(r1));
     memset(&r2, 0, sizeof(r2));
     /* One byte of a length prefix: a request that never completes. */
@@ -514,7 +522,7 @@ int main(void) {
     run_for(0.1);
     ops->open_stream(net, &H[10].id.id, protos, 1, 0, 5000, raw_opened, &r2,
                      NULL);
-    run_until(&r2.closed, 5);
+    run_until(&r2.closed, 1.2); /* well before idle_ms */
     ok(r2.closed && r2.err != 0 && !r1.closed,
        "a second stream from the same peer is reset (%s; first: %d %s)",
        np_errname(r2.err), r1.closed, np_errname(r1.err));
@@ -531,9 +539,10 @@ int main(void) {
            r1.err != 0 && r1.got == 2 * (len / 3),
        "three requests where two are allowed: two answers (%zu bytes), "
        "then a reset", r1.got);
-    np_kad_stats_get(H[10].kad, &b);
+    np_kad_stats_get(lim, &b);
     is_int((int)(b.refused - a.refused), 3, "the three refusals counted");
     is_int((int)(b.served - a.served), 2, "two requests served");
+    np_kad_stop(lim);
   }
 
   /* Stop with a lookup running: its callback runs once, NP_ECANCELED. */
