@@ -24,7 +24,7 @@ typedef enum np_kadmsg_type {
   NP_KADMSG_ADD_PROVIDER = 2,
   NP_KADMSG_GET_PROVIDERS = 3,
   NP_KADMSG_FIND_NODE = 4,
-  NP_KADMSG_PING = 5 /* deprecated: decoded, never sent by natpeer */
+  NP_KADMSG_PING = 5 /* deprecated: np_kad sends it to check a full bucket */
 } np_kadmsg_type;
 
 typedef enum np_kadmsg_conn {

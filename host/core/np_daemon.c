@@ -8,6 +8,7 @@
 #include "np_ctl.h"
 #include "np_err.h"
 #include "np_idsvc.h"
+#include "np_kad.h"
 #include "np_log.h"
 #include "np_module.h"
 #include "np_ping.h"
@@ -21,6 +22,7 @@ static const np_module *const host_modules[] = {
     &np_idsvc_module,
     &np_ping_module,
     &np_unarysvc_module,
+    &np_kad_module,
 };
 #define NMODULES NP_ARRAY_LEN(host_modules)
 
@@ -39,6 +41,14 @@ struct np_daemon {
 
 np_host *np_daemon_host(np_daemon *d) { return d->h; }
 np_plugins *np_daemon_plugins(np_daemon *d) { return d->plugins; }
+
+void *np_daemon_module(np_daemon *d, const char *name) {
+  size_t i;
+  for (i = 0; i < d->nstarted; i++)
+    if (strcmp(host_modules[i]->name, name) == 0)
+      return d->mod_state[i];
+  return NULL;
+}
 
 const char *np_daemon_addr_text(np_daemon *d, size_t i) {
   return d->swarm ? np_swarm_addr_text(d->swarm, i) : NULL;

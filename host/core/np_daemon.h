@@ -45,6 +45,9 @@ void np_daemon_conf_warnings(const np_conf *c);
 
 np_host *np_daemon_host(np_daemon *d);
 np_plugins *np_daemon_plugins(np_daemon *d);
+/* The state of the started protocol module |name| (np_module.h; "kad" is
+ * an np_kad), or NULL. For tests and main(). */
+void *np_daemon_module(np_daemon *d, const char *name);
 /* The i-th listen address with /p2p/ID as text, or NULL past the end. */
 const char *np_daemon_addr_text(np_daemon *d, size_t i);
 /* The control socket's bound address, or NULL. */
