@@ -996,8 +996,10 @@ static void op_reset(np_cstream *ps) {
   drop_buf(s);
   clear_want(s);
   /* yamux's on_close queues the event; during teardown, teardown does. */
-  if (st != NULL && !c->teardown)
+  if (st != NULL && !c->teardown) {
     np_yamux_reset(st);
+    post(c); /* the RST goes out now, not with the next unrelated write */
+  }
 }
 
 static void op_pause(np_cstream *ps, int paused) {
