@@ -568,3 +568,29 @@ np_ssize np_maddr_append_p2p(uint8_t *bin, size_t len, size_t cap,
   memcpy(bin + len + 3, id->bytes, id->len);
   return (np_ssize)(len + n);
 }
+
+int np_sockaddr_is_wildcard(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET)
+    return ((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr ==
+           htonl(INADDR_ANY);
+  return IN6_IS_ADDR_UNSPECIFIED(
+      &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+}
+
+static int is_loopback(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)(const void *)sa)
+                      ->sin_addr.s_addr) >>
+            24) == 127;
+  return IN6_IS_ADDR_LOOPBACK(
+      &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+}
+
+int np_sockaddr_source_fit(const struct sockaddr *local,
+                           const struct sockaddr *to) {
+  if (local->sa_family != to->sa_family)
+    return 0;
+  if (np_sockaddr_is_wildcard(local))
+    return 2;
+  return is_loopback(local) == is_loopback(to);
+}

@@ -109,6 +109,15 @@ int np_maddr_to_sockaddr_tcp(const uint8_t *bin, size_t len,
 np_ssize np_maddr_from_sockaddr_quic(const struct sockaddr *sa, uint8_t *out,
                                      size_t cap);
 /* The same with /ip4|ip6/A/tcp/P. */
+/* 1 if |sa| (AF_INET or AF_INET6) is 0.0.0.0 or ::. */
+int np_sockaddr_is_wildcard(const struct sockaddr *sa);
+/* How well a socket bound to |local| suits as the source of a dial to |to|
+ * (both AF_INET or AF_INET6): 2 bound to the wildcard of |to|'s family, 1
+ * same family and scope (loopback or not), 0 unusable. The QUIC and TCP
+ * transports pick their dial sockets with it. */
+int np_sockaddr_source_fit(const struct sockaddr *local,
+                           const struct sockaddr *to);
+
 np_ssize np_maddr_from_sockaddr_tcp(const struct sockaddr *sa, uint8_t *out,
                                     size_t cap);
 

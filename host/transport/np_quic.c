@@ -1649,23 +1649,6 @@ static void sock_cb(struct ev_loop *ev, ev_io *w, int revents) {
 
 /* ---- sockets ------------------------------------------------------------ */
 
-static int is_wildcard(const struct sockaddr *sa) {
-  if (sa->sa_family == AF_INET)
-    return ((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr ==
-           htonl(INADDR_ANY);
-  return IN6_IS_ADDR_UNSPECIFIED(
-      &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
-}
-
-static int is_loopback(const struct sockaddr *sa) {
-  if (sa->sa_family == AF_INET)
-    return (ntohl(((const struct sockaddr_in *)(const void *)sa)
-                      ->sin_addr.s_addr) >>
-            24) == 127;
-  return IN6_IS_ADDR_LOOPBACK(
-      &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
-}
-
 static void setopt(int fd, int level, int name, int val) {
   (void)setsockopt(fd, level, name, &val, sizeof(val));
 }
@@ -1689,7 +1672,7 @@ static int sock_open(np_quic *q, const struct sockaddr *sa, socklen_t salen,
   s->q = q;
   s->fd = fd;
   s->accept = accept;
-  s->wildcard = is_wildcard(sa);
+  s->wildcard = np_sockaddr_is_wildcard(sa);
   np_list_init(&s->waiters);
   if (sa->sa_family == AF_INET6) {
     setopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1); /* /ip4 is its own address */
@@ -1753,14 +1736,12 @@ static int pick_sock(np_quic *q, const struct sockaddr *to, qsock **ps) {
   socklen_t anylen;
   for (l = q->socks.next; l != &q->socks; l = l->next) {
     qsock *s = np_list_entry(l, qsock, link);
-    const struct sockaddr *la = (const struct sockaddr *)&s->local;
-    if (la->sa_family != to->sa_family)
-      continue;
-    if (s->wildcard) {
+    int fit = np_sockaddr_source_fit((const struct sockaddr *)&s->local, to);
+    if (fit == 2) {
       *ps = s;
       return 0;
     }
-    if (best == NULL && is_loopback(la) == is_loopback(to))
+    if (best == NULL && fit == 1)
       best = s;
   }
   if (best != NULL) {

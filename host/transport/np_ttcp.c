@@ -25,7 +25,7 @@ typedef struct ttcp ttcp;
 typedef struct tlisten {
   np_list link;
   ttcp *t;
-  int fd, wildcard;
+  int fd;
   ev_io io;
   struct sockaddr_storage local;
   socklen_t locallen;
@@ -48,23 +48,6 @@ struct ttcp {
 
 static void setopt(int fd, int level, int name, int val) {
   (void)setsockopt(fd, level, name, &val, sizeof(val));
-}
-
-static int is_wildcard(const struct sockaddr *sa) {
-  if (sa->sa_family == AF_INET)
-    return ((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr ==
-           htonl(INADDR_ANY);
-  return IN6_IS_ADDR_UNSPECIFIED(
-      &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
-}
-
-static int is_loopback(const struct sockaddr *sa) {
-  if (sa->sa_family == AF_INET)
-    return (ntohl(((const struct sockaddr_in *)(const void *)sa)
-                      ->sin_addr.s_addr) >>
-            24) == 127;
-  return IN6_IS_ADDR_LOOPBACK(
-      &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
 }
 
 static void addr_text(const uint8_t *bin, size_t len, char *out, size_t cap) {
@@ -194,7 +177,6 @@ static int t_listen(np_transport *pt, const uint8_t *maddr, size_t len) {
     return NP_ESYS;
   }
   ls->maddrlen = (size_t)n;
-  ls->wildcard = is_wildcard((struct sockaddr *)&ls->local);
   ev_io_init(&ls->io, accept_cb, fd, EV_READ);
   if (!ev_is_active(&t->resume))
     ev_io_start(t->ev, &ls->io);
@@ -210,12 +192,10 @@ static const tlisten *pick_listener(const ttcp *t, const struct sockaddr *to) {
   const tlisten *best = NULL;
   for (const np_list *l = t->listeners.next; l != &t->listeners; l = l->next) {
     const tlisten *ls = np_list_entry(l, tlisten, link);
-    const struct sockaddr *la = (const struct sockaddr *)&ls->local;
-    if (la->sa_family != to->sa_family)
-      continue;
-    if (ls->wildcard)
+    int fit = np_sockaddr_source_fit((const struct sockaddr *)&ls->local, to);
+    if (fit == 2)
       return ls;
-    if (best == NULL && is_loopback(la) == is_loopback(to))
+    if (best == NULL && fit == 1)
       best = ls;
   }
   return best;
