@@ -1744,8 +1744,9 @@ static const np_net_ops net_ops = {
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
 /* Every host of the process shares one in-memory network (/memory/NAME):
- * tests run many swarms over it in one loop, with no sockets. It is made
- * with the first swarm and freed with the last, on an np_loop of its own
+ * tests run many swarms over it in one loop, with no sockets. Only swarms
+ * with a /memory/ listen address join it. It is made with the first such
+ * swarm and freed with the last, on an np_loop of its own
  * (a host's np_loop goes with its host); a swarm on another libev loop
  * goes without it. */
 static struct {
@@ -1788,6 +1789,13 @@ static int mem_transport(np_swarm *sw, const np_conn_cbs *cbs) {
   sw->ntr++;
   sw->has_mem = 1;
   memnet.refs++;
+  return 0;
+}
+
+static int listens_on_memory(const np_conf *conf) {
+  for (size_t i = 0; i < conf->host.listen.n; i++)
+    if (strncmp(conf->host.listen.v[i], "/memory/", 8) == 0)
+      return 1;
   return 0;
 }
 
@@ -1847,7 +1855,9 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
     }
     sw->ntr++;
   }
-  if ((rv = mem_transport(sw, &cbs)) != 0) {
+  /* The in-memory network only for hosts that listen on it (in-process
+   * tests): a daemon does not set it up. */
+  if (listens_on_memory(conf) && (rv = mem_transport(sw, &cbs)) != 0) {
     snprintf(err, errlen, "in-memory transport set-up failed: %s",
              np_strerror(rv));
     np_swarm_del(sw);
