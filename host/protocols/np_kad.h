@@ -1,9 +1,13 @@
 /* The Kademlia DHT (/ipfs/kad/1.0.0, libp2p-wire.md §11) as a host module
- * (np_module.h), peer routing only: it answers FIND_NODE and PING from its
- * routing table (np_kbucket), keeps that table from identify events, and
- * runs iterative lookups (np_kadquery) over streams it opens through
- * np_net_ops. Records and providers are not served yet: such requests get
- * the stream reset (counted as refused), never a made-up answer.
+ * (np_module.h): it answers FIND_NODE, PING, GET_VALUE, PUT_VALUE,
+ * ADD_PROVIDER and GET_PROVIDERS from its routing table (np_kbucket) and
+ * store (np_kadstore), keeps that table from identify events, and runs
+ * iterative lookups (np_kadquery) over streams it opens through np_net_ops.
+ *
+ * Modes: a server registers the protocol (so identify announces it) and
+ * answers; a client only asks (peers never add it to their tables); auto is
+ * a client until one of the host's addresses is public (AutoNAT will decide
+ * later); off does not start the module.
  *
  * Routing table membership: a peer enters when identify (or a push) lists
  * the kad protocol, or when it answers one of our requests; it leaves when
@@ -17,6 +21,7 @@
 #include <stdint.h>
 
 #include "np_err.h"
+#include "np_kadstore.h"
 #include "np_kbucket.h"
 #include "np_module.h"
 #include "np_peerid.h"
@@ -35,6 +40,17 @@ typedef struct np_kad_config {
   uint64_t request_ms;       /* one outbound request, dial included (5 s) */
   uint64_t lookup_ms;        /* a whole lookup (30 s) */
   uint64_t addr_ttl_ms;      /* addresses learned from answers (10 min) */
+  int mode;                  /* enum np_dht_mode (np_conf.h); SERVER */
+  size_t quorum;             /* get_value: stop after this many values (3) */
+  uint64_t refresh_ms;       /* table refresh / re-bootstrap period (10 min) */
+  uint64_t republish_ms;     /* our own puts and provides re-sent (22 h) */
+  uint64_t record_ttl_ms;    /* store: records and providers (48 h) */
+  const char *data_dir;      /* store file directory; NULL: memory only */
+  uint64_t save_delay_ms;    /* store written this long after a change (1 s) */
+  const char *const *boot;   /* bootstrap multiaddrs (text, /p2p/ at end) */
+  size_t nboot;              /* connected at start and when the table empties */
+  unsigned max_peer_rate;    /* inbound requests per peer per second (50) */
+  unsigned max_lookups;      /* lookups at once, all kinds (64) */
 } np_kad_config;
 
 void np_kad_config_default(np_kad_config *c);
@@ -50,6 +66,9 @@ typedef struct np_kad_stats {
   uint64_t found;        /* find_peer lookups that found their target */
   uint64_t hops;         /* sum over lookups of the deepest answer's hop */
   unsigned max_hops;     /* deepest answer of any lookup (rounds) */
+  uint64_t rate_limited; /* inbound requests refused by max_peer_rate */
+  uint64_t stored;       /* PUT_VALUE / ADD_PROVIDER accepted */
+  int server;            /* answering now (mode, or auto decided) */
 } np_kad_stats;
 
 /* Start the module on |h| (network up) with |cfg| (NULL: defaults).
@@ -88,10 +107,89 @@ int np_kad_closest(np_kad *kad, const uint8_t *key, size_t len,
 int np_kad_bootstrap(np_kad *kad, const uint8_t *const *addrs,
                      const size_t *lens, size_t n, np_kad_done_fn cb, void *ud,
                      np_kad_lookup **handle);
-/* Withdraw a lookup: its callback never runs. */
+
+/* ---- records and providers (keys: 1..NP_KADMSG_KEY_MAX bytes; the DHT
+ * position is SHA-256(key)). Same contract as above: 0 and *handle, one
+ * final callback later; a per-item callback may run several times before
+ * it. More errors: NP_ELIMIT (max_lookups lookups already run). */
+
+/* get_value: the best valid value (the namespace's select) among the local
+ * store and the first |quorum| peers that answered with one. err 0 with
+ * the value (borrowed for the call), NP_ENOENT, NP_ETIMEDOUT, NP_ECANCELED.
+ */
+typedef void (*np_kad_value_fn)(void *ud, int err, const uint8_t *val,
+                                size_t len);
+int np_kad_get_value(np_kad *kad, const uint8_t *key, size_t len,
+                     np_kad_value_fn cb, void *ud, np_kad_lookup **handle);
+
+/* search_value: |each| for the first valid value found and then for each
+ * value better than the last one reported; |done| when the lookup ends
+ * (err 0 if |each| ran at least once, else NP_ENOENT / NP_ETIMEDOUT). */
+typedef void (*np_kad_each_value_fn)(void *ud, const uint8_t *val,
+                                     size_t len);
+int np_kad_search_value(np_kad *kad, const uint8_t *key, size_t len,
+                        np_kad_each_value_fn each, np_kad_done_fn done,
+                        void *ud, np_kad_lookup **handle);
+
+/* put_value: |val| must pass the namespace's validator (else the error at
+ * once: NP_ENOTSUP unknown namespace, NP_EINVAL refused, NP_ELIMIT size);
+ * it is stored locally, then sent to the k closest peers. The callback:
+ * err 0 and how many peers acknowledged (n >= 1), NP_ENOENT (no peer
+ * stored it: only the local copy exists), NP_ETIMEDOUT, NP_ECANCELED.
+ * The value is remembered and re-sent every republish_ms. */
+typedef void (*np_kad_count_fn)(void *ud, int err, size_t n);
+int np_kad_put_value(np_kad *kad, const uint8_t *key, size_t len,
+                     const uint8_t *val, size_t vlen, np_kad_count_fn cb,
+                     void *ud, np_kad_lookup **handle);
+
+/* provide: this host becomes a provider of |key| (a multihash, usually a
+ * CID's) locally and at the k closest peers, with its current addresses.
+ * Callback as put_value. Re-announced every republish_ms. */
+int np_kad_provide(np_kad *kad, const uint8_t *key, size_t len,
+                   np_kad_count_fn cb, void *ud, np_kad_lookup **handle);
+
+/* One provider found (borrowed for the call; its addresses are also added
+ * to the peerstore). */
+typedef struct np_kad_provider {
+  const np_peerid *id;
+  size_t naddrs;
+  const uint8_t *const *addrs; /* binary multiaddrs */
+  const size_t *lens;
+} np_kad_provider;
+typedef void (*np_kad_each_provider_fn)(void *ud, const np_kad_provider *p);
+/* find_providers: |each| once per distinct provider (local ones first), at
+ * most |max| times (0: k); |done|: err 0 if any was found, else NP_ENOENT
+ * / NP_ETIMEDOUT / NP_ECANCELED. Ends as soon as |max| were reported. */
+int np_kad_find_providers(np_kad *kad, const uint8_t *key, size_t len,
+                          size_t max, np_kad_each_provider_fn each,
+                          np_kad_done_fn done, void *ud,
+                          np_kad_lookup **handle);
+
+/* get_public_key: |peer|'s PublicKey protobuf bytes: from the peer ID
+ * itself (identity multihash, Ed25519), the peerstore (identify), the
+ * local store, or a get_value of "/pk/" + peer-ID bytes, checked against
+ * the ID. Callback as get_value. */
+int np_kad_get_public_key(np_kad *kad, const np_peerid *peer,
+                          np_kad_value_fn cb, void *ud,
+                          np_kad_lookup **handle);
+
+/* find_connected: a lookup of |peer| reporting each peer whose answer
+ * listed |peer| as connected to it (the p2pd request
+ * FIND_PEERS_CONNECTED_TO_PEER); |done| as find_providers. */
+typedef void (*np_kad_each_peer_fn)(void *ud, const np_peerid *peer);
+int np_kad_find_connected(np_kad *kad, const np_peerid *peer,
+                          np_kad_each_peer_fn each, np_kad_done_fn done,
+                          void *ud, np_kad_lookup **handle);
+
+/* Withdraw a lookup: none of its callbacks run any more. */
 void np_kad_cancel(np_kad *kad, np_kad_lookup *lk);
 
-/* The module: np_kad_start with defaults; *state is the np_kad. */
+/* The store (namespaces: np_kadstore_register; plugins add theirs). */
+np_kadstore *np_kad_store(np_kad *kad);
+
+/* The module: np_kad_start with the host's [dht] and [bootstrap] config
+ * and data_dir; with [dht] mode = off it starts nothing and *state is
+ * NULL (np_daemon_module(d, "kad") then returns NULL). */
 extern const np_module np_kad_module;
 
 #endif
