@@ -83,10 +83,11 @@ start_ref() {
 }
 
 # start_natpeer NAME: a natpeer-host (QUIC on loopback, unix control socket,
-# no plugins); sets NP_CTL_ADDR to the control address from its banner
+# no plugins, a DHT server); sets NP_CTL_ADDR to the control address from its
+# banner
 start_natpeer() {
   mkdir -p "$T/$1/data" "$T/$1/plugins"
-  printf '[host]\ndata_dir = %s\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\ncontrol = %s\nlog_level = debug\n[plugins]\ndir = %s\n' \
+  printf '[host]\ndata_dir = %s\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\ncontrol = %s\nlog_level = debug\n[plugins]\ndir = %s\n[dht]\nmode = server\n' \
     "$T/$1/data" "$T/$1/ctl.sock" "$T/$1/plugins" >"$T/$1/natpeer.ini"
   "$NATPEER_HOST" --config "$T/$1/natpeer.ini" >"$T/$1/out" 2>"$T/$1/log" &
   PIDS="$PIDS $!"
@@ -129,8 +130,12 @@ export NP_CONTROL NP_CONTROL2
 
 # node --test's own TAP (subtests indented, YAML diagnostics) is valid TAP 13;
 # the summary lines it ends with are comments. 120 s cap for the whole file.
+# dht.test.mjs needs both daemons to run natpeer's DHT: natpeer mode, or
+# NP_CTL_DHT=1 with NP_CONTROL/NP_CONTROL2.
+files=ctl.test.mjs
+if [ "$mode" = natpeer ] || [ "${NP_CTL_DHT:-0}" = 1 ]; then files="$files dht.test.mjs"; fi
 cd "$here" || exit 99
-timeout -k 5 120 "$NP_NODE" --test --test-force-exit --test-reporter=tap --test-timeout=60000 ctl.test.mjs
+timeout -k 5 120 "$NP_NODE" --test --test-concurrency=1 --test-force-exit --test-reporter=tap --test-timeout=60000 $files
 rc=$?
 [ $rc -eq 124 ] && echo "Bail out! ctl.test.mjs did not finish in 120 s"
 exit $rc
