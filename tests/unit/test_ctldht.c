@@ -804,6 +804,7 @@ static void test_not_reading(void) {
   ok(rv == -2 && got < K && dht == 0,
      "the unread stream cuts the client: %d of %d answers, no DHT answer, "
      "then EOF", got, K);
+  cl_close(&c);
   cl_connect(&c);
   ok(identify_ok(&c), "the control socket serves the next client");
   cl_close(&c);
