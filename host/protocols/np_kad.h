@@ -133,7 +133,8 @@ int np_kad_search_value(np_kad *kad, const uint8_t *key, size_t len,
                         void *ud, np_kad_lookup **handle);
 
 /* put_value: |val| must pass the namespace's validator (else the error at
- * once: NP_ENOTSUP unknown namespace, NP_EINVAL refused, NP_ELIMIT size);
+ * once: NP_ENOTSUP unknown namespace, NP_ELIMIT size, or the validator's
+ * code: NP_EINVAL malformed, NP_EPEERID a /pk/ key that is not the value's);
  * it is stored locally, then sent to the k closest peers. The callback:
  * err 0 and how many peers acknowledged (n >= 1), NP_ENOENT (no peer
  * stored it: only the local copy exists), NP_ETIMEDOUT, NP_ECANCELED.
