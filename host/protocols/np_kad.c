@@ -1794,7 +1794,24 @@ static int boot_parse(np_kad *kad) {
   return 0;
 }
 
+/* "/natpeer/...": an open namespace for plugins and tools. Any value within
+ * the store's limits; a newer put replaces an older one. Not
+ * authenticated: whoever needs that signs inside the value. */
+static int open_validate(void *ud, const uint8_t *key, size_t keylen,
+                         const uint8_t *val, size_t vallen, uint64_t now,
+                         const char **why) {
+  (void)ud, (void)val, (void)vallen, (void)now;
+  if (keylen <= sizeof(NP_KAD_OPEN_NS) - 1) {
+    *why = "empty name after /natpeer/";
+    return NP_EINVAL;
+  }
+  (void)key;
+  return 0;
+}
+
 static int store_open(np_kad *kad) {
+  np_kadstore_validator open = {sizeof(open), "natpeer", open_validate, NULL,
+                                NULL};
   np_kadstore_config sc;
   char err[256];
   size_t skipped = 0;
@@ -1802,7 +1819,9 @@ static int store_open(np_kad *kad) {
   np_kadstore_config_default(&sc);
   sc.record_ttl_ms = sc.provider_ttl_ms = kad->cfg.record_ttl_ms;
   np_crypto_random(sc.hash_seed, sizeof(sc.hash_seed));
-  if ((rv = np_kadstore_new(&kad->store, &sc)) != 0 || !kad->cfg.data_dir)
+  if ((rv = np_kadstore_new(&kad->store, &sc)) != 0 ||
+      (rv = np_kadstore_register(kad->store, &open)) != 0 ||
+      !kad->cfg.data_dir)
     return rv;
   rv = np_kadstore_load(kad->store, kad->cfg.data_dir, wall_ms(), &skipped,
                         err, sizeof(err));

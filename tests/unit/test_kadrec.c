@@ -328,6 +328,28 @@ int main(void) {
                         &lk) == NP_EINVAL,
        "an empty key is refused");
   }
+  /* The open namespace: any value; a later put replaces it. */
+  {
+    static const char *vals[2] = {"Hello, World!", "again"};
+    int r;
+    for (r = 0; r < 2; r++) {
+      waitv g;
+      memset(&w, 0, sizeof(w));
+      np_kad_put_value(H[4].kad, (const uint8_t *)"/natpeer/hello", 14,
+                       (const uint8_t *)vals[r], strlen(vals[r]), on_count,
+                       &w, &lk);
+      run_until(&w.done, 35);
+      ok(w.err == 0 && get_from(9, (const uint8_t *)"/natpeer/hello", 14,
+                                &g) == 0 &&
+             g.vlen == strlen(vals[r]) && memcmp(g.val, vals[r], g.vlen) == 0,
+         "/natpeer/hello = \"%s\" put on one host is read on another",
+         vals[r]);
+    }
+    ok(np_kad_put_value(H[4].kad, (const uint8_t *)"/natpeer/", 9,
+                        (const uint8_t *)"x", 1, on_count, &w,
+                        &lk) == NP_EINVAL,
+       "/natpeer/ without a name is refused");
+  }
   {
     waitv g;
     klen = pk_key(9, key);
