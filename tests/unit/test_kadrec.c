@@ -511,6 +511,44 @@ int main(void) {
        "a module stopping ends its lookups with NP_ECANCELED");
   }
 
+  /* auto: a client while its addresses are private; a server once a peer
+   * observes a public one, and the others then put it in their tables
+   * (identify/push announces the protocol). */
+  {
+    uint8_t pub[64];
+    np_ssize n = np_maddr_parse("/ip4/8.8.4.4/udp/4001/quic-v1", 29, pub,
+                                sizeof(pub));
+    np_event e;
+    int inside = 0;
+    double end;
+    host_down(CLIENT);
+    ok(host_up(CLIENT, "auto") == 0 && H[CLIENT].kad != NULL,
+       "an auto-mode host starts");
+    run_for(1);
+    np_kad_stats_get(H[CLIENT].kad, &st);
+    ok(!st.server, "auto with only private addresses: client");
+    memset(&e, 0, sizeof(e));
+    e.type = NP_EV_OBSERVED_ADDR;
+    e.peer = &H[1].id.id;
+    e.observed = pub;
+    e.observed_len = n > 0 ? (size_t)n : 0;
+    np_events_emit(np_host_events(H[CLIENT].h), &e);
+    np_kad_stats_get(H[CLIENT].kad, &st);
+    ok(st.server && np_proto_find(np_host_protos(H[CLIENT].h),
+                                  NP_KADMSG_PROTOCOL,
+                                  strlen(NP_KADMSG_PROTOCOL)) != NULL,
+       "a public observed address makes it a server");
+    end = now_s() + 10;
+    while (!inside && now_s() < end) {
+      for (i = 0; i < NHOSTS; i++)
+        if (H[i].d && H[i].kad &&
+            np_kbucket_contains(np_kad_table(H[i].kad), &H[CLIENT].id.id))
+          inside = 1;
+      run_for(0.1);
+    }
+    ok(inside, "connected peers add it once its push announces kad");
+  }
+
   /* mode off: no module. */
   {
     host_down(CLIENT);
