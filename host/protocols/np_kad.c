@@ -17,7 +17,7 @@
 #include "np_peerstore.h"
 #include "np_stream.h"
 
-#define KAD_ADDRS_SENT 4      /* addresses per peer in an answer */
+#define KAD_ADDRS_SENT NP_PS_MAX_ADDRS /* every address we keep, relays too */
 #define KAD_BOOT_MAX 64       /* bootstrap peers per call */
 #define KAD_OUT_MAX (64 * 1024) /* unsent answer bytes before a reset */
 #define KAD_OWN_MAX 1024      /* own puts and provides kept to republish */
