@@ -2019,7 +2019,10 @@ static const char *dht_start_errmsg(int type, int rv) {
     if (rv == NP_ENOTSUP)
       return "no validator for the key's namespace";
     if (rv == NP_EINVAL)
-      return "the namespace's validator refused the value";
+      return "the namespace's validator refused the value (malformed)";
+    if (rv == NP_EPEERID)
+      return "the namespace's validator refused the value (a /pk/ key that "
+             "is not the value's)";
     if (rv == NP_ELIMIT)
       return "value too large, or too many DHT lookups running";
   }

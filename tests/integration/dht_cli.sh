@@ -14,6 +14,8 @@ data_dir = $T/$name/data
 listen = /ip4/127.0.0.1/udp/0/quic-v1
 control = $T/$name/ctl.sock
 log_level = debug
+[dht]
+mode = server
 [plugins]
 autoload = no
 INI

@@ -101,7 +101,8 @@ static int host_up(int i) {
   snprintf(H[i].addr, sizeof(H[i].addr), "/memory/ctldht%d", i);
   snprintf(ini, sizeof(ini),
            "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n%s%s%s"
-           "log_level = error\n[plugins]\nautoload = no\n",
+           "log_level = error\n[dht]\nmode = server\n"
+           "[plugins]\nautoload = no\n",
            i == 0 ? "control = " : "", i == 0 ? sock_path : "",
            i == 0 ? "\n" : "");
   if (np_conf_load_string(&c, "mem.ini", ini, strlen(ini), err,
@@ -643,6 +644,30 @@ static int silent_in_table(void) {
   return k2 && np_kbucket_contains(np_kad_table(k2), &H[SILENT].id.id);
 }
 
+/* The silent peer (re)enters k2's table through identify: a lookup that
+ * timed out on it dropped it. Returns whether it is in. */
+static int silent_join(void) {
+  uint8_t bin[NP_MADDR_MAX];
+  const uint8_t *ba[1] = {bin};
+  size_t bl[1];
+  void *net;
+  const np_net_ops *ops = np_host_net(H[0].h, &net);
+  waitv w;
+  double end;
+  if (silent_in_table())
+    return 1;
+  ops->disconnect(net, &H[SILENT].id.id);
+  run_for(0.1);
+  bl[0] = p2p_addr(SILENT, bin, sizeof(bin));
+  memset(&w, 0, sizeof(w));
+  ops->connect(net, &H[SILENT].id.id, ba, bl, 1, 5000, on_net, &w, NULL);
+  run_until(&w.done, 6);
+  end = now_s() + 5;
+  while (!silent_in_table() && now_s() < end)
+    ev_run(ev, EVRUN_ONCE);
+  return silent_in_table();
+}
+
 static int setup_k2(void) {
   np_kad_config cfg;
   uint8_t bin[NP_MADDR_MAX];
@@ -652,7 +677,6 @@ static int setup_k2(void) {
   const np_net_ops *ops = np_host_net(H[0].h, &net);
   waitv w;
   np_kad_lookup *lk;
-  double end;
   np_kad_config_default(&cfg);
   cfg.request_ms = 2500; /* the silent peer holds a lookup this long */
   np_proto_remove_owner(np_host_protos(H[0].h), H[0].kad);
@@ -671,16 +695,8 @@ static int setup_k2(void) {
     diag("k2 bootstrap: done %d %s", w.done, np_errname(w.err));
     return -3;
   }
-  /* The silent peer enters the table through identify. */
-  bl[0] = p2p_addr(SILENT, bin, sizeof(bin));
-  memset(&w, 0, sizeof(w));
-  ops->connect(net, &H[SILENT].id.id, ba, bl, 1, 5000, on_net, &w, NULL);
-  run_until(&w.done, 6);
-  end = now_s() + 5;
-  while (!silent_in_table() && now_s() < end)
-    ev_run(ev, EVRUN_ONCE);
   cur_kad = k2;
-  return silent_in_table() ? 0 : -4;
+  return silent_join() ? 0 : -4;
 }
 
 static void find_stranger(Np__P2pd__DHTRequest *d, np_peerid *s) {
@@ -717,7 +733,6 @@ static void test_leave_waiting(void) {
   cl c;
   Np__P2pd__DHTRequest d;
   np_peerid s;
-  np_kad_stats a, b;
   int open0 = silent_open, closed0;
   double t0;
   cl_connect(&c);
@@ -727,7 +742,6 @@ static void test_leave_waiting(void) {
   while (silent_open == open0 && now_s() < t0 + 2)
     ev_run(ev, EVRUN_ONCE);
   ok(silent_open > open0, "the lookup waits on the silent peer");
-  np_kad_stats_get(k2, &a);
   closed0 = silent_closed;
   cl_close(&c); /* hang up while the lookup waits */
   t0 = now_s();
@@ -736,9 +750,7 @@ static void test_leave_waiting(void) {
   ok(silent_closed > closed0 && now_s() - t0 < 1.5,
      "the client hangs up: the lookup is cancelled, its request to the "
      "silent peer reset after %.2f s (request_ms 2.5 s)", now_s() - t0);
-  run_for(3);
-  np_kad_stats_get(k2, &b);
-  is_int((int)(b.lookups - a.lookups), 0, "and it never finishes");
+  run_for(3); /* past request_ms: nothing of the request is left to run */
   cl_connect(&c);
   ok(identify_ok(&c), "the control socket serves the next client");
   cl_close(&c);
@@ -862,6 +874,7 @@ static void test_leave_mid_stream(void) {
   int closed0;
   double t0;
   np_cid_multihash(cid, len, &mh, &mhlen);
+  ok(silent_join(), "the silent peer is in the table (again)");
   ok(local_providers(mh, mhlen, 3) == 0, "3 providers in host 0's store");
   cl_connect(&c);
   ok(begin_stream(&c, cid, len, 3),
@@ -894,6 +907,7 @@ static void test_module_stop(void) {
   size_t ml;
   int rv;
   np_cid_multihash(cid, len, &mh, &mhlen);
+  ok(silent_join(), "the silent peer is in the table (again)");
   local_providers(mh, mhlen, 2);
   cl_connect(&a);
   cl_connect(&b);
