@@ -60,6 +60,17 @@ check "c finds b as its provider, with addresses (rc=$rc $out $(cat "$T/err"))" 
 out=$(A dht findprovs bafkreibw7bm6ibcsm6fdfmmmugyqjewts6jjms6osxbzpv52pjlb2wu3ou 2>"$T/err"); rc=$?
 check "content nobody provides: nothing, exit 0 (rc=$rc \"$out\")" sh -c '[ $0 -eq 0 ] && [ -z "$1" ]' $rc "$out"
 
+out=$(B dht put /natpeer/greeting "hello dht" 2>"$T/err"); rc=$?
+check "put of a text value under /natpeer/ (rc=$rc $out $(cat "$T/err"))" [ "$out" = "stored /natpeer/greeting" ]
+out=$(C dht get /natpeer/greeting 2>"$T/err"); rc=$?
+check "c gets it back (rc=$rc \"$out\" $(cat "$T/err"))" [ "$out" = "hello dht" ]
+printf 'line one\nline two\n' >"$T/value"
+B dht put /natpeer/file @"$T/value" >/dev/null 2>"$T/err"; rc=$?
+check "put @FILE (rc=$rc $(cat "$T/err"))" [ $rc -eq 0 ]
+out=$(A --hex dht get /natpeer/file 2>"$T/err"); rc=$?
+check "a gets the file's bytes, --hex ($out)" [ "$out" = "6c696e65206f6e650a6c696e652074776f0a" ]
+out=$(A --json dht get /natpeer/greeting 2>"$T/err"); rc=$?
+check "--json get ($out)" [ "$out" = '{"key":"/natpeer/greeting","value":"hello dht"}' ]
 B dht get "/pk/$c_id" >/dev/null 2>"$T/err"; rc=$?
 check "get of a record nobody put: exit 1 ($(cat "$T/err"))" sh -c '[ $0 -eq 1 ] && grep -q "not found" "$1"' $rc "$T/err"
 B dht put /nons/key hello >/dev/null 2>"$T/err"; rc=$?
