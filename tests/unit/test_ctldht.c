@@ -893,6 +893,110 @@ static void test_leave_mid_stream(void) {
   cl_close(&c);
 }
 
+/* A timeout in the middle of a stream ends it with what was found. */
+static void test_timeout_mid_stream(void) {
+  cl c;
+  Np__P2pd__DHTRequest d = NP__P2PD__DHTREQUEST__INIT;
+  Np__P2pd__Response *r;
+  uint8_t cid[64];
+  size_t len = make_cid("timeout mid-stream", cid);
+  const uint8_t *mh;
+  size_t mhlen;
+  double t0;
+  int n;
+  np_cid_multihash(cid, len, &mh, &mhlen);
+  ok(silent_join() && local_providers(mh, mhlen, 2) == 0,
+     "2 local providers; the silent peer is in the table");
+  cl_connect(&c);
+  d.type = NP__P2PD__DHTREQUEST__TYPE__FIND_PROVIDERS;
+  d.has_cid = 1;
+  d.cid.data = cid;
+  d.cid.len = len;
+  d.has_count = 1;
+  d.count = 100;
+  d.has_timeout = 1;
+  d.timeout = 1;
+  t0 = now_s();
+  r = dht_req(&c, &d, 3);
+  n = is_begin(r) ? read_stream(&c, 3, NULL, 0) : -1;
+  ok(n == 2 && now_s() - t0 >= 0.9 && now_s() - t0 < 2.2,
+     "FIND_PROVIDERS with timeout 1 s: BEGIN, the 2 providers, END after "
+     "%.2f s", now_s() - t0);
+  rfree(r);
+  ok(identify_ok(&c), "the connection goes on");
+  cl_close(&c);
+}
+
+/* The cut from inside a per-item callback: the lookup is cancelled from
+ * the next loop turn (its request to the silent peer is reset). */
+static void test_not_reading_providers(void) {
+  enum { K = 12000 };
+  cl c;
+  Np__P2pd__Request id = NP__P2PD__REQUEST__INIT;
+  Np__P2pd__Request rq = NP__P2PD__REQUEST__INIT;
+  Np__P2pd__DHTRequest d = NP__P2PD__DHTREQUEST__INIT;
+  uint8_t cid[64], one[16], tail[128], *all;
+  size_t len = make_cid("unread providers", cid), n1, tl, total = 0;
+  const uint8_t *mh, *m;
+  size_t mhlen, ml;
+  int closed0, open0 = silent_open, rv = 0, dht = 0;
+  double t0;
+  np_cid_multihash(cid, len, &mh, &mhlen);
+  ok(silent_join() && local_providers(mh, mhlen, 3) == 0,
+     "3 local providers; the silent peer is in the table");
+  cl_connect(&c);
+  id.type = NP__P2PD__REQUEST__TYPE__IDENTIFY;
+  n1 = np__p2pd__request__get_packed_size(&id);
+  one[0] = (uint8_t)n1;
+  np__p2pd__request__pack(&id, one + 1);
+  d.type = NP__P2PD__DHTREQUEST__TYPE__FIND_PROVIDERS;
+  d.has_cid = 1;
+  d.cid.data = cid;
+  d.cid.len = len;
+  d.has_count = 1;
+  d.count = 100;
+  rq.type = NP__P2PD__REQUEST__TYPE__DHT;
+  rq.dht = &d;
+  tl = np__p2pd__request__get_packed_size(&rq);
+  tail[0] = (uint8_t)tl;
+  np__p2pd__request__pack(&rq, tail + 1);
+  all = malloc(K * (n1 + 1) + tl + 1);
+  for (int i = 0; i < K; i++) {
+    memcpy(all + total, one, n1 + 1);
+    total += n1 + 1;
+  }
+  memcpy(all + total, tail, tl + 1);
+  total += tl + 1;
+  closed0 = silent_closed;
+  for (size_t off = 0; off < total;) {
+    ssize_t w = send(c.fd, all + off, total - off, MSG_DONTWAIT);
+    if (w > 0)
+      off += (size_t)w;
+    else
+      ev_run(ev, EVRUN_ONCE);
+  }
+  free(all);
+  t0 = now_s();
+  while ((silent_open == open0 || silent_closed == closed0) &&
+         now_s() < t0 + 2)
+    ev_run(ev, EVRUN_ONCE);
+  ok(silent_open > open0 && silent_closed > closed0 && now_s() - t0 < 2,
+     "the client reads nothing: cut at the first provider, the lookup "
+     "cancelled (its request to the silent peer reset after %.2f s)",
+     now_s() - t0);
+  for (int i = 0; i < K + 100; i++) {
+    Np__P2pd__Response *r;
+    if ((rv = cl_wait(&c, &m, &ml, 3)) != 0)
+      break;
+    r = np__p2pd__response__unpack(NULL, ml, m);
+    if (r && r->dht)
+      dht++;
+    rfree(r);
+  }
+  ok(rv == -2 && dht == 0, "the client then reads EOF and no DHT answer");
+  cl_close(&c);
+}
+
 /* The module stops under a waiting request and a stream in the middle. */
 static void test_module_stop(void) {
   cl a, b;
@@ -979,6 +1083,8 @@ int main(void) {
   test_leave_waiting();
   test_not_reading();
   test_leave_mid_stream();
+  test_timeout_mid_stream();
+  test_not_reading_providers();
   test_module_stop();
 
   /* The daemon goes with a request waiting (its own module). */
