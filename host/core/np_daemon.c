@@ -224,6 +224,10 @@ static void say_unbuilt(const char *section, const char *name, int line,
 
 void np_daemon_conf_warnings(const np_conf *c) {
   np_conf_foreach_set(c, NP_KEY_UNBUILT, say_unbuilt, (void *)c);
+  for (size_t i = 0; i < c->nat.treat_as_public.n; i++)
+    np_warn("conf", "treat-as-public prefix=%s (a NAT lab setting: these "
+                    "addresses count as public)",
+            c->nat.treat_as_public.v[i]);
 }
 
 int np_daemon_reload(np_daemon *d) {

@@ -66,6 +66,8 @@ struct np_kad {
   np_kad_lookup *boot_lk; /* our own bootstrap or refresh under way */
   uint8_t **boot_bin;
   size_t *boot_len, nboot;
+  np_prefix *pub; /* [nat] treat_as_public */
+  size_t npub;
   rslot rate[KAD_RATE_SLOTS];
   np_kad_stats st;
 };
@@ -277,7 +279,8 @@ static void on_event(const np_event *ev, void *ud) {
   np_kad *kad = ud;
   if (ev->type == NP_EV_OBSERVED_ADDR) {
     if (!kad->public_seen &&
-        np_maddr_is_public(ev->observed, ev->observed_len)) {
+        np_maddr_is_public_with(ev->observed, ev->observed_len, kad->pub,
+                                kad->npub)) {
       kad->public_seen = 1;
       mode_update(kad);
     }
@@ -685,7 +688,7 @@ static int wants_server(np_kad *kad) {
     return 0;
   n = ops->addrs(net, bins, lens, 32);
   for (i = 0; i < n && i < 32; i++)
-    if (np_maddr_is_public(bins[i], lens[i]))
+    if (np_maddr_is_public_with(bins[i], lens[i], kad->pub, kad->npub))
       return 1;
   return 0;
 }
@@ -1761,6 +1764,7 @@ void np_kad_stop(np_kad *kad) {
     free(kad->boot_bin[i]);
   free(kad->boot_bin);
   free(kad->boot_len);
+  free(kad->pub);
   free(kad);
 }
 
@@ -1916,9 +1920,18 @@ static int kad_mod_start(np_host *h, void **state) {
     cfg.boot_timeout_ms = c->bootstrap.connect_timeout_ms;
   }
   rv = np_kad_start(h, &cfg, &kad);
-  if (rv == 0)
-    *state = kad;
-  return rv;
+  if (rv != 0)
+    return rv;
+  if (c && c->nat.treat_as_public.n &&
+      (kad->pub = calloc(c->nat.treat_as_public.n, sizeof(*kad->pub)))) {
+    for (size_t i = 0; i < c->nat.treat_as_public.n; i++)
+      if (np_prefix_parse(c->nat.treat_as_public.v[i],
+                          &kad->pub[kad->npub]) == 0)
+        kad->npub++;
+    mode_update(kad);
+  }
+  *state = kad;
+  return 0;
 }
 
 static void kad_mod_stop(void *state) { np_kad_stop(state); }
