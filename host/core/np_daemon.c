@@ -11,6 +11,7 @@
 #include "np_kad.h"
 #include "np_log.h"
 #include "np_module.h"
+#include "np_obsaddr.h"
 #include "np_ping.h"
 #include "np_plugin.h"
 #include "np_swarm.h"
@@ -23,6 +24,7 @@ static const np_module *const host_modules[] = {
     &np_ping_module,
     &np_unarysvc_module,
     &np_kad_module,
+    &np_obsaddr_module,
 };
 #define NMODULES NP_ARRAY_LEN(host_modules)
 
