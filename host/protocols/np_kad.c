@@ -89,6 +89,7 @@ enum {
 typedef struct bconn {
   np_kad_lookup *lk;
   void *handle; /* the pending connect */
+  np_peerid id;
 } bconn;
 
 struct np_kad_lookup {
@@ -1478,13 +1479,26 @@ int np_kad_get_public_key(np_kad *kad, const np_peerid *peer,
   return 0;
 }
 
-/* A bootstrap connect ended; once all have, the self-lookup starts. */
+static int speaks_kad(np_kad *kad, const np_peerid *id) {
+  np_ps_peer *pp = np_peerstore_get(np_host_peerstore(kad->h), id);
+  size_t i;
+  for (i = 0; pp && i < pp->nprotocols; i++)
+    if (strcmp(pp->protocols[i], kad->cfg.protocol) == 0)
+      return 1;
+  return 0;
+}
+
+/* A bootstrap connect ended (a peer that did not answer seeds nothing);
+ * once all have, the self-lookup starts. */
 static void boot_connected(void *ud, int err) {
   bconn *b = ud;
   np_kad_lookup *lk = b->lk;
   int rv;
-  (void)err; /* a peer that did not answer simply seeds nothing */
   b->handle = NULL;
+  /* Identify may have run before (a connection we already had): take the
+   * peer from what the peerstore says it speaks. */
+  if (err == 0 && b->id.len && speaks_kad(lk->kad, &b->id))
+    table_add(lk->kad, &b->id);
   if (--lk->boots_left > 0)
     return;
   if ((rv = lookup_run(lk)) != 0)
@@ -1521,6 +1535,7 @@ int np_kad_bootstrap(np_kad *kad, const uint8_t *const *addrs,
     int rv = NP_EINVAL;
     lk->boots[i].lk = lk;
     if (np_maddr_get_p2p(addrs[i], lens[i], &id) == 0 &&
+        (lk->boots[i].id = id, 1) &&
         !np_peerid_equal(&id, self) &&
         (pp = np_peerstore_upsert(np_host_peerstore(kad->h), &id,
                                   now_ms(kad))) &&
@@ -1539,7 +1554,7 @@ int np_kad_bootstrap(np_kad *kad, const uint8_t *const *addrs,
       lk->boots_left--;
   }
   *handle = lk;
-  boot_connected(&(bconn){lk, NULL}, 0); /* drop the hold */
+  boot_connected(&(bconn){lk, NULL, {0}}, 1); /* drop the hold */
   return 0;
 }
 
