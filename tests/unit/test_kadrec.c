@@ -500,6 +500,58 @@ int main(void) {
     run_for(3);
   }
 
+  /* Republish: a second module instance (client mode, so it does not
+   * compete for the protocol) with a 1 ms republish period re-puts its
+   * record at the next tick after every holder lost it. */
+  {
+    np_kad_config kc;
+    np_kad *k2 = NULL;
+    const uint8_t *k = (const uint8_t *)"/natpeer/republished";
+    size_t kl = strlen((const char *)k), holders = 0;
+    const uint8_t *v;
+    size_t vl;
+    double end;
+    np_kad_config_default(&kc);
+    kc.mode = NP_DHT_CLIENT;
+    kc.republish_ms = 1;
+    ok(np_kad_start(H[11].h, &kc, &k2) == 0, "a second DHT instance starts");
+    /* It joins through host 0 like everyone. */
+    {
+      char t[160], id0[NP_PEERID_STRMAX];
+      uint8_t bin[128];
+      const uint8_t *ba[1] = {bin};
+      size_t bl[1];
+      waitv b;
+      np_peerid_to_string(&H[0].id.id, id0, sizeof(id0));
+      snprintf(t, sizeof(t), "/memory/rec0/p2p/%s", id0);
+      bl[0] = (size_t)np_maddr_parse(t, strlen(t), bin, sizeof(bin));
+      memset(&b, 0, sizeof(b));
+      np_kad_bootstrap(k2, ba, bl, 1, on_done, &b, &lk);
+      run_until(&b.done, 35);
+    }
+    memset(&w, 0, sizeof(w));
+    np_kad_put_value(k2, k, kl, (const uint8_t *)"v1", 2, on_count, &w, &lk);
+    run_until(&w.done, 35);
+    for (i = 0; i < NHOSTS; i++)
+      if (H[i].d && H[i].kad &&
+          np_kadstore_remove(np_kad_store(H[i].kad), k, kl) == 0)
+        holders++;
+    ok(w.err == 0 && holders >= 5, "stored at %zu hosts, then removed there",
+       holders);
+    end = now_s() + 15;
+    holders = 0;
+    while (holders == 0 && now_s() < end) {
+      run_for(0.5);
+      for (i = 0; i < NHOSTS; i++)
+        if (H[i].d && H[i].kad &&
+            np_kadstore_get(np_kad_store(H[i].kad), k, kl,
+                            (uint64_t)time(NULL) * 1000, &v, &vl, NULL) == 0)
+          holders++;
+    }
+    ok(holders >= 5, "the next tick republished it (%zu holders)", holders);
+    np_kad_stop(k2);
+  }
+
   /* Stop with a lookup pending: NP_ECANCELED, exactly once. */
   {
     waitv g;
