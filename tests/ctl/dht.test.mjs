@@ -1,10 +1,10 @@
 // The control socket's DHT requests, driven by @libp2p/daemon-client's
 // client.dht (what js-libp2p's interop dht group calls). Two natpeer
-// daemons with the DHT on (NP_CONTROL, NP_CONTROL2; run.sh --natpeer starts
-// them with [dht] mode = server); daemon 1 connects to daemon 2 so that
-// identify fills both routing tables.
+// daemons with the DHT on (NP_DHT_CONTROL, NP_DHT_CONTROL2; run.sh --natpeer
+// starts them with [dht] mode = server, the second with [bootstrap] peers =
+// the first): the bootstrap alone fills both routing tables.
 //
-//   NP_CONTROL=... NP_CONTROL2=... node --test --test-reporter=tap dht.test.mjs
+//   NP_DHT_CONTROL=... NP_DHT_CONTROL2=... node --test --test-reporter=tap dht.test.mjs
 //
 // multiformats, @libp2p/crypto and @libp2p/peer-id come with the pinned
 // daemon-client (package-lock.json). Every wait is bounded.
@@ -50,29 +50,33 @@ function pkKey (peerId) {
   return key
 }
 
-const skip = process.env.NP_CONTROL == null || process.env.NP_CONTROL2 == null
-  ? 'NP_CONTROL and NP_CONTROL2 (two DHT daemons\' control addresses) are not set'
+const skip = process.env.NP_DHT_CONTROL == null || process.env.NP_DHT_CONTROL2 == null
+  ? 'NP_DHT_CONTROL and NP_DHT_CONTROL2 (two DHT daemons\' control addresses) are not set'
   : false
-const c1 = skip ? null : createClient(controlAddr(process.env.NP_CONTROL))
-const c2 = skip ? null : createClient(controlAddr(process.env.NP_CONTROL2))
+const c1 = skip ? null : createClient(controlAddr(process.env.NP_DHT_CONTROL))
+const c2 = skip ? null : createClient(controlAddr(process.env.NP_DHT_CONTROL2))
 let id1, id2, addrs2
 
-test('daemon 1 connects to daemon 2; each DHT sees the other', { skip, timeout: TEST_MS }, async () => {
+// Until |id| is among |client|'s closest peers of a key (5 s at most).
+async function seesInDht (client, id, what) {
+  const until = Date.now() + 5_000
+  for (;;) {
+    const peers = await collect(client.dht.getClosestPeers(new TextEncoder().encode('warm-up')), 'GET_CLOSEST_PEERS')
+      .catch(() => [])
+    if (peers.some(p => p.id.equals(id))) return
+    if (Date.now() > until) assert.fail(`${what}: never among the closest peers`)
+    await new Promise(resolve => setTimeout(resolve, 200))
+  }
+}
+
+test('daemon 2 bootstrapped from daemon 1: each DHT sees the other', { skip, timeout: TEST_MS }, async () => {
   const a = await within(c1.identify(), 'IDENTIFY 1')
   const b = await within(c2.identify(), 'IDENTIFY 2')
   id1 = a.peerId
   id2 = b.peerId
   addrs2 = b.addrs
-  await within(c1.connect(id2, addrs2), 'CONNECT 1 -> 2')
-  // identify lists /ipfs/kad/1.0.0: the peer enters the table
-  const until = Date.now() + 5_000
-  for (;;) {
-    const peers = await collect(c1.dht.getClosestPeers(new TextEncoder().encode('warm-up')), 'GET_CLOSEST_PEERS')
-      .catch(() => [])
-    if (peers.some(p => p.id.equals(id2))) break
-    if (Date.now() > until) assert.fail('daemon 2 never appears in daemon 1\'s closest peers')
-    await new Promise(resolve => setTimeout(resolve, 200))
-  }
+  await seesInDht(c1, id2, 'daemon 2 seen by daemon 1')
+  await seesInDht(c2, id1, 'daemon 1 seen by daemon 2')
 })
 
 test('findPeer: daemon 2\'s ID and addresses it announces', { skip, timeout: TEST_MS }, async () => {
