@@ -74,7 +74,7 @@ static void usage(FILE *f) {
           "  -C, --control ADDR  unix socket path, /unix/PATH or "
           "/ip4/127.0.0.1/tcp/PORT\n"
           "  -j, --json          JSON output (one object)\n"
-          "  -x, --hex           print call responses as hex\n"
+          "  -x, --hex           print call responses and DHT values as hex\n"
           "  -t, --timeout SECS  give up after SECS (default 30)\n"
           "  -h, --help          this help\n"
           "\n"
