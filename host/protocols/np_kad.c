@@ -66,6 +66,7 @@ struct np_kad {
   np_kad_lookup *boot_lk; /* our own bootstrap or refresh under way */
   uint8_t **boot_bin;
   size_t *boot_len, nboot;
+  char *protocol, *data_dir; /* copies: a reload frees the config */
   np_prefix *pub; /* [nat] treat_as_public */
   size_t npub;
   rslot rate[KAD_RATE_SLOTS];
@@ -1702,6 +1703,8 @@ void np_kad_stop(np_kad *kad) {
   free(kad->boot_bin);
   free(kad->boot_len);
   free(kad->pub);
+  free(kad->protocol);
+  free(kad->data_dir);
   free(kad);
 }
 
@@ -1803,6 +1806,17 @@ int np_kad_start(np_host *h, const np_kad_config *cfg, np_kad **pk) {
   }
   np_kadmsg_limits_default(&kad->lim);
   kad->lim.max_msg = kad->cfg.max_msg;
+  /* The strings may live in a config that a reload frees. */
+  kad->protocol = strdup(kad->cfg.protocol);
+  kad->data_dir = kad->cfg.data_dir ? strdup(kad->cfg.data_dir) : NULL;
+  if (kad->protocol == NULL || (kad->cfg.data_dir && kad->data_dir == NULL)) {
+    free(kad->protocol);
+    free(kad->data_dir);
+    free(kad);
+    return NP_ENOMEM;
+  }
+  kad->cfg.protocol = kad->protocol;
+  kad->cfg.data_dir = kad->data_dir;
   np_list_init(&kad->streams);
   np_list_init(&kad->inbound);
   np_list_init(&kad->lookups);
@@ -1826,6 +1840,8 @@ int np_kad_start(np_host *h, const np_kad_config *cfg, np_kad **pk) {
     np_kad_stop(kad);
     return rv;
   }
+  kad->cfg.boot = NULL; /* parsed into boot_bin; the strings are not ours */
+  kad->cfg.nboot = 0;
   tick_arm(kad, KAD_TICK_MS);
   reboot(kad);
   *pk = kad;
