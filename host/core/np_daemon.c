@@ -9,6 +9,7 @@
 #include "np_err.h"
 #include "np_idsvc.h"
 #include "np_kad.h"
+#include "np_kadmsg.h"
 #include "np_log.h"
 #include "np_module.h"
 #include "np_ping.h"
@@ -72,7 +73,36 @@ static int modules_start(np_daemon *d) {
   return 0;
 }
 
+/* Peer routing over the DHT: the swarm looks up peers it has no address
+ * for. np_kad_find_peer's callback has the router's shape; a lookup that
+ * succeeds has put the peer's addresses in the peerstore. */
+static int kad_route(void *rud, const np_peerid *peer, np_route_fn cb,
+                     void *ud, void **handle) {
+  np_kad_lookup *lk = NULL;
+  int rv = np_kad_find_peer(rud, peer, cb, ud, &lk);
+  *handle = lk;
+  return rv;
+}
+
+static void kad_route_cancel(void *rud, void *handle) {
+  np_kad_cancel(rud, handle);
+}
+
+static void router_install(np_daemon *d) {
+  np_kad *kad = np_daemon_module(d, "kad");
+  np_router r;
+  if (kad == NULL)
+    return; /* [dht] mode = off: unknown peers stay unreachable */
+  r.find_peer = kad_route;
+  r.cancel = kad_route_cancel;
+  r.rud = kad;
+  r.proto = NP_KADMSG_PROTOCOL;
+  np_host_set_router(d->h, &r);
+}
+
 static void modules_stop(np_daemon *d) {
+  /* Lookups under way end when the module stops (NP_ECANCELED). */
+  np_host_set_router(d->h, NULL);
   while (d->nstarted > 0) {
     d->nstarted--;
     host_modules[d->nstarted]->stop(d->mod_state[d->nstarted]);
@@ -132,6 +162,7 @@ int np_daemon_start(np_daemon *d, int flags) {
               np_strerror(rv));
       return rv;
     }
+    router_install(d);
   }
   if (flags & NP_DAEMON_CONTROL) {
     char err[1024];
