@@ -88,11 +88,13 @@ static void kad_route_cancel(void *rud, void *handle) {
   np_kad_cancel(rud, handle);
 }
 
-static void router_install(np_daemon *d) {
+/* The DHT's users outside np_kad: peer routing and the plugins' dht_*. */
+static void dht_install(np_daemon *d) {
   np_kad *kad = np_daemon_module(d, "kad");
   np_router r;
   if (kad == NULL)
     return; /* [dht] mode = off: unknown peers stay unreachable */
+  np_plugins_set_dht(d->plugins, kad);
   r.find_peer = kad_route;
   r.cancel = kad_route_cancel;
   r.rud = kad;
@@ -101,7 +103,9 @@ static void router_install(np_daemon *d) {
 }
 
 static void modules_stop(np_daemon *d) {
-  /* Lookups under way end when the module stops (NP_ECANCELED). */
+  /* Plugins' operations end here (NP_ECANCELED); the swarm's lookups
+   * under way end when the module stops. */
+  np_plugins_set_dht(d->plugins, NULL);
   np_host_set_router(d->h, NULL);
   while (d->nstarted > 0) {
     d->nstarted--;
@@ -162,7 +166,7 @@ int np_daemon_start(np_daemon *d, int flags) {
               np_strerror(rv));
       return rv;
     }
-    router_install(d);
+    dht_install(d);
   }
   if (flags & NP_DAEMON_CONTROL) {
     char err[1024];

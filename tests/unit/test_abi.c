@@ -10,7 +10,7 @@
 #include "tap.h"
 
 /* The current header: the newest lists (extend them when appending). */
-#define NP_API_CUR NP_API_1_2
+#define NP_API_CUR NP_API_1_3
 #define NP_DESC_CUR NP_DESC_1_1
 #define NP_CBS_CUR NP_CBS_1_1
 NP_ABI_LAYOUT(cur, NP_API_CUR, NP_DESC_CUR, NP_CBS_CUR);
@@ -59,7 +59,8 @@ int main(void) {
     const np_abi_layout *l;
   } frozen[] = {{"1.0", &np_abi_frozen_1_0},
                 {"1.1", &np_abi_frozen_1_1},
-                {"1.2", &np_abi_frozen_1_2}};
+                {"1.2", &np_abi_frozen_1_2},
+                {"1.3", &np_abi_frozen_1_3}};
   const size_t nf = sizeof(frozen) / sizeof(frozen[0]);
   const np_abi_layout *newest = frozen[nf - 1].l;
   for (size_t i = 0; i < nf; i++) {
