@@ -35,6 +35,7 @@ struct np_daemon {
   np_swarm *swarm;
   void *mod_state[NMODULES];
   size_t nstarted; /* modules started, in host_modules order */
+  char *dht_proto;  /* the router's protocol (the conf may be reloaded) */
   ev_signal sig_int, sig_term, sig_hup;
   int signals_on;
   int stopped;
@@ -92,13 +93,18 @@ static void kad_route_cancel(void *rud, void *handle) {
 static void dht_install(np_daemon *d) {
   np_kad *kad = np_daemon_module(d, "kad");
   np_router r;
+  const char *proto = np_host_conf(d->h)->dht.protocol;
   if (kad == NULL)
     return; /* [dht] mode = off: unknown peers stay unreachable */
   np_plugins_set_dht(d->plugins, kad);
+  if ((d->dht_proto = strdup(proto ? proto : NP_KADMSG_PROTOCOL)) == NULL) {
+    np_error("host", "peer-routing-off err=%s", np_errname(NP_ENOMEM));
+    return;
+  }
   r.find_peer = kad_route;
   r.cancel = kad_route_cancel;
   r.rud = kad;
-  r.proto = NP_KADMSG_PROTOCOL;
+  r.proto = d->dht_proto;
   np_host_set_router(d->h, &r);
 }
 
@@ -112,6 +118,8 @@ static void modules_stop(np_daemon *d) {
     host_modules[d->nstarted]->stop(d->mod_state[d->nstarted]);
     d->mod_state[d->nstarted] = NULL;
   }
+  free(d->dht_proto);
+  d->dht_proto = NULL;
 }
 
 static void on_stop_signal(struct ev_loop *ev, ev_signal *w, int revents) {
