@@ -74,6 +74,19 @@ int main(void) {
       ok(l->minor > frozen[i - 1].l->minor && !same_layout(l, frozen[i - 1].l),
          "ABI %s: a new minor, and a layout of its own", frozen[i].ver);
   }
+  {
+    /* What a plugin built now sees on a 1.2 host, and on this one. */
+    np_host_api t;
+    memset(&t, 0, sizeof(t));
+    t.struct_size = np_abi_frozen_1_2.api.size;
+    ok(NP_HAS(&t, stream_reset) && !NP_HAS(&t, dht_find_peer) &&
+           !NP_HAS(&t, dht_cancel),
+       "on an ABI 1.2 host's table, NP_HAS finds stream_reset and no DHT "
+       "entry");
+    t.struct_size = sizeof(np_host_api);
+    ok(NP_HAS(&t, dht_find_peer) && NP_HAS(&t, dht_cancel),
+       "on the current table, NP_HAS finds the DHT entries");
+  }
   covers("np_host_api", &cur.api);
   covers("np_plugin_desc", &cur.desc);
   covers("np_stream_cbs", &cur.cbs);
