@@ -183,7 +183,7 @@ typedef struct np_host_api {
    * Errors it may carry: NP_ENOENT (nothing found, or no peer stored it),
    * NP_ETIMEDOUT, NP_ECANCELED (the host's DHT stopped, or the plugin is
    * unloading: pending operations end so before shutdown is called).
-   * Keys are 1..512 bytes; a record key is "/namespace/..." and the
+   * Keys are 1..256 bytes; a record key is "/namespace/..." and the
    * namespace must be one the host validates (else NP_ENOTSUP). */
   /* Look |peer| up; afterwards call, open_stream, ... reach it. */
   int (*dht_find_peer)(np_plugin *p, const char *peer, np_dht_addrs_cb done,
