@@ -11,17 +11,18 @@
 
 #define OUT_MAX 4096
 
+/* One per load (two hosts in one process share the mapped .so). */
 typedef struct tp {
   const np_host_api *api;
   np_plugin *p;
   const char *mark;
-  unsigned late; /* callbacks that should never have run */
 } tp;
 
-static tp g;
+static unsigned late; /* callbacks that should never have run, any load */
 
 /* One call in progress and the answer being built. */
 typedef struct job {
+  tp *t;
   np_call *c;
   np_dht_op *op;
   char out[OUT_MAX];
@@ -43,16 +44,19 @@ static void put_err(job *j, int err) {
 
 static void finish(job *j) {
   if (!j->replied)
-    g.api->call_reply(j->c, (const uint8_t *)j->out, j->len);
+    j->t->api->call_reply(j->c, (const uint8_t *)j->out, j->len);
   free(j);
 }
 
-static job *job_new(np_call *c) {
+static job *job_new(np_call *c, void *ud) {
+  tp *t = ud;
   job *j = calloc(1, sizeof(*j));
-  if (j == NULL)
-    g.api->call_fail(c, "out of memory");
-  else
-    j->c = c;
+  if (j == NULL) {
+    t->api->call_fail(c, "out of memory");
+    return NULL;
+  }
+  j->t = t;
+  j->c = c;
   return j;
 }
 
@@ -101,11 +105,10 @@ static void find_done(int err, const char *const *addrs, size_t n, void *ud) {
 }
 
 static void on_find(np_call *c, const uint8_t *req, size_t len, void *ud) {
-  job *j = job_new(c);
+  job *j = job_new(c, ud);
   char *peer = text(req, len);
-  (void)ud;
   if (j && peer)
-    started(j, g.api->dht_find_peer(g.p, peer, find_done, j, NULL));
+    started(j, j->t->api->dht_find_peer(j->t->p, peer, find_done, j, NULL));
   else if (j)
     finish(j);
   free(peer);
@@ -126,30 +129,27 @@ static void get_done(int err, const uint8_t *val, size_t len, void *ud) {
 }
 
 static void on_get(np_call *c, const uint8_t *req, size_t len, void *ud) {
-  job *j = job_new(c);
-  (void)ud;
+  job *j = job_new(c, ud);
   if (j)
-    started(j, g.api->dht_get_value(g.p, req, len, get_done, j, NULL));
+    started(j, j->t->api->dht_get_value(j->t->p, req, len, get_done, j, NULL));
 }
 
 /* "KEY\nVALUE" */
 static void on_put(np_call *c, const uint8_t *req, size_t len, void *ud) {
-  job *j = job_new(c);
+  job *j = job_new(c, ud);
   const uint8_t *nl = memchr(req, '\n', len);
   size_t klen = nl ? (size_t)(nl - req) : len;
-  (void)ud;
   if (j == NULL)
     return;
-  started(j, g.api->dht_put_value(g.p, req, klen, nl ? nl + 1 : NULL,
+  started(j, j->t->api->dht_put_value(j->t->p, req, klen, nl ? nl + 1 : NULL,
                                   nl ? len - klen - 1 : 0, count_done, j,
                                   NULL));
 }
 
 static void on_provide(np_call *c, const uint8_t *req, size_t len, void *ud) {
-  job *j = job_new(c);
-  (void)ud;
+  job *j = job_new(c, ud);
   if (j)
-    started(j, g.api->dht_provide(g.p, req, len, count_done, j, NULL));
+    started(j, j->t->api->dht_provide(j->t->p, req, len, count_done, j, NULL));
 }
 
 static void provider_each(const char *peer, const char *const *addrs,
@@ -179,10 +179,9 @@ static void providers_done(int err, size_t n, void *ud) {
 
 static void on_providers(np_call *c, const uint8_t *req, size_t len,
                          void *ud) {
-  job *j = job_new(c);
-  (void)ud;
+  job *j = job_new(c, ud);
   if (j)
-    started(j, g.api->dht_find_providers(g.p, req, len, 0, provider_each,
+    started(j, j->t->api->dht_find_providers(j->t->p, req, len, 0, provider_each,
                                          providers_done, j, NULL));
 }
 
@@ -193,58 +192,60 @@ static void first_each(const char *peer, const char *const *addrs, size_t n,
   job *j = ud;
   (void)addrs, (void)n;
   put(j, "first %s", peer);
-  g.api->call_reply(j->c, (const uint8_t *)j->out, j->len);
+  j->t->api->call_reply(j->c, (const uint8_t *)j->out, j->len);
   j->replied = 1;
-  g.api->dht_cancel(j->op);
+  j->t->api->dht_cancel(j->op);
   free(j);
 }
 
 static void first_done(int err, size_t n, void *ud) {
   (void)err, (void)n, (void)ud;
-  g.late++;
+  late++;
 }
 
 static void on_first(np_call *c, const uint8_t *req, size_t len, void *ud) {
-  job *j = job_new(c);
-  (void)ud;
+  job *j = job_new(c, ud);
   if (j)
-    started(j, g.api->dht_find_providers(g.p, req, len, 0, first_each,
+    started(j, j->t->api->dht_find_providers(j->t->p, req, len, 0, first_each,
                                          first_done, j, &j->op));
 }
 
 static void late_find(int err, const char *const *addrs, size_t n, void *ud) {
   (void)err, (void)addrs, (void)n, (void)ud;
-  g.late++;
+  late++;
 }
 
 /* Start a lookup of the peer and withdraw it at once. */
 static void on_cancel(np_call *c, const uint8_t *req, size_t len, void *ud) {
+  tp *t = ud;
   char *peer = text(req, len);
   np_dht_op *op = NULL;
-  int rv = peer ? g.api->dht_find_peer(g.p, peer, late_find, NULL, &op)
+  int rv = peer ? t->api->dht_find_peer(t->p, peer, late_find, NULL, &op)
                 : NP_ENOMEM;
   char b[32];
-  (void)ud;
   free(peer);
   if (rv == 0) {
-    g.api->dht_cancel(op);
-    g.api->call_reply(c, (const uint8_t *)"canceled", 8);
+    t->api->dht_cancel(op);
+    t->api->call_reply(c, (const uint8_t *)"canceled", 8);
     return;
   }
   snprintf(b, sizeof(b), "err=%d", rv);
-  g.api->call_reply(c, (const uint8_t *)b, strlen(b));
+  t->api->call_reply(c, (const uint8_t *)b, strlen(b));
 }
 
 static void on_late(np_call *c, const uint8_t *req, size_t len, void *ud) {
+  tp *t = ud;
   char b[32];
-  (void)req, (void)len, (void)ud;
-  snprintf(b, sizeof(b), "late=%u", g.late);
-  g.api->call_reply(c, (const uint8_t *)b, strlen(b));
+  (void)req, (void)len;
+  snprintf(b, sizeof(b), "late=%u", late);
+  t->api->call_reply(c, (const uint8_t *)b, strlen(b));
 }
 
+/* Runs while the plugin is loaded, or ASan sees |t| used after free. */
 static void hold_done(int err, const char *const *addrs, size_t n, void *ud) {
-  FILE *f = g.mark ? fopen(g.mark, "a") : NULL;
-  (void)addrs, (void)n, (void)ud;
+  tp *t = ud;
+  FILE *f = t->mark ? fopen(t->mark, "a") : NULL;
+  (void)addrs, (void)n;
   if (f) {
     fprintf(f, "done err=%d\n", err);
     fclose(f);
@@ -264,29 +265,33 @@ static int init(np_plugin *p, const np_host_api *api, void **ud) {
                   {"tp.dht.cancel", on_cancel},
                   {"tp.dht.late", on_late}};
   const char *hold;
-  int rv;
-  (void)ud;
+  tp *t;
+  int rv = 0;
   if (!NP_HAS(api, dht_cancel)) {
     api->log(p, NP_LOG_ERROR, "host older than ABI 1.3: no DHT entries");
     return NP_ENOTSUP;
   }
-  memset(&g, 0, sizeof(g));
-  g.api = api;
-  g.p = p;
-  g.mark = api->conf_get(p, "mark");
-  for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
-    if ((rv = api->register_unary(p, handlers[i].proto, handlers[i].cb,
-                                  NULL)) != 0)
-      return rv;
-  if ((hold = api->conf_get(p, "hold")) != NULL &&
-      (rv = api->dht_find_peer(p, hold, hold_done, NULL, NULL)) != 0)
+  if ((t = calloc(1, sizeof(*t))) == NULL)
+    return NP_ENOMEM;
+  t->api = api;
+  t->p = p;
+  t->mark = api->conf_get(p, "mark");
+  for (size_t i = 0; rv == 0 && i < sizeof(handlers) / sizeof(handlers[0]);
+       i++)
+    rv = api->register_unary(p, handlers[i].proto, handlers[i].cb, t);
+  if (rv == 0 && (hold = api->conf_get(p, "hold")) != NULL)
+    rv = api->dht_find_peer(p, hold, hold_done, t, NULL);
+  if (rv != 0) {
+    free(t); /* no shutdown follows a failed init */
     return rv;
+  }
+  *ud = t;
   return 0;
 }
 
 static void fini(np_plugin *p, void *ud) {
-  (void)p, (void)ud;
-  g.api = NULL; /* a callback after this would crash the test */
+  (void)p;
+  free(ud); /* a DHT callback after this is a use after free */
 }
 
 NP_PLUGIN_DEFINE("tp_dht", "1.0.0", init, fini)
