@@ -483,8 +483,8 @@ static void dht_provider_each(void *ud, const np_kad_provider *kp) {
   op->each_cb(id, n ? ptr : NULL, n, op->ud);
   op->in_each = 0;
   if (op->canceled) {
-    /* Canceled from inside |each|: the lookup ends now that it returned
-     * (np_kad is not asked to cancel from inside its own callback). */
+    /* Canceled from inside |each|: |op| was still in use until it
+     * returned; now it goes, and the lookup with it. */
     np_kad *kad = op->kad;
     np_kad_lookup *lk = op->lk;
     dht_unlink(op);
