@@ -105,7 +105,9 @@ typedef void (*np_net_ping_fn)(void *ud, int err, int64_t rtt_us);
 #define NP_NET_LAZY 1
 typedef struct np_net_ops {
   /* Connect to |peer| using |addrs| (binary multiaddrs; may be empty to
-   * use what the peerstore knows). */
+   * use what the peerstore knows). connect, open_stream and ping to a peer
+   * with no known address ask the router (np_host_set_router) first, once
+   * per dial, within |timeout_ms|; nothing found: NP_EUNREACH. */
   int (*connect)(void *net, const np_peerid *peer, const uint8_t *const *addrs,
                  const size_t *lens, size_t n, uint64_t timeout_ms,
                  np_net_done_fn cb, void *ud, void **handle);

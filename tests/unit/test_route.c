@@ -4,9 +4,10 @@
  * connects to hosts whose addresses it never had, and each succeeds after
  * one lookup shared by every waiter of the dial. A lookup that finds
  * nothing fails the dial with NP_EUNREACH in bounded time; canceling the
- * last waiter, or its timeout, withdraws the lookup; stopping a host (or
- * only its swarm) mid-lookup ends everything once, without touching freed
- * memory (run under ASan too). Every wait is bounded by a deadline. */
+ * last waiter, or its timeout, withdraws the lookup; lookups at once are
+ * bounded; stopping a host (or only its swarm) mid-lookup ends everything
+ * once, without touching freed memory (run under ASan too). Every wait is
+ * bounded by a deadline. */
 #include <ev.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -476,6 +477,38 @@ int main(void) {
     ok(w.done && w.err == NP_ETIMEDOUT, "it times out (%s)",
        np_errname(w.err));
     is_int((int)ct.cancels, 1, "and the lookup is withdrawn");
+    unwrap(a, &ct);
+  }
+
+  /* Lookups at once are bounded: past 32, a dial fails at once. */
+  {
+    int a = NDHT + 1;
+    void *net;
+    const np_net_ops *ops = np_host_net(H[a].h, &net);
+    np_identity ids[33];
+    void *hs[33];
+    waitv ws[33];
+    counter ct;
+    int rv = 0, started = 0;
+    wrap(a, &ct, 1);
+    for (int i = 0; i < 33; i++) {
+      np_identity_generate(&ids[i]);
+      memset(&ws[i], 0, sizeof(ws[i]));
+      hs[i] = NULL;
+      rv = ops->connect(net, &ids[i].id, NULL, NULL, 0, 20000, on_done,
+                        &ws[i], &hs[i]);
+      started += rv == 0;
+    }
+    ok(started == 32 && rv == NP_ELIMIT,
+       "32 lookups start, the 33rd dial is refused (%d, %s)", started,
+       np_errname(rv));
+    for (int i = 0; i < 33; i++) {
+      if (hs[i])
+        ops->cancel(net, hs[i]);
+      np_identity_clear(&ids[i]);
+    }
+    run_for(0.05);
+    is_int((int)ct.cancels, 32, "canceling them withdraws all 32");
     unwrap(a, &ct);
   }
 
