@@ -21,6 +21,7 @@
 #include "np_host.h"
 #include "np_identity.h"
 #include "np_kad.h"
+#include "np_kadmsg.h"
 #include "np_list.h"
 #include "np_log.h"
 #include "np_multiaddr.h"
@@ -477,6 +478,27 @@ int main(void) {
     ok(w.done && w.err == NP_ETIMEDOUT, "it times out (%s)",
        np_errname(w.err));
     is_int((int)ct.cancels, 1, "and the lookup is withdrawn");
+    unwrap(a, &ct);
+  }
+
+  /* The router's own protocol is never routed: the DHT's requests to a
+   * peer without addresses start no lookup of their own. */
+  {
+    int a = NDHT + 1;
+    void *net;
+    const np_net_ops *ops = np_host_net(H[a].h, &net);
+    const char *protos[1] = {NP_KADMSG_PROTOCOL};
+    waitv w;
+    counter ct;
+    int rv;
+    wrap(a, &ct, 1);
+    memset(&w, 0, sizeof(w));
+    rv = ops->open_stream(net, &ghost.id, protos, 1, 0, 5000, on_stream, &w,
+                          NULL);
+    ok(rv == NP_EUNREACH && ct.finds == 0,
+       "a stream of the DHT's protocol to an unknown peer: NP_EUNREACH at "
+       "once, no lookup (%s, finds %u)",
+       np_errname(rv), ct.finds);
     unwrap(a, &ct);
   }
 
