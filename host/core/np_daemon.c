@@ -37,7 +37,7 @@ struct np_daemon {
   np_swarm *swarm;
   void *mod_state[NMODULES];
   size_t nstarted; /* modules started, in host_modules order */
-  char *dht_proto;  /* the router's protocol (the conf may be reloaded) */
+  char *dht_proto; /* the router's protocol (the conf may be reloaded) */
   ev_signal sig_int, sig_term, sig_hup;
   int signals_on;
   int stopped;
@@ -79,8 +79,8 @@ static int modules_start(np_daemon *d) {
 /* Peer routing over the DHT: the swarm looks up peers it has no address
  * for. np_kad_find_peer's callback has the router's shape; a lookup that
  * succeeds has put the peer's addresses in the peerstore. */
-static int kad_route(void *rud, const np_peerid *peer, np_route_fn cb,
-                     void *ud, void **handle) {
+static int kad_route(void *rud, const np_peerid *peer, np_route_fn cb, void *ud,
+                     void **handle) {
   np_kad_lookup *lk = NULL;
   int rv = np_kad_find_peer(rud, peer, cb, ud, &lk);
   *handle = lk;

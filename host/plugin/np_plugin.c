@@ -343,7 +343,7 @@ static void api_stream_reset(np_stream *s) {
     s->ops->reset(s);
 }
 
-/* ---- DHT operations (ABI 1.3) ---------------------------------------------- */
+/* ---- DHT operations (ABI 1.3) -------------------------------------------- */
 
 enum { DHT_PEER = 1, DHT_GET, DHT_COUNT, DHT_PROVIDERS };
 
@@ -353,12 +353,12 @@ struct np_dht_op {
   int kind;
   np_kad *kad; /* the one it runs on */
   np_kad_lookup *lk;
-  np_dht_addrs_cb addrs_cb;     /* DHT_PEER */
-  np_done_cb value_cb;          /* DHT_GET */
-  np_dht_count_cb count_cb;     /* DHT_COUNT, DHT_PROVIDERS (done) */
-  np_dht_provider_cb each_cb;   /* DHT_PROVIDERS */
+  np_dht_addrs_cb addrs_cb;   /* DHT_PEER */
+  np_done_cb value_cb;        /* DHT_GET */
+  np_dht_count_cb count_cb;   /* DHT_COUNT, DHT_PROVIDERS (done) */
+  np_dht_provider_cb each_cb; /* DHT_PROVIDERS */
   void *ud;
-  size_t found;                 /* providers reported */
+  size_t found; /* providers reported */
   int in_each, canceled;
 };
 
@@ -609,9 +609,8 @@ static int api_dht_provide(np_plugin *p, const uint8_t *key, size_t keylen,
 
 static int api_dht_find_providers(np_plugin *p, const uint8_t *key,
                                   size_t keylen, size_t max,
-                                  np_dht_provider_cb each,
-                                  np_dht_count_cb done, void *ud,
-                                  np_dht_op **pop) {
+                                  np_dht_provider_cb each, np_dht_count_cb done,
+                                  void *ud, np_dht_op **pop) {
   np_dht_op *op;
   int rv;
   if (pop)

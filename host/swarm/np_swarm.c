@@ -1136,8 +1136,7 @@ static void dial_routed(void *ud, int err, const np_peerid *peer) {
       return;
     }
     if (d->n > had) {
-      np_info("swarm", "peer-routing-found peer=%s addrs=%zu", esc,
-              d->n - had);
+      np_info("swarm", "peer-routing-found peer=%s addrs=%zu", esc, d->n - had);
       if (!d->stagger_on && d->next < d->n)
         dial_next(d);
       return;
@@ -1163,8 +1162,8 @@ static int dial_route(dialing *d, const op *o) {
     return NP_EUNREACH; /* no address known, no way to find one */
   np_peerid_to_string(&d->peer, esc, sizeof(esc));
   if (sw->routing >= MAX_ROUTING) {
-    np_warn("swarm", "peer-routing-failed peer=%s why=\"%zu lookups under "
-                     "way\"", esc, sw->routing);
+    np_warn("swarm", "peer-routing-failed peer=%s why=\"%zu lookups at once\"",
+            esc, sw->routing);
     return NP_ELIMIT;
   }
   d->router = *r;
@@ -1228,8 +1227,7 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
      * address, a hole punch), not what the peerstore knows. */
     if (!o->fresh)
       dial_add_known(d);
-    if (d->n == 0 &&
-        (rv = o->fresh ? NP_EUNREACH : dial_route(d, o)) != 0) {
+    if (d->n == 0 && (rv = o->fresh ? NP_EUNREACH : dial_route(d, o)) != 0) {
       free(d);
       op_unstart(o);
       return rv;

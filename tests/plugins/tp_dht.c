@@ -142,8 +142,8 @@ static void on_put(np_call *c, const uint8_t *req, size_t len, void *ud) {
   if (j == NULL)
     return;
   started(j, j->t->api->dht_put_value(j->t->p, req, klen, nl ? nl + 1 : NULL,
-                                  nl ? len - klen - 1 : 0, count_done, j,
-                                  NULL));
+                                      nl ? len - klen - 1 : 0, count_done, j,
+                                      NULL));
 }
 
 static void on_provide(np_call *c, const uint8_t *req, size_t len, void *ud) {
@@ -152,8 +152,8 @@ static void on_provide(np_call *c, const uint8_t *req, size_t len, void *ud) {
     started(j, j->t->api->dht_provide(j->t->p, req, len, count_done, j, NULL));
 }
 
-static void provider_each(const char *peer, const char *const *addrs,
-                          size_t n, void *ud) {
+static void provider_each(const char *peer, const char *const *addrs, size_t n,
+                          void *ud) {
   job *j = ud;
   (void)addrs, (void)n;
   put(j, " %s", peer);
@@ -177,12 +177,12 @@ static void providers_done(int err, size_t n, void *ud) {
   finish(j);
 }
 
-static void on_providers(np_call *c, const uint8_t *req, size_t len,
-                         void *ud) {
+static void on_providers(np_call *c, const uint8_t *req, size_t len, void *ud) {
   job *j = job_new(c, ud);
   if (j)
-    started(j, j->t->api->dht_find_providers(j->t->p, req, len, 0, provider_each,
-                                         providers_done, j, NULL));
+    started(j,
+            j->t->api->dht_find_providers(j->t->p, req, len, 0, provider_each,
+                                          providers_done, j, NULL));
 }
 
 /* The first provider, then the operation is canceled from inside |each|:
@@ -207,7 +207,7 @@ static void on_first(np_call *c, const uint8_t *req, size_t len, void *ud) {
   job *j = job_new(c, ud);
   if (j)
     started(j, j->t->api->dht_find_providers(j->t->p, req, len, 0, first_each,
-                                         first_done, j, &j->op));
+                                             first_done, j, &j->op));
 }
 
 static void late_find(int err, const char *const *addrs, size_t n, void *ud) {
@@ -276,8 +276,7 @@ static int init(np_plugin *p, const np_host_api *api, void **ud) {
   t->api = api;
   t->p = p;
   t->mark = api->conf_get(p, "mark");
-  for (size_t i = 0; rv == 0 && i < sizeof(handlers) / sizeof(handlers[0]);
-       i++)
+  for (size_t i = 0; rv == 0 && i < sizeof(handlers) / sizeof(handlers[0]); i++)
     rv = api->register_unary(p, handlers[i].proto, handlers[i].cb, t);
   if (rv == 0 && (hold = api->conf_get(p, "hold")) != NULL)
     rv = api->dht_find_peer(p, hold, hold_done, t, NULL);

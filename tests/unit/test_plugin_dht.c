@@ -70,8 +70,8 @@ static np_conf *make_conf(const char *extra) {
            "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\nlog_level = "
            "error\n[dht]\nmode = server\n[plugins]\nautoload = no\n%s",
            extra ? extra : "");
-  if (np_conf_load_string(&c, "mem.ini", ini, strlen(ini), err,
-                          sizeof(err)) != 0) {
+  if (np_conf_load_string(&c, "mem.ini", ini, strlen(ini), err, sizeof(err)) !=
+      0) {
     printf("# conf: %s\n", err);
     return NULL;
   }
@@ -147,8 +147,7 @@ static const char *call(int i, const char *proto, const char *req, size_t len,
   return r->done ? (r->err ? "(call failed)" : r->data) : "(no answer)";
 }
 
-static const char *calls(int i, const char *proto, const char *req,
-                         result *r) {
+static const char *calls(int i, const char *proto, const char *req, result *r) {
   return call(i, proto, req, strlen(req), r);
 }
 
@@ -242,8 +241,7 @@ int main(void) {
     }
   }
   ok(ok_all, "%d hosts bootstrap from host 0", NH - 1);
-  ok(load_tp_dht(1, why, sizeof(why)) == 0, "tp_dht loads on host 1 (%s)",
-     why);
+  ok(load_tp_dht(1, why, sizeof(why)) == 0, "tp_dht loads on host 1 (%s)", why);
 
   /* find peer */
   snprintf(want, sizeof(want), "ok n=1 %s", H[6].addr);
@@ -284,8 +282,7 @@ int main(void) {
                         (const uint8_t *)"world", 5, on_count, &w, &lk) == 0,
        "host 6 puts /tp/k2");
     run_until(&w.done, 35);
-    ok(w.done && w.err == 0, "stored (%s, %zu peers)", np_errname(w.err),
-       w.n);
+    ok(w.done && w.err == 0, "stored (%s, %zu peers)", np_errname(w.err), w.n);
     is_str(calls(1, "tp.dht.get", "/tp/k2", &r), "ok world",
            "dht_get_value: the value host 6 put");
   }
@@ -347,8 +344,8 @@ int main(void) {
     np_conf *c;
     np_peerid_to_string(&ghost.id, g, sizeof(g));
     snprintf(m, sizeof(m), "%s/mark-unload", dir);
-    snprintf(extra, sizeof(extra), "[plugin.tp_dht]\nhold = %s\nmark = %s\n",
-             g, m);
+    snprintf(extra, sizeof(extra), "[plugin.tp_dht]\nhold = %s\nmark = %s\n", g,
+             m);
     snprintf(want, sizeof(want), "done err=%d\n", NP_ECANCELED);
     /* The plugin's section names the held peer; the lookup starts in
      * init. */
@@ -367,8 +364,8 @@ int main(void) {
 
     /* The host stopping with a lookup pending. */
     snprintf(m, sizeof(m), "%s/mark-stop", dir);
-    snprintf(extra, sizeof(extra), "[plugin.tp_dht]\nhold = %s\nmark = %s\n",
-             g, m);
+    snprintf(extra, sizeof(extra), "[plugin.tp_dht]\nhold = %s\nmark = %s\n", g,
+             m);
     np_conf_del(c);
     c = make_conf(extra);
     ok(c && np_plugins_load_file(np_daemon_plugins(H[3].d), c, path, why,

@@ -29,8 +29,8 @@
 #include "np_stream.h"
 #include "tap.h"
 
-#define NDHT 20  /* hosts in the DHT, bootstrapped from host 0 */
-#define NALL 30  /* plus newcomers that know only host 0 */
+#define NDHT 20 /* hosts in the DHT, bootstrapped from host 0 */
+#define NALL 30 /* plus newcomers that know only host 0 */
 #define CALL_PROTO "/test/route/call"
 #define ECHO_PROTO "/test/route/echo"
 
@@ -101,8 +101,7 @@ static int host_up(int i) {
   np_peerid_to_string(&H[i].id.id, H[i].peer, sizeof(H[i].peer));
   if ((rv = np_daemon_start(H[i].d, NP_DAEMON_NET)) != 0)
     return rv;
-  if (np_daemon_module(H[i].d, "kad") == NULL ||
-      np_host_router(H[i].h) == NULL)
+  if (np_daemon_module(H[i].d, "kad") == NULL || np_host_router(H[i].h) == NULL)
     return -2; /* the daemon installs the DHT as the router */
   np_list_init(&H[i].pending);
   np_list_init(&H[i].streams);
@@ -190,8 +189,9 @@ static int newcomer_up(int i) {
   if (!w.done || w.err)
     return w.done ? w.err : -1000;
   /* The table learns host 0 from its identify. */
-  for (int t = 0; t < 100 && np_kbucket_size(np_kad_table(
-                                 np_daemon_module(H[i].d, "kad"))) == 0;
+  for (int t = 0;
+       t < 100 &&
+       np_kbucket_size(np_kad_table(np_daemon_module(H[i].d, "kad"))) == 0;
        t++)
     run_for(0.02);
   return 0;
@@ -403,8 +403,7 @@ int main(void) {
        "connected to host %d (%s)", z, np_errname(w.err));
     wrap(a, &ct, 0);
     memset(&w, 0, sizeof(w));
-    rv = ops->connect(net, &H[a].id.id, NULL, NULL, 0, 5000, on_done, &w,
-                      NULL);
+    rv = ops->connect(net, &H[a].id.id, NULL, NULL, 0, 5000, on_done, &w, NULL);
     if (rv == 0)
       run_until(&w.done, 6);
     ok(rv != 0 || (w.done && w.err != 0), "a dial to oneself fails (%s)",
@@ -422,8 +421,8 @@ int main(void) {
     waitv w;
     double t0 = now_s();
     memset(&w, 0, sizeof(w));
-    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 60000, on_done, &w,
-                    NULL) == 0,
+    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 60000, on_done, &w, NULL) ==
+           0,
        "connect to an absent peer starts");
     run_until(&w.done, 40);
     ok(w.done && w.calls == 1 && w.err == NP_EUNREACH,
@@ -445,10 +444,10 @@ int main(void) {
     wrap(a, &ct, 1);
     memset(&w1, 0, sizeof(w1));
     memset(&w2, 0, sizeof(w2));
-    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 20000, on_done, &w1,
-                    &h1) == 0 &&
-           ops->open_stream(net, &ghost.id, protos, 1, 0, 20000, on_stream,
-                            &w2, &h2) == 0,
+    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 20000, on_done, &w1, &h1) ==
+               0 &&
+           ops->open_stream(net, &ghost.id, protos, 1, 0, 20000, on_stream, &w2,
+                            &h2) == 0,
        "two waiters on a held lookup");
     run_for(0.05);
     is_int((int)ct.finds, 1, "one lookup");
@@ -471,12 +470,10 @@ int main(void) {
     counter ct;
     wrap(a, &ct, 1);
     memset(&w, 0, sizeof(w));
-    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 300, on_done, &w, NULL) ==
-           0,
+    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 300, on_done, &w, NULL) == 0,
        "connect with a 300 ms timeout on a held lookup");
     run_until(&w.done, 3);
-    ok(w.done && w.err == NP_ETIMEDOUT, "it times out (%s)",
-       np_errname(w.err));
+    ok(w.done && w.err == NP_ETIMEDOUT, "it times out (%s)", np_errname(w.err));
     is_int((int)ct.cancels, 1, "and the lookup is withdrawn");
     unwrap(a, &ct);
   }
@@ -517,8 +514,8 @@ int main(void) {
       np_identity_generate(&ids[i]);
       memset(&ws[i], 0, sizeof(ws[i]));
       hs[i] = NULL;
-      rv = ops->connect(net, &ids[i].id, NULL, NULL, 0, 20000, on_done,
-                        &ws[i], &hs[i]);
+      rv = ops->connect(net, &ids[i].id, NULL, NULL, 0, 20000, on_done, &ws[i],
+                        &hs[i]);
       started += rv == 0;
     }
     ok(started == 32 && rv == NP_ELIMIT,
@@ -544,8 +541,7 @@ int main(void) {
     counter ct;
     wrap(a, &ct, 0);
     memset(&w, 0, sizeof(w));
-    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 20000, on_done, &w, &h) ==
-           0,
+    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 20000, on_done, &w, &h) == 0,
        "connect to an absent peer through the DHT");
     ops->cancel(net, h); /* its first requests are out */
     run_for(2.0);
@@ -566,8 +562,8 @@ int main(void) {
     ok(newcomer_up(a) == 0, "newcomer %d up", a);
     ops = np_host_net(H[a].h, &net);
     memset(&w, 0, sizeof(w));
-    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 20000, on_done, &w,
-                    NULL) == 0,
+    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 20000, on_done, &w, NULL) ==
+           0,
        "connect to an absent peer starts");
     host_down(a); /* the lookup's first requests are out */
     ok(w.calls == 1 && w.err == NP_ECANCELED,
@@ -587,16 +583,15 @@ int main(void) {
     wrap(a, &ct, 1);
     ops = np_host_net(H[a].h, &net);
     memset(&w, 0, sizeof(w));
-    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 20000, on_done, &w,
-                    NULL) == 0,
+    ok(ops->connect(net, &ghost.id, NULL, NULL, 0, 20000, on_done, &w, NULL) ==
+           0,
        "connect on a held lookup");
     run_for(0.02);
     /* The daemon removes the router before its modules stop; a router
      * nobody removes is still withdrawn by the swarm. */
     host_down(a);
     ok(ct.finds == 1 && ct.cancels == 1 && ct.held == NULL,
-       "the swarm withdrew the lookup on its way out (cancels %u)",
-       ct.cancels);
+       "the swarm withdrew the lookup on its way out (cancels %u)", ct.cancels);
     ok(w.calls == 1 && w.err == NP_ECANCELED, "the waiter heard once (%s)",
        np_errname(w.err));
   }
