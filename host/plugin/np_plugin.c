@@ -360,6 +360,7 @@ struct np_dht_op {
   void *ud;
   size_t found; /* providers reported */
   int in_each, canceled;
+  int ending; /* its final callback runs: a cancel from inside is a no-op */
 };
 
 /* Multiaddr text of up to DHT_ADDRS_MAX binary addresses; returns how many
@@ -416,7 +417,8 @@ static int dht_started(np_dht_op *op, int rv, np_dht_op **pop) {
   return 0;
 }
 
-/* The final callback is about to run: the op leaves its plugin. */
+/* The op leaves its plugin (its final callback is about to run, or it is
+ * withdrawn). */
 static void dht_unlink(np_dht_op *op) {
   if (np_list_empty(&op->link))
     return; /* already out (canceled from inside |each|) */
@@ -431,6 +433,7 @@ static void dht_peer_done(void *ud, int err, const np_peerid *peer) {
   const char *ptr[DHT_ADDRS_MAX];
   size_t n = 0;
   dht_unlink(op);
+  op->ending = 1;
   if (err == 0) {
     np_host *h = op->p->pm->host;
     np_ps_peer *pp = np_peerstore_get(np_host_peerstore(h), peer);
@@ -450,6 +453,7 @@ static void dht_peer_done(void *ud, int err, const np_peerid *peer) {
 static void dht_value_done(void *ud, int err, const uint8_t *val, size_t len) {
   np_dht_op *op = ud;
   dht_unlink(op);
+  op->ending = 1;
   op->value_cb(err, err == 0 ? val : NULL, err == 0 ? len : 0, op->ud);
   free(op);
 }
@@ -457,6 +461,7 @@ static void dht_value_done(void *ud, int err, const uint8_t *val, size_t len) {
 static void dht_count_done(void *ud, int err, size_t n) {
   np_dht_op *op = ud;
   dht_unlink(op);
+  op->ending = 1;
   op->count_cb(err, err == 0 ? n : 0, op->ud);
   free(op);
 }
@@ -464,6 +469,7 @@ static void dht_count_done(void *ud, int err, size_t n) {
 static void dht_providers_done(void *ud, int err) {
   np_dht_op *op = ud;
   dht_unlink(op);
+  op->ending = 1;
   op->count_cb(err, op->found, op->ud);
   free(op);
 }
@@ -496,6 +502,8 @@ static void dht_provider_each(void *ud, const np_kad_provider *kp) {
 /* Withdraw |op| (the plugin's cancel, or its unloading: |notify| then
  * runs its final callback with NP_ECANCELED first). */
 static void dht_end(np_dht_op *op, int notify) {
+  if (op->ending)
+    return; /* inside its final callback: freed when that returns */
   if (op->in_each) {
     op->canceled = 1; /* dht_provider_each finishes the job */
     dht_unlink(op);

@@ -210,6 +210,26 @@ static void on_first(np_call *c, const uint8_t *req, size_t len, void *ud) {
                                              first_done, j, &j->op));
 }
 
+/* dht_cancel from inside |done| is harmless (ASan: no double free). */
+static void selfcancel_done(int err, const char *const *addrs, size_t n,
+                            void *ud) {
+  job *j = ud;
+  j->t->api->dht_cancel(j->op);
+  find_done(err, addrs, n, ud);
+}
+
+static void on_selfcancel(np_call *c, const uint8_t *req, size_t len,
+                          void *ud) {
+  job *j = job_new(c, ud);
+  char *peer = text(req, len);
+  if (j && peer)
+    started(j, j->t->api->dht_find_peer(j->t->p, peer, selfcancel_done, j,
+                                        &j->op));
+  else if (j)
+    finish(j);
+  free(peer);
+}
+
 static void late_find(int err, const char *const *addrs, size_t n, void *ud) {
   (void)err, (void)addrs, (void)n, (void)ud;
   late++;
@@ -263,6 +283,7 @@ static int init(np_plugin *p, const np_host_api *api, void **ud) {
                   {"tp.dht.providers", on_providers},
                   {"tp.dht.first", on_first},
                   {"tp.dht.cancel", on_cancel},
+                  {"tp.dht.selfcancel", on_selfcancel},
                   {"tp.dht.late", on_late}};
   const char *hold;
   tp *t;

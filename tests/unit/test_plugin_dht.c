@@ -254,6 +254,9 @@ int main(void) {
     is_str(calls(1, "tp.dht.find", g, &r), want,
            "dht_find_peer of a peer nobody knows: NP_ENOENT");
   }
+  snprintf(want, sizeof(want), "ok n=1 %s", H[5].addr);
+  is_str(calls(1, "tp.dht.selfcancel", H[5].peer, &r), want,
+         "dht_cancel from inside done does nothing more");
   snprintf(want, sizeof(want), "err=%d", NP_EINVAL);
   is_str(calls(1, "tp.dht.find", "not-a-peer-id", &r), want,
          "a malformed peer ID: NP_EINVAL at once");

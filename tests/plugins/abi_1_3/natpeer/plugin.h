@@ -206,7 +206,8 @@ typedef struct np_host_api {
                             size_t max, np_dht_provider_cb each,
                             np_dht_count_cb done, void *ud, np_dht_op **op);
   /* Withdraw |op|: none of its callbacks runs any more (from inside its
-   * |each| too). Not after its |done| returned. */
+   * |each| too). From inside its |done| it does nothing; after |done|
+   * returned, |op| is gone and must not be passed. */
   void (*dht_cancel)(np_dht_op *op);
 } np_host_api;
 
