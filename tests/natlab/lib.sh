@@ -29,7 +29,7 @@ lab_cleanup() {
     echo "# KEEP: lab $LAB and $T left; remove with: $NATLAB teardown $LAB" >&2
     return
   fi
-  if [ "$LAB_UP" = 1 ]; then "$NATLAB" teardown "$LAB" >/dev/null 2>&1; fi
+  if [ "$LAB_UP" = 1 ]; then bash "$NATLAB" teardown "$LAB" >/dev/null 2>&1; fi
   cleanup
 }
 trap lab_cleanup EXIT
@@ -48,10 +48,10 @@ watchdog() {
 # natlab.sh goes to $T/natlab.log.
 lab_setup() {
   LAB_UP=1
-  NATLAB_OWNER=$$ "$NATLAB" setup "$LAB" "$1" "$2" >>"$T/natlab.log" 2>&1
+  NATLAB_OWNER=$$ bash "$NATLAB" setup "$LAB" "$1" "$2" >>"$T/natlab.log" 2>&1
 }
 # lab CMD ARGS...: natlab.sh CMD on this test's lab (lab exec private-1 ...).
-lab() { local c=$1; shift; "$NATLAB" "$c" "$LAB" "$@"; }
+lab() { local c=$1; shift; bash "$NATLAB" "$c" "$LAB" "$@"; }
 # probe NODE who|rtt|listen|knock ARGS...: natprobe.py inside NODE.
 probe() { local node=$1; shift; lab exec "$node" python3 "$NATPROBE" "$@"; }
 # bail REASON: the test cannot go on (TAP "Bail out!", exit 99).

@@ -224,7 +224,9 @@ impair_one() { # NODE DELAY_MS|off LOSS DEV
   q=$(nx "$n" ip -o link show dev "$dev" | cut -d: -f1) || die "no device $dev in $n"
   pidf=$RUN/$NAME/impair.$n.$dev
   nx "$n" tc qdisc del dev "$dev" root 2>/dev/null || true
-  while nx "$n" iptables -t mangle -D POSTROUTING -o "$dev" -j NFQUEUE --queue-num "$q" --queue-bypass 2>/dev/null; do :; done
+  local i; for i in 1 2 3 4; do   # impair adds one rule; a few are plenty
+    nx "$n" iptables -t mangle -D POSTROUTING -o "$dev" -j NFQUEUE --queue-num "$q" --queue-bypass 2>/dev/null || break
+  done
   if [[ -f $pidf ]]; then kill "$(cat "$pidf")" 2>/dev/null || true; rm -f "$pidf"; fi
   [[ $d == off ]] && { echo "$n/$dev: impairment removed"; return; }
   if nx "$n" tc qdisc add dev "$dev" root netem delay "${d}ms" loss "${loss}%" 2>/dev/null; then
@@ -236,7 +238,7 @@ impair_one() { # NODE DELAY_MS|off LOSS DEV
   ip netns exec "$(ns "$n")" "$PY" "$PROBE" delayer "$q" "$d" "$loss" \
     >"$RUN/$NAME/impair.$n.$dev.log" 2>&1 </dev/null &
   echo $! >"$pidf"
-  local i; for i in $(seq 30); do   # bound queue printed = ready (at most 3 s)
+  for i in $(seq 30); do   # the delayer prints once it has bound the queue (at most 3 s)
     grep -q '^delayer' "$RUN/$NAME/impair.$n.$dev.log" 2>/dev/null && break
     kill -0 "$(cat "$pidf")" 2>/dev/null || break; sleep 0.1
   done
