@@ -56,6 +56,12 @@ lab() { local c=$1; shift; bash "$NATLAB" "$c" "$LAB" "$@"; }
 probe() { local node=$1; shift; lab exec "$node" python3 "$NATPROBE" "$@"; }
 # bail REASON: the test cannot go on (TAP "Bail out!", exit 99).
 bail() { echo "Bail out! $*"; exit 99; }
+# need "description" command...: a check the rest of the test depends on.
+need() {
+  local d=$1
+  shift
+  if "$@"; then pass "$d"; else fail "$d"; bail "$d: failed"; fi
+}
 
 # start_host NAME NODE MODE BOOTSTRAP PLUGINS: natpeer-host in lab NODE,
 # listening on the node's address, port 4001 (QUIC and TCP). Sets

@@ -6,13 +6,14 @@
   rtt HOST:PORT [N]      median round trip (ms) of N requests to a reflector
   probe PUB1 PUB2 P1 P2 [--brief]   RFC 4787 mapping + filtering class
   listen PORT SECS       count UDP datagrams and TCP connects on PORT for SECS
+                         (or until SIGTERM)
   knock HOST:PORT        send 3 UDP datagrams, try one TCP connect (1 s)
   delayer QNUM DELAY_MS LOSS_PCT   NFQUEUE egress delay/loss (no netem here)
 
 Every wait is bounded; nothing here runs forever except server and delayer,
 which natlab.sh starts inside the lab and kills at teardown.
 """
-import heapq, itertools, random, select, socket, struct, sys, time
+import heapq, itertools, random, select, signal, socket, struct, sys, time
 
 
 def udp(port=0):
@@ -154,26 +155,38 @@ def probe(pub1, pub2, p1, p2, *opts):
 
 
 # ------------------------------------------------------------ reachability
+class Stop(Exception):
+    pass
+
+
+def stop_on_term(*_):
+    raise Stop()
+
+
 def listen(port, secs):
-    """Count what arrives on UDP and TCP PORT for SECS seconds. Prints
-    "ready" once both sockets are bound, then "udp=N tcp=M"."""
+    """Count what arrives on UDP and TCP PORT for SECS seconds, or until
+    SIGTERM. Prints "ready" once both sockets are bound, then "udp=N tcp=M"."""
     port, end = int(port), time.time() + float(secs)
     u = udp(port)
     t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     t.bind(("0.0.0.0", port))
     t.listen(8)
-    print("ready", flush=True)
     nu = nt = 0
-    while (left := end - time.time()) > 0:
-        for s in select.select([u, t], [], [], left)[0]:
-            if s is u:
-                u.recvfrom(2048)
-                nu += 1
-            else:
-                c, _ = t.accept()
-                c.close()
-                nt += 1
+    signal.signal(signal.SIGTERM, stop_on_term)
+    print("ready", flush=True)
+    try:
+        while (left := end - time.time()) > 0:
+            for s in select.select([u, t], [], [], left)[0]:
+                if s is u:
+                    u.recvfrom(2048)
+                    nu += 1
+                else:
+                    c, _ = t.accept()
+                    c.close()
+                    nt += 1
+    except Stop:
+        pass
     print("udp=%d tcp=%d" % (nu, nt), flush=True)
 
 
