@@ -12,6 +12,9 @@ NATLAB="$top_srcdir/tests/natlab/natlab.sh"
 NATPROBE="$top_srcdir/tests/natlab/natprobe.py"
 CLI="$top_builddir/host/natpeer-cli"
 LAB=nl$$
+# The lab's "internet": documentation prefixes natpeer is told to count as
+# public ([nat] treat_as_public).
+LAB_PUBLIC="192.0.2.0/24 198.51.100.0/24 203.0.113.0/24"
 LAB_UP=0
 WATCHDOG=""
 
@@ -83,6 +86,8 @@ peers = $boot
 connect_timeout = 5s
 [dht]
 mode = $mode
+[nat]
+treat_as_public = $LAB_PUBLIC
 [limits]
 call_timeout = 15s
 [plugins]
