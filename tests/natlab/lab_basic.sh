@@ -8,7 +8,7 @@
 # public address, (c) identify tells a private host its NAT's public address
 # and it is confirmed, (d) calls through the NAT work, and the direct
 # private-2 -> private-1 dial -- the gap DCUtR will close -- fails cleanly
-# within the dial timeout. About 30 s; root only.
+# within the dial timeout. About 20 s; root only.
 . "$(dirname "$0")/lib.sh"
 watchdog 150
 t0=$(date +%s)
@@ -44,8 +44,7 @@ check "lab: private-1 <-> public-2 round trip is at least 2 x 20 ms (median $rtt
 
 # Unsolicited traffic: listeners on private-1 and (control) public-2, port
 # 4001 UDP and TCP, for at most 15 s. Nothing from the internet side may
-# reach private-1.
-# (ip netns exec execs python, so $! is the listener itself)
+# reach private-1. (ip netns exec execs python, so $! is the listener.)
 ip netns exec "$(lab netns private-1)" python3 "$NATPROBE" listen 4001 15 >"$T/listen1" 2>&1 &
 l1=$!
 ip netns exec "$(lab netns public-2)" python3 "$NATPROBE" listen 4001 15 >"$T/listen2" 2>&1 &
