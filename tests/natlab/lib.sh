@@ -26,23 +26,38 @@ natlab_skip() {
 [ "$(id -u)" -eq 0 ] || natlab_skip "needs root (network namespaces)"
 
 # KEEP=1 leaves the lab, its hosts and $T in place for a look afterwards.
+# A fired watchdog turns any ending into "Bail out!" (exit 99).
 lab_cleanup() {
+  local st=$?
+  trap '' INT TERM HUP # the watchdog's signal must not cut this short
   if [ -n "$WATCHDOG" ]; then kill "$WATCHDOG" 2>/dev/null; fi
+  if [ -f "$T/watchdog.fired" ]; then
+    echo "Bail out! watchdog: the test ran longer than $(cat "$T/watchdog.fired") s"
+    st=99
+  fi
   if [ -n "${KEEP:-}" ]; then
     echo "# KEEP: lab $LAB and $T left; remove with: $NATLAB teardown $LAB" >&2
-    return
+    exit $st
   fi
   if [ "$LAB_UP" = 1 ]; then bash "$NATLAB" teardown "$LAB" >/dev/null 2>&1; fi
   cleanup
+  exit $st
 }
 trap lab_cleanup EXIT
 
-# watchdog SECONDS: a hung step ends the test (SIGTERM -> exit 1 -> teardown).
+# watchdog SECONDS: a hung step ends the test. The shell runs its TERM trap
+# (exit 1 -> teardown) only once the foreground command returns, so the
+# watchdog first tears the lab down: whatever runs in it, or waits on it,
+# ends.
 watchdog() {
   (
     trap 'kill $s 2>/dev/null; exit 0' TERM
     sleep "$1" & s=$!
-    wait $s && { echo "# watchdog: test still running after $1 s" >&2; kill -TERM $$; }
+    if wait $s; then
+      echo "$1" >"$T/watchdog.fired"
+      bash "$NATLAB" teardown "$LAB" >/dev/null 2>&1 # (LAB_UP is a copy here)
+      kill -TERM $$
+    fi
   ) &
   WATCHDOG=$!
 }

@@ -189,20 +189,21 @@ cmd_teardown() {
   NAME=${1:-}; check_name
   local n p i left
   for n in $(lab_netns); do   # only processes living inside this lab's namespaces
-    for p in $(ip netns pids "$n"); do kill "$p" 2>/dev/null || true; done
+    for p in $(ip netns pids "$n" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
   done
   for i in $(seq 20); do      # up to 2 s for a clean exit, then SIGKILL
     left=0
-    for n in $(lab_netns); do [[ -n $(ip netns pids "$n") ]] && left=1; done
+    for n in $(lab_netns); do [[ -n $(ip netns pids "$n" 2>/dev/null) ]] && left=1; done
     [[ $left == 0 ]] && break; sleep 0.1
   done
   for n in $(lab_netns); do
-    for p in $(ip netns pids "$n"); do kill -9 "$p" 2>/dev/null || true; done
+    for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
     # Deleting the namespace destroys its veths, bridge, nft tables and
-    # iptables rules with it.
-    ip netns del "$n"
+    # iptables rules with it. (Another teardown may have just done it.)
+    ip netns del "$n" 2>/dev/null || true
   done
   rm -rf "${RUN:?}/$NAME"
+  [[ -z $(lab_netns) ]] || die "lab $NAME: could not delete $(lab_netns | tr '\n' ' ')"
   echo "lab $NAME removed"
 }
 
