@@ -76,16 +76,16 @@ check "lab: control: public-2 got its 3 datagrams and 1 connection ($(tail -n 1 
   grep -qx "udp=3 tcp=1" "$T/listen2"
 
 # ---- natpeer hosts ------------------------------------------------------------
-# Private hosts are DHT clients by configuration: in auto mode an observed
-# public address (their NAT's) already makes them servers, which nobody can
-# reach until AutoNAT checks reachability.
+# Private hosts run the DHT in auto mode too: their observed address is
+# public (treat_as_public) but their NAT's, not one of their own, so they
+# must stay clients (nobody could reach them as servers).
 start_host pub1 public-1 auto "" hello
 need "public-1 starts" host_ready pub1
 for i in 2 3 4; do start_host "pub$i" "public-$i" auto "$pub1_addr" hello; done
 for i in 2 3 4; do need "public-$i starts" host_ready "pub$i"; done
 boot="$pub1_addr $pub2_addr $pub3_addr $pub4_addr"
-start_host priv1 private-1 client "$boot" hello
-start_host priv2 private-2 client "$boot" ""
+start_host priv1 private-1 auto "$boot" hello
+start_host priv2 private-2 auto "$boot" ""
 need "private-1 starts" host_ready priv1
 need "private-2 starts" host_ready priv2
 for i in 1 2 3 4; do
@@ -147,6 +147,8 @@ for pv in priv1 priv2; do
     wait_for "$T/$pv/log" "nat mapping-learned transport=udp mapping=independent" 10
   check "$pv: and no other external address is confirmed" \
     sh -c '[ "$(grep -c "nat external-address-confirmed" "$1")" -eq 1 ]' _ "$T/$pv/log"
+  check "$pv: stays a DHT client in auto mode (the public address is its NAT's)" \
+    sh -c '! grep -q "kad mode-server" "$1"' _ "$T/$pv/log"
 done
 
 # ---- (d) calls ----------------------------------------------------------------
