@@ -27,6 +27,8 @@ struct np_host {
   void *remote_ud;
   np_module_find_fn module_find;
   void *module_ud;
+  np_router router;
+  int router_on;
 };
 
 enum { OUT_ACTIVE = 1, OUT_DELIVERING, OUT_CANCELED };
@@ -97,6 +99,17 @@ void np_host_set_module_find(np_host *h, np_module_find_fn fn, void *ud) {
 
 void *np_host_module(np_host *h, const char *name) {
   return h->module_find ? h->module_find(h->module_ud, name) : NULL;
+}
+
+void np_host_set_router(np_host *h, const np_router *r) {
+  memset(&h->router, 0, sizeof(h->router));
+  h->router_on = r != NULL;
+  if (r)
+    h->router = *r;
+}
+
+const np_router *np_host_router(const np_host *h) {
+  return h->router_on ? &h->router : NULL;
 }
 
 void np_host_set_unary_server(np_host *h, const np_stream_cbs *cbs,
