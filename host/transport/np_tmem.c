@@ -246,9 +246,11 @@ static void m_del(np_transport *pt) {
   free(t);
 }
 
+/* dial_new_port is m_dial: there are no ports and no NAT in memory. */
 static const np_transport_ops tmem_ops = {
     NP_TRANSPORT_MEM, m_can_dial,    m_dial,       m_listen,
-    m_listen_count,   m_listen_addr, m_conn_count, m_del};
+    m_listen_count,   m_listen_addr, m_conn_count, m_del,
+    m_dial};
 
 void np_tmem_config_default(np_tmem_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
