@@ -5,8 +5,9 @@
 //                      [--protocol /ipfs/kad/1.0.0] [--max-lifetime 240]
 //       listens on 127.0.0.1 (port 0), prints its multiaddr (with /p2p/) as
 //       the first stdout line, dials the bootstrap peers, waits (at most
-//       15 s) until one of them is in its routing table, looks up its own ID,
-//       then prints {"event":"ready", ...}. It answers unary js.hello
+//       15 s) until one of them is in its routing table, then prints
+//       {"event":"ready", ...}. It runs no self-query by itself (see
+//       closest). It answers unary js.hello
 //       ("Hello from js-libp2p"). After that it reads one JSON
 //       command per stdin line and answers each with one JSON line carrying
 //       the command's "id" (commands run concurrently). It exits on stdin EOF,
@@ -14,6 +15,8 @@
 //
 // Commands ({"id": N, "op": ..., "timeout": ms (default 20000)}):
 //   info                        peer, addrs, routing table peers
+//   closest {key?}              (hex; default: own peer ID, a self-lookup)
+//                               peers (closest, from the lookup), queried
 //   findPeer {peer}             DHT lookup of a peer ID: found, addrs,
 //                               knownBefore (peer store had it), queried
 //                               (peers asked); the addresses go to the peer
@@ -76,8 +79,10 @@ function parseArgs (argv) {
   return out
 }
 const args = parseArgs(process.argv.slice(2))
-if (args._[0] !== 'serve') {
-  console.error('usage: node kad.mjs serve [--transport tcp|quic|both] [--bootstrap MA[,MA...]] [--protocol P] [--max-lifetime S]')
+if (!['serve', 'pk', 'cid'].includes(args._[0])) {
+  console.error('usage: node kad.mjs serve [--transport tcp|quic|both] [--bootstrap MA[,MA...]] [--protocol P] [--max-lifetime S]\n' +
+    '       node kad.mjs pk          (prints the newPk answer: a fresh /pk/ record)\n' +
+    '       node kad.mjs cid DATA    (prints the cid answer)')
   process.exit(args._[0] == null || args._[0] === 'help' ? 0 : 2)
 }
 const transport = args.transport ?? 'tcp'
@@ -93,9 +98,26 @@ const hex = (b) => Buffer.from(b.subarray ? b.subarray() : b).toString('hex')
 const unhex = (s) => Uint8Array.from(Buffer.from(String(s), 'hex'))
 const errText = (err) => `${err?.name ?? 'Error'}: ${err?.message ?? err}`
 
+// answers that need no node (also runnable alone: kad.mjs pk | cid DATA)
+const pure = {
+  async newPk () {
+    const priv = await keys.generateKeyPair('Ed25519')
+    const id = peerIdFromPublicKey(priv.publicKey)
+    const key = Buffer.concat([Buffer.from('/pk/'), Buffer.from(id.toMultihash().bytes)])
+    return { peer: id.toString(), key: hex(key), value: hex(keys.publicKeyToProtobuf(priv.publicKey)) }
+  },
+  async cid (c) {
+    const mh = await sha256.digest(Buffer.from(String(c.data ?? ''), 'utf8'))
+    return { cid: CID.createV1(0x55, mh).toString(), multihash: hex(mh.bytes) }
+  }
+}
+if (args._[0] === 'pk') { emit(await pure.newPk()); process.exit(0) }
+if (args._[0] === 'cid') { emit(await pure.cid({ data: args._[1] ?? '' })); process.exit(0) }
+
 const protocol = typeof args.protocol === 'string' ? args.protocol : '/ipfs/kad/1.0.0'
 const listen = transport === 'tcp' ? ['/ip4/127.0.0.1/tcp/0']
   : transport === 'quic' ? ['/ip4/127.0.0.1/udp/0/quic-v1'] : ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/udp/0/quic-v1']
+const firstSelfQuery = Promise.withResolvers()
 const node = await makeNode({
   listen,
   transport,
@@ -104,12 +126,18 @@ const node = await makeNode({
       protocol,
       clientMode: false,
       peerInfoMapper: passthroughMapper,
-      // the first self-query soon after start, not a minute later
-      initialQuerySelfInterval: 500
+      // js holds every query until its first self-query has run; let that
+      // one run at once on the empty table (before the bootstrap dial), so
+      // that the next one is 5 minutes away: while a test runs, what js
+      // knows is what it was told or what the lookups it was asked for
+      // found (closest runs a self-lookup on demand)
+      initialQuerySelfInterval: 200,
+      allowQueryWithZeroPeers: true
     })
   }
 })
 const dht = node.services.dht
+node.addEventListener('kad-dht:query:self', () => firstSelfQuery.resolve(), { once: true })
 // a unary handler, so that natpeer can call this peer once it found it by ID
 await handleUnary(node, 'js.hello', async () => Buffer.from('Hello from js-libp2p'))
 
@@ -131,6 +159,11 @@ process.stdout.write(node.getMultiaddrs()[0].toString() + '\n') // contract: fir
 emit({ event: 'listening', peer: node.peerId.toString(), multiaddrs: node.getMultiaddrs().map(String), protocol })
 
 // --- bootstrap -----------------------------------------------------------------
+{
+  const t = setTimeout(() => firstSelfQuery.resolve(), 3000)
+  await firstSelfQuery.promise
+  clearTimeout(t)
+}
 const boot = typeof args.bootstrap === 'string' ? args.bootstrap.split(',').filter(s => s !== '') : []
 const bootErrors = []
 for (const a of boot) {
@@ -143,17 +176,7 @@ while (boot.length > 0 && dht.routingTable.size === 0 && tableWait < 150) {
   await new Promise(resolve => setTimeout(resolve, 100))
   tableWait++
 }
-let selfLookup = null
-if (dht.routingTable.size > 0) {
-  try {
-    let n = 0
-    for await (const ev of dht.getClosestPeers(node.peerId.toMultihash().bytes, { signal: AbortSignal.timeout(15_000) })) {
-      if (ev.name === 'FINAL_PEER') n++
-    }
-    selfLookup = n
-  } catch (err) { bootErrors.push(`self lookup: ${errText(err)}`) }
-}
-emit({ event: 'ready', peer: node.peerId.toString(), table: dht.routingTable.size, selfLookup, errors: bootErrors, mode: dht.getMode() })
+emit({ event: 'ready', peer: node.peerId.toString(), table: dht.routingTable.size, errors: bootErrors, mode: dht.getMode() })
 
 // --- commands ------------------------------------------------------------------
 const ops = {
@@ -161,6 +184,18 @@ const ops = {
     const table = []
     for (const b of dht.routingTable.kb.toIterable()) table.push(b.peerId.toString())
     return { peer: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), table, mode: dht.getMode() }
+  },
+  async closest (c, signal) {
+    const key = c.key != null ? unhex(c.key) : node.peerId.toMultihash().bytes
+    const peers = []
+    let queried = 0
+    const errors = []
+    for await (const ev of dht.getClosestPeers(key, { signal })) {
+      if (ev.name === 'SEND_QUERY') queried++
+      else if (ev.name === 'QUERY_ERROR') errors.push(errText(ev.error))
+      else if (ev.name === 'FINAL_PEER') peers.push(ev.peer.id.toString())
+    }
+    return { peers, queried, errors: errors.slice(0, 5) }
   },
   async findPeer (c, signal) {
     const id = peerIdFromString(c.peer)
@@ -228,16 +263,7 @@ const ops = {
     }
     return { providers: [...providers.values()] }
   },
-  async newPk () {
-    const priv = await keys.generateKeyPair('Ed25519')
-    const id = peerIdFromPublicKey(priv.publicKey)
-    const key = Buffer.concat([Buffer.from('/pk/'), Buffer.from(id.toMultihash().bytes)])
-    return { peer: id.toString(), key: hex(key), value: hex(keys.publicKeyToProtobuf(priv.publicKey)) }
-  },
-  async cid (c) {
-    const mh = await sha256.digest(Buffer.from(String(c.data ?? ''), 'utf8'))
-    return { cid: CID.createV1(0x55, mh).toString(), multihash: hex(mh.bytes) }
-  }
+  ...pure
 }
 
 const rl = createInterface({ input: process.stdin })
