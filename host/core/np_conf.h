@@ -51,6 +51,7 @@ typedef struct np_conf {
   } bootstrap;
   struct {
     int mode; /* enum np_dht_mode */
+    char *protocol;
     uint32_t bucket_size;
     uint32_t alpha;
     uint64_t record_ttl_ms;

@@ -49,6 +49,7 @@ typedef struct np_kad_config {
   uint64_t save_delay_ms;    /* store written this long after a change (1 s) */
   const char *const *boot;   /* bootstrap multiaddrs (text, /p2p/ at end) */
   size_t nboot;              /* connected at start and when the table empties */
+  uint64_t boot_timeout_ms;  /* one bootstrap connect (10 s) */
   unsigned max_peer_rate;    /* inbound requests per peer per second (50) */
   unsigned max_lookups;      /* lookups at once, all kinds (64) */
 } np_kad_config;
@@ -166,9 +167,9 @@ int np_kad_find_providers(np_kad *kad, const uint8_t *key, size_t len,
                           np_kad_lookup **handle);
 
 /* get_public_key: |peer|'s PublicKey protobuf bytes: from the peer ID
- * itself (identity multihash, Ed25519), the peerstore (identify), the
- * local store, or a get_value of "/pk/" + peer-ID bytes, checked against
- * the ID. Callback as get_value. */
+ * itself (identity multihash, Ed25519), else the local store or a
+ * get_value of "/pk/" + peer-ID bytes (the /pk/ validator checks the key
+ * against the ID). Callback as get_value. */
 int np_kad_get_public_key(np_kad *kad, const np_peerid *peer,
                           np_kad_value_fn cb, void *ud,
                           np_kad_lookup **handle);
