@@ -61,7 +61,8 @@ boot_built=1
 cli_dht=0
 "$CLI" --help 2>&1 | grep -q "^ *dht " && cli_dht=1
 [ $boot_built = 1 ] || diag "[bootstrap]/[dht] are not built yet: the hosts are connected to host 0 with natpeer-cli connect instead"
-[ $cli_dht = 1 ] || diag "natpeer-cli has no dht commands yet: the lookup, record and restart steps are skipped"
+no_cli="natpeer-cli has no dht commands yet"
+[ $cli_dht = 1 ] || diag "$no_cli: the lookup, call, record and restart steps are skipped"
 
 # --- start: host 0 first, then the others with host 0 as bootstrap peer -------
 launch 0
@@ -95,4 +96,44 @@ if [ $boot_built = 1 ]; then desc="every host connects to the bootstrap peer by 
 else desc="every host is connected to host 0 (natpeer-cli connect; bootstrap not built)"; fi
 check "$desc ($ok of $((NH - 1)))" [ "$ok" -eq $((NH - 1)) ]
 
+# every host ran its self-lookup through host 0
+if [ $boot_built = 1 ]; then
+  ok=0
+  i=1
+  while [ $i -lt "$NH" ]; do wait_for "$T/h$i/log" "kad bootstrap-done" 15 >/dev/null 2>&1 && ok=$((ok + 1)); i=$((i + 1)); done
+  check "every host's bootstrap self-lookup ends with answers ($ok of $((NH - 1)))" [ "$ok" -eq $((NH - 1)) ]
+else
+  skip "every host's bootstrap self-lookup ends with answers" "[bootstrap] not built"
+fi
+
+# secs_since START_NS: whole seconds since START_NS (date +%s%N)
+secs_since() { echo $((($(date +%s%N) - $1) / 1000000000)); }
+ALL_IDS=""
+i=0
+while [ $i -lt "$NH" ]; do ALL_IDS="$ALL_IDS $(id $i)"; i=$((i + 1)); done
+
+# --- every host calls hello on every other, by peer ID alone -----------------------
+# Each host was given host 0's address only: the others' come from the DHT
+# (a call to a peer with no known address looks it up). 60 s at most.
+calls() {
+t0=$(date +%s%N)
+ok=0 bad=0 late=0
+i=0
+while [ $i -lt "$NH" ]; do
+  for p in $ALL_IDS; do
+    [ "$p" = "$(id $i)" ] && continue
+    if [ "$(secs_since "$t0")" -ge 60 ]; then late=$((late + 1)); continue; fi
+    r=$(cli $i --timeout 10 call "$p" hello 2>&1)
+    if [ "$r" = "Hello, World!" ]; then ok=$((ok + 1))
+    else bad=$((bad + 1)); [ $bad -le 5 ] && diag "host $i -> $p: $r"; fi
+  done
+  i=$((i + 1))
+done
+all=$((NH * (NH - 1)))
+check "every host calls hello on every other by peer ID ($ok of $all answered, $bad failed, $late not tried in 60 s)" [ "$ok" -eq "$all" ]
+}
+if [ $cli_dht = 1 ]; then calls
+else skip "every host calls hello on every other by peer ID" "$no_cli (and calls do not look peers up yet)"; fi
+
+[ -n "${DHT_PAUSE:-}" ] && sleep "$DHT_PAUSE"
 finish
