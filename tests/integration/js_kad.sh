@@ -48,6 +48,8 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 . "$here/taplib.sh"
 kadjs() { "$NP_NODE" "$here/kad.mjs" "$@"; }
+# unhex HEX FILE: the bytes
+unhex() { "$NP_NODE" -e 'process.stdout.write(Buffer.from(process.argv[1], "hex"))' "$1" >"$2"; }
 # cli NAME ARGS...: natpeer-cli on natpeer host NAME (bounded)
 cli() { _h=$1; shift; timeout 30 "$CLI" --timeout 25 --control "$T/$_h/ctl.sock" "$@"; }
 
@@ -125,10 +127,11 @@ start_np A "" || { echo "Bail out! natpeer A did not start: $(tail -n 5 "$T/A/lo
 A_tcp=$A_tcp
 if start_np B "$A_tcp" && join B; then pass "natpeer B joins through A"
 else fail "natpeer B joins through A"; diag "$(tail -n 10 "$T/B/log")"; fi
-R1=$(kadjs pk); R1_key=$(jget "$R1" j.key); R1_val=$(jget "$R1" j.value)
+R1=$(kadjs pk); R1_key=$(jget "$R1" j.key); R1_val=$(jget "$R1" j.value); R1_peer=$(jget "$R1" j.peer)
+unhex "$R1_val" "$T/r1.val"
 P1=$(kadjs cid "provided by natpeer B $$"); P1_cid=$(jget "$P1" j.cid)
 if [ $cli_dht = 1 ]; then
-  out=$(cli B dht put "$R1_key" "$R1_val" 2>&1); rc=$?
+  out=$(cli B dht put "/pk/$R1_peer" "@$T/r1.val" 2>&1); rc=$?
   if [ $rc -eq 0 ]; then pass "natpeer B puts a /pk/ record"; else fail "natpeer B puts a /pk/ record"; diag "rc=$rc $out"; fi
   out=$(cli B dht provide "$P1_cid" 2>&1); rc=$?
   if [ $rc -eq 0 ]; then pass "natpeer B provides a CID"; else fail "natpeer B provides a CID"; diag "rc=$rc $out"; fi
@@ -173,7 +176,7 @@ else
 fi
 
 # --- js puts R2 and provides P2 ------------------------------------------------------
-R2=$(kadjs pk); R2_key=$(jget "$R2" j.key); R2_val=$(jget "$R2" j.value)
+R2=$(kadjs pk); R2_key=$(jget "$R2" j.key); R2_val=$(jget "$R2" j.value); R2_peer=$(jget "$R2" j.peer)
 P2=$(kadjs cid "provided by js $$"); P2_cid=$(jget "$P2" j.cid)
 out=$(jsq 30 "\"op\":\"put\",\"key\":\"$R2_key\",\"value\":\"$R2_val\"")
 if [ $boot_built = 1 ]; then
@@ -194,7 +197,7 @@ if [ $cli_dht = 1 ]; then
   out=$(cli C call "$J_id" js.hello 2>&1); rc=$?
   if [ $rc -eq 0 ] && [ "$out" = "Hello from js-libp2p" ]; then pass "natpeer C calls js.hello on the js peer it found"
   else fail "natpeer C calls js.hello on the js peer it found"; diag "rc=$rc $out"; fi
-  out=$(cli C --hex dht get "$R2_key" 2>&1); rc=$?
+  out=$(cli C --hex dht get "/pk/$R2_peer" 2>&1); rc=$?
   if [ $rc -eq 0 ] && [ "$out" = "$R2_val" ]; then pass "natpeer C reads the /pk/ record js put"
   else fail "natpeer C reads the /pk/ record js put"; diag "rc=$rc want $R2_val got $out"; fi
   out=$(cli C dht findprovs "$P2_cid" 2>&1); rc=$?
