@@ -112,28 +112,138 @@ ALL_IDS=""
 i=0
 while [ $i -lt "$NH" ]; do ALL_IDS="$ALL_IDS $(id $i)"; i=$((i + 1)); done
 
-# --- every host calls hello on every other, by peer ID alone -----------------------
-# Each host was given host 0's address only: the others' come from the DHT
-# (a call to a peer with no known address looks it up). 60 s at most.
-calls() {
-t0=$(date +%s%N)
-ok=0 bad=0 late=0
-i=0
-while [ $i -lt "$NH" ]; do
-  for p in $ALL_IDS; do
-    [ "$p" = "$(id $i)" ] && continue
-    if [ "$(secs_since "$t0")" -ge 60 ]; then late=$((late + 1)); continue; fi
-    r=$(cli $i --timeout 10 call "$p" hello 2>&1)
-    if [ "$r" = "Hello, World!" ]; then ok=$((ok + 1))
-    else bad=$((bad + 1)); [ $bad -le 5 ] && diag "host $i -> $p: $r"; fi
-  done
-  i=$((i + 1))
-done
-all=$((NH * (NH - 1)))
-check "every host calls hello on every other by peer ID ($ok of $all answered, $bad failed, $late not tried in 60 s)" [ "$ok" -eq "$all" ]
+# --- every host finds every other by peer ID, and calls its hello --------------
+# Each host was given host 0's address only. pair_worker G KIND: hosts
+# I = G, G + 3, ... each ask about every other host J, one natpeer-cli each:
+# KIND findpeer (dht findpeer J: J's ID, then its addresses indented, J's
+# QUIC address among them) or call (call J hello by peer ID: Hello, World!).
+# One line per pair in $T/KIND.G: ok, bad, or late (past the deadline).
+pair_worker() {
+  _g=$1 _kind=$2 _end=$3 _i=$1
+  while [ $_i -lt "$NH" ]; do
+    _j=0
+    while [ $_j -lt "$NH" ]; do
+      if [ $_j -ne $_i ]; then
+        eval "_p=\$h_id_$_j _a=\$h_addr_$_j"
+        if [ "$(date +%s)" -ge "$_end" ]; then echo late
+        elif [ "$_kind" = findpeer ]; then
+          _r=$(cli $_i --timeout 15 dht findpeer "$_p" 2>&1)
+          case "$_r
+" in "$_p
+"*"  ${_a%/p2p/*}
+"*) echo ok ;;
+            *) echo "bad host $_i findpeer $_p: $_r" | tr '\n' ' '; echo ;;
+          esac
+        else
+          _r=$(cli $_i --timeout 10 call "$_p" hello 2>&1)
+          if [ "$_r" = "Hello, World!" ]; then echo ok
+          else echo "bad host $_i call $_p hello: $_r" | tr '\n' ' '; echo; fi
+        fi
+      fi
+      _j=$((_j + 1))
+    done
+    _i=$((_i + 3))
+  done >"$T/$_kind.$_g"
 }
-if [ $cli_dht = 1 ]; then calls
-else skip "every host calls hello on every other by peer ID" "$no_cli (and calls do not look peers up yet)"; fi
+# pairs KIND DESC: all pairs, three workers at once, 60 s at most
+pairs() {
+  end=$(($(date +%s) + 60))
+  wp=""
+  for g in 0 1 2; do pair_worker $g "$1" "$end" & wp="$wp $!"; done
+  PIDS="$PIDS $wp"
+  wait $wp
+  cat "$T/$1".? >"$T/$1.all"
+  ok=$(count "$T/$1.all" ok) bad=$(grep -c '^bad' "$T/$1.all") late=$(count "$T/$1.all" late)
+  all=$((NH * (NH - 1)))
+  grep '^bad' "$T/$1.all" | head -n 5 | while read -r l; do diag "$l"; done
+  check "$2 ($ok of $all, $bad failed, $late not tried in 60 s)" [ "$ok" -eq "$all" ]
+}
+findall() { pairs findpeer "every host finds every other by peer ID alone, with its address (dht findpeer)"; }
+calls() { pairs call "every host calls hello on every other by peer ID"; }
+if [ $cli_dht = 1 ]; then findall; calls
+else
+  skip "every host finds every other by peer ID" "$no_cli"
+  skip "every host calls hello on every other by peer ID" "$no_cli (and calls do not look peers up yet)"
+fi
 
-[ -n "${DHT_PAUSE:-}" ] && sleep "$DHT_PAUSE"
+# --- a record put on one host is read from every other ------------------------
+# A /pk/ record of a key pair no host uses: a spare natpeer identity (its
+# key file is a libp2p PrivateKey protobuf: Ed25519 seed then public key);
+# the value is the PublicKey protobuf 08 01 12 20 + the 32 key bytes.
+hexof() { od -An -v -tx1 "$1" | tr -d ' \n'; }
+records() {
+  mkdir -p "$T/spare"
+  printf '[host]\ndata_dir = %s/spare\n' "$T" >"$T/spare/host.ini"
+  spare=$("$HOST" --config "$T/spare/host.ini" --print-peer-id 2>/dev/null)
+  { printf '\010\001\022\040'; tail -c 32 "$T/spare/identity.key"; } >"$T/pk.val"
+  val=$(hexof "$T/pk.val")
+  P=3 # the putter
+  out=$(cli $P dht put "/pk/$spare" "@$T/pk.val" 2>&1); rc=$?
+  check "host $P puts the /pk/ record of a peer outside the network (rc=$rc: $out)" [ $rc -eq 0 ]
+  ok=0 bad=0
+  i=0
+  while [ $i -lt "$NH" ]; do
+    if [ $i -ne $P ]; then
+      r=$(cli $i --hex dht get "/pk/$spare" 2>&1)
+      if [ "$r" = "$val" ]; then ok=$((ok + 1)); else bad=$((bad + 1)); [ $bad -le 5 ] && diag "host $i get: $r"; fi
+    fi
+    i=$((i + 1))
+  done
+  check "every other host reads it ($ok of $((NH - 1)))" [ "$ok" -eq $((NH - 1)) ]
+  check "a key nobody put is not found (exit 1 or 3)" sh -c '"$@" >/dev/null 2>&1; [ $? -ne 0 ]' _ \
+    timeout 40 "$CLI" --timeout 35 --control "$T/h5/ctl.sock" dht get "/pk/$(id 7)"
+}
+
+# --- a holder killed with SIGKILL and restarted still serves the record ------
+# Holders: hosts whose store file (data_dir/kadstore.bin, written a second
+# after a change) has the value. H, one of them, is killed and restarted on
+# the same port. A new host then joins (through host 0), every other holder
+# is frozen (SIGSTOP), and the new host reads the record: only H can answer.
+# (The new host, not an old one: a host that was connected to the killed H
+# keeps that dead connection until it fails a request or idles out, 60 s.)
+restart() {
+  k=0
+  while :; do
+    holders="" nh=0
+    i=0
+    while [ $i -lt "$NH" ]; do
+      if [ -f "$T/h$i/data/kadstore.bin" ] && hexof "$T/h$i/data/kadstore.bin" | grep -q "$val"; then
+        holders="$holders $i"; nh=$((nh + 1))
+      fi
+      i=$((i + 1))
+    done
+    { [ $nh -ge 2 ] || [ $k -ge 30 ]; } && break
+    sleep 0.2; k=$((k + 1))
+  done
+  diag "holders:$holders"
+  H=""
+  for i in $holders; do [ $i -ne $P ] && [ $i -ne 0 ] && { H=$i; break; }; done
+  if [ -z "$H" ]; then fail "a host other than 0 and $P holds the record (holders:$holders)"; return; fi
+  old_id=$(id $H)
+  kill -9 "$(pid $H)"
+  wait "$(pid $H)" 2>/dev/null
+  port=$(addr $H | sed -n 's|^/ip4/127.0.0.1/udp/\([0-9]*\)/quic-v1/.*|\1|p')
+  write_conf $H "$BOOT" "$port"
+  launch $H
+  banner $H >/dev/null 2>&1
+  check "holder $H, killed with SIGKILL, restarts on its port with its peer ID" [ "$(id $H)" = "$old_id" ]
+  check "  ... and loads the record from its store file" wait_for "$T/h$H/log" "kad store-loaded records=1 " 5
+  X=$NH # the newcomer
+  write_conf $X "$BOOT"
+  launch $X
+  if banner $X && wait_for "$T/h$X/log" "kad bootstrap-done" 15 >/dev/null; then pass "a new host joins through host 0"
+  else fail "a new host joins through host 0"; return; fi
+  frozen=""
+  for i in $holders; do [ $i -ne $H ] && { kill -STOP "$(pid $i)"; frozen="$frozen $(pid $i)"; }; done
+  r=$(cli $X --timeout 40 --hex dht get "/pk/$spare" 2>&1)
+  for p in $frozen; do kill -CONT "$p"; done
+  check "with every other holder frozen, the new host reads the record from the restarted $H" [ "$r" = "$val" ]
+  [ "$r" = "$val" ] || diag "got: $r"
+}
+if [ $cli_dht = 1 ]; then records; restart
+else
+  skip "a /pk/ record put on one host is read from every other" "$no_cli"
+  skip "a holder killed with SIGKILL and restarted still serves the record" "$no_cli"
+fi
+
 finish
