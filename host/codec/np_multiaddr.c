@@ -1,6 +1,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -623,13 +624,68 @@ int np_sockaddr_is_public(const struct sockaddr *sa) {
   return 0;
 }
 
-int np_maddr_is_public(const uint8_t *bin, size_t len) {
+int np_prefix_parse(const char *text, np_prefix *out) {
+  char buf[64];
+  const char *slash = strchr(text, '/');
+  size_t alen = slash ? (size_t)(slash - text) : strlen(text);
+  unsigned max;
+  memset(out, 0, sizeof(*out));
+  if (alen == 0 || alen >= sizeof(buf))
+    return NP_EINVAL;
+  memcpy(buf, text, alen);
+  buf[alen] = '\0';
+  if (inet_pton(AF_INET, buf, out->addr) == 1)
+    out->family = AF_INET, max = 32;
+  else if (inet_pton(AF_INET6, buf, out->addr) == 1)
+    out->family = AF_INET6, max = 128;
+  else
+    return NP_EINVAL;
+  out->bits = max;
+  if (slash) {
+    char *end;
+    unsigned long b;
+    if (slash[1] < '0' || slash[1] > '9')
+      return NP_EINVAL;
+    b = strtoul(slash + 1, &end, 10);
+    if (*end != '\0' || b > max)
+      return NP_EINVAL;
+    out->bits = (unsigned)b;
+  }
+  return 0;
+}
+
+static int in_prefix(const struct sockaddr *sa, const np_prefix *p) {
+  const uint8_t *a;
+  unsigned full, rest;
+  if (sa->sa_family != p->family)
+    return 0;
+  a = sa->sa_family == AF_INET
+          ? (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)
+                ->sin_addr
+          : ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+  full = p->bits / 8, rest = p->bits % 8;
+  if (memcmp(a, p->addr, full) != 0)
+    return 0;
+  return rest == 0 ||
+         ((a[full] ^ p->addr[full]) & (uint8_t)(0xff00u >> rest)) == 0;
+}
+
+int np_maddr_is_public_with(const uint8_t *bin, size_t len,
+                            const np_prefix *extra, size_t n) {
   struct sockaddr_storage ss;
   socklen_t sl;
+  size_t i;
   if (np_maddr_to_sockaddr(bin, len, &ss, &sl) != 0 &&
       np_maddr_to_sockaddr_tcp(bin, len, &ss, &sl) != 0)
     return 0;
+  for (i = 0; i < n; i++)
+    if (in_prefix((const struct sockaddr *)&ss, &extra[i]))
+      return 1;
   return np_sockaddr_is_public((const struct sockaddr *)&ss);
+}
+
+int np_maddr_is_public(const uint8_t *bin, size_t len) {
+  return np_maddr_is_public_with(bin, len, NULL, 0);
 }
 
 int np_sockaddr_source_fit(const struct sockaddr *local,

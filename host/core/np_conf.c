@@ -39,7 +39,8 @@ typedef enum kind {
   K_PEERS,   /* list of multiaddrs ending in /p2p/ID */
   K_CONTROL, /* unix path or /unix/PATH or /ip4|ip6/A/tcp/P */
   K_NAMES,   /* list of words */
-  K_PATHS    /* list of paths */
+  K_PATHS,   /* list of paths */
+  K_PREFIXES /* list of address prefixes */
 } kind;
 
 typedef struct key {
@@ -99,6 +100,8 @@ static const key keys[] = {
      "a number from 1 to 10"},
     {"nat", "hole_punch_timeout", K_MS, OFF(nat.hole_punch_timeout_ms),
      MS(100), SEC(120), "a duration like 10s, from 100ms to 2m"},
+    {"nat", "treat_as_public", K_PREFIXES, OFF(nat.treat_as_public), 0, 0,
+     "address prefixes like 192.0.2.0/24 (for NAT labs)"},
     {"relay", "service", K_TRI, OFF(relay.service), 0, 0, "auto, on or off"},
     {"relay", "client", K_TRI, OFF(relay.client), 0, 0, "auto, on or off"},
     {"relay", "relays", K_PEERS, OFF(relay.relays), 0, 0,
@@ -254,6 +257,7 @@ static void free_fields(np_conf *c) {
     case K_PEERS:
     case K_NAMES:
     case K_PATHS:
+    case K_PREFIXES:
       np_strv_free(f);
       break;
     default:
@@ -559,6 +563,15 @@ static int set_list(pctx *p, const key *k, np_strv *lst, const char *value) {
         break;
       }
       rv = strv_push(lst, tok);
+    } else if (k->k == K_PREFIXES) {
+      np_prefix px;
+      if (np_prefix_parse(tok, &px) != 0) {
+        fail(p, "[%s] %s: \"%s\" is not an address prefix (expected %s)",
+             k->section, k->name, tok, k->expected);
+        rv = NP_EINVAL;
+        break;
+      }
+      rv = strv_push(lst, tok);
     } else if (k->k == K_PATHS) {
       if ((v = resolve(p, tok)) == NULL) {
         rv = NP_ENOMEM;
@@ -583,7 +596,7 @@ static int set_key(pctx *p, const key *k, int idx, const char *v) {
   static const char *const reach[] = {"auto", "public", "private"};
   static const char *const tri[] = {"auto", "on", "off"};
   int is_list = k->k == K_LISTEN || k->k == K_MADDRS || k->k == K_PEERS ||
-                k->k == K_NAMES || k->k == K_PATHS;
+                k->k == K_NAMES || k->k == K_PATHS || k->k == K_PREFIXES;
 
   if (p->seen[idx] && !is_list) {
     fail(p, "[%s] %s: set twice (first on line %d; expected %s)", k->section,
@@ -697,6 +710,7 @@ static int set_key(pctx *p, const key *k, int idx, const char *v) {
   case K_PEERS:
   case K_NAMES:
   case K_PATHS:
+  case K_PREFIXES:
     return set_list(p, k, f, v);
   }
   return 0;
@@ -915,13 +929,15 @@ static unsigned flags_of(const key *k) {
       "limits.max_streams_per_conn", "limits.idle_timeout", "limits.max_peers",
       /* the DHT module reads its config once, at start */
       "bootstrap.peers", "bootstrap.connect_timeout", "dht.mode", "dht.protocol",
-      "dht.bucket_size", "dht.alpha", "dht.record_ttl", "dht.refresh_interval"};
+      "dht.bucket_size", "dht.alpha", "dht.record_ttl", "dht.refresh_interval",
+      "nat.treat_as_public"};
   char full[96];
   unsigned f = 0;
-  for (size_t i = 0; i < NP_ARRAY_LEN(unbuilt); i++)
-    if (strcmp(k->section, unbuilt[i]) == 0)
-      f |= NP_KEY_UNBUILT;
   snprintf(full, sizeof(full), "%s.%s", k->section, k->name);
+  for (size_t i = 0; i < NP_ARRAY_LEN(unbuilt); i++)
+    if (strcmp(k->section, unbuilt[i]) == 0 &&
+        strcmp(full, "nat.treat_as_public") != 0)
+      f |= NP_KEY_UNBUILT;
   for (size_t i = 0; i < NP_ARRAY_LEN(restart); i++)
     if (strcmp(full, restart[i]) == 0)
       f |= NP_KEY_RESTART;
@@ -959,7 +975,8 @@ static int value_eq(const key *k, const np_conf *a, const np_conf *b) {
   case K_MADDRS:
   case K_PEERS:
   case K_NAMES:
-  case K_PATHS: {
+  case K_PATHS:
+  case K_PREFIXES: {
     const np_strv *u = x, *v = y;
     if (u->n != v->n)
       return 0;

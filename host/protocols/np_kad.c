@@ -17,7 +17,7 @@
 #include "np_peerstore.h"
 #include "np_stream.h"
 
-#define KAD_ADDRS_SENT 4      /* addresses per peer in an answer */
+#define KAD_ADDRS_SENT NP_PS_MAX_ADDRS /* every address we keep, relays too */
 #define KAD_BOOT_MAX 64       /* bootstrap peers per call */
 #define KAD_OUT_MAX (64 * 1024) /* unsent answer bytes before a reset */
 #define KAD_OWN_MAX 1024      /* own puts and provides kept to republish */
@@ -66,9 +66,13 @@ struct np_kad {
   np_kad_lookup *boot_lk; /* our own bootstrap or refresh under way */
   uint8_t **boot_bin;
   size_t *boot_len, nboot;
+  np_prefix *pub; /* [nat] treat_as_public */
+  size_t npub;
   rslot rate[KAD_RATE_SLOTS];
   np_kad_stats st;
 };
+
+typedef void (*kad_fn)(void); /* any callback type, stored */
 
 enum {
   LK_FIND,
@@ -85,6 +89,7 @@ enum {
 typedef struct bconn {
   np_kad_lookup *lk;
   void *handle; /* the pending connect */
+  np_peerid id;
 } bconn;
 
 struct np_kad_lookup {
@@ -109,14 +114,8 @@ struct np_kad_lookup {
   np_peerid *seen; /* LK_PROVS, LK_CONN: reported */
   size_t nseen, max;
   np_defer done, kick;
-  np_kad_peer_fn peer_cb;
-  np_kad_closest_fn closest_cb;
-  np_kad_done_fn done_cb;
-  np_kad_value_fn value_cb;
-  np_kad_each_value_fn each_value;
-  np_kad_count_fn count_cb;
-  np_kad_each_provider_fn each_prov;
-  np_kad_each_peer_fn each_peer;
+  kad_fn fin;  /* the final callback, cast back by kind in lookup_deliver */
+  kad_fn item; /* the per-item one (SEARCH, PROVS, CONN) */
   void *ud;
   bconn *boots; /* LK_BOOT: connects, then the self-lookup */
   size_t nboots, boots_left;
@@ -277,7 +276,8 @@ static void on_event(const np_event *ev, void *ud) {
   np_kad *kad = ud;
   if (ev->type == NP_EV_OBSERVED_ADDR) {
     if (!kad->public_seen &&
-        np_maddr_is_public(ev->observed, ev->observed_len)) {
+        np_maddr_is_public_with(ev->observed, ev->observed_len, kad->pub,
+                                kad->npub)) {
       kad->public_seen = 1;
       mode_update(kad);
     }
@@ -685,7 +685,7 @@ static int wants_server(np_kad *kad) {
     return 0;
   n = ops->addrs(net, bins, lens, 32);
   for (i = 0; i < n && i < 32; i++)
-    if (np_maddr_is_public(bins[i], lens[i]))
+    if (np_maddr_is_public_with(bins[i], lens[i], kad->pub, kad->npub))
       return 1;
   return 0;
 }
@@ -914,21 +914,21 @@ static void lookup_deliver(void *arg) {
   np_list_init(&lk->link);
   switch (lk->kind) {
   case LK_FIND:
-    lk->peer_cb(lk->ud, lk->err, &lk->target);
+    ((np_kad_peer_fn)lk->fin)(lk->ud, lk->err, &lk->target);
     break;
   case LK_CLOSEST:
-    lk->closest_cb(lk->ud, lk->err, res, n);
+    ((np_kad_closest_fn)lk->fin)(lk->ud, lk->err, res, n);
     break;
   case LK_GET:
-    lk->value_cb(lk->ud, lk->err, lk->err ? NULL : lk->val,
+    ((np_kad_value_fn)lk->fin)(lk->ud, lk->err, lk->err ? NULL : lk->val,
                  lk->err ? 0 : lk->vlen);
     break;
   case LK_PUT:
   case LK_PROVIDE:
-    lk->count_cb(lk->ud, lk->err, lk->acks);
+    ((np_kad_count_fn)lk->fin)(lk->ud, lk->err, lk->acks);
     break;
   default: /* LK_BOOT, LK_SEARCH, LK_PROVS, LK_CONN */
-    lk->done_cb(lk->ud, lk->err);
+    ((np_kad_done_fn)lk->fin)(lk->ud, lk->err);
     break;
   }
   lookup_free(lk);
@@ -1037,7 +1037,7 @@ static void value_seen(np_kad_lookup *lk, const uint8_t *val, size_t len) {
     lk->val = copy;
     lk->vlen = len;
     if (lk->kind == LK_SEARCH)
-      lk->each_value(lk->ud, lk->val, lk->vlen);
+      ((np_kad_each_value_fn)lk->item)(lk->ud, lk->val, lk->vlen);
   }
   if (!lk->finished && lk->kind == LK_GET && lk->nvals >= kad->cfg.quorum)
     lookup_finish(lk, 0);
@@ -1061,7 +1061,7 @@ static void provider_seen(np_kad_lookup *lk, const np_peerid *id,
   np_kad_provider p = {id, n, addrs, lens};
   if (lk->finished || !seen_first(lk, id))
     return;
-  lk->each_prov(lk->ud, &p);
+  ((np_kad_each_provider_fn)lk->item)(lk->ud, &p);
   if (!lk->finished && lk->nseen >= lk->max)
     lookup_finish(lk, 0);
 }
@@ -1091,7 +1091,7 @@ static void lookup_answer(np_kad_lookup *lk, const np_peerid *from,
       found = 1;
     if (lk->kind == LK_CONN && np_peerid_equal(&p->id, &lk->target) &&
         p->conn == NP_KADMSG_CONNECTED && seen_first(lk, from))
-      lk->each_peer(lk->ud, from);
+      ((np_kad_each_peer_fn)lk->item)(lk->ud, from);
     if (lk->finished)
       return;
   }
@@ -1248,17 +1248,6 @@ static void lookup_kick(void *arg) {
     lookup_finish(lk, rv);
 }
 
-/* Common start of every API lookup; |lk| from lookup_new (NULL: ENOMEM or
- * stopping). */
-static int lookup_start(np_kad *kad, np_kad_lookup *lk,
-                        np_kad_lookup **handle) {
-  if (lk == NULL)
-    return kad->stopping ? NP_ECANCELED : NP_ENOMEM;
-  np_loop_post(np_host_loop(kad->h), &lk->kick);
-  *handle = lk;
-  return 0;
-}
-
 /* Checks shared by the API calls. */
 static int api_check(np_kad *kad, const void *key, size_t len,
                      const void *cb) {
@@ -1273,59 +1262,61 @@ static int api_check(np_kad *kad, const void *key, size_t len,
   return 0;
 }
 
-int np_kad_find_peer(np_kad *kad, const np_peerid *peer, np_kad_peer_fn cb,
-                     void *ud, np_kad_lookup **handle) {
+/* The common start of the API lookups: the checks, then a lookup of |kind|
+ * whose first turn (lookup_kick) is posted, so the caller may still fill
+ * in kind-specific fields through *handle. |item| is required for the
+ * kinds that report items. */
+static int api_start(np_kad *kad, int kind, const uint8_t *key, size_t len,
+                     kad_fn fin, kad_fn item, void *ud,
+                     np_kad_lookup **handle) {
   np_kad_lookup *lk;
   int rv;
   *handle = NULL;
-  if ((rv = api_check(kad, peer->bytes, peer->len, cb)) != 0)
+  if ((rv = api_check(kad, key, len, (const void *)fin)) != 0)
     return rv;
-  if ((lk = lookup_new(kad, LK_FIND, peer->bytes, peer->len, ud))) {
-    lk->target = *peer;
-    lk->peer_cb = cb;
+  if (item == NULL && (kind == LK_SEARCH || kind == LK_PROVS ||
+                       kind == LK_CONN))
+    return NP_EINVAL;
+  if ((lk = lookup_new(kad, kind, key, len, ud)) == NULL)
+    return NP_ENOMEM;
+  lk->fin = fin;
+  lk->item = item;
+  if (kind == LK_PROVS || kind == LK_CONN) {
+    lk->max = KAD_SEEN_MAX;
+    if ((lk->seen = calloc(lk->max, sizeof(*lk->seen))) == NULL) {
+      np_kad_cancel(kad, lk);
+      return NP_ENOMEM;
+    }
   }
-  return lookup_start(kad, lk, handle);
+  np_loop_post(np_host_loop(kad->h), &lk->kick);
+  *handle = lk;
+  return 0;
+}
+
+int np_kad_find_peer(np_kad *kad, const np_peerid *peer, np_kad_peer_fn cb,
+                     void *ud, np_kad_lookup **handle) {
+  int rv = api_start(kad, LK_FIND, peer->bytes, peer->len, (kad_fn)cb, NULL,
+                     ud, handle);
+  if (rv == 0)
+    (*handle)->target = *peer;
+  return rv;
 }
 
 int np_kad_closest(np_kad *kad, const uint8_t *key, size_t len,
                    np_kad_closest_fn cb, void *ud, np_kad_lookup **handle) {
-  np_kad_lookup *lk;
-  int rv;
-  *handle = NULL;
-  if ((rv = api_check(kad, key, len, cb)) != 0)
-    return rv;
-  if ((lk = lookup_new(kad, LK_CLOSEST, key, len, ud)))
-    lk->closest_cb = cb;
-  return lookup_start(kad, lk, handle);
+  return api_start(kad, LK_CLOSEST, key, len, (kad_fn)cb, NULL, ud, handle);
 }
 
 int np_kad_get_value(np_kad *kad, const uint8_t *key, size_t len,
                      np_kad_value_fn cb, void *ud, np_kad_lookup **handle) {
-  np_kad_lookup *lk;
-  int rv;
-  *handle = NULL;
-  if ((rv = api_check(kad, key, len, cb)) != 0)
-    return rv;
-  if ((lk = lookup_new(kad, LK_GET, key, len, ud)))
-    lk->value_cb = cb;
-  return lookup_start(kad, lk, handle);
+  return api_start(kad, LK_GET, key, len, (kad_fn)cb, NULL, ud, handle);
 }
 
 int np_kad_search_value(np_kad *kad, const uint8_t *key, size_t len,
                         np_kad_each_value_fn each, np_kad_done_fn done,
                         void *ud, np_kad_lookup **handle) {
-  np_kad_lookup *lk;
-  int rv;
-  *handle = NULL;
-  if ((rv = api_check(kad, key, len, done)) != 0)
-    return rv;
-  if (each == NULL)
-    return NP_EINVAL;
-  if ((lk = lookup_new(kad, LK_SEARCH, key, len, ud))) {
-    lk->each_value = each;
-    lk->done_cb = done;
-  }
-  return lookup_start(kad, lk, handle);
+  return api_start(kad, LK_SEARCH, key, len, (kad_fn)done, (kad_fn)each, ud,
+                   handle);
 }
 
 static own *own_find(np_kad *kad, int provide, const uint8_t *key,
@@ -1382,31 +1373,28 @@ static void own_remember(np_kad *kad, int provide, const uint8_t *key,
 int np_kad_put_value(np_kad *kad, const uint8_t *key, size_t len,
                      const uint8_t *val, size_t vlen, np_kad_count_fn cb,
                      void *ud, np_kad_lookup **handle) {
-  np_kad_lookup *lk;
-  const char *why = NULL;
   int rv;
   *handle = NULL;
-  if ((rv = api_check(kad, key, len, cb)) != 0)
+  if ((rv = api_check(kad, key, len, (const void *)cb)) != 0)
     return rv;
   if (val == NULL && vlen)
     return NP_EINVAL;
-  rv = np_kadstore_put(kad->store, key, len, val, vlen, wall_ms(), &why);
+  rv = np_kadstore_put(kad->store, key, len, val, vlen, wall_ms(), NULL);
   if (rv != 0 && rv != NP_EEXIST)
     return rv;
   if (rv == 0)
     store_changed(kad);
-  if ((lk = lookup_new(kad, LK_PUT, key, len, ud))) {
-    lk->count_cb = cb;
-    if ((lk->val = malloc(vlen ? vlen : 1)) == NULL) {
-      lk->canceled = 1;
-      lookup_finish(lk, NP_ENOMEM);
-      return NP_ENOMEM;
-    }
-    memcpy(lk->val, val, vlen);
-    lk->vlen = vlen;
-    own_remember(kad, 0, key, len, val, vlen);
+  if ((rv = api_start(kad, LK_PUT, key, len, (kad_fn)cb, NULL, ud, handle)))
+    return rv;
+  if (((*handle)->val = malloc(vlen ? vlen : 1)) == NULL) {
+    np_kad_cancel(kad, *handle);
+    *handle = NULL;
+    return NP_ENOMEM;
   }
-  return lookup_start(kad, lk, handle);
+  memcpy((*handle)->val, val, vlen);
+  (*handle)->vlen = vlen;
+  own_remember(kad, 0, key, len, val, vlen);
+  return 0;
 }
 
 /* Add ourselves as a provider of |key| in our own store. */
@@ -1427,74 +1415,33 @@ static void provide_local(np_kad *kad, const uint8_t *key, size_t len) {
 
 int np_kad_provide(np_kad *kad, const uint8_t *key, size_t len,
                    np_kad_count_fn cb, void *ud, np_kad_lookup **handle) {
-  np_kad_lookup *lk;
-  int rv;
-  *handle = NULL;
-  if ((rv = api_check(kad, key, len, cb)) != 0)
-    return rv;
-  provide_local(kad, key, len);
-  if ((lk = lookup_new(kad, LK_PROVIDE, key, len, ud))) {
-    lk->count_cb = cb;
+  int rv = api_start(kad, LK_PROVIDE, key, len, (kad_fn)cb, NULL, ud, handle);
+  if (rv == 0) {
+    provide_local(kad, key, len);
     own_remember(kad, 1, key, len, NULL, 0);
   }
-  return lookup_start(kad, lk, handle);
-}
-
-/* LK_PROVS and LK_CONN report each peer once, up to |max|. */
-static np_kad_lookup *lookup_new_seen(np_kad *kad, int kind,
-                                      const uint8_t *key, size_t len,
-                                      size_t max, void *ud) {
-  np_kad_lookup *lk = lookup_new(kad, kind, key, len, ud);
-  if (lk == NULL)
-    return NULL;
-  lk->max = max;
-  if ((lk->seen = calloc(max, sizeof(*lk->seen))) == NULL) {
-    lk->canceled = 1;
-    lookup_finish(lk, NP_ENOMEM);
-    return NULL;
-  }
-  return lk;
+  return rv;
 }
 
 int np_kad_find_providers(np_kad *kad, const uint8_t *key, size_t len,
                           size_t max, np_kad_each_provider_fn each,
                           np_kad_done_fn done, void *ud,
                           np_kad_lookup **handle) {
-  np_kad_lookup *lk;
-  int rv;
-  *handle = NULL;
-  if ((rv = api_check(kad, key, len, done)) != 0)
-    return rv;
-  if (each == NULL)
-    return NP_EINVAL;
-  if (max == 0)
-    max = kad->cfg.k;
-  if (max > KAD_SEEN_MAX)
-    max = KAD_SEEN_MAX;
-  if ((lk = lookup_new_seen(kad, LK_PROVS, key, len, max, ud))) {
-    lk->each_prov = each;
-    lk->done_cb = done;
-  }
-  return lookup_start(kad, lk, handle);
+  int rv = api_start(kad, LK_PROVS, key, len, (kad_fn)done, (kad_fn)each, ud,
+                     handle);
+  if (rv == 0 && (max = max ? max : kad->cfg.k) < KAD_SEEN_MAX)
+    (*handle)->max = max;
+  return rv;
 }
 
 int np_kad_find_connected(np_kad *kad, const np_peerid *peer,
                           np_kad_each_peer_fn each, np_kad_done_fn done,
                           void *ud, np_kad_lookup **handle) {
-  np_kad_lookup *lk;
-  int rv;
-  *handle = NULL;
-  if ((rv = api_check(kad, peer->bytes, peer->len, done)) != 0)
-    return rv;
-  if (each == NULL)
-    return NP_EINVAL;
-  if ((lk = lookup_new_seen(kad, LK_CONN, peer->bytes, peer->len,
-                            KAD_SEEN_MAX, ud))) {
-    lk->target = *peer;
-    lk->each_peer = each;
-    lk->done_cb = done;
-  }
-  return lookup_start(kad, lk, handle);
+  int rv = api_start(kad, LK_CONN, peer->bytes, peer->len, (kad_fn)done,
+                     (kad_fn)each, ud, handle);
+  if (rv == 0)
+    (*handle)->target = *peer;
+  return rv;
 }
 
 /* "/pk/" + the peer ID's multihash bytes. */
@@ -1514,35 +1461,44 @@ int np_kad_get_public_key(np_kad *kad, const np_peerid *peer,
   *handle = NULL;
   if (peer->len == 0)
     return NP_EINVAL;
-  if ((rv = api_check(kad, key, klen, cb)) != 0)
+  if ((rv = api_start(kad, LK_GET, key, klen, (kad_fn)cb, NULL, ud, handle)))
     return rv;
-  if ((lk = lookup_new(kad, LK_GET, key, klen, ud)) == NULL)
-    return kad->stopping ? NP_ECANCELED : NP_ENOMEM;
-  lk->value_cb = cb;
+  lk = *handle;
   /* An identity multihash (Ed25519 IDs) is the PublicKey itself. */
   if (peer->bytes[0] == 0x00 && peer->len >= 2 &&
       (size_t)peer->bytes[1] + 2 == peer->len) {
     if ((lk->val = malloc(peer->bytes[1])) == NULL) {
-      lk->canceled = 1;
-      lookup_finish(lk, NP_ENOMEM);
+      np_kad_cancel(kad, lk);
+      *handle = NULL;
       return NP_ENOMEM;
     }
     memcpy(lk->val, peer->bytes + 2, peer->bytes[1]);
     lk->vlen = peer->bytes[1];
     lookup_finish(lk, 0);
-    *handle = lk;
-    return 0;
   }
-  return lookup_start(kad, lk, handle);
+  return 0;
 }
 
-/* A bootstrap connect ended; once all have, the self-lookup starts. */
+static int speaks_kad(np_kad *kad, const np_peerid *id) {
+  np_ps_peer *pp = np_peerstore_get(np_host_peerstore(kad->h), id);
+  size_t i;
+  for (i = 0; pp && i < pp->nprotocols; i++)
+    if (strcmp(pp->protocols[i], kad->cfg.protocol) == 0)
+      return 1;
+  return 0;
+}
+
+/* A bootstrap connect ended (a peer that did not answer seeds nothing);
+ * once all have, the self-lookup starts. */
 static void boot_connected(void *ud, int err) {
   bconn *b = ud;
   np_kad_lookup *lk = b->lk;
   int rv;
-  (void)err; /* a peer that did not answer simply seeds nothing */
   b->handle = NULL;
+  /* Identify may have run before (a connection we already had): take the
+   * peer from what the peerstore says it speaks. */
+  if (err == 0 && b->id.len && speaks_kad(lk->kad, &b->id))
+    table_add(lk->kad, &b->id);
   if (--lk->boots_left > 0)
     return;
   if ((rv = lookup_run(lk)) != 0)
@@ -1566,7 +1522,7 @@ int np_kad_bootstrap(np_kad *kad, const uint8_t *const *addrs,
     return NP_ECANCELED;
   if ((lk = lookup_new(kad, LK_BOOT, self->bytes, self->len, ud)) == NULL)
     return NP_ENOMEM;
-  lk->done_cb = cb;
+  lk->fin = (kad_fn)cb;
   if ((lk->boots = calloc(n, sizeof(*lk->boots))) == NULL) {
     np_kad_cancel(kad, lk);
     return NP_ENOMEM;
@@ -1579,6 +1535,7 @@ int np_kad_bootstrap(np_kad *kad, const uint8_t *const *addrs,
     int rv = NP_EINVAL;
     lk->boots[i].lk = lk;
     if (np_maddr_get_p2p(addrs[i], lens[i], &id) == 0 &&
+        (lk->boots[i].id = id, 1) &&
         !np_peerid_equal(&id, self) &&
         (pp = np_peerstore_upsert(np_host_peerstore(kad->h), &id,
                                   now_ms(kad))) &&
@@ -1597,7 +1554,7 @@ int np_kad_bootstrap(np_kad *kad, const uint8_t *const *addrs,
       lk->boots_left--;
   }
   *handle = lk;
-  boot_connected(&(bconn){lk, NULL}, 0); /* drop the hold */
+  boot_connected(&(bconn){lk, NULL, {0}}, 1); /* drop the hold */
   return 0;
 }
 
@@ -1670,42 +1627,25 @@ static void republish_done(void *ud, int err, size_t n) {
   o->lk = NULL;
 }
 
+/* Re-send our own puts and provides that are due, a few per tick (the
+ * API calls refresh |o| through own_remember; |o->val| is copied before
+ * it is replaced). */
 static void republish(np_kad *kad) {
   np_list *it, *tmp;
   unsigned started = 0;
   np_list_for_each_safe(it, tmp, &kad->own) {
     own *o = np_list_entry(it, own, link);
-    np_kad_lookup *lk = NULL;
     if (started >= KAD_REPUBLISH_PER_TICK ||
         kad->nlookups >= kad->cfg.max_lookups / 2)
       break;
     if (o->lk || o->due > now_ms(kad))
       continue;
     o->due = now_ms(kad) + kad->cfg.republish_ms;
-    if (o->provide) {
-      provide_local(kad, o->key, o->klen);
-      lk = lookup_new(kad, LK_PROVIDE, o->key, o->klen, o);
-    } else if (np_kadstore_put(kad->store, o->key, o->klen, o->val, o->vlen,
-                               wall_ms(), NULL) == 0 ||
-               np_kadstore_get(kad->store, o->key, o->klen, wall_ms(),
-                               &(const uint8_t *){NULL}, &(size_t){0},
-                               NULL) == 0) {
-      store_changed(kad);
-      if ((lk = lookup_new(kad, LK_PUT, o->key, o->klen, o)) &&
-          (lk->val = malloc(o->vlen ? o->vlen : 1)) != NULL) {
-        memcpy(lk->val, o->val, o->vlen);
-        lk->vlen = o->vlen;
-      } else if (lk) {
-        lk->canceled = 1;
-        lookup_finish(lk, NP_ENOMEM);
-        lk = NULL;
-      }
-    }
-    if (lk) {
-      lk->count_cb = republish_done;
-      lookup_start(kad, lk, &o->lk);
+    if ((o->provide ? np_kad_provide(kad, o->key, o->klen, republish_done, o,
+                                     &o->lk)
+                    : np_kad_put_value(kad, o->key, o->klen, o->val, o->vlen,
+                                       republish_done, o, &o->lk)) == 0)
       started++;
-    }
   }
 }
 
@@ -1761,6 +1701,7 @@ void np_kad_stop(np_kad *kad) {
     free(kad->boot_bin[i]);
   free(kad->boot_bin);
   free(kad->boot_len);
+  free(kad->pub);
   free(kad);
 }
 
@@ -1794,7 +1735,24 @@ static int boot_parse(np_kad *kad) {
   return 0;
 }
 
+/* "/natpeer/...": an open namespace for plugins and tools. Any value within
+ * the store's limits; a newer put replaces an older one. Not
+ * authenticated: whoever needs that signs inside the value. */
+static int open_validate(void *ud, const uint8_t *key, size_t keylen,
+                         const uint8_t *val, size_t vallen, uint64_t now,
+                         const char **why) {
+  (void)ud, (void)val, (void)vallen, (void)now;
+  if (keylen <= sizeof(NP_KAD_OPEN_NS) - 1) {
+    *why = "empty name after /natpeer/";
+    return NP_EINVAL;
+  }
+  (void)key;
+  return 0;
+}
+
 static int store_open(np_kad *kad) {
+  np_kadstore_validator open = {sizeof(open), "natpeer", open_validate, NULL,
+                                NULL};
   np_kadstore_config sc;
   char err[256];
   size_t skipped = 0;
@@ -1802,7 +1760,9 @@ static int store_open(np_kad *kad) {
   np_kadstore_config_default(&sc);
   sc.record_ttl_ms = sc.provider_ttl_ms = kad->cfg.record_ttl_ms;
   np_crypto_random(sc.hash_seed, sizeof(sc.hash_seed));
-  if ((rv = np_kadstore_new(&kad->store, &sc)) != 0 || !kad->cfg.data_dir)
+  if ((rv = np_kadstore_new(&kad->store, &sc)) != 0 ||
+      (rv = np_kadstore_register(kad->store, &open)) != 0 ||
+      !kad->cfg.data_dir)
     return rv;
   rv = np_kadstore_load(kad->store, kad->cfg.data_dir, wall_ms(), &skipped,
                         err, sizeof(err));
@@ -1897,9 +1857,18 @@ static int kad_mod_start(np_host *h, void **state) {
     cfg.boot_timeout_ms = c->bootstrap.connect_timeout_ms;
   }
   rv = np_kad_start(h, &cfg, &kad);
-  if (rv == 0)
-    *state = kad;
-  return rv;
+  if (rv != 0)
+    return rv;
+  if (c && c->nat.treat_as_public.n &&
+      (kad->pub = calloc(c->nat.treat_as_public.n, sizeof(*kad->pub)))) {
+    for (size_t i = 0; i < c->nat.treat_as_public.n; i++)
+      if (np_prefix_parse(c->nat.treat_as_public.v[i],
+                          &kad->pub[kad->npub]) == 0)
+        kad->npub++;
+    mode_update(kad);
+  }
+  *state = kad;
+  return 0;
 }
 
 static void kad_mod_stop(void *state) { np_kad_stop(state); }

@@ -133,7 +133,8 @@ int np_kad_search_value(np_kad *kad, const uint8_t *key, size_t len,
                         void *ud, np_kad_lookup **handle);
 
 /* put_value: |val| must pass the namespace's validator (else the error at
- * once: NP_ENOTSUP unknown namespace, NP_EINVAL refused, NP_ELIMIT size);
+ * once: NP_ENOTSUP unknown namespace, NP_ELIMIT size, or the validator's
+ * code: NP_EINVAL malformed, NP_EPEERID a /pk/ key that is not the value's);
  * it is stored locally, then sent to the k closest peers. The callback:
  * err 0 and how many peers acknowledged (n >= 1), NP_ENOENT (no peer
  * stored it: only the local copy exists), NP_ETIMEDOUT, NP_ECANCELED.
@@ -185,7 +186,13 @@ int np_kad_find_connected(np_kad *kad, const np_peerid *peer,
 /* Withdraw a lookup: none of its callbacks run any more. */
 void np_kad_cancel(np_kad *kad, np_kad_lookup *lk);
 
-/* The store (namespaces: np_kadstore_register; plugins add theirs). */
+/* Records under "/natpeer/NAME" take any value (within the store's size
+ * limits; a later put replaces an earlier one). Unauthenticated: for
+ * plugins and tools that sign inside their values or do not need to. */
+#define NP_KAD_OPEN_NS "/natpeer/"
+
+/* The store ("/pk/" and NP_KAD_OPEN_NS are registered; more namespaces:
+ * np_kadstore_register). */
 np_kadstore *np_kad_store(np_kad *kad);
 
 /* The module: np_kad_start with the host's [dht] and [bootstrap] config
