@@ -152,6 +152,7 @@ pairs() {
   for g in 0 1 2; do pair_worker $g "$1" "$end" & wp="$wp $!"; done
   PIDS="$PIDS $wp"
   wait $wp
+  diag "$1: all pairs in $(($(date +%s) - end + 60)) s"
   cat "$T/$1".? >"$T/$1.all"
   ok=$(count "$T/$1.all" ok) bad=$(grep -c '^bad' "$T/$1.all") late=$(count "$T/$1.all" late)
   all=$((NH * (NH - 1)))
