@@ -184,6 +184,15 @@ if [ $boot_built = 1 ]; then
 else
   skip "js puts a /pk/ record: natpeer A and B acknowledge PUT_VALUE" "natpeer's [dht] is not built yet (no PUT_VALUE)"
 fi
+# R3's key with R2's value: a /pk/ record that does not hash to its key
+R3=$(kadjs pk); R3_key=$(jget "$R3" j.key); R3_peer=$(jget "$R3" j.peer)
+out=$(jsq 30 "\"op\":\"put\",\"key\":\"$R3_key\",\"value\":\"$R2_val\"")
+if [ $boot_built = 1 ]; then
+  check "natpeer A and B refuse a /pk/ record from js whose value is another key (none acknowledges)" "$out" \
+    "j.ok && j.stored === 0 && j.errors.length >= 2"
+else
+  skip "natpeer refuses a bad /pk/ record from js" "natpeer's [dht] is not built yet (no PUT_VALUE)"
+fi
 out=$(jsq 30 "\"op\":\"provide\",\"cid\":\"$P2_cid\"")
 check "js provides a CID: ADD_PROVIDER written to natpeer A and B (no answer in the protocol: C checks below)" "$out" "j.ok && j.sent >= 2 && j.errors.length === 0"
 
@@ -200,12 +209,16 @@ if [ $cli_dht = 1 ]; then
   out=$(cli C --hex dht get "/pk/$R2_peer" 2>&1); rc=$?
   if [ $rc -eq 0 ] && [ "$out" = "$R2_val" ]; then pass "natpeer C reads the /pk/ record js put"
   else fail "natpeer C reads the /pk/ record js put"; diag "rc=$rc want $R2_val got $out"; fi
+  out=$(cli C dht get "/pk/$R3_peer" 2>&1); rc=$?
+  if [ $rc -eq 1 ]; then pass "natpeer C does not find the bad /pk/ record (exit 1: $out)"
+  else fail "natpeer C does not find the bad /pk/ record"; diag "rc=$rc $out"; fi
   out=$(cli C dht findprovs "$P2_cid" 2>&1); rc=$?
   if [ $rc -eq 0 ] && echo "$out" | grep -q "$J_id"; then pass "natpeer C finds js as provider of the CID js provided"
   else fail "natpeer C finds js as provider of the CID js provided"; diag "rc=$rc $out"; fi
 else
   for t in "natpeer C finds js by peer ID alone" "natpeer C calls js.hello on the js peer it found" \
-           "natpeer C reads the /pk/ record js put" "natpeer C finds js as provider"; do skip "$t" "$no_cli"; done
+           "natpeer C reads the /pk/ record js put" "natpeer C does not find the bad /pk/ record" \
+           "natpeer C finds js as provider"; do skip "$t" "$no_cli"; done
 fi
 
 for h in A B C; do
