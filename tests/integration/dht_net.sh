@@ -3,8 +3,9 @@
 # one bootstrap address ([bootstrap] peers, [dht] mode = server): every host
 # finds every other by peer ID alone and calls its hello; a value put on one
 # host is read from every other; a host killed with SIGKILL and restarted
-# still serves the records it stored; lookups end within a bounded number of
-# rounds. TAP.
+# still serves the records it stored. TAP. (How many rounds a lookup takes
+# is not visible from outside a daemon: test_kadnet checks that bound on 30
+# hosts over /memory/.)
 #
 # Steps whose natpeer side is not built yet (bootstrap from the config, the
 # natpeer-cli dht commands) are reported as SKIP with the reason; what is
@@ -106,12 +107,6 @@ else
   skip "every host's bootstrap self-lookup ends with answers" "[bootstrap] not built"
 fi
 
-# secs_since START_NS: whole seconds since START_NS (date +%s%N)
-secs_since() { echo $((($(date +%s%N) - $1) / 1000000000)); }
-ALL_IDS=""
-i=0
-while [ $i -lt "$NH" ]; do ALL_IDS="$ALL_IDS $(id $i)"; i=$((i + 1)); done
-
 # --- every host finds every other by peer ID, and calls its hello --------------
 # Each host was given host 0's address only. pair_worker G KIND: hosts
 # I = G, G + 3, ... each ask about every other host J, one natpeer-cli each:
@@ -191,8 +186,8 @@ records() {
     i=$((i + 1))
   done
   check "every other host reads it ($ok of $((NH - 1)))" [ "$ok" -eq $((NH - 1)) ]
-  check "a key nobody put is not found (exit 1 or 3)" sh -c '"$@" >/dev/null 2>&1; [ $? -ne 0 ]' _ \
-    timeout 40 "$CLI" --timeout 35 --control "$T/h5/ctl.sock" dht get "/pk/$(id 7)"
+  out=$(timeout 40 "$CLI" --timeout 35 --control "$T/h5/ctl.sock" dht get "/pk/$(id 7)" 2>&1); rc=$?
+  check "a key nobody put is not found (exit 1, not a timeout: rc=$rc $out)" [ $rc -eq 1 ]
 }
 
 # --- a holder killed with SIGKILL and restarted still serves the record ------
@@ -220,14 +215,15 @@ restart() {
   H=""
   for i in $holders; do [ $i -ne $P ] && [ $i -ne 0 ] && { H=$i; break; }; done
   if [ -z "$H" ]; then fail "a host other than 0 and $P holds the record (holders:$holders)"; return; fi
-  old_id=$(id $H)
+  old_id=$(id $H) old_addr=$(addr $H)
   kill -9 "$(pid $H)"
   wait "$(pid $H)" 2>/dev/null
   port=$(addr $H | sed -n 's|^/ip4/127.0.0.1/udp/\([0-9]*\)/quic-v1/.*|\1|p')
   write_conf $H "$BOOT" "$port"
   launch $H
   banner $H >/dev/null 2>&1
-  check "holder $H, killed with SIGKILL, restarts on its port with its peer ID" [ "$(id $H)" = "$old_id" ]
+  check "holder $H, killed with SIGKILL, restarts with its peer ID and address" \
+    [ "$(id $H) $(addr $H)" = "$old_id $old_addr" ]
   check "  ... and loads the record from its store file" wait_for "$T/h$H/log" "kad store-loaded records=1 " 5
   X=$NH # the newcomer
   write_conf $X "$BOOT"
