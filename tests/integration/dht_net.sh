@@ -38,8 +38,11 @@ mode = server
 peers = $2
 INI
 }
-# launch I: start host I in the background (PID in h_pid_I)
+# launch I: start host I in the background (PID in h_pid_I); a restarted
+# host's earlier output is kept as out.prev and log.prev, so that waits
+# cannot match it
 launch() {
+  [ -e "$T/h$1/out" ] && mv "$T/h$1/out" "$T/h$1/out.prev" && mv "$T/h$1/log" "$T/h$1/log.prev"
   "$HOST" --config "$T/h$1/host.ini" >"$T/h$1/out" 2>"$T/h$1/log" &
   eval "h_pid_$1=$!"
   PIDS="$PIDS $!"
@@ -224,6 +227,7 @@ restart() {
   banner $H >/dev/null 2>&1
   check "holder $H, killed with SIGKILL, restarts with its peer ID and address" \
     [ "$(id $H) $(addr $H)" = "$old_id $old_addr" ]
+  [ "$(id $H) $(addr $H)" = "$old_id $old_addr" ] || diag "was $old_id $old_addr, now $(id $H) $(addr $H): $(cat "$T/h$H/out")"
   check "  ... and loads the record from its store file" wait_for "$T/h$H/log" "kad store-loaded records=1 " 5
   X=$NH # the newcomer
   write_conf $X "$BOOT"
