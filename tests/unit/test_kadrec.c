@@ -75,7 +75,8 @@ static int host_up(int i, const char *mode) {
            "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
            "data_dir = %s/%d\nlog_level = error\n"
            "[bootstrap]\npeers = /ip4/127.0.0.1/udp/1/quic-v1/p2p/%s\n"
-           "[dht]\nmode = %s\n[plugins]\nautoload = no\n",
+           "[dht]\nmode = %s\n[nat]\ntreat_as_public = 127.0.0.0/8\n"
+           "[plugins]\nautoload = no\n",
            tmpdir, i, id0, mode);
   snprintf(err, sizeof(err), "%s/%d", tmpdir, i);
   mkdir(err, 0700);
@@ -563,15 +564,17 @@ int main(void) {
        "a module stopping ends its lookups with NP_ECANCELED");
   }
 
-  /* auto: a client while its addresses are private; a server once a peer
-   * observes a public one, and the others then put it in their tables
+  /* auto: a client while its addresses are private; still a client when a
+   * peer observes a public address that is not ours (a NAT's); a server
+   * once one observes an address that is public (127/8 via treat_as_public
+   * here) and ours, and the others then put it in their tables
    * (identify/push announces the protocol). */
   {
+    static const char *const obs[2] = {"/ip4/8.8.4.4/udp/4001/quic-v1",
+                                       "/ip4/127.0.0.1/udp/4001/quic-v1"};
     uint8_t pub[64];
-    np_ssize n = np_maddr_parse("/ip4/8.8.4.4/udp/4001/quic-v1", 29, pub,
-                                sizeof(pub));
     np_event e;
-    int inside = 0;
+    int inside = 0, k;
     double end;
     host_down(CLIENT);
     ok(host_up(CLIENT, "auto") == 0 && H[CLIENT].kad != NULL,
@@ -579,17 +582,23 @@ int main(void) {
     run_for(1);
     np_kad_stats_get(H[CLIENT].kad, &st);
     ok(!st.server, "auto with only private addresses: client");
-    memset(&e, 0, sizeof(e));
-    e.type = NP_EV_OBSERVED_ADDR;
-    e.peer = &H[1].id.id;
-    e.observed = pub;
-    e.observed_len = n > 0 ? (size_t)n : 0;
-    np_events_emit(np_host_events(H[CLIENT].h), &e);
-    np_kad_stats_get(H[CLIENT].kad, &st);
+    for (k = 0; k < 2; k++) {
+      np_ssize n = np_maddr_parse(obs[k], strlen(obs[k]), pub, sizeof(pub));
+      memset(&e, 0, sizeof(e));
+      e.type = NP_EV_OBSERVED_ADDR;
+      e.peer = &H[1].id.id;
+      e.observed = pub;
+      e.observed_len = n > 0 ? (size_t)n : 0;
+      np_events_emit(np_host_events(H[CLIENT].h), &e);
+      np_kad_stats_get(H[CLIENT].kad, &st);
+      if (k == 0)
+        ok(!st.server, "a public observed address that is not ours (a "
+                       "NAT's): still a client");
+    }
     ok(st.server && np_proto_find(np_host_protos(H[CLIENT].h),
                                   NP_KADMSG_PROTOCOL,
                                   strlen(NP_KADMSG_PROTOCOL)) != NULL,
-       "a public observed address makes it a server");
+       "a public observed address of our own makes it a server");
     end = now_s() + 10;
     while (!inside && now_s() < end) {
       for (i = 0; i < NHOSTS; i++)
