@@ -46,6 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
+trap '' PIPE # a js peer gone: writes to its stdin fail, jsq times out
 . "$here/taplib.sh"
 kadjs() { "$NP_NODE" "$here/kad.mjs" "$@"; }
 # unhex HEX FILE: the bytes
