@@ -108,9 +108,10 @@ jsq() {
   _i=0
   while [ $_i -lt $(($1 * 10)) ]; do
     _l=$(grep -m1 "^{\"id\":$q," "$T/J.out") && { echo "$_l"; return 0; }
+    kill -0 "$J_pid" 2>/dev/null || break
     sleep 0.1; _i=$((_i + 1))
   done
-  echo "{\"id\":$q,\"ok\":false,\"error\":\"no answer in $1 s\"}"
+  echo "{\"id\":$q,\"ok\":false,\"error\":\"no answer (in $1 s, or the js peer is gone)\"}"
 }
 
 # What of the DHT is built (else those steps are SKIP).
@@ -143,10 +144,11 @@ fi
 # --- js J bootstraps from A -------------------------------------------------------
 mkfifo "$T/J.in"
 "$NP_NODE" "$here/kad.mjs" serve --transport tcp --bootstrap "$A_tcp" --max-lifetime 240 <"$T/J.in" >"$T/J.out" 2>"$T/J.err" &
-PIDS="$PIDS $!"
+J_pid=$!
+PIDS="$PIDS $J_pid"
 exec 7>"$T/J.in"
 i=0
-while [ $i -lt 300 ] && ! grep -q '"event":"ready"' "$T/J.out"; do sleep 0.1; i=$((i + 1)); done
+while [ $i -lt 300 ] && kill -0 "$J_pid" 2>/dev/null && ! grep -q '"event":"ready"' "$T/J.out"; do sleep 0.1; i=$((i + 1)); done
 ready=$(grep -m1 '"event":"ready"' "$T/J.out")
 [ -n "$ready" ] || ready='{"error":"js peer not ready in 30 s"}'
 J_id=$(jget "$ready" j.peer)
