@@ -203,7 +203,7 @@ records() {
 # --- a holder killed with SIGKILL and restarted still serves the record ------
 # Holders: hosts whose store file (data_dir/kadstore.bin, written a second
 # after a change) has the value. H, one of them, is killed and restarted on
-# the same port. A new host then joins (through host 0), every other holder
+# the same port. A new host then joins (through host 0 and H), every other holder
 # is frozen (SIGSTOP), and the new host reads the record: only H can answer.
 # (The new host, not an old one: a host that was connected to the killed H
 # keeps that dead connection until it fails a request or idles out, 60 s.)
@@ -236,17 +236,22 @@ restart() {
     [ "$(id $H) $(addr $H)" = "$old_id $old_addr" ]
   [ "$(id $H) $(addr $H)" = "$old_id $old_addr" ] || diag "was $old_id $old_addr, now $(id $H) $(addr $H): $(cat "$T/h$H/out")"
   check "  ... and loads the record from its store file" wait_for "$T/h$H/log" "kad store-loaded records=1 " 5
-  X=$NH # the newcomer
-  write_conf $X "$BOOT"
+  X=$NH # the newcomer, given host 0 and H as bootstrap peers (H is then
+  # in its table whatever the other hosts' tables say of H)
+  write_conf $X "$BOOT $(addr $H)"
   launch $X
-  if banner $X && wait_for "$T/h$X/log" "kad bootstrap-done" 15 >/dev/null; then pass "a new host joins through host 0"
-  else fail "a new host joins through host 0"; return; fi
+  if banner $X && wait_for "$T/h$X/log" "kad bootstrap-done" 15 >/dev/null; then pass "a new host joins through host 0 and $H"
+  else fail "a new host joins through host 0 and $H"; return; fi
   frozen=""
   for i in $holders; do [ $i -ne $H ] && { kill -STOP "$(pid $i)"; frozen="$frozen $(pid $i)"; }; done
   r=$(cli $X --timeout 40 --hex dht get "/pk/$spare" 2>&1)
   for p in $frozen; do kill -CONT "$p"; done
   check "with every other holder frozen, the new host reads the record from the restarted $H" [ "$r" = "$val" ]
-  [ "$r" = "$val" ] || diag "got: $r"
+  if [ "$r" != "$val" ]; then
+    diag "got: $r"
+    diag "the newcomer's connections to $H: $(cli $X --json peers 2>&1 | grep -o "\"peer\":\"$(id $H)\"" | wc -l)"
+    diag "$H's log since the restart:"; diag "$(grep -v 'conn-open\|conn-closed' "$T/h$H/log" | tail -n 15)"
+  fi
 }
 if [ $cli_dht = 1 ]; then records; restart
 else
