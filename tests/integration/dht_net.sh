@@ -7,15 +7,12 @@
 # is not visible from outside a daemon: test_kadnet checks that bound on 30
 # hosts over /memory/.)
 #
-# Steps whose natpeer side is not built yet (bootstrap from the config, the
-# natpeer-cli dht commands) are reported as SKIP with the reason; what is
-# built is checked. By hand: top_srcdir=. top_builddir=. sh
-# tests/integration/dht_net.sh (DHT_HOSTS=N for another count, KEEP=1 keeps
-# the folder).
+# By hand: top_srcdir=. top_builddir=. sh
+# tests/integration/dht_net.sh (DHT_HOSTS=N for another count; KEEP=1 keeps
+# the folder and, as everywhere lib.sh is used, leaves the hosts running).
 . "$(dirname "$0")/lib.sh"
 CLI="$top_builddir/host/natpeer-cli"
 NH=${DHT_HOSTS:-30}
-skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
 diag() { echo "$*" | sed 's/^/# /'; }
 # cli I ARGS...: natpeer-cli on host I (bounded: 20 s)
 cli() { _i=$1; shift; timeout 25 "$CLI" --timeout 20 --control "$T/h$_i/ctl.sock" "$@"; }
@@ -57,18 +54,8 @@ addr() { eval "echo \$h_addr_$1"; }
 id() { eval "echo \$h_id_$1"; }
 pid() { eval "echo \$h_pid_$1"; }
 
-# What of the DHT is built: [bootstrap] peers taken from the config (not
-# "ignored, ... not built yet"), and natpeer-cli's dht commands.
-write_conf 0 ""
-boot_built=1
-"$HOST" --config "$T/h0/host.ini" --check-config 2>&1 | grep -q "not built yet" && boot_built=0
-cli_dht=0
-"$CLI" --help 2>&1 | grep -q "^ *dht " && cli_dht=1
-[ $boot_built = 1 ] || diag "[bootstrap]/[dht] are not built yet: the hosts are connected to host 0 with natpeer-cli connect instead"
-no_cli="natpeer-cli has no dht commands yet"
-[ $cli_dht = 1 ] || diag "$no_cli: the findpeer, record and restart steps are skipped"
-
 # --- start: host 0 first, then the others with host 0 as bootstrap peer -------
+write_conf 0 ""
 launch 0
 check "host 0 (the bootstrap peer) starts" banner 0
 BOOT=$(addr 0)
@@ -79,11 +66,7 @@ i=1
 while [ $i -lt "$NH" ]; do banner $i >/dev/null 2>&1 && started=$((started + 1)); i=$((i + 1)); done
 check "all $NH hosts start and print their address ($started)" [ "$started" -eq "$NH" ]
 
-# every host is connected to host 0: through [bootstrap] peers, or by hand
-if [ $boot_built = 0 ]; then
-  i=1
-  while [ $i -lt "$NH" ]; do cli $i connect "$BOOT" >/dev/null 2>&1; i=$((i + 1)); done
-fi
+# every host connects to host 0 by itself ([bootstrap] peers)
 # connected_to I ID: host I lists ID among its peers (bounded wait, 15 s)
 connected_to() {
   _k=0
@@ -96,19 +79,13 @@ connected_to() {
 ok=0
 i=1
 while [ $i -lt "$NH" ]; do connected_to $i "$(id 0)" && ok=$((ok + 1)); i=$((i + 1)); done
-if [ $boot_built = 1 ]; then desc="every host connects to the bootstrap peer by itself ([bootstrap] peers)"
-else desc="every host is connected to host 0 (natpeer-cli connect; bootstrap not built)"; fi
-check "$desc ($ok of $((NH - 1)))" [ "$ok" -eq $((NH - 1)) ]
+check "every host connects to the bootstrap peer by itself ([bootstrap] peers) ($ok of $((NH - 1)))" [ "$ok" -eq $((NH - 1)) ]
 
 # every host ran its self-lookup through host 0
-if [ $boot_built = 1 ]; then
-  ok=0
-  i=1
-  while [ $i -lt "$NH" ]; do wait_for "$T/h$i/log" "kad bootstrap-done" 15 >/dev/null 2>&1 && ok=$((ok + 1)); i=$((i + 1)); done
-  check "every host's bootstrap self-lookup ends with answers ($ok of $((NH - 1)))" [ "$ok" -eq $((NH - 1)) ]
-else
-  skip "every host's bootstrap self-lookup ends with answers" "[bootstrap] not built"
-fi
+ok=0
+i=1
+while [ $i -lt "$NH" ]; do wait_for "$T/h$i/log" "kad bootstrap-done" 15 >/dev/null 2>&1 && ok=$((ok + 1)); i=$((i + 1)); done
+check "every host's bootstrap self-lookup ends with answers ($ok of $((NH - 1)))" [ "$ok" -eq $((NH - 1)) ]
 
 # --- every host calls every other's hello, and finds it, by peer ID ------------
 # Each host was given host 0's address only. pair_worker G KIND: hosts
@@ -166,11 +143,7 @@ while [ $i -lt "$NH" ]; do
 done
 diag "before the calls, $((NH * (NH - 1) - conn)) of the $((NH * (NH - 1))) pairs are not connected"
 pairs call "every host calls hello on every other by peer ID alone"
-if [ $cli_dht = 1 ]; then
-  pairs findpeer "every host finds every other by peer ID, with its address (dht findpeer)"
-else
-  skip "every host finds every other by peer ID (dht findpeer)" "$no_cli"
-fi
+pairs findpeer "every host finds every other by peer ID, with its address (dht findpeer)"
 
 # --- a record put on one host is read from every other ------------------------
 # A /pk/ record of a key pair no host uses: a spare natpeer identity (its
@@ -253,10 +226,7 @@ restart() {
     diag "$H's log since the restart:"; diag "$(grep -v 'conn-open\|conn-closed' "$T/h$H/log" | tail -n 15)"
   fi
 }
-if [ $cli_dht = 1 ]; then records; restart
-else
-  skip "a /pk/ record put on one host is read from every other" "$no_cli"
-  skip "a holder killed with SIGKILL and restarted still serves the record" "$no_cli"
-fi
+records
+restart
 
 finish

@@ -14,13 +14,11 @@
 #   natpeer C   starts after that, bootstraps from A; finds J by ID and calls
 #               js.hello; reads R2; finds J as provider of P2
 #
-# Steps whose natpeer side is not built yet ([bootstrap] peers from the
-# config, the natpeer-cli dht commands) are SKIP with the reason. The js
-# peer and its pinned dependencies come from npm (tests/interop; `npm ci` on
-# demand): without npm or node >= 22 the whole file is skipped.
+# The js peer and its pinned dependencies come from npm (tests/interop;
+# `npm ci` on demand): without npm or node >= 22 the whole file is skipped.
 #
-# By hand: top_srcdir=. top_builddir=. sh tests/integration/js_kad.sh
-# (KEEP=1 keeps the temporary folder).
+# By hand: top_srcdir=$PWD top_builddir=$PWD sh tests/integration/js_kad.sh
+# (absolute paths: jsdeps.sh changes directory; KEEP=1 keeps the folder).
 : "${top_builddir:?}" "${top_srcdir:?}"
 set -u
 here=$top_srcdir/tests/interop
@@ -91,12 +89,8 @@ connected() {
   done
   return 1
 }
-# join NAME: NAME is connected to A, through [bootstrap] peers when built,
-# else by natpeer-cli connect
-join() {
-  [ $boot_built = 1 ] || cli "$1" connect "$A_tcp" >/dev/null 2>&1
-  connected "$1" "$A_id"
-}
+# join NAME: NAME connects to A by itself ([bootstrap] peers)
+join() { connected "$1" "$A_id"; }
 
 # jsq SECONDS BODY: send {"id": N, BODY} to the js peer, print its answer
 # (N counts in a file: jsq runs in $(...) subshells)
@@ -114,16 +108,6 @@ jsq() {
   echo "{\"id\":$q,\"ok\":false,\"error\":\"no answer (in $1 s, or the js peer is gone)\"}"
 }
 
-# What of the DHT is built (else those steps are SKIP).
-mkdir -p "$T/probe"
-printf '[host]\ndata_dir = %s/probe\n[dht]\nmode = server\n[bootstrap]\npeers = /ip4/127.0.0.1/tcp/1/p2p/12D3KooWLKcPknKiJwpCggUe1Zx2rapjzVjN1P349TJPcajTpP3H\n' "$T" >"$T/probe/natpeer.ini"
-boot_built=1
-"$HOST" --config "$T/probe/natpeer.ini" --check-config 2>&1 | grep -q "not built yet" && boot_built=0
-cli_dht=0
-"$CLI" --help 2>&1 | grep -q "^ *dht " && cli_dht=1
-no_cli="natpeer-cli has no dht commands yet"
-[ $boot_built = 1 ] || diag "[bootstrap]/[dht] are not built yet: B and C are connected to A with natpeer-cli connect; js PUT_VALUE to natpeer not checked"
-
 # --- natpeer A and B; B puts R1 and provides P1 before any js peer exists ------
 start_np A "" || { echo "Bail out! natpeer A did not start: $(tail -n 5 "$T/A/log")"; exit 99; }
 A_tcp=$A_tcp
@@ -132,14 +116,10 @@ else fail "natpeer B joins through A"; diag "$(tail -n 10 "$T/B/log")"; fi
 R1=$(kadjs pk); R1_key=$(jget "$R1" j.key); R1_val=$(jget "$R1" j.value); R1_peer=$(jget "$R1" j.peer)
 unhex "$R1_val" "$T/r1.val"
 P1=$(kadjs cid "provided by natpeer B $$"); P1_cid=$(jget "$P1" j.cid)
-if [ $cli_dht = 1 ]; then
-  out=$(cli B dht put "/pk/$R1_peer" "@$T/r1.val" 2>&1); rc=$?
-  if [ $rc -eq 0 ]; then pass "natpeer B puts a /pk/ record"; else fail "natpeer B puts a /pk/ record"; diag "rc=$rc $out"; fi
-  out=$(cli B dht provide "$P1_cid" 2>&1); rc=$?
-  if [ $rc -eq 0 ]; then pass "natpeer B provides a CID"; else fail "natpeer B provides a CID"; diag "rc=$rc $out"; fi
-else
-  skip "natpeer B puts a /pk/ record" "$no_cli"; skip "natpeer B provides a CID" "$no_cli"
-fi
+out=$(cli B dht put "/pk/$R1_peer" "@$T/r1.val" 2>&1); rc=$?
+if [ $rc -eq 0 ]; then pass "natpeer B puts a /pk/ record"; else fail "natpeer B puts a /pk/ record"; diag "rc=$rc $out"; fi
+out=$(cli B dht provide "$P1_cid" 2>&1); rc=$?
+if [ $rc -eq 0 ]; then pass "natpeer B provides a CID"; else fail "natpeer B provides a CID"; diag "rc=$rc $out"; fi
 
 # --- js J bootstraps from A -------------------------------------------------------
 mkfifo "$T/J.in"
@@ -168,35 +148,23 @@ check "js calls hello on natpeer B at the address the DHT gave" "$out" "j.respon
 out=$(jsq 30 '"op":"closest"')
 check "js's self-lookup is answered by natpeer: the closest peers are A and B" "$out" \
   "j.ok && j.peers.includes('$A_id') && j.peers.includes('$B_id') && j.errors.length === 0"
-if [ $cli_dht = 1 ]; then
-  out=$(jsq 30 "\"op\":\"get\",\"key\":\"$R1_key\"")
-  check "js reads the /pk/ record natpeer B put (GET_VALUE answered by natpeer)" "$out" \
-    "j.ok && j.found && j.value === '$R1_val' && j.localBefore === false && j.sources.some(p => p === '$A_id' || p === '$B_id')"
-  out=$(jsq 30 "\"op\":\"findProviders\",\"cid\":\"$P1_cid\"")
-  check "js finds natpeer B as provider of the CID B provided, with B's addresses" "$out" \
-    "j.ok && j.providers.some(p => p.peer === '$B_id' && p.addrs.some(a => a.startsWith('/ip4/127.0.0.1/')))"
-else
-  skip "js reads the /pk/ record natpeer B put" "$no_cli"; skip "js finds natpeer B as provider" "$no_cli"
-fi
+out=$(jsq 30 "\"op\":\"get\",\"key\":\"$R1_key\"")
+check "js reads the /pk/ record natpeer B put (GET_VALUE answered by natpeer)" "$out" \
+  "j.ok && j.found && j.value === '$R1_val' && j.localBefore === false && j.sources.some(p => p === '$A_id' || p === '$B_id')"
+out=$(jsq 30 "\"op\":\"findProviders\",\"cid\":\"$P1_cid\"")
+check "js finds natpeer B as provider of the CID B provided, with B's addresses" "$out" \
+  "j.ok && j.providers.some(p => p.peer === '$B_id' && p.addrs.some(a => a.startsWith('/ip4/127.0.0.1/')))"
 
 # --- js puts R2 and provides P2 ------------------------------------------------------
 R2=$(kadjs pk); R2_key=$(jget "$R2" j.key); R2_val=$(jget "$R2" j.value); R2_peer=$(jget "$R2" j.peer)
 P2=$(kadjs cid "provided by js $$"); P2_cid=$(jget "$P2" j.cid)
 out=$(jsq 30 "\"op\":\"put\",\"key\":\"$R2_key\",\"value\":\"$R2_val\"")
-if [ $boot_built = 1 ]; then
-  check "js puts a /pk/ record: natpeer A and B acknowledge PUT_VALUE" "$out" "j.ok && j.stored >= 2 && j.errors.length === 0"
-else
-  skip "js puts a /pk/ record: natpeer A and B acknowledge PUT_VALUE" "natpeer's [dht] is not built yet (no PUT_VALUE)"
-fi
+check "js puts a /pk/ record: natpeer A and B acknowledge PUT_VALUE" "$out" "j.ok && j.stored >= 2 && j.errors.length === 0"
 # R3's key with R2's value: a /pk/ record that does not hash to its key
 R3=$(kadjs pk); R3_key=$(jget "$R3" j.key); R3_peer=$(jget "$R3" j.peer)
 out=$(jsq 30 "\"op\":\"put\",\"key\":\"$R3_key\",\"value\":\"$R2_val\"")
-if [ $boot_built = 1 ]; then
-  check "natpeer A and B refuse a /pk/ record from js whose value is another key (none acknowledges)" "$out" \
-    "j.ok && j.stored === 0 && j.errors.length >= 2"
-else
-  skip "natpeer refuses a bad /pk/ record from js" "natpeer's [dht] is not built yet (no PUT_VALUE)"
-fi
+check "natpeer A and B refuse a /pk/ record from js whose value is another key (none acknowledges)" "$out" \
+  "j.ok && j.stored === 0 && j.errors.length >= 2"
 out=$(jsq 30 "\"op\":\"provide\",\"cid\":\"$P2_cid\"")
 check "js provides a CID: ADD_PROVIDER written to natpeer A and B (no answer in the protocol: C checks below)" "$out" "j.ok && j.sent >= 2 && j.errors.length === 0"
 
@@ -207,25 +175,19 @@ else fail "natpeer C joins through A"; diag "$(tail -n 10 "$T/C/log")"; fi
 out=$(cli C call "$J_id" js.hello 2>&1); rc=$?
 if [ $rc -eq 0 ] && [ "$out" = "Hello from js-libp2p" ]; then pass "natpeer C calls js.hello on the js peer by peer ID alone"
 else fail "natpeer C calls js.hello on the js peer by peer ID alone"; diag "rc=$rc $out"; fi
-if [ $cli_dht = 1 ]; then
-  out=$(cli C dht findpeer "$J_id" 2>&1); rc=$?
-  if [ $rc -eq 0 ] && [ "$(echo "$out" | head -n 1)" = "$J_id" ] && echo "$out" | grep -q "^  ${J_tcp%/p2p/*}\$"; then
-    pass "natpeer C finds js by peer ID (dht findpeer), with its TCP address"
-  else fail "natpeer C finds js by peer ID (dht findpeer), with its TCP address"; diag "rc=$rc $out"; fi
-  out=$(cli C --hex dht get "/pk/$R2_peer" 2>&1); rc=$?
-  if [ $rc -eq 0 ] && [ "$out" = "$R2_val" ]; then pass "natpeer C reads the /pk/ record js put"
-  else fail "natpeer C reads the /pk/ record js put"; diag "rc=$rc want $R2_val got $out"; fi
-  out=$(cli C dht get "/pk/$R3_peer" 2>&1); rc=$?
-  if [ $rc -eq 1 ]; then pass "natpeer C does not find the bad /pk/ record (exit 1: $out)"
-  else fail "natpeer C does not find the bad /pk/ record"; diag "rc=$rc $out"; fi
-  out=$(cli C dht findprovs "$P2_cid" 2>&1); rc=$?
-  if [ $rc -eq 0 ] && echo "$out" | grep -q "$J_id"; then pass "natpeer C finds js as provider of the CID js provided"
-  else fail "natpeer C finds js as provider of the CID js provided"; diag "rc=$rc $out"; fi
-else
-  for t in "natpeer C finds js by peer ID (dht findpeer)" \
-           "natpeer C reads the /pk/ record js put" "natpeer C does not find the bad /pk/ record" \
-           "natpeer C finds js as provider"; do skip "$t" "$no_cli"; done
-fi
+out=$(cli C dht findpeer "$J_id" 2>&1); rc=$?
+if [ $rc -eq 0 ] && [ "$(echo "$out" | head -n 1)" = "$J_id" ] && echo "$out" | grep -q "^  ${J_tcp%/p2p/*}\$"; then
+  pass "natpeer C finds js by peer ID (dht findpeer), with its TCP address"
+else fail "natpeer C finds js by peer ID (dht findpeer), with its TCP address"; diag "rc=$rc $out"; fi
+out=$(cli C --hex dht get "/pk/$R2_peer" 2>&1); rc=$?
+if [ $rc -eq 0 ] && [ "$out" = "$R2_val" ]; then pass "natpeer C reads the /pk/ record js put"
+else fail "natpeer C reads the /pk/ record js put"; diag "rc=$rc want $R2_val got $out"; fi
+out=$(cli C dht get "/pk/$R3_peer" 2>&1); rc=$?
+if [ $rc -eq 1 ]; then pass "natpeer C does not find the bad /pk/ record (exit 1: $out)"
+else fail "natpeer C does not find the bad /pk/ record"; diag "rc=$rc $out"; fi
+out=$(cli C dht findprovs "$P2_cid" 2>&1); rc=$?
+if [ $rc -eq 0 ] && echo "$out" | grep -q "$J_id"; then pass "natpeer C finds js as provider of the CID js provided"
+else fail "natpeer C finds js as provider of the CID js provided"; diag "rc=$rc $out"; fi
 
 for h in A B C; do
   eval "p=\$${h}_pid"
