@@ -13,6 +13,8 @@
 #               and provides P2
 #   natpeer C   starts after that, bootstraps from A; finds J by ID and calls
 #               js.hello; reads R2; finds J as provider of P2
+#   js Q        QUIC only, bootstraps from A's QUIC address; finds C by ID and
+#               calls its hello; reads R1
 #
 # The js peer and its pinned dependencies come from npm (tests/interop;
 # `npm ci` on demand): without npm or node >= 22 the whole file is skipped.
@@ -33,7 +35,7 @@ PIDS=""
 n=0
 failures=0
 cleanup() {
-  exec 7>&- 2>/dev/null # the js peer's stdin: EOF makes it stop
+  exec 7>&- 8>&- 2>/dev/null # the js peers' stdin: EOF makes them stop
   for p in $PIDS; do kill -TERM "$p" 2>/dev/null; done
   for p in $PIDS; do
     i=0
@@ -92,17 +94,35 @@ connected() {
 # join NAME: NAME connects to A by itself ([bootstrap] peers)
 join() { connected "$1" "$A_id"; }
 
-# jsq SECONDS BODY: send {"id": N, BODY} to the js peer, print its answer
-# (N counts in a file: jsq runs in $(...) subshells)
+# start_js NAME FD TRANSPORT BOOT: kad.mjs serve as js peer NAME, its stdin
+# a FIFO open on FD (7 or 8); sets NAME_pid and NAME_fd, waits (<= 30 s)
+# for its ready line and sets READY to it (not in $(...): the FIFO stays
+# open in this shell)
+start_js() {
+  mkfifo "$T/$1.in"
+  "$NP_NODE" "$here/kad.mjs" serve --transport "$3" --bootstrap "$4" --max-lifetime 240 <"$T/$1.in" >"$T/$1.out" 2>"$T/$1.err" &
+  eval "${1}_pid=$!"
+  PIDS="$PIDS $!"
+  eval "exec $2>\"\$T/$1.in\""
+  eval "${1}_fd=$2"
+  _i=0
+  while [ $_i -lt 300 ] && kill -0 "$(eval echo "\$${1}_pid")" 2>/dev/null &&
+        ! grep -q '"event":"ready"' "$T/$1.out"; do sleep 0.1; _i=$((_i + 1)); done
+  READY=$(grep -m1 '"event":"ready"' "$T/$1.out") || READY='{"error":"js peer not ready in 30 s"}'
+}
+# jsq SECONDS BODY: send {"id": N, BODY} to js peer $JS (J unless set),
+# print its answer (N counts in a file: jsq runs in $(...) subshells)
+JS=J
 echo 0 >"$T/jsq.n"
 jsq() {
   q=$(($(cat "$T/jsq.n") + 1))
   echo $q >"$T/jsq.n"
-  printf '{"id":%d,%s}\n' "$q" "$2" >&7
+  eval "_fd=\$${JS}_fd _pid=\$${JS}_pid"
+  eval "printf '{\"id\":%d,%s}\\n' \"\$q\" \"\$2\" >&$_fd"
   _i=0
   while [ $_i -lt $(($1 * 10)) ]; do
-    _l=$(grep -m1 "^{\"id\":$q," "$T/J.out") && { echo "$_l"; return 0; }
-    kill -0 "$J_pid" 2>/dev/null || break
+    _l=$(grep -m1 "^{\"id\":$q," "$T/$JS.out") && { echo "$_l"; return 0; }
+    kill -0 "$_pid" 2>/dev/null || break
     sleep 0.1; _i=$((_i + 1))
   done
   echo "{\"id\":$q,\"ok\":false,\"error\":\"no answer (in $1 s, or the js peer is gone)\"}"
@@ -122,15 +142,8 @@ out=$(cli B dht provide "$P1_cid" 2>&1); rc=$?
 if [ $rc -eq 0 ]; then pass "natpeer B provides a CID"; else fail "natpeer B provides a CID"; diag "rc=$rc $out"; fi
 
 # --- js J bootstraps from A -------------------------------------------------------
-mkfifo "$T/J.in"
-"$NP_NODE" "$here/kad.mjs" serve --transport tcp --bootstrap "$A_tcp" --max-lifetime 240 <"$T/J.in" >"$T/J.out" 2>"$T/J.err" &
-J_pid=$!
-PIDS="$PIDS $J_pid"
-exec 7>"$T/J.in"
-i=0
-while [ $i -lt 300 ] && kill -0 "$J_pid" 2>/dev/null && ! grep -q '"event":"ready"' "$T/J.out"; do sleep 0.1; i=$((i + 1)); done
-ready=$(grep -m1 '"event":"ready"' "$T/J.out")
-[ -n "$ready" ] || ready='{"error":"js peer not ready in 30 s"}'
+start_js J 7 tcp "$A_tcp"
+ready=$READY
 J_id=$(jget "$ready" j.peer)
 J_tcp=$(head -n 1 "$T/J.out")
 check "js kad-dht (server mode) bootstraps from natpeer A: A enters its routing table" "$ready" \
@@ -188,6 +201,21 @@ else fail "natpeer C does not find the bad /pk/ record"; diag "rc=$rc $out"; fi
 out=$(cli C dht findprovs "$P2_cid" 2>&1); rc=$?
 if [ $rc -eq 0 ] && echo "$out" | grep -q "$J_id"; then pass "natpeer C finds js as provider of the CID js provided"
 else fail "natpeer C finds js as provider of the CID js provided"; diag "rc=$rc $out"; fi
+
+# --- a js peer on QUIC only ----------------------------------------------------
+# Q bootstraps from A's QUIC address, finds C (which it was never told of)
+# and calls its hello over QUIC, and reads R1 from natpeer.
+A_quic=$(grep -m1 '^/ip4/127.0.0.1/udp/.*/quic-v1/p2p/' "$T/A/out")
+start_js Q 8 quic "$A_quic"
+check "a QUIC-only js peer bootstraps from natpeer A's QUIC address" "$READY" \
+  "j.mode === 'server' && j.table >= 1 && j.errors.length === 0"
+JS=Q
+out=$(jsq 30 "\"op\":\"findPeer\",\"peer\":\"$C_id\",\"call\":\"hello\"")
+check "the QUIC js peer finds natpeer C by peer ID alone and calls its hello over QUIC" "$out" \
+  "j.ok && j.found && j.knownBefore === false && j.addrs.some(a => a.endsWith('/quic-v1')) && j.response === 'Hello, World!'"
+out=$(jsq 30 "\"op\":\"get\",\"key\":\"$R1_key\"")
+check "the QUIC js peer reads the /pk/ record natpeer B put, from natpeer" "$out" \
+  "j.ok && j.value === '$R1_val' && j.localBefore === false && j.sources.some(p => ['$A_id', '$B_id', '$C_id'].includes(p))"
 
 for h in A B C; do
   eval "p=\$${h}_pid"
