@@ -870,7 +870,9 @@ static void op_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
 }
 
 /* Preference among usable connections: direct over relayed (limited), then
- * QUIC over the others; the oldest wins a tie. */
+ * QUIC over the others; the newest wins a tie (after a peer restarts on the
+ * same address, the old connection is dead until a probe or the idle
+ * timeout finds out, while the peer's new one works). */
 static int conn_score(const sconn *c) {
   return (c->nc->limited ? 0 : 4) + (c->nc->kind == NP_TRANSPORT_QUIC ? 2 : 0);
 }
@@ -881,7 +883,7 @@ static sconn *find_conn(np_swarm *sw, const np_peerid *peer) {
   for (it = sw->conns.next; it != &sw->conns; it = it->next) {
     sconn *c = np_list_entry(it, sconn, link);
     if (c->up && !c->closing && c->nc && np_peerid_equal(&c->peer, peer) &&
-        (best == NULL || conn_score(c) > conn_score(best)))
+        (best == NULL || conn_score(c) >= conn_score(best)))
       best = c;
   }
   return best;
