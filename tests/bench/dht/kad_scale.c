@@ -55,6 +55,8 @@ typedef struct opts {
   unsigned seed;
   const char *json;
   int drop_idle; /* close every connection once the tables are built */
+  int kinds;     /* bit K_FIND, bit K_CLOSEST */
+  int wave;      /* bootstraps at once */
 } opts;
 
 static struct ev_loop *ev;
@@ -165,8 +167,7 @@ static int boot_wave(int from, int to, int nb) {
     }
     if (np_kad_bootstrap(H[i].kad, a, l, (size_t)m, on_boot, &w[i - from],
                          &lk) != 0) {
-      w[i - from].done = 1, w[i - from].err = -1;
-      fails++;
+      w[i - from].done = 1, w[i - from].err = NP_EINVAL;
     } else {
       pending++;
     }
@@ -178,8 +179,11 @@ static int boot_wave(int from, int to, int nb) {
     for (int i = from; i < to; i++)
       pending += !w[i - from].done;
   }
-  for (int i = from; i < to; i++)
-    fails += w[i - from].done ? w[i - from].err != 0 : 1;
+  for (int i = from; i < to; i++) {
+    int e = w[i - from].done ? w[i - from].err : NP_ETIMEDOUT;
+    if (e != 0 && fails++ < 3)
+      printf("# host %d bootstrap: %s\n", i, np_errname(e));
+  }
   free(w);
   return fails;
 }
@@ -194,11 +198,9 @@ typedef struct lookw {
   uint64_t sent;
 } lookw;
 
-static void on_peer(void *ud, int err, const np_peerid *p) {
-  lookw *w = ud;
+static void finish(lookw *w, int err, int found) {
   np_kad_stats st;
-  w->done = 1, w->err = err;
-  w->found = err == 0 && np_peerid_equal(p, &H[w->dst].id.id);
+  w->done = 1, w->err = err, w->found = found;
   w->ms = (wall() - w->t0) * 1e3;
   np_kad_stats_get(H[w->src].kad, &st);
   w->sent = st.sent - w->before.sent;
@@ -209,6 +211,17 @@ static void on_peer(void *ud, int err, const np_peerid *p) {
                              (st.lookups - w->before.lookups))
                 : 0;
   H[w->src].busy = 0;
+}
+
+static void on_peer(void *ud, int err, const np_peerid *p) {
+  lookw *w = ud;
+  finish(w, err, err == 0 && np_peerid_equal(p, &H[w->dst].id.id));
+}
+
+/* closest: found when any peer answered (the lookup ran to its end). */
+static void on_closest(void *ud, int err, const np_peerid *p, size_t n) {
+  (void)p;
+  finish(ud, err, err == 0 && n > 0);
 }
 
 typedef struct pingw {
@@ -250,8 +263,11 @@ static int cmp_u(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+enum { K_FIND, K_CLOSEST };
+static const char *const kind_name[] = {"find", "closest"};
+
 typedef struct level_res {
-  int gone_pct, gone, lookups, started, found;
+  int kind, gone_pct, gone, lookups, started, found;
   double rate, hops_mean, hops_p95, sent_mean, sent_p95, ms_mean, ms_p95;
   unsigned hops_max;
   uint64_t sent_max;
@@ -265,8 +281,9 @@ static double pct95(double *v, int n) {
   return v[(int)((double)(n - 1) * 0.95 + 0.5)];
 }
 
-/* |count| lookups, |conc| at once, each from a distinct idle live host. */
-static void run_lookups(int count, int conc, level_res *r) {
+/* |count| lookups of |kind|, |conc| at once, each from a distinct idle
+ * live host: find_peer of a random live host, or closest of a random key. */
+static void run_lookups(int count, int conc, int kind, level_res *r) {
   lookw *w = calloc((size_t)count, sizeof(*w));
   double *hv = calloc((size_t)count, sizeof(double));
   double *sv = calloc((size_t)count, sizeof(double));
@@ -274,17 +291,27 @@ static void run_lookups(int count, int conc, level_res *r) {
   int next = 0, running = 0, nd = 0;
   double t0 = wall(), end = t0 + 40.0 + (double)count * 40.0 / conc;
   memset(r, 0, sizeof(*r));
+  r->kind = kind;
   while ((next < count || running > 0) && wall() < end) {
     while (next < count && running < conc) {
       lookw *x = &w[next];
       np_kad_lookup *lk;
+      int rv;
       int s = live_host(), d = live_host();
       if (s < 0 || d < 0 || s == d || H[s].busy)
         continue;
       x->src = s, x->dst = d;
       np_kad_stats_get(H[s].kad, &x->before);
       x->t0 = wall();
-      if (np_kad_find_peer(H[s].kad, &H[d].id.id, on_peer, x, &lk) != 0) {
+      if (kind == K_CLOSEST) {
+        uint8_t key[32];
+        for (size_t b = 0; b < sizeof(key); b++)
+          key[b] = (uint8_t)rnd();
+        rv = np_kad_closest(H[s].kad, key, sizeof(key), on_closest, x, &lk);
+      } else {
+        rv = np_kad_find_peer(H[s].kad, &H[d].id.id, on_peer, x, &lk);
+      }
+      if (rv != 0) {
         x->done = 1, x->err = -1;
       } else {
         H[s].busy = 1;
@@ -330,8 +357,12 @@ static void run_lookups(int count, int conc, level_res *r) {
 static void usage(void) {
   fprintf(stderr, "usage: kad_scale [-n hosts] [-g pct,pct,...] "
                   "[-l lookups] [-c concurrent] [-b boot peers] [-s seed] "
-                  "[-d] [-j json-out]\n"
-                  "  -d  close every connection once the tables are built\n");
+                  "[-m find,closest] [-w wave] [-d] [-j json-out]\n"
+                  "  -w  bootstraps running at once (100)\n"
+                  "  -m  lookup kinds: find_peer of a live host (default), "
+                  "closest of a random key\n"
+                  "  -d  close every connection after each bootstrap wave "
+                  "and once the tables are built\n");
 }
 
 static int parse_args(int argc, char **argv, opts *o) {
@@ -340,13 +371,15 @@ static int parse_args(int argc, char **argv, opts *o) {
   o->n = 200, o->lookups = 200, o->conc = 25, o->boot = 3;
   o->levels[0] = 0, o->levels[1] = 10, o->levels[2] = 30, o->nlevels = 3;
   o->seed = 1;
+  o->kinds = 1; /* find */
+  o->wave = 100;
 #ifdef KAD_SCALE_CHECK
   o->check = 1, o->lookups = 100;
   o->levels[1] = 30, o->nlevels = 2;
   (void)argc, (void)argv, (void)c;
   return 0;
 #else
-  while ((c = getopt(argc, argv, "n:g:l:c:b:s:j:dh")) != -1) {
+  while ((c = getopt(argc, argv, "n:g:l:c:b:s:j:m:w:dh")) != -1) {
     switch (c) {
     case 'n': o->n = atoi(optarg); break;
     case 'l': o->lookups = atoi(optarg); break;
@@ -355,6 +388,11 @@ static int parse_args(int argc, char **argv, opts *o) {
     case 's': o->seed = (unsigned)strtoul(optarg, NULL, 10); break;
     case 'j': o->json = optarg; break;
     case 'd': o->drop_idle = 1; break;
+    case 'w': o->wave = atoi(optarg); break;
+    case 'm':
+      o->kinds = (strstr(optarg, "find") ? 1 : 0) |
+                 (strstr(optarg, "closest") ? 2 : 0);
+      break;
     case 'g': {
       char *p = optarg;
       o->nlevels = 0;
@@ -370,7 +408,8 @@ static int parse_args(int argc, char **argv, opts *o) {
     default: return -1;
     }
   }
-  if (o->n < 2 || o->lookups < 1 || o->conc < 1 || o->boot < 1 ||
+  if (o->kinds == 0 || o->wave < 1 || o->n < 2 || o->lookups < 1 ||
+      o->conc < 1 || o->boot < 1 ||
       o->boot > MAX_BOOT || o->nlevels < 1)
     return -1;
   for (int i = 0; i < o->nlevels; i++)
@@ -379,6 +418,18 @@ static int parse_args(int argc, char **argv, opts *o) {
       return -1;
   return 0;
 #endif
+}
+
+/* Close every connection of every host (nothing is in flight). */
+static void drop_all(void) {
+  static np_conn_info ci[512];
+  for (int i = 0; i < N; i++) {
+    void *net;
+    const np_net_ops *ops = np_host_net(H[i].h, &net);
+    size_t k = ops->conns(net, ci, 512);
+    for (size_t j = 0; j < k && j < 512; j++)
+      ops->disconnect(net, &ci[j].peer);
+  }
 }
 
 static size_t total_conns(void) {
@@ -394,7 +445,8 @@ static size_t total_conns(void) {
 
 int main(int argc, char **argv) {
   opts o;
-  level_res res[MAX_LEVELS];
+  level_res res[MAX_LEVELS * 2];
+  int nres = 0;
   double t_start = wall(), rss0, rss_hosts, rss_boot, t_boot, t_built;
   size_t entries = 0, minsz = (size_t)-1, conns;
   int boot_fails = 0, up_fails = 0, gone = 0, last_gone = -1;
@@ -423,13 +475,20 @@ int main(int argc, char **argv) {
          wall() - t_start);
   fflush(stdout);
 
-  /* Waves: host 1..9 one at a time, then as many at once as are in. */
+  /* Waves: host 1..9 one at a time, then as many at once as are in, at
+   * most o.wave. With -d, no lookup is running between waves: every
+   * connection is closed then (keepalive pings on idle connections would
+   * otherwise take the CPU at 10,000 hosts; the DHT dials again). */
   t_boot = wall();
   for (int i = 1; i < N;) {
     int to = i < 10 ? i + 1 : (i * 2 < N ? i * 2 : N);
-    if (to - i > 500)
-      to = i + 500;
+    if (to - i > o.wave)
+      to = i + o.wave;
     boot_fails += boot_wave(i, to, o.boot);
+    if (o.drop_idle) {
+      run_once_for(0.05); /* identify exchanges of the wave end */
+      drop_all();
+    }
     i = to;
   }
   t_built = wall();
@@ -463,14 +522,7 @@ int main(int argc, char **argv) {
   fflush(stdout);
   if (o.drop_idle) {
     double rss_d;
-    for (int i = 0; i < N; i++) {
-      void *net;
-      const np_net_ops *ops = np_host_net(H[i].h, &net);
-      np_conn_info ci[512];
-      size_t k = ops->conns(net, ci, 512);
-      for (size_t j = 0; j < k && j < 512; j++)
-        ops->disconnect(net, &ci[j].peer);
-    }
+    drop_all();
     run_once_for(1.0);
     malloc_trim(0);
     rss_d = rss_mb();
@@ -482,7 +534,6 @@ int main(int argc, char **argv) {
 
   for (int lv = 0; lv < o.nlevels; lv++) {
     int want = (int)((long)N * o.levels[lv] / 100);
-    level_res *r = &res[lv];
     while (gone < want) {
       int i = rnd_below(N);
       if (H[i].gone)
@@ -504,16 +555,22 @@ int main(int argc, char **argv) {
         if (j != i && !H[j].gone &&
             np_kbucket_contains(np_kad_table(H[i].kad), &H[j].id.id))
           live_ping = ping_host(i, j);
-    run_lookups(o.lookups, o.conc, r);
-    r->gone_pct = o.levels[lv];
-    r->gone = gone;
-    printf("# %2d%% gone (%d hosts): %d/%d found (%.3f); hops mean %.2f "
-           "p95 %.0f max %u; requests mean %.1f p95 %.0f max %llu; "
-           "latency ms mean %.0f p95 %.0f max %.0f; %.1f s\n",
-           r->gone_pct, gone, r->found, r->lookups, r->rate, r->hops_mean,
-           r->hops_p95, r->hops_max, r->sent_mean, r->sent_p95,
-           (unsigned long long)r->sent_max, r->ms_mean, r->ms_p95, r->ms_max,
-           r->wall_s);
+    for (int kd = K_FIND; kd <= K_CLOSEST; kd++) {
+      level_res *r = &res[nres];
+      if (!(o.kinds & (1 << kd)))
+        continue;
+      run_lookups(o.lookups, o.conc, kd, r);
+      r->gone_pct = o.levels[lv];
+      r->gone = gone;
+      nres++;
+      printf("# %2d%% gone (%d hosts), %s: %d/%d found (%.3f); hops mean "
+             "%.2f p95 %.0f max %u; requests mean %.1f p95 %.0f max %llu; "
+             "latency ms mean %.1f p95 %.1f max %.1f; %.1f s\n",
+             r->gone_pct, gone, kind_name[kd], r->found, r->lookups, r->rate,
+             r->hops_mean, r->hops_p95, r->hops_max, r->sent_mean,
+             r->sent_p95, (unsigned long long)r->sent_max, r->ms_mean,
+             r->ms_p95, r->ms_max, r->wall_s);
+    }
     fflush(stdout);
   }
   printf("# total %.1f s, RSS %.1f MB\n", wall() - t_start, rss_mb());
@@ -531,15 +588,15 @@ int main(int argc, char **argv) {
             entries ? (rss_boot - rss_hosts) * 1048576.0 / (double)entries
                     : 0,
             np_kbucket_entry_size());
-    for (int lv = 0; lv < o.nlevels; lv++) {
+    for (int lv = 0; lv < nres; lv++) {
       const level_res *r = &res[lv];
       fprintf(jf,
-              "%s{\"gone_pct\":%d,\"gone\":%d,\"lookups\":%d,\"found\":%d,"
+              "%s{\"kind\":\"%s\",\"gone_pct\":%d,\"gone\":%d,\"lookups\":%d,\"found\":%d,"
               "\"rate\":%.4f,\"hops_mean\":%.3f,\"hops_p95\":%.0f,"
               "\"hops_max\":%u,\"sent_mean\":%.2f,\"sent_p95\":%.0f,"
               "\"sent_max\":%llu,\"ms_mean\":%.1f,\"ms_p95\":%.1f,"
               "\"ms_max\":%.1f,\"wall_s\":%.1f}",
-              lv ? "," : "", r->gone_pct, r->gone, r->lookups, r->found,
+              lv ? "," : "", kind_name[r->kind], r->gone_pct, r->gone, r->lookups, r->found,
               r->rate, r->hops_mean, r->hops_p95, r->hops_max, r->sent_mean,
               r->sent_p95, (unsigned long long)r->sent_max, r->ms_mean,
               r->ms_p95, r->ms_max, r->wall_s);
@@ -555,7 +612,7 @@ int main(int argc, char **argv) {
     ok(live_ping == 0, "a live host answers a ping");
     ok(gone_ping == NP_ETIMEDOUT, "a vanished host does not (%s)",
        np_errname(gone_ping));
-    for (int lv = 0; lv < o.nlevels; lv++) {
+    for (int lv = 0; lv < nres; lv++) {
       const level_res *r = &res[lv];
       ok(r->rate >= 0.95, "%d%% gone: %d of %d live targets found",
          r->gone_pct, r->found, r->lookups);
