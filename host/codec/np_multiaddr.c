@@ -1,6 +1,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -584,6 +585,107 @@ static int is_loopback(const struct sockaddr *sa) {
             24) == 127;
   return IN6_IS_ADDR_LOOPBACK(
       &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+}
+
+int np_sockaddr_is_public(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET) {
+    uint32_t a =
+        ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr);
+    static const struct {
+      uint32_t net, mask;
+    } no[] = {
+        {0x00000000, 0xff000000}, /* 0/8 "this network" */
+        {0x0a000000, 0xff000000}, /* 10/8 */
+        {0x64400000, 0xffc00000}, /* 100.64/10 CGNAT */
+        {0x7f000000, 0xff000000}, /* 127/8 */
+        {0xa9fe0000, 0xffff0000}, /* 169.254/16 link-local */
+        {0xac100000, 0xfff00000}, /* 172.16/12 */
+        {0xc0000000, 0xffffff00}, /* 192.0.0/24 */
+        {0xc0000200, 0xffffff00}, /* 192.0.2/24 documentation */
+        {0xc0a80000, 0xffff0000}, /* 192.168/16 */
+        {0xc6120000, 0xfffe0000}, /* 198.18/15 benchmarking */
+        {0xc6336400, 0xffffff00}, /* 198.51.100/24 documentation */
+        {0xcb007100, 0xffffff00}, /* 203.0.113/24 documentation */
+        {0xe0000000, 0xe0000000}, /* 224/3 multicast, reserved, broadcast */
+    };
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+      if ((a & no[i].mask) == no[i].net)
+        return 0;
+    return 1;
+  }
+  if (sa->sa_family == AF_INET6) {
+    const uint8_t *b =
+        ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+    /* Global unicast is 2000::/3, less documentation (2001:db8::/32). */
+    if ((b[0] & 0xe0) != 0x20)
+      return 0;
+    return !(b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8);
+  }
+  return 0;
+}
+
+int np_prefix_parse(const char *text, np_prefix *out) {
+  char buf[64];
+  const char *slash = strchr(text, '/');
+  size_t alen = slash ? (size_t)(slash - text) : strlen(text);
+  unsigned max;
+  memset(out, 0, sizeof(*out));
+  if (alen == 0 || alen >= sizeof(buf))
+    return NP_EINVAL;
+  memcpy(buf, text, alen);
+  buf[alen] = '\0';
+  if (inet_pton(AF_INET, buf, out->addr) == 1)
+    out->family = AF_INET, max = 32;
+  else if (inet_pton(AF_INET6, buf, out->addr) == 1)
+    out->family = AF_INET6, max = 128;
+  else
+    return NP_EINVAL;
+  out->bits = max;
+  if (slash) {
+    char *end;
+    unsigned long b;
+    if (slash[1] < '0' || slash[1] > '9')
+      return NP_EINVAL;
+    b = strtoul(slash + 1, &end, 10);
+    if (*end != '\0' || b > max)
+      return NP_EINVAL;
+    out->bits = (unsigned)b;
+  }
+  return 0;
+}
+
+static int in_prefix(const struct sockaddr *sa, const np_prefix *p) {
+  const uint8_t *a;
+  unsigned full, rest;
+  if (sa->sa_family != p->family)
+    return 0;
+  a = sa->sa_family == AF_INET
+          ? (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)
+                ->sin_addr
+          : ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+  full = p->bits / 8, rest = p->bits % 8;
+  if (memcmp(a, p->addr, full) != 0)
+    return 0;
+  return rest == 0 ||
+         ((a[full] ^ p->addr[full]) & (uint8_t)(0xff00u >> rest)) == 0;
+}
+
+int np_maddr_is_public_with(const uint8_t *bin, size_t len,
+                            const np_prefix *extra, size_t n) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  size_t i;
+  if (np_maddr_to_sockaddr(bin, len, &ss, &sl) != 0 &&
+      np_maddr_to_sockaddr_tcp(bin, len, &ss, &sl) != 0)
+    return 0;
+  for (i = 0; i < n; i++)
+    if (in_prefix((const struct sockaddr *)&ss, &extra[i]))
+      return 1;
+  return np_sockaddr_is_public((const struct sockaddr *)&ss);
+}
+
+int np_maddr_is_public(const uint8_t *bin, size_t len) {
+  return np_maddr_is_public_with(bin, len, NULL, 0);
 }
 
 int np_sockaddr_source_fit(const struct sockaddr *local,

@@ -111,6 +111,28 @@ np_ssize np_maddr_from_sockaddr_quic(const struct sockaddr *sa, uint8_t *out,
 /* The same with /ip4|ip6/A/tcp/P. */
 /* 1 if |sa| (AF_INET or AF_INET6) is 0.0.0.0 or ::. */
 int np_sockaddr_is_wildcard(const struct sockaddr *sa);
+/* 1 if |sa| is a public unicast address: not private, loopback,
+ * link-local, CGNAT, documentation, benchmarking or multicast (the DHT's
+ * auto mode; the NAT lab's treat_as_public will widen it). */
+int np_sockaddr_is_public(const struct sockaddr *sa);
+/* np_sockaddr_is_public of an /ip4|ip6/.../udp/P/quic-v1 or .../tcp/P
+ * address; 0 for any other shape. */
+int np_maddr_is_public(const uint8_t *bin, size_t len);
+
+/* An address prefix ("192.0.2.0/24", "2001:db8::/32"): [nat]
+ * treat_as_public makes the NAT lab's documentation ranges count as
+ * public. */
+typedef struct np_prefix {
+  int family; /* AF_INET or AF_INET6 */
+  uint8_t addr[16];
+  unsigned bits;
+} np_prefix;
+/* Parse |text| (a bare address means all its bits). 0 or NP_EINVAL. */
+int np_prefix_parse(const char *text, np_prefix *out);
+/* As np_maddr_is_public, also 1 when the address is inside one of the |n|
+ * |extra| prefixes. */
+int np_maddr_is_public_with(const uint8_t *bin, size_t len,
+                            const np_prefix *extra, size_t n);
 /* How well a socket bound to |local| suits as the source of a dial to |to|
  * (both AF_INET or AF_INET6): 2 bound to the wildcard of |to|'s family, 1
  * same family and scope (loopback or not), 0 unusable. The QUIC and TCP

@@ -24,6 +24,7 @@
 
 typedef enum kind {
   K_STR,
+  K_PROTO, /* a protocol name: /..., printable, no spaces */
   K_PATH,
   K_LEVEL,
   K_BOOL,
@@ -38,7 +39,8 @@ typedef enum kind {
   K_PEERS,   /* list of multiaddrs ending in /p2p/ID */
   K_CONTROL, /* unix path or /unix/PATH or /ip4|ip6/A/tcp/P */
   K_NAMES,   /* list of words */
-  K_PATHS    /* list of paths */
+  K_PATHS,   /* list of paths */
+  K_PREFIXES /* list of address prefixes */
 } kind;
 
 typedef struct key {
@@ -77,6 +79,8 @@ static const key keys[] = {
      MS(100), SEC(600), "a duration like 10s, from 100ms to 10m"},
     {"dht", "mode", K_DHT_MODE, OFF(dht.mode), 0, 0,
      "auto, server, client or off"},
+    {"dht", "protocol", K_PROTO, OFF(dht.protocol), 1, 128,
+     "a protocol name like /ipfs/kad/1.0.0 (/, then printable, no spaces)"},
     {"dht", "bucket_size", K_U32, OFF(dht.bucket_size), 1, 64,
      "a number from 1 to 64"},
     {"dht", "alpha", K_U32, OFF(dht.alpha), 1, 16, "a number from 1 to 16"},
@@ -96,6 +100,8 @@ static const key keys[] = {
      "a number from 1 to 10"},
     {"nat", "hole_punch_timeout", K_MS, OFF(nat.hole_punch_timeout_ms),
      MS(100), SEC(120), "a duration like 10s, from 100ms to 2m"},
+    {"nat", "treat_as_public", K_PREFIXES, OFF(nat.treat_as_public), 0, 0,
+     "address prefixes like 192.0.2.0/24 (for NAT labs)"},
     {"relay", "service", K_TRI, OFF(relay.service), 0, 0, "auto, on or off"},
     {"relay", "client", K_TRI, OFF(relay.client), 0, 0, "auto, on or off"},
     {"relay", "relays", K_PEERS, OFF(relay.relays), 0, 0,
@@ -194,7 +200,8 @@ int np_conf_defaults(np_conf *c) {
   c->bootstrap.connect_timeout_ms = SEC(10);
   c->dht.mode = NP_DHT_AUTO;
   c->dht.bucket_size = 20;
-  c->dht.alpha = 3;
+  c->dht.alpha = 10; /* go-libp2p-kad-dht's default */
+  c->dht.protocol = strdup("/ipfs/kad/1.0.0");
   c->dht.record_ttl_ms = SEC(48 * 3600);
   c->dht.refresh_interval_ms = SEC(600);
   c->nat.reachability = NP_REACH_AUTO;
@@ -239,6 +246,7 @@ static void free_fields(np_conf *c) {
     void *f = (char *)c + keys[i].off;
     switch (keys[i].k) {
     case K_STR:
+    case K_PROTO:
     case K_PATH:
     case K_CONTROL:
       free(*(char **)f);
@@ -249,6 +257,7 @@ static void free_fields(np_conf *c) {
     case K_PEERS:
     case K_NAMES:
     case K_PATHS:
+    case K_PREFIXES:
       np_strv_free(f);
       break;
     default:
@@ -554,6 +563,15 @@ static int set_list(pctx *p, const key *k, np_strv *lst, const char *value) {
         break;
       }
       rv = strv_push(lst, tok);
+    } else if (k->k == K_PREFIXES) {
+      np_prefix px;
+      if (np_prefix_parse(tok, &px) != 0) {
+        fail(p, "[%s] %s: \"%s\" is not an address prefix (expected %s)",
+             k->section, k->name, tok, k->expected);
+        rv = NP_EINVAL;
+        break;
+      }
+      rv = strv_push(lst, tok);
     } else if (k->k == K_PATHS) {
       if ((v = resolve(p, tok)) == NULL) {
         rv = NP_ENOMEM;
@@ -578,7 +596,7 @@ static int set_key(pctx *p, const key *k, int idx, const char *v) {
   static const char *const reach[] = {"auto", "public", "private"};
   static const char *const tri[] = {"auto", "on", "off"};
   int is_list = k->k == K_LISTEN || k->k == K_MADDRS || k->k == K_PEERS ||
-                k->k == K_NAMES || k->k == K_PATHS;
+                k->k == K_NAMES || k->k == K_PATHS || k->k == K_PREFIXES;
 
   if (p->seen[idx] && !is_list) {
     fail(p, "[%s] %s: set twice (first on line %d; expected %s)", k->section,
@@ -598,6 +616,18 @@ static int set_key(pctx *p, const key *k, int idx, const char *v) {
   switch (k->k) {
   case K_STR:
     return set_str(f, v[0] ? v : NULL);
+  case K_PROTO: {
+    size_t n = strlen(v);
+    int ok = v[0] == '/' && n >= k->min && n <= k->max;
+    for (size_t i = 0; ok && i < n; i++)
+      ok = v[i] > 0x20 && v[i] < 0x7f;
+    if (!ok) {
+      fail(p, "[%s] %s: \"%s\" is not a protocol name (expected %s)",
+           k->section, k->name, v, k->expected);
+      return -1;
+    }
+    return set_str(f, v);
+  }
   case K_PATH: {
     char *r2 = resolve(p, v);
     if (r2 == NULL)
@@ -680,6 +710,7 @@ static int set_key(pctx *p, const key *k, int idx, const char *v) {
   case K_PEERS:
   case K_NAMES:
   case K_PATHS:
+  case K_PREFIXES:
     return set_list(p, k, f, v);
   }
   return 0;
@@ -890,18 +921,23 @@ int np_conf_load_string(np_conf **pc, const char *name, const char *text,
 /* ---- key flags ------------------------------------------------------------ */
 
 static unsigned flags_of(const key *k) {
-  static const char *const unbuilt[] = {"bootstrap", "dht", "nat", "relay"};
+  static const char *const unbuilt[] = {"nat", "relay"};
   static const char *const restart[] = {
       "host.identity_file", "host.listen",         "host.announce",
       "host.control",       "host.control_group",  "host.control_allow_remote",
       "host.data_dir",      "limits.max_connections",
-      "limits.max_streams_per_conn", "limits.idle_timeout", "limits.max_peers"};
+      "limits.max_streams_per_conn", "limits.idle_timeout", "limits.max_peers",
+      /* the DHT module reads its config once, at start */
+      "bootstrap.peers", "bootstrap.connect_timeout", "dht.mode", "dht.protocol",
+      "dht.bucket_size", "dht.alpha", "dht.record_ttl", "dht.refresh_interval",
+      "nat.treat_as_public"};
   char full[96];
   unsigned f = 0;
-  for (size_t i = 0; i < NP_ARRAY_LEN(unbuilt); i++)
-    if (strcmp(k->section, unbuilt[i]) == 0)
-      f |= NP_KEY_UNBUILT;
   snprintf(full, sizeof(full), "%s.%s", k->section, k->name);
+  for (size_t i = 0; i < NP_ARRAY_LEN(unbuilt); i++)
+    if (strcmp(k->section, unbuilt[i]) == 0 &&
+        strcmp(full, "nat.treat_as_public") != 0)
+      f |= NP_KEY_UNBUILT;
   for (size_t i = 0; i < NP_ARRAY_LEN(restart); i++)
     if (strcmp(full, restart[i]) == 0)
       f |= NP_KEY_RESTART;
@@ -931,6 +967,7 @@ static int value_eq(const key *k, const np_conf *a, const np_conf *b) {
   const void *x = (const char *)a + k->off, *y = (const char *)b + k->off;
   switch (k->k) {
   case K_STR:
+  case K_PROTO:
   case K_PATH:
   case K_CONTROL:
     return str_eq(*(char *const *)x, *(char *const *)y);
@@ -938,7 +975,8 @@ static int value_eq(const key *k, const np_conf *a, const np_conf *b) {
   case K_MADDRS:
   case K_PEERS:
   case K_NAMES:
-  case K_PATHS: {
+  case K_PATHS:
+  case K_PREFIXES: {
     const np_strv *u = x, *v = y;
     if (u->n != v->n)
       return 0;

@@ -51,6 +51,7 @@ typedef struct np_conf {
   } bootstrap;
   struct {
     int mode; /* enum np_dht_mode */
+    char *protocol;
     uint32_t bucket_size;
     uint32_t alpha;
     uint64_t record_ttl_ms;
@@ -64,6 +65,7 @@ typedef struct np_conf {
     int hole_punch;
     uint32_t hole_punch_attempts;
     uint64_t hole_punch_timeout_ms;
+    np_strv treat_as_public; /* prefixes counted as public (labs) */
   } nat;
   struct {
     int service; /* enum np_tristate */

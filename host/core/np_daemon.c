@@ -11,6 +11,7 @@
 #include "np_kad.h"
 #include "np_log.h"
 #include "np_module.h"
+#include "np_obsaddr.h"
 #include "np_ping.h"
 #include "np_plugin.h"
 #include "np_swarm.h"
@@ -23,6 +24,7 @@ static const np_module *const host_modules[] = {
     &np_ping_module,
     &np_unarysvc_module,
     &np_kad_module,
+    &np_obsaddr_module,
 };
 #define NMODULES NP_ARRAY_LEN(host_modules)
 
@@ -224,6 +226,10 @@ static void say_unbuilt(const char *section, const char *name, int line,
 
 void np_daemon_conf_warnings(const np_conf *c) {
   np_conf_foreach_set(c, NP_KEY_UNBUILT, say_unbuilt, (void *)c);
+  for (size_t i = 0; i < c->nat.treat_as_public.n; i++)
+    np_warn("conf", "treat-as-public prefix=%s (a NAT lab setting: these "
+                    "addresses count as public)",
+            c->nat.treat_as_public.v[i]);
 }
 
 int np_daemon_reload(np_daemon *d) {

@@ -67,7 +67,8 @@ typedef struct np_event {
   size_t nlisten;
   const char *agent; /* "" when not sent */
   int push;          /* read from an identify/push stream */
-  /* OBSERVED_ADDR (laddr: the connection's local address): */
+  /* OBSERVED_ADDR (laddr, raddr: the connection's local and remote
+   * addresses): */
   const uint8_t *observed;
   size_t observed_len;
 } np_event;

@@ -280,6 +280,8 @@ static void apply(np_idsvc *svc, np_stream *s, const np_conn *c, idread *r) {
     if (c) {
       ev.laddr = c->laddr;
       ev.laddr_len = c->laddr_len;
+      ev.raddr = c->raddr;
+      ev.raddr_len = c->raddr_len;
     }
     np_events_emit(np_host_events(svc->h), &ev);
   }

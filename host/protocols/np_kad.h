@@ -49,6 +49,7 @@ typedef struct np_kad_config {
   uint64_t save_delay_ms;    /* store written this long after a change (1 s) */
   const char *const *boot;   /* bootstrap multiaddrs (text, /p2p/ at end) */
   size_t nboot;              /* connected at start and when the table empties */
+  uint64_t boot_timeout_ms;  /* one bootstrap connect (10 s) */
   unsigned max_peer_rate;    /* inbound requests per peer per second (50) */
   unsigned max_lookups;      /* lookups at once, all kinds (64) */
 } np_kad_config;
@@ -132,7 +133,8 @@ int np_kad_search_value(np_kad *kad, const uint8_t *key, size_t len,
                         void *ud, np_kad_lookup **handle);
 
 /* put_value: |val| must pass the namespace's validator (else the error at
- * once: NP_ENOTSUP unknown namespace, NP_EINVAL refused, NP_ELIMIT size);
+ * once: NP_ENOTSUP unknown namespace, NP_ELIMIT size, or the validator's
+ * code: NP_EINVAL malformed, NP_EPEERID a /pk/ key that is not the value's);
  * it is stored locally, then sent to the k closest peers. The callback:
  * err 0 and how many peers acknowledged (n >= 1), NP_ENOENT (no peer
  * stored it: only the local copy exists), NP_ETIMEDOUT, NP_ECANCELED.
@@ -166,9 +168,9 @@ int np_kad_find_providers(np_kad *kad, const uint8_t *key, size_t len,
                           np_kad_lookup **handle);
 
 /* get_public_key: |peer|'s PublicKey protobuf bytes: from the peer ID
- * itself (identity multihash, Ed25519), the peerstore (identify), the
- * local store, or a get_value of "/pk/" + peer-ID bytes, checked against
- * the ID. Callback as get_value. */
+ * itself (identity multihash, Ed25519), else the local store or a
+ * get_value of "/pk/" + peer-ID bytes (the /pk/ validator checks the key
+ * against the ID). Callback as get_value. */
 int np_kad_get_public_key(np_kad *kad, const np_peerid *peer,
                           np_kad_value_fn cb, void *ud,
                           np_kad_lookup **handle);
@@ -184,7 +186,13 @@ int np_kad_find_connected(np_kad *kad, const np_peerid *peer,
 /* Withdraw a lookup: none of its callbacks run any more. */
 void np_kad_cancel(np_kad *kad, np_kad_lookup *lk);
 
-/* The store (namespaces: np_kadstore_register; plugins add theirs). */
+/* Records under "/natpeer/NAME" take any value (within the store's size
+ * limits; a later put replaces an earlier one). Unauthenticated: for
+ * plugins and tools that sign inside their values or do not need to. */
+#define NP_KAD_OPEN_NS "/natpeer/"
+
+/* The store ("/pk/" and NP_KAD_OPEN_NS are registered; more namespaces:
+ * np_kadstore_register). */
 np_kadstore *np_kad_store(np_kad *kad);
 
 /* The module: np_kad_start with the host's [dht] and [bootstrap] config

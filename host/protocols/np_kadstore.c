@@ -416,27 +416,38 @@ static int rec_store(np_kadstore *s, rec *old, const uint8_t *key,
   return 0;
 }
 
-int np_kadstore_put(np_kadstore *s, const uint8_t *key, size_t keylen,
-                    const uint8_t *val, size_t vallen, uint64_t now,
-                    const char **why) {
-  const np_kadstore_validator *v;
+/* Limits, namespace and the validator: 0 with *pv, or put's error. */
+static int check_valid(const np_kadstore *s, const uint8_t *key,
+                       size_t keylen, const uint8_t *val, size_t vallen,
+                       uint64_t now, const char **why,
+                       const np_kadstore_validator **pv) {
   const char *vwhy = "refused by the namespace validator";
-  uint64_t h;
-  rec *old;
   int bad, rv;
-  size_t dropped = 0;
   if (keylen > s->cfg.max_key)
     return set_why(why, "max_key", NP_ELIMIT);
   if (vallen > s->cfg.max_value)
     return set_why(why, "max_value", NP_ELIMIT);
-  v = find_validator(s, key, keylen, &bad);
+  *pv = find_validator(s, key, keylen, &bad);
   if (bad)
     return set_why(why, "key is not /namespace/...", NP_EINVAL);
-  if (v == NULL)
+  if (*pv == NULL)
     return set_why(why, "no validator for the namespace", NP_ENOTSUP);
-  rv = v->validate(v->ud, key, keylen, val, vallen, now, &vwhy);
+  rv = (*pv)->validate((*pv)->ud, key, keylen, val, vallen, now, &vwhy);
   if (rv != 0)
     return set_why(why, vwhy, rv < 0 ? rv : NP_EINVAL);
+  return 0;
+}
+
+int np_kadstore_put(np_kadstore *s, const uint8_t *key, size_t keylen,
+                    const uint8_t *val, size_t vallen, uint64_t now,
+                    const char **why) {
+  const np_kadstore_validator *v;
+  uint64_t h;
+  rec *old;
+  int rv;
+  size_t dropped = 0;
+  if ((rv = check_valid(s, key, keylen, val, vallen, now, why, &v)) != 0)
+    return rv;
   h = siphash(s->cfg.hash_seed, key, keylen);
   old = (rec *)ht_find(&s->recs, h, key, keylen);
   if (old && old->expires > now && v->select) {
@@ -457,6 +468,30 @@ int np_kadstore_put(np_kadstore *s, const uint8_t *key, size_t keylen,
   rv = rec_store(s, old, key, keylen, h, val, vallen, now,
                  deadline(now, s->cfg.record_ttl_ms));
   return set_why(why, rv ? "out of memory" : "", rv);
+}
+
+int np_kadstore_check(const np_kadstore *s, const uint8_t *key,
+                      size_t keylen, const uint8_t *val, size_t vallen,
+                      const uint8_t *than, size_t thanlen, uint64_t now,
+                      const char **why) {
+  const np_kadstore_validator *v;
+  int rv;
+  if ((rv = check_valid(s, key, keylen, val, vallen, now, why, &v)) != 0)
+    return rv;
+  if (than == NULL)
+    return set_why(why, "", 0);
+  if (thanlen == vallen && memcmp(than, val, vallen) == 0)
+    return set_why(why, "the same value", NP_EEXIST);
+  if (v->select) {
+    const uint8_t *vals[2] = {val, than};
+    size_t lens[2] = {vallen, thanlen};
+    rv = v->select(v->ud, key, keylen, vals, lens, 2);
+    if (rv < 0 || rv > 1)
+      return set_why(why, "select failed", rv < 0 ? rv : NP_EINVAL);
+    if (rv == 1)
+      return set_why(why, "the other value was selected", NP_EEXIST);
+  }
+  return set_why(why, "", 0);
 }
 
 int np_kadstore_get(const np_kadstore *s, const uint8_t *key, size_t keylen,

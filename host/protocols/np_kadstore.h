@@ -92,6 +92,15 @@ int np_kadstore_put(np_kadstore *s, const uint8_t *key, size_t keylen,
                     const uint8_t *val, size_t vallen, uint64_t now,
                     const char **why);
 
+/* The checks of np_kadstore_put without storing: 0 if |val| is valid under
+ * |key| at |now| and (when |than| is not NULL) better than |than| by the
+ * namespace's select (NULL select: a different value is better). Returns
+ * 0, NP_EEXIST (|than| is the same or better), or put's errors. */
+int np_kadstore_check(const np_kadstore *s, const uint8_t *key,
+                      size_t keylen, const uint8_t *val, size_t vallen,
+                      const uint8_t *than, size_t thanlen, uint64_t now,
+                      const char **why);
+
 /* Find the unexpired record of |key|. |*val| points into the store until
  * the next call that changes it. |received| may be NULL. Returns 0 or
  * NP_ENOENT (absent or expired). */

@@ -724,7 +724,74 @@ static void test_sockaddr(void) {
          "sockaddr rejects a truncated address");
 }
 
+/* Public addresses (the DHT's auto mode) and [nat] treat_as_public. */
+static void test_public(void) {
+  static const struct {
+    const char *a;
+    int pub;
+  } cases[] = {
+      {"/ip4/8.8.8.8/udp/4001/quic-v1", 1},
+      {"/ip4/1.1.1.1/tcp/4001", 1},
+      {"/ip4/10.1.2.3/tcp/4001", 0},
+      {"/ip4/172.16.0.1/tcp/1", 0},
+      {"/ip4/172.32.0.1/tcp/1", 1},
+      {"/ip4/192.168.1.1/udp/1/quic-v1", 0},
+      {"/ip4/100.64.0.1/tcp/1", 0},
+      {"/ip4/127.0.0.1/tcp/1", 0},
+      {"/ip4/169.254.1.1/tcp/1", 0},
+      {"/ip4/192.0.2.10/udp/4001/quic-v1", 0},
+      {"/ip4/198.51.100.2/tcp/1", 0},
+      {"/ip4/203.0.113.2/tcp/1", 0},
+      {"/ip4/224.0.0.1/tcp/1", 0},
+      {"/ip4/0.0.0.0/tcp/1", 0},
+      {"/ip6/2606:4700::1/tcp/1", 1},
+      {"/ip6/2001:db8::1/tcp/1", 0},
+      {"/ip6/::1/tcp/1", 0},
+      {"/ip6/fe80::1/tcp/1", 0},
+      {"/ip6/fd00::1/tcp/1", 0},
+      {"/dns4/example.com/tcp/1", 0},
+  };
+  np_prefix px[2];
+  uint8_t bin[64];
+  int bad = 0;
+  for (size_t i = 0; i < NP_ARRAY_LEN(cases); i++) {
+    np_ssize n = np_maddr_parse(cases[i].a, strlen(cases[i].a), bin,
+                                sizeof(bin));
+    if (n < 0 || np_maddr_is_public(bin, (size_t)n) != cases[i].pub) {
+      printf("# %s: want %d\n", cases[i].a, cases[i].pub);
+      bad++;
+    }
+  }
+  ok(bad == 0, "public vs private, loopback, link-local, CGNAT, "
+               "documentation, multicast (%zu addresses)",
+     NP_ARRAY_LEN(cases));
+  ok(np_prefix_parse("198.51.100.0/24", &px[0]) == 0 &&
+         np_prefix_parse("2001:db8::/32", &px[1]) == 0 &&
+         px[0].bits == 24 && px[1].family == AF_INET6,
+     "prefixes parse");
+  ok(np_prefix_parse("10.0.0.0/33", &px[0]) == NP_EINVAL &&
+         np_prefix_parse("10.0.0/8", &px[0]) == NP_EINVAL &&
+         np_prefix_parse("/8", &px[0]) == NP_EINVAL &&
+         np_prefix_parse("10.0.0.0/x", &px[0]) == NP_EINVAL,
+     "bad prefixes are refused");
+  np_prefix_parse("198.51.100.0/25", &px[0]);
+  np_prefix_parse("2001:db8::/32", &px[1]);
+  {
+    np_ssize a = np_maddr_parse("/ip4/198.51.100.2/tcp/1", 23, bin,
+                                sizeof(bin));
+    int in = np_maddr_is_public_with(bin, (size_t)a, px, 2);
+    np_ssize b = np_maddr_parse("/ip4/198.51.100.200/tcp/1", 25, bin,
+                                sizeof(bin));
+    int out = np_maddr_is_public_with(bin, (size_t)b, px, 2);
+    np_ssize c = np_maddr_parse("/ip6/2001:db8::7/udp/1/quic-v1", 30, bin,
+                                sizeof(bin));
+    int in6 = np_maddr_is_public_with(bin, (size_t)c, px, 2);
+    ok(in && !out && in6, "treat_as_public prefixes count, bit-exact");
+  }
+}
+
 int main(void) {
+  test_public();
   test_varint();
   test_base58();
   test_multibase();

@@ -72,7 +72,8 @@ static void bad_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
 
 static int host_up(int i) {
   static const char ini[] = "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
-                            "log_level = error\n[plugins]\nautoload = no\n";
+                            "log_level = error\n[dht]\nmode = server\n"
+                            "[plugins]\nautoload = no\n";
   np_conf *c;
   char err[256];
   int rv;
