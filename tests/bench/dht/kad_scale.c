@@ -107,7 +107,8 @@ static double heap_mb(void) {
 
 static int host_up(int i) {
   static const char ini[] = "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
-                            "log_level = error\n[plugins]\nautoload = no\n";
+                            "log_level = error\n[dht]\nmode = server\n"
+                            "[plugins]\nautoload = no\n";
   np_conf *c;
   char err[256], t[200], idt[NP_PEERID_STRMAX];
   np_ssize n;
