@@ -54,6 +54,11 @@ static int best_select(void *ud, const uint8_t *key, size_t keylen,
   return (int)best;
 }
 
+/* Equal bytes (an absent field is NULL with length 0). */
+static int same(const uint8_t *a, size_t al, const uint8_t *b, size_t bl) {
+  return al == bl && (al == 0 || memcmp(a, b, al) == 0);
+}
+
 /* One record from the network at |now|. */
 static void feed(np_kadstore *s, const np_kadmsg_record *r, uint64_t now) {
   const uint8_t *key = r->key.data, *val = r->value.data, *cur;
@@ -78,15 +83,14 @@ static void feed(np_kadstore *s, const np_kadmsg_record *r, uint64_t now) {
       p != NP_ENOMEM) /* only a full store may refuse a new valid key */
     abort();
   if (cb == NP_EEXIST && p != NP_EEXIST &&
-      !(p == 0 && vlen == heldlen && memcmp(val, held, vlen) == 0))
+      !(p == 0 && same(val, vlen, held, heldlen)))
     abort(); /* held was better, yet put replaced it (a refresh may) */
   if (cb != 0 && cb != NP_EEXIST && p == 0)
     abort(); /* select failed for check but not for put */
   if (np_kadstore_get(s, key, klen, now, &cur, &curlen, NULL) == 0) {
-    if (p == 0 && (curlen != vlen || memcmp(cur, val, vlen) != 0))
+    if (p == 0 && !same(cur, curlen, val, vlen))
       abort(); /* stored, but get returns something else */
-    if (p != 0 && had &&
-        (curlen != heldlen || memcmp(cur, held, heldlen) != 0))
+    if (p != 0 && had && !same(cur, curlen, held, heldlen))
       abort(); /* refused, yet the held value changed */
   } else if (p == 0 || had) {
     abort(); /* stored (or held) and now gone */
