@@ -235,14 +235,14 @@ static void on_ping(void *ud, int err, int64_t rtt) {
   w->done = 1, w->err = err;
 }
 
-/* |from| pings |to| (a host it may be connected to) with a 1 s bound:
- * 0, or the error (NP_ETIMEDOUT for a vanished host). */
-static int ping_host(int from, int to) {
+/* |from| pings |to| (a host in its table) within |ms|: 0, or the error
+ * (NP_ETIMEDOUT for a vanished host). */
+static int ping_host(int from, int to, uint64_t ms) {
   void *net;
   const np_net_ops *ops = np_host_net(H[from].h, &net);
   pingw w = {0, 0};
-  double end = wall() + 5;
-  int rv = ops->ping(net, &H[to].id.id, 1000, on_ping, &w, NULL);
+  double end = wall() + (double)ms / 1e3 + 5;
+  int rv = ops->ping(net, &H[to].id.id, ms, on_ping, &w, NULL);
   if (rv != 0)
     return rv;
   while (!w.done && wall() < end)
@@ -550,12 +550,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < N && last_gone >= 0 && gone_ping == 0; i++)
       if (!H[i].gone && np_kbucket_contains(np_kad_table(H[i].kad),
                                             &H[last_gone].id.id))
-        gone_ping = ping_host(i, last_gone);
+        gone_ping = ping_host(i, last_gone, 1000);
     for (int i = 0; i < N && live_ping < 0; i++)
       for (int j = 0; j < N && live_ping < 0 && !H[i].gone; j++)
         if (j != i && !H[j].gone &&
             np_kbucket_contains(np_kad_table(H[i].kad), &H[j].id.id))
-          live_ping = ping_host(i, j);
+          live_ping = ping_host(i, j, 10000);
     for (int kd = K_FIND; kd <= K_CLOSEST; kd++) {
       level_res *r = &res[nres];
       if (!(o.kinds & (1 << kd)))
