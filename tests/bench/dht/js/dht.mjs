@@ -113,6 +113,11 @@ console.log(`# ${args.nodes} js nodes up, RSS ${rssHosts.toFixed(1)} MB, ${((now
 // most `wave` at once.
 const tb = now()
 let bootFails = 0
+const bootErrors = {}
+function bootFailed (why) {
+  bootFails++
+  bootErrors[why] = (bootErrors[why] ?? 0) + 1
+}
 async function boot (i, from) {
   const k = Math.min(args.boot, from)
   const picked = new Set()
@@ -122,9 +127,9 @@ async function boot (i, from) {
     const dht = nodes[i].services.dht
     const key = nodes[i].peerId.toMultihash().bytes
     const r = await runQuery(dht.getClosestPeers(key), null, seeds(dht, key))
-    if (!r.found) bootFails++
+    if (!r.found) bootFailed('no peer answered the self-lookup')
   } catch (e) {
-    bootFails++
+    bootFailed(`${e.name}: ${e.message}`.slice(0, 120))
   }
 }
 for (let i = 1; i < args.nodes;) {
@@ -142,11 +147,12 @@ for (const n of nodes) {
   conns += n.getConnections().length
 }
 const rssBoot = rssMb()
+for (const [why, n] of Object.entries(bootErrors)) console.log(`# bootstrap failure x${n}: ${why}`)
 console.log(`# bootstrap: ${bootS.toFixed(1)} s, ${bootFails} failed; table entries ${entries} (mean ${(entries / args.nodes).toFixed(1)}, min ${minsz}); connections ${conns}; RSS ${rssBoot.toFixed(1)} MB`)
 
 const result = {
   impl: 'js-libp2p', versions: { libp2p: '3.3.11', 'kad-dht': '16.4.5', memory: '2.0.15', node: process.version },
-  hosts: args.nodes, boot_peers: args.boot, boot_failed: bootFails, boot_s: bootS,
+  hosts: args.nodes, boot_peers: args.boot, boot_failed: bootFails, boot_errors: bootErrors, boot_s: bootS,
   entries, entries_min: minsz, conns, rss0_mb: rss0, rss_hosts_mb: rssHosts, rss_boot_mb: rssBoot, kinds: []
 }
 
