@@ -125,6 +125,12 @@ async function boot (i, from) {
   try {
     for (const j of picked) await nodes[i].dial(nodes[j].getMultiaddrs()[0])
     const dht = nodes[i].services.dht
+    // The table fills from identify, after the dial: a self-lookup on an
+    // empty table finds nobody (np_kad_bootstrap adds its boot peers as
+    // they connect, so natpeer never starts empty). Bounded: 10 s.
+    for (let t = 0; t < 200 && dht.routingTable.size === 0; t++) {
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
     const key = nodes[i].peerId.toMultihash().bytes
     const r = await runQuery(dht.getClosestPeers(key), null, seeds(dht, key))
     if (!r.found) bootFailed('no peer answered the self-lookup')
