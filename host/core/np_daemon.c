@@ -9,6 +9,7 @@
 #include "np_err.h"
 #include "np_idsvc.h"
 #include "np_kad.h"
+#include "np_kadmsg.h"
 #include "np_log.h"
 #include "np_module.h"
 #include "np_obsaddr.h"
@@ -36,6 +37,7 @@ struct np_daemon {
   np_swarm *swarm;
   void *mod_state[NMODULES];
   size_t nstarted; /* modules started, in host_modules order */
+  char *dht_proto; /* the router's protocol (the conf may be reloaded) */
   ev_signal sig_int, sig_term, sig_hup;
   int signals_on;
   int stopped;
@@ -74,12 +76,52 @@ static int modules_start(np_daemon *d) {
   return 0;
 }
 
+/* Peer routing over the DHT: the swarm looks up peers it has no address
+ * for. np_kad_find_peer's callback has the router's shape; a lookup that
+ * succeeds has put the peer's addresses in the peerstore. */
+static int kad_route(void *rud, const np_peerid *peer, np_route_fn cb, void *ud,
+                     void **handle) {
+  np_kad_lookup *lk = NULL;
+  int rv = np_kad_find_peer(rud, peer, cb, ud, &lk);
+  *handle = lk;
+  return rv;
+}
+
+static void kad_route_cancel(void *rud, void *handle) {
+  np_kad_cancel(rud, handle);
+}
+
+/* The DHT's users outside np_kad: peer routing and the plugins' dht_*. */
+static void dht_install(np_daemon *d) {
+  np_kad *kad = np_daemon_module(d, "kad");
+  np_router r;
+  const char *proto = np_host_conf(d->h)->dht.protocol;
+  if (kad == NULL)
+    return; /* [dht] mode = off: unknown peers stay unreachable */
+  np_plugins_set_dht(d->plugins, kad);
+  if ((d->dht_proto = strdup(proto ? proto : NP_KADMSG_PROTOCOL)) == NULL) {
+    np_error("host", "peer-routing-off err=%s", np_errname(NP_ENOMEM));
+    return;
+  }
+  r.find_peer = kad_route;
+  r.cancel = kad_route_cancel;
+  r.rud = kad;
+  r.proto = d->dht_proto;
+  np_host_set_router(d->h, &r);
+}
+
 static void modules_stop(np_daemon *d) {
+  /* Plugins' operations end here (NP_ECANCELED); the swarm's lookups
+   * under way end when the module stops. */
+  np_plugins_set_dht(d->plugins, NULL);
+  np_host_set_router(d->h, NULL);
   while (d->nstarted > 0) {
     d->nstarted--;
     host_modules[d->nstarted]->stop(d->mod_state[d->nstarted]);
     d->mod_state[d->nstarted] = NULL;
   }
+  free(d->dht_proto);
+  d->dht_proto = NULL;
 }
 
 static void on_stop_signal(struct ev_loop *ev, ev_signal *w, int revents) {
@@ -134,6 +176,7 @@ int np_daemon_start(np_daemon *d, int flags) {
               np_strerror(rv));
       return rv;
     }
+    dht_install(d);
   }
   if (flags & NP_DAEMON_CONTROL) {
     char err[1024];

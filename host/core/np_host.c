@@ -25,6 +25,8 @@ struct np_host {
   np_remote_call_fn remote_call;
   np_remote_cancel_fn remote_cancel;
   void *remote_ud;
+  np_router router;
+  int router_on;
 };
 
 enum { OUT_ACTIVE = 1, OUT_DELIVERING, OUT_CANCELED };
@@ -86,6 +88,17 @@ void np_host_set_remote(np_host *h, np_remote_call_fn call,
   h->remote_call = call;
   h->remote_cancel = cancel;
   h->remote_ud = tud;
+}
+
+void np_host_set_router(np_host *h, const np_router *r) {
+  memset(&h->router, 0, sizeof(h->router));
+  h->router_on = r != NULL;
+  if (r)
+    h->router = *r;
+}
+
+const np_router *np_host_router(const np_host *h) {
+  return h->router_on ? &h->router : NULL;
 }
 
 void np_host_set_unary_server(np_host *h, const np_stream_cbs *cbs,

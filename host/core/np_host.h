@@ -105,7 +105,9 @@ typedef void (*np_net_ping_fn)(void *ud, int err, int64_t rtt_us);
 #define NP_NET_LAZY 1
 typedef struct np_net_ops {
   /* Connect to |peer| using |addrs| (binary multiaddrs; may be empty to
-   * use what the peerstore knows). */
+   * use what the peerstore knows). connect, open_stream and ping to a peer
+   * with no known address ask the router (np_host_set_router) first, once
+   * per dial, within |timeout_ms|; nothing found: NP_EUNREACH. */
   int (*connect)(void *net, const np_peerid *peer, const uint8_t *const *addrs,
                  const size_t *lens, size_t n, uint64_t timeout_ms,
                  np_net_done_fn cb, void *ud, void **handle);
@@ -138,6 +140,29 @@ typedef struct np_net_ops {
 void np_host_set_net(np_host *h, const np_net_ops *ops, void *net);
 /* The installed network, or NULL (ops) when this host has none. */
 const np_net_ops *np_host_net(np_host *h, void **net);
+
+/* Peer routing (the DHT installs it): where the swarm turns for addresses
+ * of a peer it has none for. find_peer returns 0 and runs |cb| exactly
+ * once, later (never from inside the call): err 0 once addresses for |peer|
+ * are in the peerstore (or a connection to it is up), else NP_ENOENT (not
+ * found), NP_ETIMEDOUT, NP_ECANCELED (the router stopped); or it returns an
+ * error and never runs |cb|. cancel withdraws a pending lookup: |cb| never
+ * runs. Removing the router ends no lookup: its owner ends each (|cb| with
+ * NP_ECANCELED) before it goes away. */
+typedef void (*np_route_fn)(void *ud, int err, const np_peerid *peer);
+typedef struct np_router {
+  int (*find_peer)(void *rud, const np_peerid *peer, np_route_fn cb, void *ud,
+                   void **handle);
+  void (*cancel)(void *rud, void *handle);
+  void *rud;
+  /* The router's own protocol (may be NULL): streams for it are never
+   * routed, so the router's requests start no lookups of their own. */
+  const char *proto;
+} np_router;
+/* Install |r| (copied; |r->proto| borrowed while installed); NULL removes. */
+void np_host_set_router(np_host *h, const np_router *r);
+/* The installed router, or NULL. */
+const np_router *np_host_router(const np_host *h);
 
 /* The stream handler serving unary handlers' protocols to the network
  * (installed by np_unarysvc): the swarm hands it each inbound stream

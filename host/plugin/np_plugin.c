@@ -12,13 +12,19 @@
 #include "np_call.h"
 #include "np_err.h"
 #include "np_host.h"
+#include "np_kad.h"
 #include "np_list.h"
 #include "np_log.h"
 #include "np_loop.h"
+#include "np_multiaddr.h"
+#include "np_peerstore.h"
 #include "np_stream.h"
 
 #define MAX_PLUGINS 256
 #define MAX_TIMERS_PER_PLUGIN 4096
+#define MAX_DHT_OPS_PER_PLUGIN 1024
+#define DHT_ADDRS_MAX 16 /* addresses reported per peer */
+#define ADDR_TEXT_MAX 320
 
 /* Smallest descriptor the host accepts: ABI 1.0 ends at shutdown. */
 #define DESC_MIN_SIZE                                                          \
@@ -43,12 +49,17 @@ struct np_plugin {
   np_list timers;    /* np_timer */
   np_list streams;   /* np_stream given to this plugin */
   np_list opening;   /* open_stream requests in flight */
+  np_list dht_ops;   /* np_dht_op in flight */
+  size_t ndht;
+  int shut;      /* its shutdown ran: what is left ends silently */
+  int unloading; /* no new DHT operation (they would never end) */
 };
 
 struct np_plugins {
   np_host *host;
   np_list plugins;
   size_t n;
+  np_kad *kad; /* the DHT, or NULL */
 };
 
 struct np_timer {
@@ -332,6 +343,313 @@ static void api_stream_reset(np_stream *s) {
     s->ops->reset(s);
 }
 
+/* ---- DHT operations (ABI 1.3) -------------------------------------------- */
+
+enum { DHT_PEER = 1, DHT_GET, DHT_COUNT, DHT_PROVIDERS };
+
+struct np_dht_op {
+  np_list link; /* in p->dht_ops */
+  np_plugin *p;
+  int kind;
+  np_kad *kad; /* the one it runs on */
+  np_kad_lookup *lk;
+  np_dht_addrs_cb addrs_cb;   /* DHT_PEER */
+  np_done_cb value_cb;        /* DHT_GET */
+  np_dht_count_cb count_cb;   /* DHT_COUNT, DHT_PROVIDERS (done) */
+  np_dht_provider_cb each_cb; /* DHT_PROVIDERS */
+  void *ud;
+  size_t found; /* providers reported */
+  int in_each, canceled;
+  int ending; /* its final callback runs: a cancel from inside is a no-op */
+};
+
+/* Multiaddr text of up to DHT_ADDRS_MAX binary addresses; returns how many
+ * converted (|txt| holds them, |ptr| points at each). */
+static size_t addrs_text(const uint8_t *const *bins, const size_t *lens,
+                         size_t n, char txt[][ADDR_TEXT_MAX],
+                         const char **ptr) {
+  size_t k = 0;
+  for (size_t i = 0; i < n && k < DHT_ADDRS_MAX; i++)
+    if (np_maddr_to_string(bins[i], lens[i], txt[k], ADDR_TEXT_MAX) > 0) {
+      ptr[k] = txt[k];
+      k++;
+    }
+  return k;
+}
+
+static np_dht_op *dht_op_new(np_plugin *p, int kind, void *ud) {
+  np_dht_op *op;
+  if (p->ndht >= MAX_DHT_OPS_PER_PLUGIN)
+    return NULL;
+  if ((op = calloc(1, sizeof(*op))) == NULL)
+    return NULL;
+  op->p = p;
+  op->kind = kind;
+  op->kad = p->pm->kad;
+  op->ud = ud;
+  np_list_init(&op->link);
+  return op;
+}
+
+/* Ready to start one: 0, or why not (checked before allocating). */
+static int dht_check(np_plugin *p) {
+  if (p == NULL)
+    return NP_EINVAL;
+  if (p->unloading)
+    return NP_ECANCELED;
+  if (p->pm->kad == NULL)
+    return NP_ENOTSUP;
+  if (p->ndht >= MAX_DHT_OPS_PER_PLUGIN)
+    return NP_ELIMIT;
+  return 0;
+}
+
+/* The lookup started (rv 0): track it; else free it and pass rv on. */
+static int dht_started(np_dht_op *op, int rv, np_dht_op **pop) {
+  if (pop)
+    *pop = rv == 0 ? op : NULL;
+  if (rv != 0) {
+    free(op);
+    return rv;
+  }
+  np_list_insert_tail(&op->p->dht_ops, &op->link);
+  op->p->ndht++;
+  return 0;
+}
+
+/* The op leaves its plugin (its final callback is about to run, or it is
+ * withdrawn). */
+static void dht_unlink(np_dht_op *op) {
+  if (np_list_empty(&op->link))
+    return; /* already out (canceled from inside |each|) */
+  np_list_remove(&op->link);
+  np_list_init(&op->link);
+  op->p->ndht--;
+}
+
+static void dht_peer_done(void *ud, int err, const np_peerid *peer) {
+  np_dht_op *op = ud;
+  char txt[DHT_ADDRS_MAX][ADDR_TEXT_MAX];
+  const char *ptr[DHT_ADDRS_MAX];
+  size_t n = 0;
+  dht_unlink(op);
+  op->ending = 1;
+  if (err == 0) {
+    np_host *h = op->p->pm->host;
+    np_ps_peer *pp = np_peerstore_get(np_host_peerstore(h), peer);
+    if (pp) {
+      const uint8_t *bins[NP_PS_MAX_ADDRS];
+      size_t lens[NP_PS_MAX_ADDRS];
+      np_peerstore_expire(pp, np_now(np_host_loop(h)));
+      for (size_t i = 0; i < pp->naddrs; i++)
+        bins[i] = pp->addrs[i].bin, lens[i] = pp->addrs[i].len;
+      n = addrs_text(bins, lens, pp->naddrs, txt, ptr);
+    }
+  }
+  op->addrs_cb(err, n ? ptr : NULL, n, op->ud);
+  free(op);
+}
+
+static void dht_value_done(void *ud, int err, const uint8_t *val, size_t len) {
+  np_dht_op *op = ud;
+  dht_unlink(op);
+  op->ending = 1;
+  op->value_cb(err, err == 0 ? val : NULL, err == 0 ? len : 0, op->ud);
+  free(op);
+}
+
+static void dht_count_done(void *ud, int err, size_t n) {
+  np_dht_op *op = ud;
+  dht_unlink(op);
+  op->ending = 1;
+  op->count_cb(err, err == 0 ? n : 0, op->ud);
+  free(op);
+}
+
+static void dht_providers_done(void *ud, int err) {
+  np_dht_op *op = ud;
+  dht_unlink(op);
+  op->ending = 1;
+  op->count_cb(err, op->found, op->ud);
+  free(op);
+}
+
+static void dht_provider_each(void *ud, const np_kad_provider *kp) {
+  np_dht_op *op = ud;
+  char txt[DHT_ADDRS_MAX][ADDR_TEXT_MAX];
+  const char *ptr[DHT_ADDRS_MAX];
+  char id[NP_PEERID_STRMAX];
+  size_t n;
+  if (op->canceled || op->each_cb == NULL)
+    return;
+  np_peerid_to_string(kp->id, id, sizeof(id));
+  n = addrs_text(kp->addrs, kp->lens, kp->naddrs, txt, ptr);
+  op->found++;
+  op->in_each = 1;
+  op->each_cb(id, n ? ptr : NULL, n, op->ud);
+  op->in_each = 0;
+  if (op->canceled) {
+    /* Canceled from inside |each|: |op| was still in use until it
+     * returned; now it goes, and the lookup with it. */
+    np_kad *kad = op->kad;
+    np_kad_lookup *lk = op->lk;
+    dht_unlink(op);
+    free(op);
+    np_kad_cancel(kad, lk);
+  }
+}
+
+/* Withdraw |op| (the plugin's cancel, or its unloading: |notify| then
+ * runs its final callback with NP_ECANCELED first). */
+static void dht_end(np_dht_op *op, int notify) {
+  if (op->ending)
+    return; /* inside its final callback: freed when that returns */
+  if (op->in_each) {
+    op->canceled = 1; /* dht_provider_each finishes the job */
+    dht_unlink(op);
+    return;
+  }
+  dht_unlink(op);
+  np_kad_cancel(op->kad, op->lk);
+  if (notify) {
+    switch (op->kind) {
+    case DHT_PEER:
+      op->addrs_cb(NP_ECANCELED, NULL, 0, op->ud);
+      break;
+    case DHT_GET:
+      op->value_cb(NP_ECANCELED, NULL, 0, op->ud);
+      break;
+    case DHT_COUNT:
+      op->count_cb(NP_ECANCELED, 0, op->ud);
+      break;
+    default:
+      op->count_cb(NP_ECANCELED, op->found, op->ud);
+      break;
+    }
+  }
+  free(op);
+}
+
+/* End every pending DHT operation of |p|; |notify| as dht_end. */
+static void dht_release(np_plugin *p, int notify) {
+  /* From the head each time: a callback may cancel another one. None can
+   * start (unloading, or no DHT set meanwhile), so this ends. */
+  while (!np_list_empty(&p->dht_ops))
+    dht_end(np_list_entry(p->dht_ops.next, np_dht_op, link), notify);
+}
+
+static void api_dht_cancel(np_dht_op *op) {
+  if (op != NULL)
+    dht_end(op, 0);
+}
+
+static int api_dht_find_peer(np_plugin *p, const char *peer,
+                             np_dht_addrs_cb done, void *ud, np_dht_op **pop) {
+  np_peerid id;
+  np_dht_op *op;
+  int rv;
+  if (pop)
+    *pop = NULL;
+  if (peer == NULL || done == NULL ||
+      np_peerid_parse(&id, peer, strlen(peer)) != 0)
+    return NP_EINVAL;
+  if ((rv = dht_check(p)) != 0)
+    return rv;
+  if ((op = dht_op_new(p, DHT_PEER, ud)) == NULL)
+    return NP_ENOMEM;
+  op->addrs_cb = done;
+  rv = np_kad_find_peer(p->pm->kad, &id, dht_peer_done, op, &op->lk);
+  return dht_started(op, rv, pop);
+}
+
+static int api_dht_get_value(np_plugin *p, const uint8_t *key, size_t keylen,
+                             np_done_cb done, void *ud, np_dht_op **pop) {
+  np_dht_op *op;
+  int rv;
+  if (pop)
+    *pop = NULL;
+  if (key == NULL || keylen == 0 || done == NULL)
+    return NP_EINVAL;
+  if ((rv = dht_check(p)) != 0)
+    return rv;
+  if ((op = dht_op_new(p, DHT_GET, ud)) == NULL)
+    return NP_ENOMEM;
+  op->value_cb = done;
+  rv = np_kad_get_value(p->pm->kad, key, keylen, dht_value_done, op, &op->lk);
+  return dht_started(op, rv, pop);
+}
+
+static int api_dht_put_value(np_plugin *p, const uint8_t *key, size_t keylen,
+                             const uint8_t *val, size_t len,
+                             np_dht_count_cb done, void *ud, np_dht_op **pop) {
+  np_dht_op *op;
+  int rv;
+  if (pop)
+    *pop = NULL;
+  if (key == NULL || keylen == 0 || (len && val == NULL) || done == NULL)
+    return NP_EINVAL;
+  if ((rv = dht_check(p)) != 0)
+    return rv;
+  if ((op = dht_op_new(p, DHT_COUNT, ud)) == NULL)
+    return NP_ENOMEM;
+  op->count_cb = done;
+  rv = np_kad_put_value(p->pm->kad, key, keylen, val, len, dht_count_done, op,
+                        &op->lk);
+  return dht_started(op, rv, pop);
+}
+
+static int api_dht_provide(np_plugin *p, const uint8_t *key, size_t keylen,
+                           np_dht_count_cb done, void *ud, np_dht_op **pop) {
+  np_dht_op *op;
+  int rv;
+  if (pop)
+    *pop = NULL;
+  if (key == NULL || keylen == 0 || done == NULL)
+    return NP_EINVAL;
+  if ((rv = dht_check(p)) != 0)
+    return rv;
+  if ((op = dht_op_new(p, DHT_COUNT, ud)) == NULL)
+    return NP_ENOMEM;
+  op->count_cb = done;
+  rv = np_kad_provide(p->pm->kad, key, keylen, dht_count_done, op, &op->lk);
+  return dht_started(op, rv, pop);
+}
+
+static int api_dht_find_providers(np_plugin *p, const uint8_t *key,
+                                  size_t keylen, size_t max,
+                                  np_dht_provider_cb each, np_dht_count_cb done,
+                                  void *ud, np_dht_op **pop) {
+  np_dht_op *op;
+  int rv;
+  if (pop)
+    *pop = NULL;
+  if (key == NULL || keylen == 0 || each == NULL || done == NULL)
+    return NP_EINVAL;
+  if ((rv = dht_check(p)) != 0)
+    return rv;
+  if ((op = dht_op_new(p, DHT_PROVIDERS, ud)) == NULL)
+    return NP_ENOMEM;
+  op->each_cb = each;
+  op->count_cb = done;
+  rv = np_kad_find_providers(p->pm->kad, key, keylen, max, dht_provider_each,
+                             dht_providers_done, op, &op->lk);
+  return dht_started(op, rv, pop);
+}
+
+void np_plugins_set_dht(np_plugins *pm, np_kad *kad) {
+  np_list *it;
+  if (pm == NULL)
+    return;
+  /* Operations on the DHT that goes away end first; meanwhile none can
+   * start (NP_ENOTSUP). */
+  pm->kad = NULL;
+  for (it = pm->plugins.next; it != &pm->plugins; it = it->next) {
+    np_plugin *p = np_list_entry(it, np_plugin, link);
+    dht_release(p, p->ready && !p->shut);
+  }
+  pm->kad = kad;
+}
+
 static const char *api_self_peer(np_plugin *p) {
   return p ? np_host_identity(p->pm->host)->id_str : NULL;
 }
@@ -364,6 +682,13 @@ static const np_host_api api_table = {
     /* 1.2 */
     .stream_pause = api_stream_pause,
     .stream_reset = api_stream_reset,
+    /* 1.3 */
+    .dht_find_peer = api_dht_find_peer,
+    .dht_get_value = api_dht_get_value,
+    .dht_put_value = api_dht_put_value,
+    .dht_provide = api_dht_provide,
+    .dht_find_providers = api_dht_find_providers,
+    .dht_cancel = api_dht_cancel,
 };
 
 const np_host_api *np_plugin_api(void) { return &api_table; }
@@ -373,7 +698,10 @@ const np_host_api *np_plugin_api(void) { return &api_table; }
 static void release_resources(np_plugin *p) {
   np_list *it, *tmp;
   struct ev_loop *ev = np_loop_ev(np_host_loop(p->pm->host));
-  /* Order: timers, streams, calls, then the plugin's shutdown. */
+  /* Order: DHT operations, timers, streams, calls, then the plugin's
+   * shutdown. A DHT operation hears NP_ECANCELED while the plugin still
+   * runs; those started during or after its shutdown end silently. */
+  dht_release(p, p->ready && !p->shut);
   np_list_for_each_safe(it, tmp, &p->timers) {
     np_timer *t = np_list_entry(it, np_timer, link);
     ev_timer_stop(ev, &t->w);
@@ -422,9 +750,11 @@ static void plugin_free(np_plugin *p) {
 static void unload(np_plugin *p, const char *reason) {
   np_info("plugin", "unloaded name=%s file=%s reason=%s", p->name, p->path,
           reason);
+  p->unloading = 1;
   release_resources(p);
   if (p->ready && p->desc.shutdown)
     p->desc.shutdown(p, p->ud);
+  p->shut = 1;
   /* Anything the plugin started from inside its shutdown goes too. */
   release_resources(p);
   np_list_remove(&p->link);
@@ -605,6 +935,7 @@ static int load(np_plugins *pm, const np_conf *conf, const char *path,
   np_list_init(&p->timers);
   np_list_init(&p->streams);
   np_list_init(&p->opening);
+  np_list_init(&p->dht_ops);
   np_list_init(&p->link);
   /* Convert to the current descriptor: copy what the plugin has, the rest
    * stays zero (ngtcp2's versioned-struct rule). */
@@ -639,6 +970,7 @@ static int load(np_plugins *pm, const np_conf *conf, const char *path,
       snprintf(reason, sizeof(reason), "init failed: %s (%s)",
                np_strerror(rv), np_errname(rv));
     /* Roll back whatever init registered; no shutdown for a failed init. */
+    p->unloading = 1;
     release_resources(p);
     np_list_remove(&p->link);
     pm->n--;

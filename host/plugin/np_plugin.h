@@ -40,6 +40,14 @@ typedef struct np_plugin_info {
 size_t np_plugins_count(const np_plugins *pm);
 int np_plugins_info(const np_plugins *pm, size_t i, np_plugin_info *out);
 
+/* The DHT behind the table's dht_* entries (ABI 1.3); NULL when the host
+ * runs none (they then fail with NP_ENOTSUP). Setting another one, or
+ * NULL, first ends every plugin's pending DHT operation: |done| with
+ * NP_ECANCELED. The daemon sets it once the modules run and clears it
+ * before they stop. */
+typedef struct np_kad np_kad;
+void np_plugins_set_dht(np_plugins *pm, np_kad *kad);
+
 /* The host API table handed to plugins. */
 const np_host_api *np_plugin_api(void);
 

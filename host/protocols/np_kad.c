@@ -1,5 +1,7 @@
 #include "np_kad.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,7 @@ struct np_kad {
   np_kad_lookup *boot_lk; /* our own bootstrap or refresh under way */
   uint8_t **boot_bin;
   size_t *boot_len, nboot;
+  char *protocol, *data_dir; /* copies: a reload frees the config */
   np_prefix *pub; /* [nat] treat_as_public */
   size_t npub;
   rslot rate[KAD_RATE_SLOTS];
@@ -89,6 +92,7 @@ enum {
 typedef struct bconn {
   np_kad_lookup *lk;
   void *handle; /* the pending connect */
+  np_peerid id;
 } bconn;
 
 struct np_kad_lookup {
@@ -271,12 +275,41 @@ static int lists_kad(np_kad *kad, const np_event *ev) {
 
 static void mode_update(np_kad *kad);
 
+/* 1 if the IP of |bin| is one of this machine's interface addresses: a
+ * peer that sees us there sees us with no NAT in between. (Behind a NAT
+ * the observed address is the NAT's: public, but nobody can dial it; only
+ * AutoNAT can tell more.) */
+static int ip_is_ours(const uint8_t *bin, size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  struct ifaddrs *ifs, *i;
+  int ours = 0;
+  if ((np_maddr_to_sockaddr(bin, len, &ss, &sl) != 0 &&
+       np_maddr_to_sockaddr_tcp(bin, len, &ss, &sl) != 0) ||
+      getifaddrs(&ifs) != 0)
+    return 0;
+  for (i = ifs; i && !ours; i = i->ifa_next) {
+    if (i->ifa_addr == NULL || i->ifa_addr->sa_family != ss.ss_family)
+      continue;
+    if (ss.ss_family == AF_INET)
+      ours = memcmp(&((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr,
+                    &((struct sockaddr_in *)(void *)&ss)->sin_addr, 4) == 0;
+    else
+      ours = memcmp(&((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr,
+                    &((struct sockaddr_in6 *)(void *)&ss)->sin6_addr,
+                    16) == 0;
+  }
+  freeifaddrs(ifs);
+  return ours;
+}
+
 static void on_event(const np_event *ev, void *ud) {
   np_kad *kad = ud;
   if (ev->type == NP_EV_OBSERVED_ADDR) {
-    if (!kad->public_seen &&
+    if (!kad->public_seen && kad->cfg.mode == NP_DHT_AUTO &&
         np_maddr_is_public_with(ev->observed, ev->observed_len, kad->pub,
-                                kad->npub)) {
+                                kad->npub) &&
+        ip_is_ours(ev->observed, ev->observed_len)) {
       kad->public_seen = 1;
       mode_update(kad);
     }
@@ -667,8 +700,9 @@ static void serve_off(np_kad *kad) {
   }
 }
 
-/* auto: a server once any address of ours is public (a listen address, or
- * one a peer observed). AutoNAT will make this a confirmed reachability. */
+/* auto: a server once any address of ours is public: a listen address, or
+ * one a peer observed that is an interface address of this machine (no
+ * NAT between). AutoNAT will make this a confirmed reachability. */
 static int wants_server(np_kad *kad) {
   const uint8_t *bins[32];
   size_t lens[32], n, i;
@@ -1478,13 +1512,26 @@ int np_kad_get_public_key(np_kad *kad, const np_peerid *peer,
   return 0;
 }
 
-/* A bootstrap connect ended; once all have, the self-lookup starts. */
+static int speaks_kad(np_kad *kad, const np_peerid *id) {
+  np_ps_peer *pp = np_peerstore_get(np_host_peerstore(kad->h), id);
+  size_t i;
+  for (i = 0; pp && i < pp->nprotocols; i++)
+    if (strcmp(pp->protocols[i], kad->cfg.protocol) == 0)
+      return 1;
+  return 0;
+}
+
+/* A bootstrap connect ended (a peer that did not answer seeds nothing);
+ * once all have, the self-lookup starts. */
 static void boot_connected(void *ud, int err) {
   bconn *b = ud;
   np_kad_lookup *lk = b->lk;
   int rv;
-  (void)err; /* a peer that did not answer simply seeds nothing */
   b->handle = NULL;
+  /* Identify may have run before (a connection we already had): take the
+   * peer from what the peerstore says it speaks. */
+  if (err == 0 && b->id.len && speaks_kad(lk->kad, &b->id))
+    table_add(lk->kad, &b->id);
   if (--lk->boots_left > 0)
     return;
   if ((rv = lookup_run(lk)) != 0)
@@ -1521,6 +1568,7 @@ int np_kad_bootstrap(np_kad *kad, const uint8_t *const *addrs,
     int rv = NP_EINVAL;
     lk->boots[i].lk = lk;
     if (np_maddr_get_p2p(addrs[i], lens[i], &id) == 0 &&
+        (lk->boots[i].id = id, 1) &&
         !np_peerid_equal(&id, self) &&
         (pp = np_peerstore_upsert(np_host_peerstore(kad->h), &id,
                                   now_ms(kad))) &&
@@ -1539,7 +1587,7 @@ int np_kad_bootstrap(np_kad *kad, const uint8_t *const *addrs,
       lk->boots_left--;
   }
   *handle = lk;
-  boot_connected(&(bconn){lk, NULL}, 0); /* drop the hold */
+  boot_connected(&(bconn){lk, NULL, {0}}, 1); /* drop the hold */
   return 0;
 }
 
@@ -1687,6 +1735,8 @@ void np_kad_stop(np_kad *kad) {
   free(kad->boot_bin);
   free(kad->boot_len);
   free(kad->pub);
+  free(kad->protocol);
+  free(kad->data_dir);
   free(kad);
 }
 
@@ -1788,6 +1838,17 @@ int np_kad_start(np_host *h, const np_kad_config *cfg, np_kad **pk) {
   }
   np_kadmsg_limits_default(&kad->lim);
   kad->lim.max_msg = kad->cfg.max_msg;
+  /* The strings may live in a config that a reload frees. */
+  kad->protocol = strdup(kad->cfg.protocol);
+  kad->data_dir = kad->cfg.data_dir ? strdup(kad->cfg.data_dir) : NULL;
+  if (kad->protocol == NULL || (kad->cfg.data_dir && kad->data_dir == NULL)) {
+    free(kad->protocol);
+    free(kad->data_dir);
+    free(kad);
+    return NP_ENOMEM;
+  }
+  kad->cfg.protocol = kad->protocol;
+  kad->cfg.data_dir = kad->data_dir;
   np_list_init(&kad->streams);
   np_list_init(&kad->inbound);
   np_list_init(&kad->lookups);
@@ -1811,6 +1872,8 @@ int np_kad_start(np_host *h, const np_kad_config *cfg, np_kad **pk) {
     np_kad_stop(kad);
     return rv;
   }
+  kad->cfg.boot = NULL; /* parsed into boot_bin; the strings are not ours */
+  kad->cfg.nboot = 0;
   tick_arm(kad, KAD_TICK_MS);
   reboot(kad);
   *pk = kad;

@@ -6,8 +6,9 @@
  *
  * Modes: a server registers the protocol (so identify announces it) and
  * answers; a client only asks (peers never add it to their tables); auto is
- * a client until one of the host's addresses is public (AutoNAT will decide
- * later); off does not start the module.
+ * a client until one of the host's addresses is public (a listen address,
+ * or an observed one that is also an interface address: no NAT between;
+ * AutoNAT will decide later); off does not start the module.
  *
  * Routing table membership: a peer enters when identify (or a push) lists
  * the kad protocol, or when it answers one of our requests; it leaves when

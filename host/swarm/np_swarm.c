@@ -31,6 +31,8 @@
 #define ADDR_TTL_MS (3600u * 1000u)
 #define NP_SWARM_MAX_TRANSPORTS 4
 #define DIAL_STAGGER_MS 250
+/* Peer-routing lookups at once (each dial does at most one). */
+#define MAX_ROUTING 32
 /* Bytes the swarm itself queues on a stream (multistream messages, a
  * handler's writes after a refused one): far below this. */
 #define MSS_CAP (64 * 1024)
@@ -67,6 +69,7 @@ struct np_swarm {
   ev_timer liveness; /* probes connections with answers awaited */
   np_swarm_prober prober;
   void *prober_ud;
+  size_t routing; /* dials waiting for the router */
   int closing;
 };
 
@@ -113,6 +116,12 @@ typedef struct dialing {
   ev_timer stagger;
   int stagger_on;
   np_list waiters; /* op.wlink */
+  /* No address was known: the router looks the peer up (|route|), and the
+   * dial goes on with what the peerstore then has. |router| is the copy
+   * the lookup was started with (its cancel outlives a removal). */
+  int route_on;
+  void *route;
+  np_router router;
 } dialing;
 
 struct sstream {
@@ -934,7 +943,15 @@ static void dial_add_addr(dialing *d, const uint8_t *bin, size_t len) {
 static void dial_free(dialing *d) {
   if (d->stagger_on)
     ev_timer_stop(EV(d->sw), &d->stagger);
+  /* Unlinked before the router hears of it: nothing it does while
+   * withdrawing the lookup can find and join this dial. */
   np_list_remove(&d->link);
+  np_list_init(&d->link);
+  if (d->route_on) {
+    d->route_on = 0;
+    d->sw->routing--;
+    d->router.cancel(d->router.rud, d->route);
+  }
   free(d);
 }
 
@@ -1028,7 +1045,8 @@ static void dial_next(dialing *d) {
     free(c);
     d->last_err = rv;
   }
-  if (d->inflight == 0)
+  /* A lookup under way may still bring addresses. */
+  if (d->inflight == 0 && !d->route_on)
     dial_fail(d, d->peerid_err   ? d->peerid_err
                  : d->last_err ? d->last_err
                                : NP_EUNREACH);
@@ -1053,16 +1071,131 @@ static void dial_attempt_down(dialing *d, int err) {
   }
   if (d->next < d->n)
     dial_next(d); /* the next one now, no stagger */
-  else if (d->inflight == 0)
+  else if (d->inflight == 0 && !d->route_on)
     dial_fail(d, d->peerid_err ? d->peerid_err : err);
 }
 
-/* Start |o|: on an existing connection, or after a dial. */
+/* |d| is over with |c| up: every waiter goes on on |c|. */
+static void dial_complete(dialing *d, sconn *c) {
+  np_list *it;
+  dial_orphan_attempts(d, c);
+  np_list_remove(&d->link);
+  np_list_init(&d->link);
+  /* One at a time from the head: a stream handed over lazily runs its
+   * receiver, which may withdraw other waiters (none of which may free
+   * |d| as the last one out: it is done already). */
+  for (it = d->waiters.next; it != &d->waiters; it = it->next)
+    np_list_entry(it, op, wlink)->dial = NULL;
+  while (!np_list_empty(&d->waiters)) {
+    op *o = np_list_entry(d->waiters.next, op, wlink);
+    np_list_remove(&o->wlink);
+    op_on_conn(o, c);
+  }
+  dial_free(d);
+}
+
+/* Add what the peerstore knows of |d|'s peer (a non-fresh dial). */
+static void dial_add_known(dialing *d) {
+  np_ps_peer *p = np_peerstore_get(d->sw->ps, &d->peer);
+  if (p == NULL)
+    return;
+  np_peerstore_expire(p, now_ms(d->sw));
+  for (size_t i = 0; i < p->naddrs; i++)
+    dial_add_addr(d, p->addrs[i].bin, p->addrs[i].len);
+}
+
+/* May |o| start a lookup? Not for the router's own protocol: its requests
+ * to peers without addresses would start lookups of their own. */
+static int op_may_route(const op *o, const np_router *r) {
+  if (o->kind != OP_OPEN || r->proto == NULL)
+    return 1;
+  for (size_t i = 0; i < o->nprotos; i++)
+    if (strcmp(o->protos[i], r->proto) == 0)
+      return 0;
+  return 1;
+}
+
+/* The router answered (never from inside find_peer). */
+static void dial_routed(void *ud, int err, const np_peerid *peer) {
+  dialing *d = ud;
+  np_swarm *sw = d->sw;
+  char esc[NP_PEERID_STRMAX];
+  const char *why;
+  size_t had = d->n;
+  sconn *c;
+  (void)peer;
+  d->route_on = 0;
+  d->route = NULL;
+  sw->routing--;
+  np_peerid_to_string(&d->peer, esc, sizeof(esc));
+  if (err == 0) {
+    dial_add_known(d);
+    if (d->inflight == 0 && (c = find_conn(sw, &d->peer)) != NULL) {
+      np_info("swarm", "peer-routing-found peer=%s conn=1", esc);
+      dial_complete(d, c);
+      return;
+    }
+    if (d->n > had) {
+      np_info("swarm", "peer-routing-found peer=%s addrs=%zu", esc, d->n - had);
+      if (!d->stagger_on && d->next < d->n)
+        dial_next(d);
+      return;
+    }
+    why = "no usable address";
+  } else {
+    why = np_strerror(err);
+  }
+  np_info("swarm", "peer-routing-failed peer=%s why=\"%s\"", esc, why);
+  /* Attempts with addresses that came meanwhile still decide. */
+  if (d->inflight == 0 && d->next >= d->n)
+    dial_fail(d, err == NP_ECANCELED ? NP_ECANCELED : NP_EUNREACH);
+}
+
+/* No address known: ask the router, once for the whole dial. Returns 0
+ * (|d| waits for the answer) or the error the dial fails with at once. */
+static int dial_route(dialing *d, const op *o) {
+  np_swarm *sw = d->sw;
+  const np_router *r = np_host_router(sw->h);
+  char esc[NP_PEERID_STRMAX];
+  int rv;
+  if (r == NULL || !op_may_route(o, r))
+    return NP_EUNREACH; /* no address known, no way to find one */
+  np_peerid_to_string(&d->peer, esc, sizeof(esc));
+  if (sw->routing >= MAX_ROUTING) {
+    np_warn("swarm", "peer-routing-failed peer=%s why=\"%zu lookups at once\"",
+            esc, sw->routing);
+    return NP_ELIMIT;
+  }
+  d->router = *r;
+  if ((rv = r->find_peer(r->rud, &d->peer, dial_routed, d, &d->route)) != 0) {
+    np_info("swarm", "peer-routing-failed peer=%s why=\"%s\"", esc,
+            np_strerror(rv));
+    return NP_EUNREACH;
+  }
+  d->route_on = 1;
+  sw->routing++;
+  np_debug("swarm", "peer-routing-start peer=%s", esc);
+  return 0;
+}
+
+/* Undo op_start's first steps (it failed before any callback). */
+static void op_unstart(op *o) {
+  np_list_remove(&o->link);
+  np_list_init(&o->link);
+  if (o->timer_on) {
+    ev_timer_stop(EV(o->sw), &o->timer);
+    o->timer_on = 0;
+  }
+}
+
+/* Start |o|: on an existing connection, or after a dial (looking the peer
+ * up first when no address is known). */
 static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
                     size_t n, uint64_t timeout_ms) {
   np_swarm *sw = o->sw;
   sconn *c;
   dialing *d;
+  int rv;
   np_list_init(&o->wlink);
   np_list_insert_tail(&sw->ops, &o->link);
   if (timeout_ms) {
@@ -1079,41 +1212,44 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
     return 0;
   }
   if (o->fresh || (d = find_dial(sw, &o->peer)) == NULL) {
-    np_ps_peer *p;
     if ((d = calloc(1, sizeof(*d))) == NULL) {
-      np_list_remove(&o->link);
-      if (o->timer_on)
-        ev_timer_stop(EV(sw), &o->timer);
+      op_unstart(o);
       return NP_ENOMEM;
     }
     d->sw = sw;
     d->peer = o->peer;
     d->fresh = o->fresh;
+    np_list_init(&d->link);
     np_list_init(&d->waiters);
     for (size_t i = 0; i < n; i++)
       dial_add_addr(d, addrs[i], lens[i]);
     /* A fresh dial tries exactly what it was given (a dial-back to one
      * address, a hole punch), not what the peerstore knows. */
-    if (!o->fresh && (p = np_peerstore_get(sw->ps, &o->peer)) != NULL) {
-      np_peerstore_expire(p, now_ms(sw));
-      for (size_t i = 0; i < p->naddrs; i++)
-        dial_add_addr(d, p->addrs[i].bin, p->addrs[i].len);
-    }
-    if (d->n == 0) {
+    if (!o->fresh)
+      dial_add_known(d);
+    if (d->n == 0 && (rv = o->fresh ? NP_EUNREACH : dial_route(d, o)) != 0) {
       free(d);
-      np_list_remove(&o->link);
-      if (o->timer_on)
-        ev_timer_stop(EV(sw), &o->timer);
-      return NP_EUNREACH; /* no address known (the DHT will find some) */
+      op_unstart(o);
+      return rv;
     }
     np_list_insert_tail(&sw->dials, &d->link);
     np_list_insert_tail(&d->waiters, &o->wlink);
     o->dial = d;
-    dial_next(d);
+    if (d->n > 0)
+      dial_next(d);
     return 0;
   }
+  /* Addresses learned since the dial began (a lookup's answers) count. */
   for (size_t i = 0; i < n; i++)
     dial_add_addr(d, addrs[i], lens[i]);
+  dial_add_known(d);
+  /* Waiting on the lookup alone is for ops that could have started it:
+   * the router's own requests fail as if it were not there. */
+  if (d->route_on && d->inflight == 0 && d->next >= d->n &&
+      !op_may_route(o, &d->router)) {
+    op_unstart(o);
+    return NP_EUNREACH;
+  }
   np_list_insert_tail(&d->waiters, &o->wlink);
   o->dial = d;
   /* Addresses that came with this op start now if every earlier one is
@@ -1297,22 +1433,8 @@ static void c_conn_up(np_conn *nc, void *ud) {
   }
   if (c->dial) {
     dialing *d = c->dial;
-    np_list *it;
     c->dial = NULL;
-    dial_orphan_attempts(d, c);
-    np_list_remove(&d->link);
-    np_list_init(&d->link);
-    /* One at a time from the head: a stream handed over lazily runs its
-     * receiver, which may withdraw other waiters (none of which may free
-     * |d| as the last one out: it is done already). */
-    for (it = d->waiters.next; it != &d->waiters; it = it->next)
-      np_list_entry(it, op, wlink)->dial = NULL;
-    while (!np_list_empty(&d->waiters)) {
-      op *o = np_list_entry(d->waiters.next, op, wlink);
-      np_list_remove(&o->wlink);
-      op_on_conn(o, c);
-    }
-    dial_free(d);
+    dial_complete(d, c);
   }
   /* Modules learn of it last (identify opens its stream here). */
   emit_conn(sw, c, NP_EV_CONN_UP, 0, 0);

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define NP_ABI_MAJOR 1 /* bumped only if an existing member changes meaning */
-#define NP_ABI_MINOR 2 /* bumped each time members are appended */
+#define NP_ABI_MINOR 3 /* bumped each time members are appended */
 
 /* Error codes: 0 is success, failures are these negative numbers. Never
  * renumbered; new codes are appended. api->strerror() names each. */
@@ -65,6 +65,7 @@ typedef struct np_plugin np_plugin; /* opaque, host-owned, one per .so */
 typedef struct np_call np_call;     /* one incoming unary request; dies at reply */
 typedef struct np_stream np_stream; /* valid until its on_close returns */
 typedef struct np_timer np_timer;   /* stopped by the host on unload */
+typedef struct np_dht_op np_dht_op; /* ABI 1.3: a DHT operation in flight */
 
 /* An incoming unary request. |req| is borrowed for the call of this function;
  * answer exactly once, now or later, with api->call_reply or
@@ -76,6 +77,19 @@ typedef void (*np_unary_cb)(np_call *c, const uint8_t *req, size_t len,
  * (NP_EREMOTE with the remote's message in resp, or a local error). */
 typedef void (*np_done_cb)(int err, const uint8_t *resp, size_t len, void *ud);
 typedef void (*np_timer_cb)(np_timer *t, void *ud);
+/* ABI 1.3, the DHT's completions. Everything passed is borrowed for the
+ * call. Peer IDs are "12D3KooW..." text, addresses multiaddr text
+ * ("/ip4/192.0.2.1/udp/4001/quic-v1"). */
+/* dht_find_peer: err 0 and the addresses the host now knows for the peer
+ * (|n| may be 0 when only a connection to it is up). */
+typedef void (*np_dht_addrs_cb)(int err, const char *const *addrs, size_t n,
+                                void *ud);
+/* dht_put_value, dht_provide: err 0 and how many peers stored it (>= 1);
+ * dht_find_providers: err 0 and how many providers were reported. */
+typedef void (*np_dht_count_cb)(int err, size_t n, void *ud);
+/* dht_find_providers: one provider, reported once. */
+typedef void (*np_dht_provider_cb)(const char *peer, const char *const *addrs,
+                                   size_t n, void *ud);
 
 typedef struct np_stream_cbs {
   size_t struct_size; /* = sizeof(np_stream_cbs) as the plugin was built */
@@ -160,6 +174,41 @@ typedef struct np_host_api {
   /* Abort |s| in both directions: the remote sees a reset; on_close
    * follows. */
   void (*stream_reset)(np_stream *s);
+  /* ABI 1.3 -- the DHT; guard with NP_HAS(api, member). Each starts an
+   * operation and returns 0 with *op set (|op| may be NULL), or an error
+   * and no callback follows: NP_EINVAL, NP_ENOMEM, NP_ELIMIT (too many
+   * operations), NP_ENOTSUP (this host runs no DHT: [dht] mode = off).
+   * Arguments are copied. The final callback (|done|) runs exactly once,
+   * later, never from inside the call; *op is invalid once it returns.
+   * Errors it may carry: NP_ENOENT (nothing found, or no peer stored it),
+   * NP_ETIMEDOUT, NP_ECANCELED (the host's DHT stopped, or the plugin is
+   * unloading: pending operations end so before shutdown is called).
+   * Keys are 1..256 bytes; a record key is "/namespace/..." and the
+   * namespace must be one the host validates (else NP_ENOTSUP). */
+  /* Look |peer| up; afterwards call, open_stream, ... reach it. */
+  int (*dht_find_peer)(np_plugin *p, const char *peer, np_dht_addrs_cb done,
+                       void *ud, np_dht_op **op);
+  /* The best value stored under |key| (done's resp, borrowed). */
+  int (*dht_get_value)(np_plugin *p, const uint8_t *key, size_t keylen,
+                       np_done_cb done, void *ud, np_dht_op **op);
+  /* Store |val| under |key| here and at the closest peers (re-published
+   * by the host while it runs). A value the namespace refuses fails at
+   * once (NP_EINVAL, NP_ELIMIT). */
+  int (*dht_put_value)(np_plugin *p, const uint8_t *key, size_t keylen,
+                       const uint8_t *val, size_t len, np_dht_count_cb done,
+                       void *ud, np_dht_op **op);
+  /* Announce this host as a provider of |key| (a multihash, e.g. a CID's). */
+  int (*dht_provide)(np_plugin *p, const uint8_t *key, size_t keylen,
+                     np_dht_count_cb done, void *ud, np_dht_op **op);
+  /* Up to |max| providers of |key| (0: the DHT's k), each reported once
+   * through |each| before |done|. */
+  int (*dht_find_providers)(np_plugin *p, const uint8_t *key, size_t keylen,
+                            size_t max, np_dht_provider_cb each,
+                            np_dht_count_cb done, void *ud, np_dht_op **op);
+  /* Withdraw |op|: none of its callbacks runs any more (from inside its
+   * |each| too). From inside its |done| it does nothing; after |done|
+   * returned, |op| is gone and must not be passed. */
+  void (*dht_cancel)(np_dht_op *op);
 } np_host_api;
 
 /* Nonzero when the running host's table is long enough to hold member M. */

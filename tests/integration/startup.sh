@@ -6,7 +6,7 @@
 out=$("$HOST" --help); rc=$?
 check "--help exits 0" [ $rc -eq 0 ]
 check "--help documents --config and SIGHUP" sh -c 'echo "$1" | grep -q -- "--config FILE" && echo "$1" | grep -q SIGHUP' _ "$out"
-check "--version names the plugin ABI" sh -c '"$1" --version | grep -q "natpeer-host .*plugin ABI 1\.2"' _ "$HOST"
+check "--version names the plugin ABI" sh -c '"$1" --version | grep -q "natpeer-host .*plugin ABI 1\.3"' _ "$HOST"
 "$HOST" --bogus >/dev/null 2>"$T/err"; rc=$?
 check "unknown option exits 2" [ $rc -eq 2 ]
 

@@ -1,6 +1,12 @@
-/* Test plugin built against the frozen ABI 1.0 header: smaller descriptor,
- * smaller host table. It must load and work on a newer-minor host. */
-#include "abi_1_0/natpeer/plugin.h"
+/* Test plugin built against a frozen older header (ABI 1.0 unless the
+ * build says otherwise): smaller descriptor, smaller host table. It must
+ * load and work on a newer-minor host. */
+#ifndef TP_ABI_HEADER
+#define TP_ABI_HEADER "abi_1_0/natpeer/plugin.h"
+#define TP_NAME "tp_old_minor"
+#define TP_PROTO "tp.old"
+#endif
+#include TP_ABI_HEADER
 #include <stdlib.h>
 
 static const np_host_api *g_api;
@@ -23,9 +29,9 @@ static int init(np_plugin *p, const np_host_api *api, void **ud) {
   if (api->struct_size < sizeof(np_host_api) || api->abi_major != 1)
     return NP_ENOTSUP;
   g_api = api;
-  return api->register_unary(p, "tp.old", on_call, NULL);
+  return api->register_unary(p, TP_PROTO, on_call, NULL);
 }
 
 static void fini(np_plugin *p, void *ud) { (void)p, (void)ud; }
 
-NP_PLUGIN_DEFINE("tp_old_minor", "0.9.0", init, fini)
+NP_PLUGIN_DEFINE(TP_NAME, "0.9.0", init, fini)

@@ -16,6 +16,9 @@
   NP_API_1_0(X) X(call_fail) X(call) X(self_peer) X(stream_peer)              \
   X(call_on_cancel) X(open_stream) X(stream_set_ud)
 #define NP_API_1_2(X) NP_API_1_1(X) X(stream_pause) X(stream_reset)
+#define NP_API_1_3(X)                                                          \
+  NP_API_1_2(X) X(dht_find_peer) X(dht_get_value) X(dht_put_value)            \
+  X(dht_provide) X(dht_find_providers) X(dht_cancel)
 #define NP_DESC_1_0(X)                                                         \
   X(struct_size) X(abi_major) X(abi_minor) X(name) X(version) X(init)          \
   X(shutdown)
@@ -59,6 +62,6 @@ typedef struct np_abi_layout {
        sizeof(np_stream_cbs)}}
 
 extern const np_abi_layout np_abi_frozen_1_0, np_abi_frozen_1_1,
-    np_abi_frozen_1_2;
+    np_abi_frozen_1_2, np_abi_frozen_1_3;
 
 #endif

@@ -10,7 +10,7 @@
 #include "tap.h"
 
 /* The current header: the newest lists (extend them when appending). */
-#define NP_API_CUR NP_API_1_2
+#define NP_API_CUR NP_API_1_3
 #define NP_DESC_CUR NP_DESC_1_1
 #define NP_CBS_CUR NP_CBS_1_1
 NP_ABI_LAYOUT(cur, NP_API_CUR, NP_DESC_CUR, NP_CBS_CUR);
@@ -59,7 +59,8 @@ int main(void) {
     const np_abi_layout *l;
   } frozen[] = {{"1.0", &np_abi_frozen_1_0},
                 {"1.1", &np_abi_frozen_1_1},
-                {"1.2", &np_abi_frozen_1_2}};
+                {"1.2", &np_abi_frozen_1_2},
+                {"1.3", &np_abi_frozen_1_3}};
   const size_t nf = sizeof(frozen) / sizeof(frozen[0]);
   const np_abi_layout *newest = frozen[nf - 1].l;
   for (size_t i = 0; i < nf; i++) {
@@ -72,6 +73,19 @@ int main(void) {
     if (i > 0)
       ok(l->minor > frozen[i - 1].l->minor && !same_layout(l, frozen[i - 1].l),
          "ABI %s: a new minor, and a layout of its own", frozen[i].ver);
+  }
+  {
+    /* What a plugin built now sees on a 1.2 host, and on this one. */
+    np_host_api t;
+    memset(&t, 0, sizeof(t));
+    t.struct_size = np_abi_frozen_1_2.api.size;
+    ok(NP_HAS(&t, stream_reset) && !NP_HAS(&t, dht_find_peer) &&
+           !NP_HAS(&t, dht_cancel),
+       "on an ABI 1.2 host's table, NP_HAS finds stream_reset and no DHT "
+       "entry");
+    t.struct_size = sizeof(np_host_api);
+    ok(NP_HAS(&t, dht_find_peer) && NP_HAS(&t, dht_cancel),
+       "on the current table, NP_HAS finds the DHT entries");
   }
   covers("np_host_api", &cur.api);
   covers("np_plugin_desc", &cur.desc);

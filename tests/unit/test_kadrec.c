@@ -75,7 +75,8 @@ static int host_up(int i, const char *mode) {
            "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
            "data_dir = %s/%d\nlog_level = error\n"
            "[bootstrap]\npeers = /ip4/127.0.0.1/udp/1/quic-v1/p2p/%s\n"
-           "[dht]\nmode = %s\n[plugins]\nautoload = no\n",
+           "[dht]\nmode = %s\n[nat]\ntreat_as_public = 127.0.0.0/8\n"
+           "[plugins]\nautoload = no\n",
            tmpdir, i, id0, mode);
   snprintf(err, sizeof(err), "%s/%d", tmpdir, i);
   mkdir(err, 0700);
@@ -500,6 +501,58 @@ int main(void) {
     run_for(3);
   }
 
+  /* Republish: a second module instance (client mode, so it does not
+   * compete for the protocol) with a 1 ms republish period re-puts its
+   * record at the next tick after every holder lost it. */
+  {
+    np_kad_config kc;
+    np_kad *k2 = NULL;
+    const uint8_t *k = (const uint8_t *)"/natpeer/republished";
+    size_t kl = strlen((const char *)k), holders = 0;
+    const uint8_t *v;
+    size_t vl;
+    double end;
+    np_kad_config_default(&kc);
+    kc.mode = NP_DHT_CLIENT;
+    kc.republish_ms = 1;
+    ok(np_kad_start(H[11].h, &kc, &k2) == 0, "a second DHT instance starts");
+    /* It joins through host 0 like everyone. */
+    {
+      char t[160], id0[NP_PEERID_STRMAX];
+      uint8_t bin[128];
+      const uint8_t *ba[1] = {bin};
+      size_t bl[1];
+      waitv b;
+      np_peerid_to_string(&H[0].id.id, id0, sizeof(id0));
+      snprintf(t, sizeof(t), "/memory/rec0/p2p/%s", id0);
+      bl[0] = (size_t)np_maddr_parse(t, strlen(t), bin, sizeof(bin));
+      memset(&b, 0, sizeof(b));
+      np_kad_bootstrap(k2, ba, bl, 1, on_done, &b, &lk);
+      run_until(&b.done, 35);
+    }
+    memset(&w, 0, sizeof(w));
+    np_kad_put_value(k2, k, kl, (const uint8_t *)"v1", 2, on_count, &w, &lk);
+    run_until(&w.done, 35);
+    for (i = 0; i < NHOSTS; i++)
+      if (H[i].d && H[i].kad &&
+          np_kadstore_remove(np_kad_store(H[i].kad), k, kl) == 0)
+        holders++;
+    ok(w.err == 0 && holders >= 5, "stored at %zu hosts, then removed there",
+       holders);
+    end = now_s() + 15;
+    holders = 0;
+    while (holders == 0 && now_s() < end) {
+      run_for(0.5);
+      for (i = 0; i < NHOSTS; i++)
+        if (H[i].d && H[i].kad &&
+            np_kadstore_get(np_kad_store(H[i].kad), k, kl,
+                            (uint64_t)time(NULL) * 1000, &v, &vl, NULL) == 0)
+          holders++;
+    }
+    ok(holders >= 5, "the next tick republished it (%zu holders)", holders);
+    np_kad_stop(k2);
+  }
+
   /* Stop with a lookup pending: NP_ECANCELED, exactly once. */
   {
     waitv g;
@@ -511,15 +564,17 @@ int main(void) {
        "a module stopping ends its lookups with NP_ECANCELED");
   }
 
-  /* auto: a client while its addresses are private; a server once a peer
-   * observes a public one, and the others then put it in their tables
+  /* auto: a client while its addresses are private; still a client when a
+   * peer observes a public address that is not ours (a NAT's); a server
+   * once one observes an address that is public (127/8 via treat_as_public
+   * here) and ours, and the others then put it in their tables
    * (identify/push announces the protocol). */
   {
+    static const char *const obs[2] = {"/ip4/8.8.4.4/udp/4001/quic-v1",
+                                       "/ip4/127.0.0.1/udp/4001/quic-v1"};
     uint8_t pub[64];
-    np_ssize n = np_maddr_parse("/ip4/8.8.4.4/udp/4001/quic-v1", 29, pub,
-                                sizeof(pub));
     np_event e;
-    int inside = 0;
+    int inside = 0, k;
     double end;
     host_down(CLIENT);
     ok(host_up(CLIENT, "auto") == 0 && H[CLIENT].kad != NULL,
@@ -527,17 +582,23 @@ int main(void) {
     run_for(1);
     np_kad_stats_get(H[CLIENT].kad, &st);
     ok(!st.server, "auto with only private addresses: client");
-    memset(&e, 0, sizeof(e));
-    e.type = NP_EV_OBSERVED_ADDR;
-    e.peer = &H[1].id.id;
-    e.observed = pub;
-    e.observed_len = n > 0 ? (size_t)n : 0;
-    np_events_emit(np_host_events(H[CLIENT].h), &e);
-    np_kad_stats_get(H[CLIENT].kad, &st);
+    for (k = 0; k < 2; k++) {
+      np_ssize n = np_maddr_parse(obs[k], strlen(obs[k]), pub, sizeof(pub));
+      memset(&e, 0, sizeof(e));
+      e.type = NP_EV_OBSERVED_ADDR;
+      e.peer = &H[1].id.id;
+      e.observed = pub;
+      e.observed_len = n > 0 ? (size_t)n : 0;
+      np_events_emit(np_host_events(H[CLIENT].h), &e);
+      np_kad_stats_get(H[CLIENT].kad, &st);
+      if (k == 0)
+        ok(!st.server, "a public observed address that is not ours (a "
+                       "NAT's): still a client");
+    }
     ok(st.server && np_proto_find(np_host_protos(H[CLIENT].h),
                                   NP_KADMSG_PROTOCOL,
                                   strlen(NP_KADMSG_PROTOCOL)) != NULL,
-       "a public observed address makes it a server");
+       "a public observed address of our own makes it a server");
     end = now_s() + 10;
     while (!inside && now_s() < end) {
       for (i = 0; i < NHOSTS; i++)

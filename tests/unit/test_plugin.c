@@ -172,6 +172,31 @@ static void test_old_minor(void) {
   ok(has_proto("tp.old"), "a plugin built against ABI 1.0 loads");
   call("tp.old", "compat", &r);
   is_str(r.data, "old:compat", "the ABI 1.0 plugin works on a 1.1 host");
+  install("tp_old_minor12", NULL);
+  np_plugins_sync(np_daemon_plugins(dmn), conf(), NULL);
+  ok(has_proto("tp.old12"), "a plugin built against ABI 1.2 loads");
+  call("tp.old12", "compat", &r);
+  is_str(r.data, "old:compat", "the ABI 1.2 plugin works on a 1.3 host");
+}
+
+/* This host runs no network, hence no DHT: the 1.3 entries are there and
+ * fail at once with NP_ENOTSUP. */
+static void test_dht_off(void) {
+  result r;
+  char want[32];
+  np_plugins_result res;
+  install("tp_dht", NULL);
+  np_plugins_sync(np_daemon_plugins(dmn), conf(), NULL);
+  ok(has_proto("tp.dht.find"),
+     "a plugin that needs ABI 1.3 (NP_HAS(api, dht_cancel)) loads");
+  snprintf(want, sizeof(want), "err=%d", NP_ENOTSUP);
+  call("tp.dht.find", np_host_identity(host)->id_str, &r);
+  is_str(r.data, want, "without a DHT, dht_find_peer fails with NP_ENOTSUP");
+  call("tp.dht.get", "/pk/x", &r);
+  is_str(r.data, want, "and dht_get_value too");
+  uninstall("tp_dht");
+  np_plugins_sync(np_daemon_plugins(dmn), conf(), &res);
+  is_int(res.unloaded, 1, "tp_dht unloaded");
 }
 
 static void test_replace_remove(void) {
@@ -315,6 +340,7 @@ int main(void) {
   test_load_refusals();
   test_calls();
   test_old_minor();
+  test_dht_off();
   test_replace_remove();
   test_deny();
   test_misbehaving();
