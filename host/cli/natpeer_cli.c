@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 
+#include "np_cid.h"
 #include "np_conf.h"
 #include "np_crypto.h"
 #include "np_err.h"
@@ -53,6 +54,19 @@ static void usage(FILE *f) {
           "                             the request from stdin); prints the "
           "response\n"
           "  protocols                  handlers registered on this host\n"
+          "  dht findpeer PEER          the addresses of PEER, found through "
+          "the DHT\n"
+          "  dht closest KEY            the peers closest to KEY, one per "
+          "line\n"
+          "  dht get KEY                the value stored under KEY\n"
+          "  dht put KEY VALUE|@FILE    store VALUE (text, or FILE's bytes) "
+          "under KEY\n"
+          "  dht provide CID            announce this host as a provider of "
+          "CID\n"
+          "  dht findprovs CID [-n N]   up to N (default 20) providers of "
+          "CID: each\n"
+          "                             peer ID, then its addresses "
+          "indented\n"
           "\n"
           "Options:\n"
           "  -c, --config FILE   read the control address from FILE's [host] "
@@ -60,9 +74,17 @@ static void usage(FILE *f) {
           "  -C, --control ADDR  unix socket path, /unix/PATH or "
           "/ip4/127.0.0.1/tcp/PORT\n"
           "  -j, --json          JSON output (one object)\n"
-          "  -x, --hex           print call responses as hex\n"
+          "  -x, --hex           print call responses and DHT values as hex\n"
           "  -t, --timeout SECS  give up after SECS (default 30)\n"
           "  -h, --help          this help\n"
+          "\n"
+          "DHT keys are text: /natpeer/NAME takes any value, a plugin's "
+          "namespace its\n"
+          "own; /pk/PEER stands for /pk/ and PEER's binary multihash, "
+          "where public keys\n"
+          "live. CIDs are Qm... (v0) or multibase (bafy..., v1). The "
+          "host's [dht] must\n"
+          "be on.\n"
           "\n"
           "Without --config or --control the address comes from " NP_SYSCONFDIR
           "/natpeer.ini\n"
@@ -706,6 +728,288 @@ out:
   return rv;
 }
 
+/* ---- dht --------------------------------------------------------------------------- */
+
+#define DHT_VALUE_FILE_MAX (1u << 20) /* @file values: the DHT keeps 16 KiB */
+
+/* KEY as typed: the bytes of the text, except /pk/PEER, whose peer ID
+ * becomes its binary multihash (the form the /pk/ namespace stores). */
+static int dht_parse_key(const char *s, uint8_t *out, size_t *len) {
+  size_t n = strlen(s);
+  np_peerid id;
+  if (strncmp(s, "/pk/", 4) == 0 && np_peerid_parse(&id, s + 4, n - 4) == 0) {
+    memcpy(out, "/pk/", 4);
+    memcpy(out + 4, id.bytes, id.len);
+    *len = 4 + id.len;
+    return 0;
+  }
+  if (n == 0 || n > 256)
+    return fail(EX_USAGE, "a DHT key is 1 to 256 bytes (\"%s\")", s);
+  memcpy(out, s, n);
+  *len = n;
+  return 0;
+}
+
+static int dht_parse_cid(const char *s, uint8_t *out, size_t cap,
+                         size_t *len) {
+  np_ssize n = np_cid_parse(s, strlen(s), out, cap);
+  if (n < 0)
+    return fail(EX_USAGE, "\"%s\" is not a CID (expected Qm... or bafy...)",
+                s);
+  *len = (size_t)n;
+  return 0;
+}
+
+/* Send a DHT request; *out is the first Response (OK). */
+static int dht_roundtrip(conn *c, Np__P2pd__DHTRequest *d,
+                         Np__P2pd__Response **out) {
+  Np__P2pd__Request req = NP__P2PD__REQUEST__INIT;
+  /* The host gives up when we do (whole seconds, rounded up). */
+  d->has_timeout = 1;
+  d->timeout = (int64_t)opt_timeout + (opt_timeout > (int64_t)opt_timeout);
+  req.type = NP__P2PD__REQUEST__TYPE__DHT;
+  req.dht = d;
+  return roundtrip(c, &req, out);
+}
+
+/* The items of a stream after OK{BEGIN}, each given to |fn|, until END. */
+static int dht_stream(conn *c, Np__P2pd__Response *first,
+                      void (*fn)(const Np__P2pd__DHTResponse *, size_t i)) {
+  size_t i = 0;
+  int begun = first->dht && first->dht->type == NP__P2PD__DHTRESPONSE__TYPE__BEGIN;
+  np__p2pd__response__free_unpacked(first, NULL);
+  if (!begun)
+    return fail(EX_REMOTE, "the host did not begin a stream");
+  for (;;) {
+    uint8_t *msg;
+    size_t len;
+    Np__P2pd__DHTResponse *d;
+    int rv = recv_msg(c, &msg, &len);
+    if (rv == -2)
+      return fail(EX_UNREACH, "timed out after %.0f s", opt_timeout);
+    if (rv)
+      return rv;
+    d = np__p2pd__dhtresponse__unpack(NULL, len, msg);
+    free(msg);
+    if (d == NULL)
+      return fail(EX_REMOTE, "malformed answer from the host");
+    if (d->type == NP__P2PD__DHTRESPONSE__TYPE__END) {
+      np__p2pd__dhtresponse__free_unpacked(d, NULL);
+      return 0;
+    }
+    if (d->type == NP__P2PD__DHTRESPONSE__TYPE__VALUE)
+      fn(d, i++);
+    np__p2pd__dhtresponse__free_unpacked(d, NULL);
+  }
+}
+
+static void print_peerinfo(const Np__P2pd__PeerInfo *p, int first) {
+  char id[NP_PEERID_STRMAX], a[1024];
+  peer_str(&p->id, id, sizeof(id));
+  if (opt_json)
+    printf("%s{\"peer\":\"%s\",\"addrs\":[", first ? "" : ",", id);
+  else
+    printf("%s\n", id);
+  for (size_t i = 0; i < p->n_addrs; i++) {
+    addr_str(&p->addrs[i], a, sizeof(a));
+    if (opt_json) {
+      printf("%s", i ? "," : "");
+      json_str(a, strlen(a));
+    } else {
+      printf("  %s\n", a);
+    }
+  }
+  if (opt_json)
+    printf("]}");
+}
+
+static void on_closest(const Np__P2pd__DHTResponse *d, size_t i) {
+  char id[NP_PEERID_STRMAX];
+  if (!d->has_value)
+    return;
+  peer_str(&d->value, id, sizeof(id));
+  if (opt_json)
+    printf("%s\"%s\"", i ? "," : "", id);
+  else
+    printf("%s\n", id);
+}
+
+static void on_provider(const Np__P2pd__DHTResponse *d, size_t i) {
+  if (d->peer)
+    print_peerinfo(d->peer, i == 0);
+}
+
+static uint8_t *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  uint8_t *b = malloc(DHT_VALUE_FILE_MAX + 1);
+  size_t n = 0;
+  if (f == NULL || b == NULL) {
+    if (f)
+      fclose(f);
+    free(b);
+    return NULL;
+  }
+  n = fread(b, 1, DHT_VALUE_FILE_MAX + 1, f);
+  fclose(f);
+  *len = n;
+  return b;
+}
+
+static int cmd_dht(conn *c, int nargs, char **args) {
+  Np__P2pd__DHTRequest d = NP__P2PD__DHTREQUEST__INIT;
+  Np__P2pd__Response *r;
+  const char *sub = args[0];
+  uint8_t key[300], cid[160];
+  size_t klen, cidlen;
+  np_peerid id;
+  int rv, want = nargs - 1;
+  if (strcmp(sub, "findpeer") == 0 && want == 1) {
+    if ((rv = parse_peer(args[1], &id)) != 0)
+      return rv;
+    d.type = NP__P2PD__DHTREQUEST__TYPE__FIND_PEER;
+    d.has_peer = 1;
+    d.peer.data = id.bytes;
+    d.peer.len = id.len;
+    if ((rv = dht_roundtrip(c, &d, &r)) != 0)
+      return rv;
+    if (r->dht == NULL || r->dht->peer == NULL) {
+      np__p2pd__response__free_unpacked(r, NULL);
+      return fail(EX_REMOTE, "FIND_PEER answer without a peer");
+    }
+    print_peerinfo(r->dht->peer, 1);
+    if (opt_json)
+      putchar('\n');
+    np__p2pd__response__free_unpacked(r, NULL);
+    return 0;
+  }
+  if (strcmp(sub, "closest") == 0 && want == 1) {
+    if ((rv = dht_parse_key(args[1], key, &klen)) != 0)
+      return rv;
+    d.type = NP__P2PD__DHTREQUEST__TYPE__GET_CLOSEST_PEERS;
+    d.has_key = 1;
+    d.key.data = key;
+    d.key.len = klen;
+    if ((rv = dht_roundtrip(c, &d, &r)) != 0)
+      return rv;
+    if (opt_json)
+      printf("{\"peers\":[");
+    rv = dht_stream(c, r, on_closest);
+    if (opt_json && rv == 0)
+      printf("]}\n");
+    return rv;
+  }
+  if (strcmp(sub, "get") == 0 && want == 1) {
+    if ((rv = dht_parse_key(args[1], key, &klen)) != 0)
+      return rv;
+    d.type = NP__P2PD__DHTREQUEST__TYPE__GET_VALUE;
+    d.has_key = 1;
+    d.key.data = key;
+    d.key.len = klen;
+    if ((rv = dht_roundtrip(c, &d, &r)) != 0)
+      return rv;
+    if (r->dht == NULL || !r->dht->has_value) {
+      np__p2pd__response__free_unpacked(r, NULL);
+      return fail(EX_REMOTE, "GET_VALUE answer without a value");
+    }
+    if (opt_json) {
+      printf("{\"key\":");
+      json_str(args[1], strlen(args[1]));
+      putchar(',');
+    }
+    print_bytes(r->dht->value.data, r->dht->value.len, "value");
+    if (opt_json)
+      printf("}\n");
+    np__p2pd__response__free_unpacked(r, NULL);
+    return 0;
+  }
+  if (strcmp(sub, "put") == 0 && want == 2) {
+    uint8_t *val = NULL;
+    size_t vlen;
+    if ((rv = dht_parse_key(args[1], key, &klen)) != 0)
+      return rv;
+    if (args[2][0] == '@') {
+      if ((val = read_file(args[2] + 1, &vlen)) == NULL)
+        return fail(EX_USAGE, "cannot read %s: %s", args[2] + 1,
+                    strerror(errno));
+      if (vlen > DHT_VALUE_FILE_MAX) {
+        free(val);
+        return fail(EX_USAGE, "%s is larger than %u bytes", args[2] + 1,
+                    DHT_VALUE_FILE_MAX);
+      }
+    }
+    d.type = NP__P2PD__DHTREQUEST__TYPE__PUT_VALUE;
+    d.has_key = d.has_value = 1;
+    d.key.data = key;
+    d.key.len = klen;
+    d.value.data = val ? val : (uint8_t *)args[2];
+    d.value.len = val ? vlen : strlen(args[2]);
+    rv = dht_roundtrip(c, &d, &r);
+    free(val);
+    if (rv != 0)
+      return rv;
+    np__p2pd__response__free_unpacked(r, NULL);
+    if (opt_json) {
+      printf("{\"stored\":");
+      json_str(args[1], strlen(args[1]));
+      printf("}\n");
+    } else {
+      printf("stored %s\n", args[1]);
+    }
+    return 0;
+  }
+  if (strcmp(sub, "provide") == 0 && want == 1) {
+    if ((rv = dht_parse_cid(args[1], cid, sizeof(cid), &cidlen)) != 0)
+      return rv;
+    d.type = NP__P2PD__DHTREQUEST__TYPE__PROVIDE;
+    d.has_cid = 1;
+    d.cid.data = cid;
+    d.cid.len = cidlen;
+    if ((rv = dht_roundtrip(c, &d, &r)) != 0)
+      return rv;
+    np__p2pd__response__free_unpacked(r, NULL);
+    if (opt_json)
+      printf("{\"providing\":\"%s\"}\n", args[1]);
+    else
+      printf("providing %s\n", args[1]);
+    return 0;
+  }
+  if (strcmp(sub, "findprovs") == 0 && (want == 1 || want == 3)) {
+    long count = 20;
+    const char *cidtext = args[1];
+    if (want == 3) {
+      /* CID -n N or -n N CID */
+      int n_at = strcmp(args[1], "-n") == 0 ? 1 : strcmp(args[2], "-n") == 0 ? 2 : 0;
+      char *end;
+      if (n_at == 0)
+        return fail(EX_USAGE, "dht findprovs CID [-n N]; see --help");
+      count = strtol(args[n_at + 1], &end, 10);
+      if (*end || count < 1 || count > 1000)
+        return fail(EX_USAGE, "-n: \"%s\" is not a count (1 to 1000)",
+                    args[n_at + 1]);
+      cidtext = n_at == 1 ? args[3] : args[1];
+    }
+    if ((rv = dht_parse_cid(cidtext, cid, sizeof(cid), &cidlen)) != 0)
+      return rv;
+    d.type = NP__P2PD__DHTREQUEST__TYPE__FIND_PROVIDERS;
+    d.has_cid = 1;
+    d.cid.data = cid;
+    d.cid.len = cidlen;
+    d.has_count = 1;
+    d.count = (int32_t)count;
+    if ((rv = dht_roundtrip(c, &d, &r)) != 0)
+      return rv;
+    if (opt_json)
+      printf("{\"providers\":[");
+    rv = dht_stream(c, r, on_provider);
+    if (opt_json && rv == 0)
+      printf("]}\n");
+    return rv;
+  }
+  return fail(EX_USAGE,
+              "dht: expected findpeer PEER | closest KEY | get KEY | "
+              "put KEY VALUE | provide CID | findprovs CID [-n N]; see --help");
+}
+
 /* ---- main -------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -770,7 +1074,7 @@ int main(int argc, char **argv) {
       int min, max;
     } cmds[] = {{"id", 0, 0},      {"peers", 0, 0}, {"connect", 1, 1},
                 {"disconnect", 1, 1}, {"ping", 1, 1}, {"call", 2, 3},
-                {"protocols", 0, 0}};
+                {"protocols", 0, 0}, {"dht", 1, 4}};
     int found = 0;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
       if (strcmp(cmd, cmds[i].name) != 0)
@@ -818,6 +1122,8 @@ int main(int argc, char **argv) {
       rv = cmd_ping(c, args[0]);
     else if (strcmp(cmd, "call") == 0)
       rv = cmd_call(c, args[0], args[1], nargs > 2 ? args[2] : "");
+    else if (strcmp(cmd, "dht") == 0)
+      rv = cmd_dht(c, nargs, args);
     else
       rv = cmd_protocols(c);
   }

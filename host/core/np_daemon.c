@@ -54,6 +54,10 @@ void *np_daemon_module(np_daemon *d, const char *name) {
   return NULL;
 }
 
+static void *module_find(void *ud, const char *name) {
+  return np_daemon_module(ud, name);
+}
+
 const char *np_daemon_addr_text(np_daemon *d, size_t i) {
   return d->swarm ? np_swarm_addr_text(d->swarm, i) : NULL;
 }
@@ -154,6 +158,7 @@ int np_daemon_new(np_daemon **pd, struct ev_loop *ev, np_conf *conf,
     free(d);
     return rv;
   }
+  np_host_set_module_find(d->h, module_find, d);
   *pd = d;
   return 0;
 }

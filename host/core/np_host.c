@@ -25,6 +25,8 @@ struct np_host {
   np_remote_call_fn remote_call;
   np_remote_cancel_fn remote_cancel;
   void *remote_ud;
+  np_module_find_fn module_find;
+  void *module_ud;
   np_router router;
   int router_on;
 };
@@ -88,6 +90,15 @@ void np_host_set_remote(np_host *h, np_remote_call_fn call,
   h->remote_call = call;
   h->remote_cancel = cancel;
   h->remote_ud = tud;
+}
+
+void np_host_set_module_find(np_host *h, np_module_find_fn fn, void *ud) {
+  h->module_find = fn;
+  h->module_ud = ud;
+}
+
+void *np_host_module(np_host *h, const char *name) {
+  return h->module_find ? h->module_find(h->module_ud, name) : NULL;
 }
 
 void np_host_set_router(np_host *h, const np_router *r) {

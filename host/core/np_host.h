@@ -50,6 +50,14 @@ np_peerstore *np_host_peerstore(np_host *h);
 np_swarm *np_host_swarm(np_host *h);
 void np_host_set_swarm(np_host *h, np_swarm *sw);
 
+/* The state of a started protocol module by name (np_module.h; "kad" is
+ * an np_kad), or NULL when it is not running: the control socket asks on
+ * each request, so a module that stopped is never reached. The daemon
+ * installs the lookup (tests may install their own). */
+typedef void *(*np_module_find_fn)(void *ud, const char *name);
+void np_host_set_module_find(np_host *h, np_module_find_fn fn, void *ud);
+void *np_host_module(np_host *h, const char *name);
+
 /* Pending-call accounting against [limits] max_pending_calls. */
 int np_host_calls_admit(const np_host *h);
 void np_host_calls_add(np_host *h, int delta);

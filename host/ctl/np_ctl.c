@@ -18,7 +18,10 @@
 #include "np_conn.h"
 #include "np_crypto.h"
 #include "np_err.h"
+#include "np_cid.h"
 #include "np_host.h"
+#include "np_kad.h"
+#include "np_kadmsg.h"
 #include "np_list.h"
 #include "np_log.h"
 #include "np_lp.h"
@@ -58,6 +61,7 @@ typedef struct outbuf {
 } outbuf;
 
 typedef struct client client;
+typedef struct dhtreq dhtreq;
 
 /* A unary handler name served by control clients (round-robin when
  * registered `balanced` by several persistent connections). */
@@ -141,6 +145,7 @@ struct client {
   size_t cb_addr_len;
   char *cb_proto;
   void *net_op; /* pending connect/open/ping handle */
+  dhtreq *dht;  /* pending DHT request */
   np_list umembers; /* umember.clink */
   np_list routed;
   np_list outcalls;
@@ -1641,6 +1646,506 @@ static void req_natpeer(client *c, int type, const ProtobufCBinaryData *body) {
     np__ctl__np_request__free_unpacked(nq, NULL);
 }
 
+/* ---- DHT requests (np_kad) ----------------------------------------------- */
+
+#define DHT_COUNT_DEFAULT 20 /* FIND_PROVIDERS without a count (p2pd) */
+#define DHT_COUNT_MAX 1000   /* providers asked for at most */
+#define DHT_OUT_HIGH (256u << 10) /* answers unread when an item comes: cut */
+#define DHT_ADDRS_MAX 32          /* addresses in one PeerInfo */
+#define DHT_TIMEOUT_MAX 3600      /* seconds */
+
+/* A DHT request waiting on np_kad (one per client: requests are
+ * sequential). It may outlive its client: when the client goes from inside
+ * np_kad's stack (a write fails, the client is cut), the lookup is
+ * cancelled from the next loop turn, never from inside kad's callback. */
+struct dhtreq {
+  client *c; /* NULL once the client went or the request was answered */
+  np_loop *loop;
+  struct ev_loop *ev;
+  np_kad *kad;
+  np_kad_lookup *lk; /* NULL once the lookup ended or was cancelled */
+  int type;          /* Np__P2pd__DHTRequest__Type */
+  int begun;         /* streaming: OK{dht BEGIN} sent */
+  unsigned held;     /* frames on the stack using it: do not free */
+  ev_timer timer_w;  /* the request's own timeout */
+  np_defer reap;     /* the deferred cancel, then free */
+};
+
+static void dht_reap(void *arg) {
+  dhtreq *q = arg;
+  if (q->lk) /* still running: the module would have ended it on stop */
+    np_kad_cancel(q->kad, q->lk);
+  free(q);
+}
+
+/* The client is going (client_close): withdraw its request. */
+static void dht_detach(client *c) {
+  dhtreq *q = c->dht;
+  if (q == NULL)
+    return;
+  c->dht = NULL;
+  q->c = NULL;
+  ev_timer_stop(q->ev, &q->timer_w);
+  if (q->held) /* dht_leave finishes it */
+    return;
+  if (q->lk)
+    np_kad_cancel(q->kad, q->lk);
+  free(q);
+}
+
+static void dht_hold(dhtreq *q) { q->held++; }
+
+/* A frame is done with |q|: free it once nothing refers to it; a lookup
+ * still running whose client went is cancelled on the next turn. |q| may
+ * be gone after this. */
+static void dht_leave(dhtreq *q) {
+  if (--q->held > 0 || q->c != NULL)
+    return;
+  if (q->lk == NULL) {
+    if (np_defer_queued(&q->reap))
+      np_loop_cancel(q->loop, &q->reap);
+    free(q);
+  } else if (!np_defer_queued(&q->reap)) {
+    np_loop_post(q->loop, &q->reap);
+  }
+}
+
+/* The request is answered: the client returns to its request loop on the
+ * next turn (not from inside kad's callback, which a pipelined request
+ * would re-enter). */
+static void dht_finish(dhtreq *q) {
+  client *c = q->c;
+  if (c == NULL)
+    return;
+  c->dht = NULL;
+  q->c = NULL;
+  ev_timer_stop(q->ev, &q->timer_w);
+  c->net_op = NULL;
+  if (c->mode != M_BUSY)
+    return;
+  c->mode = M_REQ;
+  c->busy_peek = 0;
+  idle_arm(c);
+  if (!c->out_paused) {
+    ev_io_start(EV(c->ctl), &c->rw);
+    ev_feed_event(EV(c->ctl), &c->rw, EV_READ);
+  }
+}
+
+static const char *dht_errmsg(int err) {
+  switch (err) {
+  case NP_ENOENT:
+    return "not found";
+  case NP_ETIMEDOUT:
+    return "timed out";
+  case NP_ECANCELED:
+    return "DHT stopped";
+  case NP_ELIMIT:
+    return "too many DHT lookups running";
+  case NP_ENOTSUP:
+    return "the DHT has no network";
+  case NP_EINVAL:
+    return "invalid key";
+  default:
+    return np_strerror(err);
+  }
+}
+
+/* Answer the request with an error and finish it. */
+static void dht_fail(dhtreq *q, const char *msg) {
+  if (q->c == NULL)
+    return;
+  send_error(q->c, "%s", msg);
+  dht_finish(q);
+}
+
+/* PeerInfo{id, addrs}: |pi| borrows |id| and |ad| (DHT_ADDRS_MAX). */
+static void dht_peerinfo(Np__P2pd__PeerInfo *pi, ProtobufCBinaryData *ad,
+                         const np_peerid *id, const uint8_t *const *addrs,
+                         const size_t *lens, size_t n) {
+  np__p2pd__peer_info__init(pi);
+  pi->id.data = (uint8_t *)id->bytes;
+  pi->id.len = id->len;
+  if (n > DHT_ADDRS_MAX)
+    n = DHT_ADDRS_MAX;
+  for (size_t i = 0; i < n; i++) {
+    ad[i].data = (uint8_t *)addrs[i];
+    ad[i].len = lens[i];
+  }
+  pi->n_addrs = n;
+  pi->addrs = ad;
+}
+
+/* |id|'s unexpired peerstore addresses (at most DHT_ADDRS_MAX). */
+static size_t dht_ps_addrs(dhtreq *q, client *c, const np_peerid *id,
+                           const uint8_t **addrs, size_t *lens) {
+  np_ps_peer *p = np_peerstore_get(np_host_peerstore(c->ctl->h), id);
+  size_t n = 0;
+  if (p == NULL)
+    return 0;
+  np_peerstore_expire(p, np_now(q->loop));
+  for (size_t i = 0; i < p->naddrs && n < DHT_ADDRS_MAX; i++) {
+    addrs[n] = p->addrs[i].bin;
+    lens[n++] = p->addrs[i].len;
+  }
+  return n;
+}
+
+/* A bare DHTResponse (a streamed item or END). */
+static int send_dht(client *c, const Np__P2pd__DHTResponse *d) {
+  size_t n = np__p2pd__dhtresponse__get_packed_size(d);
+  uint8_t stackbuf[4096], *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+  int rv;
+  if (buf == NULL)
+    return NP_ENOMEM;
+  np__p2pd__dhtresponse__pack(d, buf);
+  rv = queue(c, buf, n, 1);
+  if (buf != stackbuf)
+    free(buf);
+  return rv;
+}
+
+/* OK{dht{VALUE, peer or value}}: the single-shot answers. */
+static void dht_answer(dhtreq *q, Np__P2pd__PeerInfo *pi, const uint8_t *val,
+                       size_t len) {
+  Np__P2pd__Response r = NP__P2PD__RESPONSE__INIT;
+  Np__P2pd__DHTResponse d = NP__P2PD__DHTRESPONSE__INIT;
+  if (q->c == NULL)
+    return;
+  d.type = NP__P2PD__DHTRESPONSE__TYPE__VALUE;
+  d.peer = pi;
+  if (val) {
+    d.has_value = 1;
+    d.value.data = (uint8_t *)val;
+    d.value.len = len;
+  }
+  r.type = NP__P2PD__RESPONSE__TYPE__OK;
+  r.dht = &d;
+  send_response(q->c, &r);
+  dht_finish(q);
+}
+
+/* OK{dht BEGIN}, once, before the first item. 0, or -1: client gone. */
+static int dht_begin(dhtreq *q) {
+  Np__P2pd__Response r = NP__P2PD__RESPONSE__INIT;
+  Np__P2pd__DHTResponse b = NP__P2PD__DHTRESPONSE__INIT;
+  if (q->c == NULL)
+    return -1;
+  if (q->begun)
+    return 0;
+  b.type = NP__P2PD__DHTRESPONSE__TYPE__BEGIN;
+  r.type = NP__P2PD__RESPONSE__TYPE__OK;
+  r.dht = &b;
+  q->begun = 1;
+  return send_response(q->c, &r) != 0 || q->c == NULL ? -1 : 0;
+}
+
+/* A streamed item (bare DHTResponse{VALUE}). Returns 0, or -1 when the
+ * client is gone, or was cut because it does not read: a lookup cannot
+ * pause, and its answers must not pile up. */
+static int dht_item(dhtreq *q, Np__P2pd__PeerInfo *pi, const uint8_t *val,
+                    size_t len) {
+  Np__P2pd__DHTResponse d = NP__P2PD__DHTRESPONSE__INIT;
+  if (q->c == NULL)
+    return -1;
+  if (q->c->out_bytes >= DHT_OUT_HIGH) {
+    client_close(q->c, "client does not read its DHT answers");
+    return -1;
+  }
+  if (dht_begin(q) != 0)
+    return -1;
+  d.type = NP__P2PD__DHTRESPONSE__TYPE__VALUE;
+  d.peer = pi;
+  if (val) {
+    d.has_value = 1;
+    d.value.data = (uint8_t *)val;
+    d.value.len = len;
+  }
+  if (send_dht(q->c, &d) != 0 || q->c == NULL)
+    return -1;
+  return 0;
+}
+
+/* A stream ends: END after the items (none is an answer too: "nothing
+ * found"); an error before any item is an ERROR answer; the module
+ * stopping mid-stream closes the connection, so that a cut-short list
+ * never looks complete. A timeout mid-stream ends it (what was found). */
+static void dht_stream_end(dhtreq *q, int err) {
+  Np__P2pd__DHTResponse d = NP__P2PD__DHTRESPONSE__INIT;
+  if (q->c == NULL)
+    return;
+  if (err != 0 && err != NP_ENOENT && !(q->begun && err == NP_ETIMEDOUT)) {
+    if (q->begun)
+      client_close(q->c, "DHT stopped in the middle of a stream");
+    else
+      dht_fail(q, dht_errmsg(err));
+    return;
+  }
+  if (dht_begin(q) != 0)
+    return;
+  d.type = NP__P2PD__DHTRESPONSE__TYPE__END;
+  send_dht(q->c, &d);
+  dht_finish(q);
+}
+
+static void dht_on_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
+  dhtreq *q = np_container_of(w, dhtreq, timer_w);
+  (void)ev, (void)revents;
+  if (q->lk) {
+    np_kad_cancel(q->kad, q->lk);
+    q->lk = NULL;
+  }
+  dht_hold(q);
+  if (q->type == NP__P2PD__DHTREQUEST__TYPE__FIND_PROVIDERS ||
+      q->type == NP__P2PD__DHTREQUEST__TYPE__SEARCH_VALUE ||
+      q->type == NP__P2PD__DHTREQUEST__TYPE__FIND_PEERS_CONNECTED_TO_PEER)
+    dht_stream_end(q, NP_ETIMEDOUT);
+  else
+    dht_fail(q, "timed out");
+  dht_leave(q);
+}
+
+/* ---- np_kad callbacks: the final one clears q->lk first ---- */
+
+static void dht_on_peer(void *ud, int err, const np_peerid *peer) {
+  dhtreq *q = ud;
+  q->lk = NULL;
+  dht_hold(q);
+  if (q->c && err == 0) {
+    Np__P2pd__PeerInfo pi;
+    ProtobufCBinaryData ad[DHT_ADDRS_MAX];
+    const uint8_t *a[DHT_ADDRS_MAX];
+    size_t l[DHT_ADDRS_MAX], n = dht_ps_addrs(q, q->c, peer, a, l);
+    dht_peerinfo(&pi, ad, peer, a, l, n);
+    dht_answer(q, &pi, NULL, 0);
+  } else {
+    dht_fail(q, dht_errmsg(err));
+  }
+  dht_leave(q);
+}
+
+static void dht_on_closest(void *ud, int err, const np_peerid *peers,
+                           size_t n) {
+  dhtreq *q = ud;
+  q->lk = NULL;
+  dht_hold(q);
+  if (err == NP_ENOENT)
+    dht_fail(q, "no peer answered");
+  else if (err != 0)
+    dht_fail(q, dht_errmsg(err));
+  else {
+    size_t i;
+    for (i = 0; i < n; i++)
+      if (dht_item(q, NULL, peers[i].bytes, peers[i].len) != 0)
+        break;
+    if (i == n)
+      dht_stream_end(q, 0);
+  }
+  dht_leave(q);
+}
+
+static void dht_on_value(void *ud, int err, const uint8_t *val, size_t len) {
+  dhtreq *q = ud;
+  q->lk = NULL;
+  dht_hold(q);
+  if (err == 0)
+    dht_answer(q, NULL, val, len);
+  else
+    dht_fail(q, dht_errmsg(err));
+  dht_leave(q);
+}
+
+static void dht_on_each_value(void *ud, const uint8_t *val, size_t len) {
+  dhtreq *q = ud;
+  dht_hold(q);
+  dht_item(q, NULL, val, len);
+  dht_leave(q);
+}
+
+static void dht_on_provider(void *ud, const np_kad_provider *p) {
+  dhtreq *q = ud;
+  Np__P2pd__PeerInfo pi;
+  ProtobufCBinaryData ad[DHT_ADDRS_MAX];
+  dht_hold(q);
+  dht_peerinfo(&pi, ad, p->id, p->addrs, p->lens, p->naddrs);
+  dht_item(q, &pi, NULL, 0);
+  dht_leave(q);
+}
+
+static void dht_on_connected_peer(void *ud, const np_peerid *peer) {
+  dhtreq *q = ud;
+  dht_hold(q);
+  if (q->c) {
+    Np__P2pd__PeerInfo pi;
+    ProtobufCBinaryData ad[DHT_ADDRS_MAX];
+    const uint8_t *a[DHT_ADDRS_MAX];
+    size_t l[DHT_ADDRS_MAX], n = dht_ps_addrs(q, q->c, peer, a, l);
+    dht_peerinfo(&pi, ad, peer, a, l, n);
+    dht_item(q, &pi, NULL, 0);
+  }
+  dht_leave(q);
+}
+
+static void dht_on_stream_done(void *ud, int err) {
+  dhtreq *q = ud;
+  q->lk = NULL;
+  dht_hold(q);
+  dht_stream_end(q, err);
+  dht_leave(q);
+}
+
+static void dht_on_count(void *ud, int err, size_t n) {
+  dhtreq *q = ud;
+  (void)n;
+  q->lk = NULL;
+  dht_hold(q);
+  if (err == 0) {
+    if (q->c)
+      send_ok(q->c);
+    dht_finish(q);
+  } else if (err == NP_ENOENT) {
+    dht_fail(q, q->type == NP__P2PD__DHTREQUEST__TYPE__PROVIDE
+                    ? "no peer accepted the provider record (kept locally)"
+                    : "no peer stored the value (kept locally)");
+  } else {
+    dht_fail(q, dht_errmsg(err));
+  }
+  dht_leave(q);
+}
+
+/* Why np_kad refused to start |type| (its error |rv|). */
+static const char *dht_start_errmsg(int type, int rv) {
+  if (type == NP__P2PD__DHTREQUEST__TYPE__PUT_VALUE) {
+    if (rv == NP_ENOTSUP)
+      return "no validator for the key's namespace";
+    if (rv == NP_EINVAL)
+      return "the namespace's validator refused the value (malformed)";
+    if (rv == NP_EPEERID)
+      return "the namespace's validator refused the value (a /pk/ key that "
+             "is not the value's)";
+    if (rv == NP_ELIMIT)
+      return "value too large, or too many DHT lookups running";
+  }
+  return dht_errmsg(rv);
+}
+
+static int dht_key(const Np__P2pd__DHTRequest *d) {
+  return d->has_key && d->key.len >= 1 && d->key.len <= NP_KADMSG_KEY_MAX;
+}
+
+static void req_dht(client *c, const Np__P2pd__DHTRequest *d) {
+  np_kad *kad = np_host_module(c->ctl->h, "kad");
+  np_peerid pid;
+  const uint8_t *mh = NULL;
+  size_t mhlen = 0, count = DHT_COUNT_DEFAULT;
+  dhtreq *q;
+  int rv, type;
+  if (kad == NULL) {
+    send_error(c, "DHT not enabled");
+    return;
+  }
+  if (d == NULL) {
+    send_error(c, "DHT request without its dht field");
+    return;
+  }
+  type = (int)d->type;
+  switch (type) {
+  case NP__P2PD__DHTREQUEST__TYPE__FIND_PEER:
+  case NP__P2PD__DHTREQUEST__TYPE__FIND_PEERS_CONNECTED_TO_PEER:
+  case NP__P2PD__DHTREQUEST__TYPE__GET_PUBLIC_KEY:
+    if (!d->has_peer || peer_from_bytes(&d->peer, &pid) != 0) {
+      send_error(c, "invalid peer ID");
+      return;
+    }
+    break;
+  case NP__P2PD__DHTREQUEST__TYPE__FIND_PROVIDERS:
+  case NP__P2PD__DHTREQUEST__TYPE__PROVIDE:
+    if (!d->has_cid ||
+        np_cid_multihash(d->cid.data, d->cid.len, &mh, &mhlen) != 0) {
+      send_error(c, "invalid CID");
+      return;
+    }
+    if (d->has_count && d->count > 0)
+      count = d->count < DHT_COUNT_MAX ? (size_t)d->count : DHT_COUNT_MAX;
+    break;
+  case NP__P2PD__DHTREQUEST__TYPE__PUT_VALUE:
+    if (!d->has_value) {
+      send_error(c, "PUT_VALUE without a value");
+      return;
+    }
+    /* fall through */
+  case NP__P2PD__DHTREQUEST__TYPE__GET_CLOSEST_PEERS:
+  case NP__P2PD__DHTREQUEST__TYPE__GET_VALUE:
+  case NP__P2PD__DHTREQUEST__TYPE__SEARCH_VALUE:
+    if (!dht_key(d)) {
+      send_error(c, "invalid key (1 to %d bytes)", NP_KADMSG_KEY_MAX);
+      return;
+    }
+    break;
+  default:
+    send_error(c, "unknown DHT request type %d", type);
+    return;
+  }
+  if ((q = calloc(1, sizeof(*q))) == NULL) {
+    send_error(c, "out of memory");
+    return;
+  }
+  q->c = c;
+  q->loop = np_host_loop(c->ctl->h);
+  q->ev = EV(c->ctl);
+  q->kad = kad;
+  q->type = type;
+  np_defer_init(&q->reap, dht_reap, q);
+  ev_timer_init(&q->timer_w, dht_on_timeout, 0., 0.);
+  c->dht = q;
+  busy_begin(c);
+  dht_hold(q); /* item callbacks may come before the call returns */
+  switch (type) {
+  case NP__P2PD__DHTREQUEST__TYPE__FIND_PEER:
+    rv = np_kad_find_peer(kad, &pid, dht_on_peer, q, &q->lk);
+    break;
+  case NP__P2PD__DHTREQUEST__TYPE__FIND_PEERS_CONNECTED_TO_PEER:
+    rv = np_kad_find_connected(kad, &pid, dht_on_connected_peer,
+                               dht_on_stream_done, q, &q->lk);
+    break;
+  case NP__P2PD__DHTREQUEST__TYPE__GET_PUBLIC_KEY:
+    rv = np_kad_get_public_key(kad, &pid, dht_on_value, q, &q->lk);
+    break;
+  case NP__P2PD__DHTREQUEST__TYPE__FIND_PROVIDERS:
+    rv = np_kad_find_providers(kad, mh, mhlen, count, dht_on_provider,
+                               dht_on_stream_done, q, &q->lk);
+    break;
+  case NP__P2PD__DHTREQUEST__TYPE__PROVIDE:
+    rv = np_kad_provide(kad, mh, mhlen, dht_on_count, q, &q->lk);
+    break;
+  case NP__P2PD__DHTREQUEST__TYPE__GET_CLOSEST_PEERS:
+    rv = np_kad_closest(kad, d->key.data, d->key.len, dht_on_closest, q,
+                        &q->lk);
+    break;
+  case NP__P2PD__DHTREQUEST__TYPE__GET_VALUE:
+    rv = np_kad_get_value(kad, d->key.data, d->key.len, dht_on_value, q,
+                          &q->lk);
+    break;
+  case NP__P2PD__DHTREQUEST__TYPE__SEARCH_VALUE:
+    rv = np_kad_search_value(kad, d->key.data, d->key.len, dht_on_each_value,
+                             dht_on_stream_done, q, &q->lk);
+    break;
+  default: /* PUT_VALUE */
+    rv = np_kad_put_value(kad, d->key.data, d->key.len, d->value.data,
+                          d->value.len, dht_on_count, q, &q->lk);
+    break;
+  }
+  if (rv != 0) {
+    q->lk = NULL;
+    dht_fail(q, dht_start_errmsg(type, rv));
+  } else if (q->c && d->has_timeout && d->timeout > 0) {
+    int64_t secs = d->timeout < DHT_TIMEOUT_MAX ? d->timeout : DHT_TIMEOUT_MAX;
+    ev_timer_set(&q->timer_w, (double)secs, 0.);
+    ev_timer_start(q->ev, &q->timer_w);
+  }
+  dht_leave(q);
+}
+
 static void handle_request(client *c, const uint8_t *msg, size_t len) {
   Np__P2pd__Request *r;
   const char *field;
@@ -1670,7 +2175,7 @@ static void handle_request(client *c, const uint8_t *msg, size_t len) {
     req_stream_handler(c, r->streamhandler);
     break;
   case NP__P2PD__REQUEST__TYPE__DHT:
-    send_error(c, "DHT not enabled");
+    req_dht(c, r->dht);
     break;
   case NP__P2PD__REQUEST__TYPE__LIST_PEERS:
     req_list_peers(c);
@@ -2047,6 +2552,7 @@ static void client_close(client *c, const char *why) {
   if (c->net_op && ops)
     ops->cancel(net, c->net_op);
   c->net_op = NULL;
+  dht_detach(c);
   /* Its handlers go; calls it was answering fail; calls it made cancel. */
   np_list_for_each_safe(it, tmp, &c->umembers) {
     umember_free(np_list_entry(it, umember, clink));

@@ -4,7 +4,8 @@
  * uvarint-delimited Request per connection turn; STREAM_OPEN turns the
  * connection into the stream, PERSISTENT_CONN_UPGRADE into a multiplexed
  * unary-call channel. Handlers registered by clients share the host's
- * protocol table with plugins. */
+ * protocol table with plugins. DHT requests go to the host's "kad" module
+ * (np_host_module), looked up per request: "DHT not enabled" without it. */
 #ifndef NP_CTL_H
 #define NP_CTL_H
 

@@ -7,7 +7,9 @@
 #                            js-libp2p + @libp2p/daemon-server) and tests them
 #   sh run.sh --js-peer      NP_CONTROL is the daemon under test (natpeer); the
 #                            remote NP_CONTROL2 is a reference js daemon started here
-#   sh run.sh --natpeer      starts two natpeer-hosts (NATPEER_HOST) and tests them
+#   sh run.sh --natpeer      starts two natpeer-hosts (NATPEER_HOST) and tests them,
+#                            and two more DHT servers, the second bootstrapped
+#                            from the first, for dht.test.mjs
 #   sh run.sh --natpeer-js   starts one natpeer-host (under test) and one reference
 #                            js daemon (the remote)
 #
@@ -82,12 +84,15 @@ start_ref() {
   done
 }
 
-# start_natpeer NAME: a natpeer-host (QUIC on loopback, unix control socket,
-# no plugins); sets NP_CTL_ADDR to the control address from its banner
+# start_natpeer NAME [BOOTSTRAP]: a natpeer-host (QUIC on loopback, unix
+# control socket, no plugins, a DHT server, bootstrapping from the multiaddr
+# BOOTSTRAP if given); sets NP_CTL_ADDR to the control address and NP_P2P_ADDR
+# to its first /p2p/ address, from its banner
 start_natpeer() {
   mkdir -p "$T/$1/data" "$T/$1/plugins"
-  printf '[host]\ndata_dir = %s\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\ncontrol = %s\nlog_level = debug\n[plugins]\ndir = %s\n' \
+  printf '[host]\ndata_dir = %s\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\ncontrol = %s\nlog_level = debug\n[plugins]\ndir = %s\n[dht]\nmode = server\n' \
     "$T/$1/data" "$T/$1/ctl.sock" "$T/$1/plugins" >"$T/$1/natpeer.ini"
+  [ -n "${2:-}" ] && printf '[bootstrap]\npeers = %s\n' "$2" >>"$T/$1/natpeer.ini"
   "$NATPEER_HOST" --config "$T/$1/natpeer.ini" >"$T/$1/out" 2>"$T/$1/log" &
   PIDS="$PIDS $!"
   i=0
@@ -99,6 +104,7 @@ start_natpeer() {
     sleep 0.05; i=$((i + 1))
   done
   NP_CTL_ADDR=$(sed -n 's/^Control socket: //p' "$T/$1/out")
+  NP_P2P_ADDR=$(grep -m1 '/p2p/' "$T/$1/out")
 }
 
 case $mode in
@@ -106,6 +112,11 @@ case $mode in
     start_natpeer np1; NP_CONTROL=$NP_CTL_ADDR
     start_natpeer np2; NP_CONTROL2=$NP_CTL_ADDR
     echo "# two natpeer-hosts: $NP_CONTROL, $NP_CONTROL2 (NP_CTL_KEEP_LOGS=1 keeps their logs)"
+    # dht.test.mjs: two more, the second bootstrapping from the first
+    start_natpeer dht1; NP_DHT_CONTROL=$NP_CTL_ADDR
+    start_natpeer dht2 "$NP_P2P_ADDR"; NP_DHT_CONTROL2=$NP_CTL_ADDR
+    export NP_DHT_CONTROL NP_DHT_CONTROL2
+    echo "# DHT hosts: $NP_DHT_CONTROL, $NP_DHT_CONTROL2 ([bootstrap] peers = the first)"
     ;;
   natpeer-js)
     start_natpeer np1; NP_CONTROL=$NP_CTL_ADDR
@@ -129,8 +140,12 @@ export NP_CONTROL NP_CONTROL2
 
 # node --test's own TAP (subtests indented, YAML diagnostics) is valid TAP 13;
 # the summary lines it ends with are comments. 120 s cap for the whole file.
+# dht.test.mjs needs two natpeer DHT daemons, the second bootstrapped from
+# the first: natpeer mode starts them, else NP_DHT_CONTROL/NP_DHT_CONTROL2.
+files=ctl.test.mjs
+if [ -n "${NP_DHT_CONTROL:-}" ] && [ -n "${NP_DHT_CONTROL2:-}" ]; then files="$files dht.test.mjs"; fi
 cd "$here" || exit 99
-timeout -k 5 120 "$NP_NODE" --test --test-force-exit --test-reporter=tap --test-timeout=60000 ctl.test.mjs
+timeout -k 5 120 "$NP_NODE" --test --test-concurrency=1 --test-force-exit --test-reporter=tap --test-timeout=60000 $files
 rc=$?
-[ $rc -eq 124 ] && echo "Bail out! ctl.test.mjs did not finish in 120 s"
+[ $rc -eq 124 ] && echo "Bail out! $files did not finish in 120 s"
 exit $rc

@@ -1,12 +1,14 @@
 /* Fuzz the p2pd control-socket request stream as the server reads it:
  * uvarint-delimited Request messages under a size limit, field 9 decoded
  * by request type (fork REMOVE_STREAM_HANDLER vs js PEERSTORE), and after
- * PERSISTENT_CONN_UPGRADE, PersistentConnectionRequest messages. Byte 0 is
+ * PERSISTENT_CONN_UPGRADE, PersistentConnectionRequest messages; a DHT
+ * request's CID as the server reads its multihash. Byte 0 is
  * the chunk size the socket delivers. Decoded messages must re-encode. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "np_cid.h"
 #include "np_err.h"
 #include "np_lp.h"
 #include "np_pb.h"
@@ -64,6 +66,16 @@ static int request(const uint8_t *msg, size_t len) {
     }
   } else if (r->type == NP__P2PD__REQUEST__TYPE__PERSISTENT_CONN_UPGRADE) {
     upgrade = 1;
+  } else if (r->type == NP__P2PD__REQUEST__TYPE__DHT && r->dht &&
+             r->dht->has_cid) {
+    /* PROVIDE / FIND_PROVIDERS: the DHT key is the CID's multihash, a
+     * tail of the bytes received. */
+    const uint8_t *mh;
+    size_t mhlen;
+    const ProtobufCBinaryData *cid = &r->dht->cid;
+    if (np_cid_multihash(cid->data, cid->len, &mh, &mhlen) == 0 &&
+        (mh < cid->data || mhlen == 0 || mh + mhlen != cid->data + cid->len))
+      abort();
   }
   np__p2pd__request__free_unpacked(r, NULL);
   return upgrade;

@@ -198,7 +198,8 @@ static void write_ini(int variant) {
   int n = snprintf(text, sizeof(text),
                    "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
                    "control = %s\ndata_dir = %s\nidentity_file = %s/id.key\n"
-                   "log_level = %s\n[plugins]\ndir = %s\n",
+                   "log_level = %s\n[dht]\nmode = server\n"
+                   "[plugins]\ndir = %s\n",
                    g_ctl, g_dir, g_dir, log_level(), g_plugdir);
   switch (variant % 6) {
   case 1: /* the hello plugin refused */
@@ -351,6 +352,7 @@ static int host_a_start(void) {
 static void host_b_start(void) {
   static const char fmt[] = "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
                             "control = %s/unused.sock\nlog_level = %s\n"
+                            "[dht]\nmode = server\n"
                             "[plugins]\nautoload = no\n";
   char text[1024], err[1024];
   np_conf *conf = NULL;
@@ -653,7 +655,9 @@ static void op_request(rd *r) {
   Np__P2pd__RemoveStreamHandlerRequest rs =
       NP__P2PD__REMOVE_STREAM_HANDLER_REQUEST__INIT;
   Np__Ctl__NpRequest nq = NP__CTL__NP_REQUEST__INIT;
+  Np__P2pd__DHTRequest dq = NP__P2PD__DHTREQUEST__INIT;
   uint8_t peer[64], store[4][64], nbuf[256], f9[512], cbaddr[300];
+  uint8_t dkey[80], dval[64];
   ProtobufCBinaryData addrs[4];
   char *pl[3];
   np_ssize cbl;
@@ -776,6 +780,46 @@ static void op_request(rd *r) {
       rq.has_field9 = 1;
       rq.field9.data = (uint8_t *)"\x08\x01";
       rq.field9.len = 2;
+    }
+    if (a % 8 == 0 && !(b & 1)) { /* a DHT request (else: without one) */
+      uint8_t k = u8(r), v = u8(r);
+      dq.type = (Np__P2pd__DHTRequest__Type)(k % 10); /* 9: unknown */
+      dq.has_peer = 1;
+      dq.peer.len = pick_peer(k >> 4, peer);
+      dq.peer.data = peer;
+      dq.has_key = 1;
+      if (v & 1) { /* the open namespace, or a /pk/ key of the peer */
+        memcpy(dkey, "/natpeer/fz", 11);
+        dq.key.len = 11;
+      } else {
+        memcpy(dkey, "/pk/", 4);
+        memcpy(dkey + 4, peer, dq.peer.len);
+        dq.key.len = 4 + dq.peer.len;
+      }
+      dq.key.data = dkey;
+      if (v & 2) { /* host A's public key, or input bytes */
+        dq.has_value = 1;
+        dq.value.data = dval;
+        if (v & 16) {
+          dq.value.len = bytes(r, dval, sizeof(dval));
+        } else {
+          memcpy(dval, g_idA.pub_pb, g_idA.pub_pb_len);
+          dq.value.len = g_idA.pub_pb_len;
+        }
+      }
+      dq.has_cid = 1; /* CIDv1 raw, or cut short */
+      dq.cid.data = (uint8_t *)"\x01\x55\x12\x20" "0123456789abcdef"
+                               "0123456789abcdef";
+      dq.cid.len = (v & 4) ? 20 : 36;
+      if (v & 8) {
+        dq.has_count = 1;
+        dq.count = (int32_t)(v >> 5) - 2;
+      }
+      if (b & 6) {
+        dq.has_timeout = 1;
+        dq.timeout = ((b >> 1) & 3) - 1;
+      }
+      rq.dht = &dq;
     }
     break;
   case 14: { /* raw bytes: malformed requests, partial frames */

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 
 #include "np_base58.h"
+#include "np_cid.h"
 #include "np_crypto.h"
 #include "np_multiaddr.h"
 #include "np_multibase.h"
@@ -149,6 +150,44 @@ static void test_base58(void) {
     is_mem(back, m, huge, sizeof(huge),
            "base58 round-trips NP_BASE58_MAX 0xff bytes");
   }
+}
+
+/* CIDs: the multihash inside (the DHT key of a provider record), text. */
+static void test_cid(void) {
+  static const char v0t[] = "QmdLXyBY6w8j99NyYFjZ8oK7zJV8jkXGzezwmakC6HXXiC";
+  static const char v1t[] =
+      "bafkreig626xnbl57z4pbxiuwe6akfsrzmszlmtlinwo24c2kf3yby77stu";
+  uint8_t digest[32], v1[36], b[NP_CID_MAX + 8];
+  const uint8_t *mh;
+  size_t mhlen;
+  np_ssize n;
+  np_crypto_sha256((const uint8_t *)"natpeer cid", 11, digest);
+  v1[0] = 0x01, v1[1] = 0x55, v1[2] = 0x12, v1[3] = 0x20;
+  memcpy(v1 + 4, digest, 32);
+  ok(np_cid_multihash(v1, 36, &mh, &mhlen) == 0 && mh == v1 + 2 &&
+         mhlen == 34,
+     "CIDv1: the multihash follows version and codec");
+  ok(np_cid_multihash(v1 + 2, 34, &mh, &mhlen) == 0 && mh == v1 + 2 &&
+         mhlen == 34,
+     "CIDv0: the bare sha2-256 multihash");
+  is_int(np_cid_multihash(v1, 35, &mh, &mhlen), NP_EINVAL,
+         "a truncated digest is no CID");
+  memcpy(b, v1, 36);
+  b[36] = 0;
+  is_int(np_cid_multihash(b, 37, &mh, &mhlen), NP_EINVAL,
+         "trailing bytes are no CID");
+  b[0] = 0x02;
+  is_int(np_cid_multihash(b, 36, &mh, &mhlen), NP_EINVAL, "CID version 2");
+  is_int(np_cid_multihash(b, 0, &mh, &mhlen), NP_EINVAL, "empty");
+  n = np_cid_parse(v1t, strlen(v1t), b, sizeof(b));
+  is_mem(b, n, v1, 36, "bafk... text is the CIDv1 bytes");
+  n = np_cid_parse(v0t, strlen(v0t), b, sizeof(b));
+  is_mem(b, n, v1 + 2, 34, "Qm... text is the CIDv0 bytes");
+  is_int(np_cid_parse("bafkreig626", 11, b, sizeof(b)), NP_EINVAL,
+         "cut-off text");
+  is_int(np_cid_parse("hello", 5, b, sizeof(b)), NP_EINVAL, "not a CID");
+  is_int(np_cid_parse(v1t, strlen(v1t), b, 10), NP_ELIMIT,
+         "a buffer too small");
 }
 
 static void test_multibase(void) {
@@ -795,6 +834,7 @@ int main(void) {
   test_varint();
   test_base58();
   test_multibase();
+  test_cid();
   test_multihash();
   test_peerid();
   test_multiaddr();

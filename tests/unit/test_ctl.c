@@ -141,8 +141,8 @@ int main(void) {
     rq.type = NP__P2PD__REQUEST__TYPE__DHT;
     rs = request(&a, &rq);
     ok(rs && rs->type == NP__P2PD__RESPONSE__TYPE__ERROR && rs->error &&
-           strcmp(rs->error->msg, "DHT not enabled") == 0,
-       "DHT requests answer a clear ERROR");
+           strcmp(rs->error->msg, "DHT request without its dht field") == 0,
+       "a DHT request without its dht field answers a clear ERROR");
     if (rs)
       np__p2pd__response__free_unpacked(rs, NULL);
     rq.type = NP__P2PD__REQUEST__TYPE__PUBSUB;
