@@ -102,6 +102,16 @@ function stats (v) {
   }
 }
 
+// kad-dht 16.4.5 can end a query path with an AbortError nobody awaits
+// (query-path.js, under load at 300 nodes): count it instead of dying.
+const stray = {}
+for (const ev of ['unhandledRejection', 'uncaughtException']) {
+  process.on(ev, (e) => {
+    const k = `${ev}: ${e?.name}: ${e?.message}`.slice(0, 120)
+    stray[k] = (stray[k] ?? 0) + 1
+  })
+}
+
 const t0 = now()
 const rss0 = rssMb()
 const nodes = []
@@ -192,6 +202,8 @@ for (const kind of args.kind.split(',')) {
     wall_s: (now() - tk) / 1e3
   }
   result.kinds.push(k)
+  result.stray_errors = stray
+  if (args.out) writeFileSync(args.out, JSON.stringify(result) + '\n') // partial results survive
   console.log(`# ${kind}: ${found}/${per.length} (${k.rate.toFixed(3)}); hops mean ${k.hops.mean.toFixed(2)} p95 ${k.hops.p95} max ${k.hops.max}; requests mean ${k.sent.mean.toFixed(1)} p95 ${k.sent.p95} max ${k.sent.max}; ms mean ${k.ms.mean.toFixed(1)} p95 ${k.ms.p95.toFixed(1)} max ${k.ms.max.toFixed(1)}; ${k.wall_s.toFixed(1)} s`)
 }
 result.total_s = (now() - t0) / 1e3
