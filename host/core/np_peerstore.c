@@ -71,12 +71,18 @@ static void free_protocols(np_ps_peer *p) {
   p->nprotocols = 0;
 }
 
+/* The entry and what it owns. */
+static void free_peer(np_ps_peer *p) {
+  free_protocols(p);
+  free(p->addrs);
+  free(p);
+}
+
 void np_peerstore_del(np_peerstore *ps) {
   if (ps == NULL)
     return;
   for (size_t i = 0; i < ps->n; i++) {
-    free_protocols(ps->peers[i]);
-    free(ps->peers[i]);
+    free_peer(ps->peers[i]);
   }
   free(ps->peers);
   free(ps->b);
@@ -109,8 +115,7 @@ np_ps_peer *np_peerstore_upsert(np_peerstore *ps, const np_peerid *id,
     if (victim == ps->n)
       return NULL;
     index_remove(ps, ps->peers[victim]);
-    free_protocols(ps->peers[victim]);
-    free(ps->peers[victim]);
+    free_peer(ps->peers[victim]);
     ps->peers[victim] = ps->peers[--ps->n];
   }
   if ((p = calloc(1, sizeof(*p))) == NULL)
@@ -150,6 +155,16 @@ int np_peerstore_add_addr(np_ps_peer *p, const uint8_t *bin, size_t len,
     }
   }
   if (p->naddrs < NP_PS_MAX_ADDRS) {
+    if (p->naddrs == p->acap) { /* most peers have one or two addresses */
+      size_t cap = p->acap ? p->acap * 2 : 1;
+      np_ps_addr *v;
+      if (cap > NP_PS_MAX_ADDRS)
+        cap = NP_PS_MAX_ADDRS;
+      if ((v = realloc(p->addrs, cap * sizeof(*v))) == NULL)
+        return NP_ENOMEM;
+      p->addrs = v;
+      p->acap = cap;
+    }
     slot = p->naddrs++;
   } else {
     slot = NP_PS_MAX_ADDRS;

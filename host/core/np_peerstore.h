@@ -28,8 +28,9 @@ typedef struct np_ps_peer {
   char agent[NP_PS_MAX_AGENT];
   char **protocols; /* heap, NUL-terminated names */
   size_t nprotocols;
-  np_ps_addr addrs[NP_PS_MAX_ADDRS];
-  size_t naddrs;
+  np_ps_addr *addrs; /* heap, naddrs used of acap (<= NP_PS_MAX_ADDRS):
+                      * an array per peer in place would cost 4 KiB each */
+  size_t naddrs, acap;
   uint64_t last_seen_ms;
   int64_t rtt_us; /* last ping, -1 unknown */
   int connected; /* connections up (the swarm counts them) */
@@ -50,7 +51,8 @@ np_ps_peer *np_peerstore_get(np_peerstore *ps, const np_peerid *id);
 
 /* Add a binary multiaddr (a trailing /p2p/ part is stripped). ttl_ms 0 =
  * permanent. Over NP_PS_MAX_ADDRS the one expiring first is replaced.
- * Returns 0, NP_EINVAL (not a valid multiaddr) or NP_ELIMIT (too long). */
+ * Returns 0, NP_EINVAL (not a valid multiaddr), NP_ELIMIT (too long) or
+ * NP_ENOMEM. */
 int np_peerstore_add_addr(np_ps_peer *p, const uint8_t *bin, size_t len,
                           uint64_t now_ms, uint64_t ttl_ms);
 /* Replace the protocol list (copied; at most NP_PS_MAX_PROTOCOLS names of

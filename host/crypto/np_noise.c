@@ -33,7 +33,9 @@ struct np_noise {
   /* input framing: 2-byte header, then |want| bytes into rbuf */
   uint8_t hdr[2];
   size_t hdr_len, want, have;
-  uint8_t *rbuf; /* NP_NOISE_FRAME_MAX bytes, allocated on first use */
+  uint8_t *rbuf; /* rcap bytes: grows with the largest frame seen, so an
+                  * idle connection of small messages holds little */
+  size_t rcap;
   /* pending output: obuf[ooff..olen) */
   uint8_t *obuf;
   size_t ooff, olen, ocap;
@@ -209,7 +211,7 @@ void np_noise_del(np_noise *n) {
   np_crypto_wipe(&n->tx, sizeof(n->tx));
   np_crypto_wipe(&n->rx, sizeof(n->rx));
   if (n->rbuf != NULL) {
-    np_crypto_wipe(n->rbuf, NP_NOISE_FRAME_MAX);
+    np_crypto_wipe(n->rbuf, n->rcap);
     free(n->rbuf);
   }
   if (n->obuf != NULL) {
@@ -224,6 +226,29 @@ void np_noise_del(np_noise *n) {
 
 /* ---- input framing --------------------------------------------------------
  */
+
+/* rbuf of at least |need| (<= NP_NOISE_FRAME_MAX) bytes, the |have| bytes
+ * of a partial frame kept. Grown by copy, so the old block is wiped. */
+static int rbuf_reserve(np_noise *n, size_t need) {
+  size_t cap = n->rcap ? n->rcap : 1024;
+  uint8_t *p;
+  if (need <= n->rcap && n->rbuf != NULL) /* empty frames need a buffer too */
+    return 0;
+  while (cap < need)
+    cap *= 2;
+  if (cap > NP_NOISE_FRAME_MAX)
+    cap = NP_NOISE_FRAME_MAX;
+  if ((p = malloc(cap)) == NULL)
+    return NP_ENOMEM;
+  if (n->rbuf != NULL) {
+    memcpy(p, n->rbuf, n->have);
+    np_crypto_wipe(n->rbuf, n->rcap);
+    free(n->rbuf);
+  }
+  n->rbuf = p;
+  n->rcap = cap;
+  return 0;
+}
 
 /* Consume |in| up to the end of one frame. When it completes, |*frame|
  * points at it: into |in| when it arrived whole, else into rbuf. */
@@ -240,7 +265,7 @@ static np_ssize read_frame(np_noise *n, const uint8_t *in, size_t len,
     *frame = in + used;
     used += n->want;
   } else {
-    if (n->rbuf == NULL && (n->rbuf = malloc(NP_NOISE_FRAME_MAX)) == NULL)
+    if (rbuf_reserve(n, n->want) != 0)
       return NP_ENOMEM;
     take = n->want - n->have;
     if (take > len - used)
@@ -459,8 +484,7 @@ np_ssize np_noise_decrypt_feed(np_noise *n, const uint8_t *in, size_t len,
     return k;
   if (flen < NP_NOISE_TAGLEN)
     return fail(n, NP_EPROTO);
-  if (frame != n->rbuf && n->rbuf == NULL &&
-      (n->rbuf = malloc(NP_NOISE_FRAME_MAX)) == NULL)
+  if (frame != n->rbuf && rbuf_reserve(n, flen) != 0)
     return fail(n, NP_ENOMEM);
   /* Plaintext lands in rbuf (in place when the frame was buffered). */
   m = np_noise_cs_decrypt(&n->rx, NULL, 0, frame, flen, n->rbuf);

@@ -480,7 +480,8 @@ int np_kadstore_check(const np_kadstore *s, const uint8_t *key,
     return rv;
   if (than == NULL)
     return set_why(why, "", 0);
-  if (thanlen == vallen && memcmp(than, val, vallen) == 0)
+  /* An empty value from a decoded message has a NULL pointer. */
+  if (thanlen == vallen && (vallen == 0 || memcmp(than, val, vallen) == 0))
     return set_why(why, "the same value", NP_EEXIST);
   if (v->select) {
     const uint8_t *vals[2] = {val, than};

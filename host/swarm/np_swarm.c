@@ -1925,6 +1925,13 @@ static int mem_transport(np_swarm *sw, const np_conn_cbs *cbs) {
   return 0;
 }
 
+int np_swarm_mem_vanish(np_swarm *sw) {
+  for (size_t i = 0; i < sw->ntr; i++)
+    if (sw->tr[i]->ops->kind == NP_TRANSPORT_MEM)
+      return np_tmem_vanish(sw->tr[i]);
+  return NP_ENOENT;
+}
+
 static int listens_on_memory(const np_conf *conf) {
   for (size_t i = 0; i < conf->host.listen.n; i++)
     if (strncmp(conf->host.listen.v[i], "/memory/", 8) == 0)

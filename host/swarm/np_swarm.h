@@ -91,4 +91,9 @@ typedef struct np_swarm_prober {
  * withdrawn, pings asked through np_net_ops fail with NP_ECANCELED). */
 void np_swarm_set_prober(np_swarm *sw, const np_swarm_prober *p, void *ud);
 
+/* Simulations: the host's in-memory transport vanishes without notice
+ * (np_tmem_vanish): its peers hear nothing, dials to it hang. Returns 0
+ * or NP_ENOENT (the host does not listen on /memory/). */
+int np_swarm_mem_vanish(np_swarm *sw);
+
 #endif

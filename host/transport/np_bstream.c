@@ -307,7 +307,12 @@ struct mem_bs {
   int rx_eof;   /* the peer ended its direction after rx */
   int eof_done; /* on_eof delivered */
   int paused, shut, want_write, wake, dead, depth;
+  const int *gone; /* np_bstream_pair_set_gone: our host vanished */
+  int void_peer;   /* the peer vanished and closed: writes fall into a void */
 };
+
+/* A vanished end neither sends nor receives, and its peer hears nothing. */
+static int mem_gone(const mem_bs *m) { return m->gone != NULL && *m->gone; }
 
 static void mem_free(mem_bs *m) {
   free(m->rx);
@@ -318,6 +323,12 @@ static void mem_work_cb(void *arg) {
   mem_bs *m = arg;
   if (m->dead)
     return;
+  if (mem_gone(m)) { /* what arrived is lost; no event runs any more */
+    free(m->rx);
+    m->rx = NULL;
+    m->roff = m->rlen = m->rcap = 0;
+    return;
+  }
   CALL_BEGIN(m);
   if (!m->paused && m->rlen > 0) {
     size_t k =
@@ -362,7 +373,11 @@ out:
 static np_ssize mem_write(np_bstream *b, const uint8_t *data, size_t len) {
   mem_bs *m = (mem_bs *)b, *p = m->peer;
   size_t room, k;
-  if (m->dead || m->shut || p == NULL)
+  if (m->dead || m->shut)
+    return NP_ECLOSED;
+  if ((p == NULL && m->void_peer) || mem_gone(m) || (p != NULL && mem_gone(p)))
+    return (np_ssize)len; /* taken, never delivered */
+  if (p == NULL)
     return NP_ECLOSED;
   if (len == 0)
     return 0;
@@ -401,7 +416,7 @@ static int mem_shutdown(np_bstream *b) {
   if (m->dead || m->shut)
     return NP_ECLOSED;
   m->shut = 1;
-  if (m->peer != NULL) {
+  if (m->peer != NULL && !mem_gone(m) && !mem_gone(m->peer)) {
     m->peer->rx_eof = 1;
     np_loop_post(m->loop, &m->peer->work);
   }
@@ -428,7 +443,10 @@ static void mem_close(np_bstream *b) {
     return;
   m->dead = 1;
   np_loop_cancel(m->loop, &m->work);
-  if (p != NULL) {
+  if (p != NULL && mem_gone(m)) { /* no FIN, no reset: silence */
+    p->peer = NULL;
+    p->void_peer = 1;
+  } else if (p != NULL) {
     p->peer = NULL;
     p->rx_eof = 1;
     p->wake = 1; /* a blocked writer learns of it by writing */
@@ -441,6 +459,11 @@ static void mem_close(np_bstream *b) {
 
 static const np_bstream_ops mem_ops = {mem_write, mem_shutdown, mem_pause,
                                        mem_local_addr, mem_close};
+
+void np_bstream_pair_set_gone(np_bstream *b, const int *gone) {
+  if (b != NULL && b->ops == &mem_ops)
+    ((mem_bs *)b)->gone = gone;
+}
 
 int np_bstream_pair_new(np_bstream **pa, np_bstream **pb, np_loop *loop,
                         size_t cap) {

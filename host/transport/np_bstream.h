@@ -83,4 +83,12 @@ int np_bstream_tcp_new(np_bstream **pb, np_loop *loop, int fd, int connecting,
 int np_bstream_pair_new(np_bstream **pa, np_bstream **pb, np_loop *loop,
                         size_t cap);
 
+/* Simulations: |b| (one end of a pair) belongs to a host that can vanish
+ * without notice: once *|gone| is nonzero, what it writes is taken and
+ * lost, what was written to it is never delivered and it gets no more
+ * events, and neither its close nor its shutdown reaches the other end
+ * (whose writes are then taken and lost too): an unplugged machine.
+ * |gone| must outlive |b|. Other streams are left as they are. */
+void np_bstream_pair_set_gone(np_bstream *b, const int *gone);
+
 #endif

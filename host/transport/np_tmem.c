@@ -36,6 +36,7 @@ struct tmem {
   np_upgrade *up;
   np_list names;
   int deleting;
+  int gone; /* np_tmem_vanish; read by our ends of each pair */
 };
 
 /* ---- the name table ------------------------------------------------------ */
@@ -176,6 +177,8 @@ static int m_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
     return rv;
   if (np_upgrade_count(t->up) >= t->cfg.max_connections)
     return NP_ELIMIT;
+  if (t->gone) /* an unplugged host reaches nobody */
+    return np_upgrade_dial_failed(t->up, NP_EUNREACH, maddr, prefix, ud, pc);
   has_expected = np_maddr_get_p2p(maddr, len, &expected) == 0;
   e = *slot(t->net, name, nlen);
   l = e != NULL ? e->t : NULL;
@@ -190,6 +193,10 @@ static int m_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
   }
   if ((rv = np_bstream_pair_new(&a, &b, t->net->loop, t->cfg.pipe_bytes)) != 0)
     return rv;
+  /* A vanished listener still takes the pair: the dialer waits for a
+   * handshake that never comes, as for a host that stopped answering. */
+  np_bstream_pair_set_gone(a, &t->gone);
+  np_bstream_pair_set_gone(b, &l->gone);
   if ((rv = np_upgrade_start(t->up, a, 0, has_expected ? &expected : NULL,
                              laddr, llen, maddr, prefix, ud, pc)) != 0) {
     b->ops->close(b);
@@ -251,6 +258,13 @@ static const np_transport_ops tmem_ops = {
     NP_TRANSPORT_MEM, m_can_dial,    m_dial,       m_listen,
     m_listen_count,   m_listen_addr, m_conn_count, m_del,
     m_dial};
+
+int np_tmem_vanish(np_transport *pt) {
+  if (pt == NULL || pt->ops != &tmem_ops)
+    return NP_EINVAL;
+  ((tmem *)pt)->gone = 1;
+  return 0;
+}
 
 void np_tmem_config_default(np_tmem_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));

@@ -45,4 +45,11 @@ void np_tmem_config_default(np_tmem_config *cfg);
 int np_tmem_new(np_transport **pt, np_tmem_net *net, const np_identity *id,
                 const np_tmem_config *cfg, const np_conn_cbs *cbs, void *ud);
 
+/* Simulations: |t|'s host vanishes without notice, for good. Its
+ * connections go silent both ways (no close, no reset reaches the other
+ * ends: np_bstream_pair_set_gone), dials to its names hang until the
+ * dialer's timeout, its own dials fail with NP_EUNREACH. The transport
+ * stays usable for del. Returns 0 or NP_EINVAL (not an np_tmem). */
+int np_tmem_vanish(np_transport *t);
+
 #endif

@@ -208,6 +208,49 @@ static void test_inline_off(void) {
   }
 }
 
+/* np_tmem_vanish: a host unplugged. Its peers hear nothing: no close, no
+ * reset, no data; dials to it time out, its own fail at once. The other
+ * side's keepalive (idle timeout) is what finally ends the connection. */
+static void test_vanish(void) {
+  np_tmem_config cfg;
+  tnode V, W;
+  tconn *tc, *td, *tv;
+  tstream *ts;
+  int rv;
+  np_tmem_config_default(&cfg);
+  cfg.upgrade.handshake_timeout_ms = 600;
+  cfg.upgrade.keepalive_ms = 300;
+  cfg.upgrade.idle_timeout_ms = 1500;
+  ok(node_init(&V, "V", &cfg, "/memory/v") == 0 &&
+         node_init(&W, "W", &cfg, "/memory/w") == 0,
+     "nodes V and W");
+  is_int(np_tmem_vanish(NULL), NP_EINVAL, "vanish: NULL is refused");
+  tc = cu_dial(&W, &V);
+  WAIT_FOR(tc && tc->up);
+  ts = cu_open(tc, M_SEND, 3, 5000);
+  WAIT_FOR(ts->closed);
+  ok(ts->close_err == 0 && ts->rcvd == 5000, "before: echo works");
+  is_int(np_tmem_vanish(V.t), 0, "V vanishes");
+  ts = cu_open(tc, M_SEND, 4, 5000);
+  cu_run_for(0.25);
+  ok(!ts->closed && ts->rcvd == 0 && !tc->down,
+     "a stream to V: written, never answered, never closed");
+  td = cu_dial(&W, &V);
+  cu_run_for(0.3);
+  ok(td != NULL && !td->up && !td->down, "a new dial to V hangs");
+  WAIT_FOR(td->down);
+  is_int(td->err, NP_ETIMEDOUT, "until the handshake timeout");
+  tv = cu_dial_addr(&V, W.addr, W.addrlen, &rv);
+  WAIT_FOR(tv->down);
+  ok(rv == 0 && tv->err == NP_EUNREACH, "V's own dial: NP_EUNREACH (%s)",
+     np_errname(tv->err));
+  node_del(&V);
+  ok(!tc->down && !ts->closed, "V deleted: W is not told");
+  WAIT_FOR(tc->down);
+  is_int(tc->err, NP_ETIMEDOUT, "W's idle timeout ends the connection");
+  node_del(&W);
+}
+
 /* MANY hosts, each dialing DIALS others, one echo stream per connection. */
 static void test_many(void) {
   static tnode nodes[MANY];
@@ -290,6 +333,7 @@ int main(void) {
     test_streams(tc);
   test_failures();
   test_inline_off();
+  test_vanish();
   test_many();
 
   is_int(cu_violations, 0, "no event inside an ops call, none after the last");
