@@ -15,11 +15,13 @@
 void np_autonatmsg_limits_default(np_autonatmsg_limits *l) {
   l->max_msg = NP_AUTONATMSG_MSG_MAX;
   l->max_addrs = NP_AUTONATMSG_ADDRS_MAX;
+  l->max_data = NP_AUTONATMSG_V2_DATA_MAX;
 }
 
 void np_autonatmsg_v2_limits_default(np_autonatmsg_limits *l) {
   l->max_msg = NP_AUTONATMSG_V2_MSG_MAX;
   l->max_addrs = NP_AUTONATMSG_V2_ADDRS_MAX;
+  l->max_data = NP_AUTONATMSG_V2_DATA_MAX;
 }
 
 static size_t unpack_budget(const np_autonatmsg_limits *lim) {
@@ -302,6 +304,10 @@ static int v2_copy(np_autonatmsg_v2 *m, const Np__Autonatv2__Message *pm,
         (np_autonatmsg_v2_dial_status)pm->dialresponse->dialstatus;
     return 0;
   case NP__AUTONATV2__MESSAGE__MSG_DIAL_DATA_REQUEST:
+    /* A server asking for more than we would send is refused before the
+     * caller starts sending. */
+    if (pm->dialdatarequest->numbytes > lim->max_data)
+      return NP_ELIMIT;
     m->kind = NP_AUTONATMSG_V2_DIAL_DATA_REQUEST;
     m->addr_idx = pm->dialdatarequest->addridx;
     m->num_bytes = pm->dialdatarequest->numbytes;

@@ -28,12 +28,15 @@
 #define NP_AUTONATMSG_V2_MSG_MAX 8192 /* v2 largest body (go server) */
 #define NP_AUTONATMSG_V2_ADDRS_MAX 50 /* v2 addrs considered (go server) */
 #define NP_AUTONATMSG_V2_CHUNK_MAX 4096 /* dial data per message (spec) */
+#define NP_AUTONATMSG_V2_DATA_MAX 100000 /* dial data a client agrees to
+                                            send (go client) */
 
 /* Caps applied by the decoders; np_autonatmsg_limits_default (v1) and
  * np_autonatmsg_v2_limits_default fill the values above. */
 typedef struct np_autonatmsg_limits {
   size_t max_msg;   /* body bytes; larger bodies: NP_ELIMIT */
   size_t max_addrs; /* further addrs are dropped */
+  uint64_t max_data; /* v2 dialDataRequest numBytes; more: NP_ELIMIT */
 } np_autonatmsg_limits;
 
 void np_autonatmsg_limits_default(np_autonatmsg_limits *l);
@@ -163,10 +166,12 @@ void np_autonatmsg_v2_free(np_autonatmsg_v2 *m);
 
 /* Decode a v2 dial-request stream body into |m| under |lim| (NULL: v2
  * defaults): addrs past max_addrs are dropped (the list is cut, positions
- * kept). Returns 0 or
+ * kept). addr_idx is not checked against the request: the caller does.
+ * Returns 0 or
  *   NP_ELIMIT  |len| > max_msg (checked first), dial data over
- *              NP_AUTONATMSG_V2_CHUNK_MAX, or a body that would take more
- *              than 8 * max_msg + 64 KiB to unpack
+ *              NP_AUTONATMSG_V2_CHUNK_MAX, a numBytes over max_data, or a
+ *              body that would take more than 8 * max_msg + 64 KiB to
+ *              unpack
  *   NP_EPROTO  not a Message, no message set in it, or a status or dial
  *              status outside its enum
  *   NP_ENOMEM

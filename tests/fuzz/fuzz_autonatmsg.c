@@ -64,7 +64,8 @@ static void v2_check(const np_autonatmsg_v2 *m,
                      const np_autonatmsg_limits *lim) {
   size_t i;
   if (m->naddrs > lim->max_addrs ||
-      m->data.len > NP_AUTONATMSG_V2_CHUNK_MAX)
+      m->data.len > NP_AUTONATMSG_V2_CHUNK_MAX ||
+      m->num_bytes > lim->max_data)
     abort();
   for (i = 0; i < m->naddrs; i++)
     if (m->addrs[i].len != 0 &&
@@ -93,7 +94,7 @@ static void v2_roundtrip(const np_autonatmsg_v2 *m) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  np_autonatmsg_limits v1, v2, tiny = {96, 1};
+  np_autonatmsg_limits v1, v2, tiny = {96, 1, 1000};
   np_lp_reader r;
   size_t off = 0;
   np_autonatmsg_limits_default(&v1);

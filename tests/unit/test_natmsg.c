@@ -584,7 +584,7 @@ static void test_autonat_v1(void) {
   size_t n, i;
   np_ssize w;
   np_autonatmsg m, back;
-  np_autonatmsg_limits tiny = {4096, 2};
+  np_autonatmsg_limits tiny = {4096, 2, 0};
   np_peerid a;
   pid(&a, PID_A);
 
@@ -899,6 +899,15 @@ static void test_autonat_v2(void) {
   n += 4097;
   is_int(np_autonatmsg_v2_decode(&m, v, n, NULL), NP_ELIMIT,
          "autonat2: 4097 data bytes is NP_ELIMIT");
+  /* numBytes 100000 (a0 8d 06) is go's cap; 100001 is over it. */
+  n = hx(v, "1a06 0801 10a08d06");
+  is_int(np_autonatmsg_v2_decode(&m, v, n, NULL), 0,
+         "autonat2: numBytes 100000 decodes");
+  is_int(m.num_bytes, 100000, "autonat2: numBytes value");
+  np_autonatmsg_v2_free(&m);
+  n = hx(v, "1a06 0801 10a18d06");
+  is_int(np_autonatmsg_v2_decode(&m, v, n, NULL), NP_ELIMIT,
+         "autonat2: numBytes 100001 is NP_ELIMIT");
   memset(v, 0, NP_AUTONATMSG_V2_MSG_MAX + 1);
   is_int(np_autonatmsg_v2_decode(&m, v, NP_AUTONATMSG_V2_MSG_MAX + 1, NULL),
          NP_ELIMIT, "autonat2: a body over 8 KiB is NP_ELIMIT");
