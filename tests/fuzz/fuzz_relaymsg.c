@@ -37,7 +37,8 @@ static int blobs_eq(const np_relaymsg_blob *a, const np_relaymsg_blob *b,
                     size_t n) {
   size_t i;
   for (i = 0; i < n; i++)
-    if (a[i].len != b[i].len || memcmp(a[i].data, b[i].data, a[i].len) != 0)
+    if (a[i].len != b[i].len ||
+        (a[i].len && memcmp(a[i].data, b[i].data, a[i].len) != 0))
       return 0;
   return 1;
 }
