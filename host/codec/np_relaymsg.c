@@ -128,7 +128,6 @@ static void limit_copy(np_relaymsg *m, const Np__Circuit__Limit *l) {
 
 /* The parts hop and stop share, taken from either wire struct. */
 typedef struct parts {
-  int has_type;
   unsigned type;
   const Np__Circuit__Peer *peer;
   const Np__Circuit__Reservation *reservation;
@@ -140,8 +139,10 @@ typedef struct parts {
 static int parts_copy(np_relaymsg *m, const parts *p,
                       const np_relaymsg_limits *lim) {
   int rv;
-  /* protobuf-c stores any enum number it reads. */
-  if (!p->has_type || !valid_type(m->kind, p->type) ||
+  /* protobuf-c stores any enum number it reads. A missing type reads as
+   * 0, as go's GetType() does: one go revision of circuit.proto (plain
+   * proto3) left type 0 out. */
+  if (!valid_type(m->kind, p->type) ||
       (p->has_status && !valid_status(p->status)))
     return NP_EPROTO;
   m->type = p->type;
@@ -180,8 +181,7 @@ int np_relaymsg_decode(np_relaymsg *m, np_relaymsg_kind kind,
   memset(&p, 0, sizeof(p));
   if (kind == NP_RELAYMSG_HOP) {
     const Np__Circuit__HopMessage *h = (const Np__Circuit__HopMessage *)pm;
-    p.has_type = h->has_type;
-    p.type = (unsigned)h->type;
+    p.type = h->has_type ? (unsigned)h->type : 0;
     p.peer = h->peer;
     p.reservation = h->reservation;
     p.limit = h->limit;
@@ -189,8 +189,7 @@ int np_relaymsg_decode(np_relaymsg *m, np_relaymsg_kind kind,
     p.status = (unsigned)h->status;
   } else {
     const Np__Circuit__StopMessage *s = (const Np__Circuit__StopMessage *)pm;
-    p.has_type = s->has_type;
-    p.type = (unsigned)s->type;
+    p.type = s->has_type ? (unsigned)s->type : 0;
     p.peer = s->peer;
     p.limit = s->limit;
     p.has_status = s->has_status;

@@ -115,11 +115,12 @@ void np_relaymsg_free(np_relaymsg *m);
 /* Decode the |kind| message body |buf| (|len| bytes) into |m|
  * (overwritten, need not be initialised) under |lim| (NULL: defaults).
  * Addrs np_maddr_validate refuses are dropped, as are those past
- * max_addrs. Returns 0 or
+ * max_addrs. A missing type reads as 0 (hop RESERVE, stop CONNECT), as go
+ * reads it. Returns 0 or
  *   NP_ELIMIT  |len| > max_msg (checked first), a voucher over max_voucher,
  *              or a body that would take more than 8 * max_msg + 64 KiB to
  *              unpack
- *   NP_EPROTO  not a message of |kind|; no type or one outside its enum; a
+ *   NP_EPROTO  not a message of |kind|; a type outside its enum; a
  *              status outside its enum; a peer whose id is missing or not
  *              a peer ID
  *   NP_EINVAL  |kind| is neither HOP nor STOP

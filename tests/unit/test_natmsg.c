@@ -348,9 +348,18 @@ static void test_relay_msgs(void) {
      "relay: stop STATUS framed is 04 08 01 20 64");
 
   /* Refusals. */
-  n = hx(v, "2864");
-  is_int(np_relaymsg_decode(&m, NP_RELAYMSG_HOP, v, n, NULL), NP_EPROTO,
-         "relay: hop without type is NP_EPROTO");
+  /* A missing type is 0, as go's GetType() reads it (one go revision sent
+   * RESERVE and stop CONNECT without it). */
+  is_int(np_relaymsg_decode(&m, NP_RELAYMSG_HOP, v, 0, NULL), 0,
+         "relay: empty hop message decodes");
+  is_int(m.type, NP_RELAYMSG_HOP_RESERVE, "relay: ... as RESERVE");
+  np_relaymsg_free(&m);
+  n = hx(v, "1224 0a22" PID_A);
+  is_int(np_relaymsg_decode(&m, NP_RELAYMSG_STOP, v, n, NULL), 0,
+         "relay: stop message without type decodes");
+  ok(m.type == NP_RELAYMSG_STOP_CONNECT && m.has_peer,
+     "relay: ... as CONNECT with its peer");
+  np_relaymsg_free(&m);
   n = hx(v, "0803");
   is_int(np_relaymsg_decode(&m, NP_RELAYMSG_HOP, v, n, NULL), NP_EPROTO,
          "relay: hop type 3 is NP_EPROTO");
