@@ -39,29 +39,6 @@ void np_kadmsg_free(np_kadmsg *m) {
   np_kadmsg_init(m);
 }
 
-/* protobuf-c sizes its allocations from counts in the input: 2 wire bytes
- * of an empty Peer cost ~64 heap bytes. A budget bounds that by the
- * message size instead of trusting the sender. */
-typedef struct budget {
-  size_t left;
-  int over;
-} budget;
-
-static void *budget_alloc(void *ud, size_t size) {
-  budget *b = ud;
-  if (size > b->left) {
-    b->over = 1;
-    return NULL;
-  }
-  b->left -= size;
-  return malloc(size);
-}
-
-static void budget_free(void *ud, void *p) {
-  (void)ud;
-  free(p);
-}
-
 static int blob_copy(np_kadmsg_blob *b, const ProtobufCBinaryData *in) {
   if (in->len == 0)
     return 0;
@@ -113,8 +90,6 @@ static int peers_copy(np_kadmsg_peer **out, size_t *nout,
 int np_kadmsg_decode(np_kadmsg *m, const uint8_t *buf, size_t len,
                      const np_kadmsg_limits *lim) {
   np_kadmsg_limits def;
-  budget b;
-  ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
   Np__Dht__Message *pm;
   const char *field;
   int rv;
@@ -125,10 +100,12 @@ int np_kadmsg_decode(np_kadmsg *m, const uint8_t *buf, size_t len,
   }
   if (len > lim->max_msg)
     return NP_ELIMIT;
-  b.left = 8 * lim->max_msg + 64 * 1024;
-  b.over = 0;
-  if ((pm = np__dht__message__unpack(&alloc, len, buf)) == NULL)
-    return b.over ? NP_ELIMIT : NP_EPROTO;
+  /* A budget bounds protobuf-c's allocations by the message size. */
+  if ((pm = (Np__Dht__Message *)np_pb_unpack(&np__dht__message__descriptor,
+                                             buf, len,
+                                             8 * lim->max_msg + 64 * 1024,
+                                             &rv)) == NULL)
+    return rv;
   rv = 0;
   if ((unsigned)pm->type > NP_KADMSG_PING)
     rv = NP_EPROTO;
@@ -161,7 +138,7 @@ int np_kadmsg_decode(np_kadmsg *m, const uint8_t *buf, size_t len,
   if (rv == 0)
     rv = peers_copy(&m->providers, &m->nproviders, pm->providerpeers,
                     pm->n_providerpeers, lim);
-  np__dht__message__free_unpacked(pm, &alloc);
+  np_pb_free(&pm->base);
   if (rv != 0)
     np_kadmsg_free(m);
   return rv;

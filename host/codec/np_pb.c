@@ -1,5 +1,7 @@
 #include "np_pb.h"
 
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "np_err.h"
@@ -71,4 +73,57 @@ int np_pb_check_strings(const ProtobufCMessageDescriptor *d,
   if (field)
     *field = NULL;
   return walk(d, buf, len, field, 0);
+}
+
+typedef struct budget {
+  size_t left;
+  int over;
+} budget;
+
+static void *budget_alloc(void *ud, size_t size) {
+  budget *b = ud;
+  if (size > b->left) {
+    b->over = 1;
+    return NULL;
+  }
+  b->left -= size;
+  return malloc(size);
+}
+
+static void budget_free(void *ud, void *p) {
+  (void)ud;
+  free(p);
+}
+
+ProtobufCMessage *np_pb_unpack(const ProtobufCMessageDescriptor *d,
+                               const uint8_t *buf, size_t len, size_t bytes,
+                               int *err) {
+  budget b = {bytes, 0};
+  ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
+  ProtobufCMessage *m = protobuf_c_message_unpack(d, &alloc, len, buf);
+  if (m == NULL)
+    *err = b.over ? NP_ELIMIT : NP_EPROTO;
+  return m;
+}
+
+/* budget_alloc hands out plain malloc blocks: the default allocator frees
+ * them. */
+void np_pb_free(ProtobufCMessage *m) {
+  if (m != NULL)
+    protobuf_c_message_free_unpacked(m, NULL);
+}
+
+np_ssize np_pb_pack(const ProtobufCMessage *m, size_t max, int lp,
+                    uint8_t *out, size_t cap) {
+  size_t n = protobuf_c_message_get_packed_size(m), pre = 0;
+  if (n > max || n > (size_t)SSIZE_MAX / 2)
+    return NP_ELIMIT;
+  if (lp) {
+    pre = np_varint_size(n);
+    if (pre > cap || np_varint_encode(n, out, cap) != (np_ssize)pre)
+      return NP_ELIMIT;
+  }
+  if (n > cap - pre)
+    return NP_ELIMIT;
+  return (np_ssize)(pre + protobuf_c_message_pack(m, out + pre));
 }

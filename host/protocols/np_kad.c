@@ -927,11 +927,18 @@ static void lookup_deliver(void *arg) {
   np_peerid res[255];
   size_t n = 0;
   if (lk->q) {
+    static const char *const kinds[] = {"find", "closest", "boot",
+                                        "get",  "search",  "put",
+                                        "provide", "providers", "connected"};
     np_kadquery_stats qs;
     np_kadquery_stats_get(lk->q, &qs);
     kad->st.hops += qs.depth;
     if (qs.depth > kad->st.max_hops)
       kad->st.max_hops = qs.depth;
+    np_debug("kad", "lookup-done kind=%s err=%s hops=%u requests=%zu "
+                    "answered=%zu failed=%zu",
+             kinds[lk->kind], np_errname(lk->err), qs.depth, qs.queried,
+             qs.answered, qs.failed);
     if (lk->err == 0 && lk->kind == LK_CLOSEST)
       n = np_kadquery_result(lk->q, res, 255);
   }

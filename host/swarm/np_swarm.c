@@ -113,6 +113,7 @@ typedef struct dialing {
   int last_err, peerid_err;
   int fresh; /* asked for a new connection: ops that may reuse one do not
                 join it */
+  int new_port; /* fresh, from a new ephemeral port (NP_SWARM_DIAL_NEW_PORT) */
   ev_timer stagger;
   int stagger_on;
   np_list waiters; /* op.wlink */
@@ -188,6 +189,7 @@ struct op {
   int err;
   int want_identify; /* OP_CONNECT: complete after identify */
   int fresh;            /* dial a new connection even if one exists */
+  int new_port;         /* fresh: from a new ephemeral port */
   struct dialing *dial; /* the dial it waits for (in its waiters) */
 };
 
@@ -868,7 +870,9 @@ static void op_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
 }
 
 /* Preference among usable connections: direct over relayed (limited), then
- * QUIC over the others; the oldest wins a tie. */
+ * QUIC over the others; the newest wins a tie (after a peer restarts on the
+ * same address, the old connection is dead until a probe or the idle
+ * timeout finds out, while the peer's new one works). */
 static int conn_score(const sconn *c) {
   return (c->nc->limited ? 0 : 4) + (c->nc->kind == NP_TRANSPORT_QUIC ? 2 : 0);
 }
@@ -879,7 +883,7 @@ static sconn *find_conn(np_swarm *sw, const np_peerid *peer) {
   for (it = sw->conns.next; it != &sw->conns; it = it->next) {
     sconn *c = np_list_entry(it, sconn, link);
     if (c->up && !c->closing && c->nc && np_peerid_equal(&c->peer, peer) &&
-        (best == NULL || conn_score(c) > conn_score(best)))
+        (best == NULL || conn_score(c) >= conn_score(best)))
       best = c;
   }
   return best;
@@ -1031,7 +1035,12 @@ static void dial_next(dialing *d) {
     np_peerid_to_string(&d->peer, c->peer_str, sizeof(c->peer_str));
     c->dial = d;
     np_list_insert_tail(&sw->conns, &c->link);
-    rv = t->ops->dial(t, bin, len, c, &c->nc);
+    if (!d->new_port)
+      rv = t->ops->dial(t, bin, len, c, &c->nc);
+    else if (t->ops->dial_new_port)
+      rv = t->ops->dial_new_port(t, bin, len, c, &c->nc);
+    else
+      rv = NP_ENOTSUP;
     if (rv == 0) {
       d->inflight++;
       if (d->next < d->n) {
@@ -1219,6 +1228,7 @@ static int op_start(op *o, const uint8_t *const *addrs, const size_t *lens,
     d->sw = sw;
     d->peer = o->peer;
     d->fresh = o->fresh;
+    d->new_port = o->new_port;
     np_list_init(&d->link);
     np_list_init(&d->waiters);
     for (size_t i = 0; i < n; i++)
@@ -1723,16 +1733,17 @@ static int connect_op(np_swarm *sw, const np_peerid *peer, int want_identify,
 
 int np_swarm_dial_new(np_swarm *sw, const np_peerid *peer,
                       const uint8_t *const *addrs, const size_t *lens,
-                      size_t n, uint64_t timeout_ms, np_net_done_fn cb,
-                      void *ud, void **handle) {
+                      size_t n, int flags, uint64_t timeout_ms,
+                      np_net_done_fn cb, void *ud, void **handle) {
   op *o;
-  if (n == 0)
+  if (n == 0 || (flags & ~NP_SWARM_DIAL_NEW_PORT))
     return NP_EINVAL;
   if ((o = op_new(sw, OP_CONNECT, peer)) == NULL)
     return NP_ENOMEM;
   o->done_cb = cb;
   o->ud = ud;
   o->fresh = 1;
+  o->new_port = !!(flags & NP_SWARM_DIAL_NEW_PORT);
   return op_launch(o, addrs, lens, n, timeout_ms, handle);
 }
 

@@ -35,11 +35,16 @@ const char *np_swarm_addr_text(np_swarm *s, size_t i);
  * even when one exists or a dial is running (AutoNAT dial-back, DCUtR):
  * only these addresses, staggered as usual, never joined by other ops.
  * Completes as np_net_ops connect (cb once, later; the handle cancels
- * through np_net_ops cancel); new streams then go to the best connection. */
+ * through np_net_ops cancel); new streams then go to the best connection.
+ * |flags|: NP_SWARM_DIAL_NEW_PORT leaves from a new ephemeral port, not
+ * the listen port (an AutoNAT dial-back must not ride the NAT mapping the
+ * peer's connection to us opened); transports without it skip the
+ * address. */
+#define NP_SWARM_DIAL_NEW_PORT 1
 int np_swarm_dial_new(np_swarm *sw, const np_peerid *peer,
                       const uint8_t *const *addrs, const size_t *lens,
-                      size_t n, uint64_t timeout_ms, np_net_done_fn cb,
-                      void *ud, void **handle);
+                      size_t n, int flags, uint64_t timeout_ms,
+                      np_net_done_fn cb, void *ud, void **handle);
 
 /* ---- hooks for protocol modules --------------------------------------------
  * A connection is the np_conn an event carried (read only); it is valid

@@ -158,6 +158,10 @@ typedef struct np_transport_ops {
   /* Close every connection at once (events run from inside this call) and
    * free the transport. */
   void (*del)(np_transport *t);
+  /* As dial, leaving from a new ephemeral port instead of the listen port
+   * (AutoNAT dial-backs; see np_swarm_dial_new). NULL: not supported. */
+  int (*dial_new_port)(np_transport *t, const uint8_t *maddr, size_t len,
+                       void *ud, np_conn **pc);
 } np_transport_ops;
 
 struct np_transport {

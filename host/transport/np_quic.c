@@ -63,6 +63,7 @@ typedef struct qsock {
   np_quic *q;
   int fd;
   int accept;   /* listening socket (else dial-only) */
+  np_qconn *owner; /* a socket of its own for one dial: closed with it */
   int wildcard; /* bound to 0.0.0.0 / ::, so replies pick their source */
   int gso, gro;
   int wblocked; /* EAGAIN seen: waiting for EV_WRITE */
@@ -941,6 +942,8 @@ static void conn_ending(np_qconn *c) {
   }
 }
 
+static void sock_close(qsock *s);
+
 static void conn_destroy(np_qconn *c) {
   np_quic *q = c->q;
   if (c->ending)
@@ -956,6 +959,8 @@ static void conn_destroy(np_qconn *c) {
   free(c->close_pkt);
   np_list_remove(&c->link);
   q->nconns--;
+  if (c->s && c->s->owner == c)
+    sock_close(c->s);
   free(c);
 }
 
@@ -1893,6 +1898,11 @@ np_ssize np_quic_listen_addr(const np_quic *q, size_t i, uint8_t *out,
 
 int np_quic_dial(np_quic *q, const uint8_t *maddr, size_t len, void *ud,
                  np_qconn **pc) {
+  return np_quic_dial_flags(q, maddr, len, 0, ud, pc);
+}
+
+int np_quic_dial_flags(np_quic *q, const uint8_t *maddr, size_t len,
+                       int flags, void *ud, np_qconn **pc) {
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
   np_peerid expected;
@@ -1917,10 +1927,26 @@ int np_quic_dial(np_quic *q, const uint8_t *maddr, size_t len, void *ud,
   has_expected = rv == 0;
   if (!conn_room(q))
     return NP_ELIMIT;
-  if ((rv = pick_sock(q, (struct sockaddr *)&ss, &s)) != 0)
+  if (flags & NP_QUIC_DIAL_NEW_PORT) {
+    struct sockaddr_storage any;
+    memset(&any, 0, sizeof(any));
+    any.ss_family = ss.ss_family;
+    rv = sock_open(q, (struct sockaddr *)&any,
+                   ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                           : sizeof(struct sockaddr_in6),
+                   0, &s);
+  } else {
+    rv = pick_sock(q, (struct sockaddr *)&ss, &s);
+  }
+  if (rv != 0)
     return rv;
-  if ((c = conn_alloc(q, s, 0)) == NULL)
+  if ((c = conn_alloc(q, s, 0)) == NULL) {
+    if (flags & NP_QUIC_DIAL_NEW_PORT)
+      sock_close(s);
     return NP_ENOMEM;
+  }
+  if (flags & NP_QUIC_DIAL_NEW_PORT)
+    s->owner = c;
   rv = NP_ENOMEM;
   if (np_crypto_random(dcid.data, CLIENT_DCID_LEN) != 0 ||
       cid_make(q, &scid, SCID_LEN) != 0) {

@@ -131,6 +131,13 @@ np_ssize np_quic_listen_addr(const np_quic *q, size_t i, uint8_t *out,
  * np_quic_del) or NP_ESYS. */
 int np_quic_dial(np_quic *q, const uint8_t *maddr, size_t len, void *ud,
                  np_qconn **pc);
+/* np_quic_dial with flags: NP_QUIC_DIAL_NEW_PORT sends from a socket of
+ * the connection's own on a new ephemeral port (closed with it), not from
+ * the listening socket: an AutoNAT dial-back must not arrive through the
+ * NAT mapping the peer's own connection to us opened. */
+#define NP_QUIC_DIAL_NEW_PORT 1
+int np_quic_dial_flags(np_quic *q, const uint8_t *maddr, size_t len,
+                       int flags, void *ud, np_qconn **pc);
 
 /* Number of connection objects alive, including ones still in their
  * closing or draining period (tests; bounded by max_connections). */

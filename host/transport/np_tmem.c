@@ -253,9 +253,11 @@ static void m_del(np_transport *pt) {
   free(t);
 }
 
+/* dial_new_port is m_dial: there are no ports and no NAT in memory. */
 static const np_transport_ops tmem_ops = {
     NP_TRANSPORT_MEM, m_can_dial,    m_dial,       m_listen,
-    m_listen_count,   m_listen_addr, m_conn_count, m_del};
+    m_listen_count,   m_listen_addr, m_conn_count, m_del,
+    m_dial};
 
 int np_tmem_vanish(np_transport *pt) {
   if (pt == NULL || pt->ops != &tmem_ops)

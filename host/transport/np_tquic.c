@@ -186,15 +186,15 @@ static int t_can_dial(const np_transport *t, const uint8_t *maddr,
   return np_maddr_to_sockaddr(maddr, len, &ss, &sl) == 0;
 }
 
-static int t_dial(np_transport *base, const uint8_t *maddr, size_t len,
-                  void *ud, np_conn **pc) {
+static int dial_flags(np_transport *base, const uint8_t *maddr, size_t len,
+                      int flags, void *ud, np_conn **pc) {
   tq *t = (tq *)base;
   tq_conn *tc = conn_new(t, NULL, 0);
   int rv;
   if (tc == NULL)
     return NP_ENOMEM;
   tc->base.ud = ud;
-  if ((rv = np_quic_dial(t->q, maddr, len, tc, &tc->qc)) != 0) {
+  if ((rv = np_quic_dial_flags(t->q, maddr, len, flags, tc, &tc->qc)) != 0) {
     free(tc);
     return rv;
   }
@@ -205,6 +205,16 @@ static int t_dial(np_transport *base, const uint8_t *maddr, size_t len,
   }
   *pc = &tc->base;
   return 0;
+}
+
+static int t_dial(np_transport *base, const uint8_t *maddr, size_t len,
+                  void *ud, np_conn **pc) {
+  return dial_flags(base, maddr, len, 0, ud, pc);
+}
+
+static int t_dial_new_port(np_transport *base, const uint8_t *maddr,
+                           size_t len, void *ud, np_conn **pc) {
+  return dial_flags(base, maddr, len, NP_QUIC_DIAL_NEW_PORT, ud, pc);
 }
 
 static int t_listen(np_transport *base, const uint8_t *maddr, size_t len) {
@@ -232,6 +242,7 @@ static const np_transport_ops transport_ops = {
     .kind = NP_TRANSPORT_QUIC,
     .can_dial = t_can_dial,
     .dial = t_dial,
+    .dial_new_port = t_dial_new_port,
     .listen = t_listen,
     .listen_count = t_listen_count,
     .listen_addr = t_listen_addr,

@@ -229,8 +229,8 @@ static int start_connect(const struct sockaddr *to, socklen_t tolen,
   return -e;
 }
 
-static int t_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
-                  np_conn **pc) {
+static int dial_from(np_transport *pt, const uint8_t *maddr, size_t len,
+                     int new_port, void *ud, np_conn **pc) {
   ttcp *t = (ttcp *)pt;
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
@@ -248,7 +248,7 @@ static int t_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
   if (np_upgrade_count(t->up) >= t->cfg.max_connections)
     return NP_ELIMIT;
   rn = np_maddr_from_sockaddr_tcp((struct sockaddr *)&ss, raddr, sizeof(raddr));
-  from = pick_listener(t, (struct sockaddr *)&ss);
+  from = new_port ? NULL : pick_listener(t, (struct sockaddr *)&ss);
   fd = start_connect((struct sockaddr *)&ss, sl, from, &done);
   if (fd < 0 && from != NULL) {
     /* The 4-tuple from our listen port is taken (EADDRNOTAVAIL), or the
@@ -270,6 +270,17 @@ static int t_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
     return rv;
   return np_upgrade_start(t->up, bs, 0, has_expected ? &expected : NULL, NULL,
                           0, raddr, rn > 0 ? (size_t)rn : 0, ud, pc);
+}
+
+static int t_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
+                  np_conn **pc) {
+  return dial_from(pt, maddr, len, 0, ud, pc);
+}
+
+/* From an ephemeral port, not the listen port (AutoNAT dial-backs). */
+static int t_dial_new_port(np_transport *pt, const uint8_t *maddr, size_t len,
+                           void *ud, np_conn **pc) {
+  return dial_from(pt, maddr, len, 1, ud, pc);
 }
 
 static size_t t_listen_count(const np_transport *pt) {
@@ -318,8 +329,16 @@ static void t_del(np_transport *pt) {
 }
 
 static const np_transport_ops ttcp_ops = {
-    NP_TRANSPORT_TCP, t_can_dial,    t_dial,       t_listen,
-    t_listen_count,   t_listen_addr, t_conn_count, t_del};
+    .kind = NP_TRANSPORT_TCP,
+    .can_dial = t_can_dial,
+    .dial = t_dial,
+    .listen = t_listen,
+    .listen_count = t_listen_count,
+    .listen_addr = t_listen_addr,
+    .conn_count = t_conn_count,
+    .del = t_del,
+    .dial_new_port = t_dial_new_port,
+};
 
 void np_ttcp_config_default(np_ttcp_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));

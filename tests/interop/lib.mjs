@@ -15,7 +15,9 @@ export { echo, P }
 
 // transport: 'quic' (QUIC-v1, libp2p TLS and muxing built in) or 'tcp' (TCP
 // only, upgraded with Noise and yamux; no QUIC at all) or 'both' 
-export async function makeNode ({ listen = [], seedHex, userAgent, transport = 'quic' }) {
+// services: more js-libp2p services beside identify and ping (kad.mjs adds
+// kadDHT).
+export async function makeNode ({ listen = [], seedHex, userAgent, transport = 'quic', services = {} }) {
   const privateKey = seedHex != null
     ? await keys.generateKeyPairFromSeed('Ed25519', Uint8Array.from(Buffer.from(seedHex, 'hex')))
     : await keys.generateKeyPair('Ed25519')
@@ -29,7 +31,7 @@ export async function makeNode ({ listen = [], seedHex, userAgent, transport = '
         : { transports: [quic()] }),
     // everything comes from 127.0.0.1: lift js-libp2p's per-host inbound limits
     connectionManager: { inboundConnectionThreshold: 1_000_000, maxIncomingPendingConnections: 1_000 },
-    services: { identify: identify(), ping: ping() },
+    services: { identify: identify(), ping: ping(), ...services },
     ...(userAgent != null ? { nodeInfo: { userAgent } } : {})
   })
 }

@@ -244,7 +244,7 @@ int main(void) {
   np_kad_stats st;
 
   ev = ev_default_loop(0);
-  np_log_set_level(getenv("NP_TEST_DEBUG") ? 3 : 0);
+  np_log_set_level(getenv("NP_TEST_DEBUG") ? NP_LOG_DEBUG : 0);
   alarm(240);
   if (mkdtemp(tmpdir) == NULL) {
     printf("Bail out! mkdtemp\n");

@@ -369,7 +369,7 @@ int main(void) {
     waitv w;
     int before = conns_to(2, 3, &kinds), after;
     memset(&w, 0, sizeof(w));
-    ok(np_swarm_dial_new(sw, &H[3].id.id, a, l, 1, 5000, on_done, &w, NULL) ==
+    ok(np_swarm_dial_new(sw, &H[3].id.id, a, l, 1, 0, 5000, on_done, &w, NULL) ==
            0,
        "a forced new dial 2 -> 3 starts");
     run_until(&w.done, 6);
