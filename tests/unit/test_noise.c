@@ -276,7 +276,7 @@ static void libp2p_handshake(void) {
 }
 
 static void muxer_cases(void) {
-  np_noise *i, *r;
+  np_noise *i = NULL, *r = NULL;
   static const char *const other[] = {"/mplex/6.7.0"};
   ok(np_noise_new(&i, 1, &id_a, NULL, NULL, 0) == 0 &&
          np_noise_new(&r, 0, &id_b, NULL, mux_b, 1) == 0 &&
@@ -385,7 +385,7 @@ static void transport(void) {
 
 /* Initiator's message 3 and its first transport frame arrive together. */
 static void early_data(void) {
-  np_noise *i, *r;
+  np_noise *i = NULL, *r = NULL;
   const uint8_t *o, *pt;
   size_t n, ptlen;
   np_ssize k;
@@ -470,7 +470,7 @@ static void tampering(void) {
 }
 
 static void wrong_peer(void) {
-  np_noise *i, *r;
+  np_noise *i = NULL, *r = NULL;
   np_peerid got;
   ok(np_noise_new(&i, 1, &id_a, &id_c.id, NULL, 0) == 0 &&
          np_noise_new(&r, 0, &id_b, NULL, NULL, 0) == 0,
@@ -599,7 +599,7 @@ static void other_key_types(void) {
                {NP_KEY_RSA, "RSA-2048"}};
   for (size_t t = 0; t < NP_ARRAY_LEN(types); t++) {
     tk_key key;
-    np_noise *i, *r;
+    np_noise *i = NULL, *r = NULL;
     np_peerid want, got;
     if (tk_make(&key, types[t].type) != 0) {
       ok(0, "%s: key generation", types[t].name);
@@ -636,7 +636,7 @@ static int bad_sign(void *ud, const uint8_t *msg, size_t len, uint8_t *sig,
 }
 
 static void bad_signature(void) {
-  np_noise *i, *r;
+  np_noise *i = NULL, *r = NULL;
   ok(np_noise_new(&i, 1, &id_a, NULL, NULL, 0) == 0 &&
          np_noise_new_signer(&r, 0, id_b.pub_pb, id_b.pub_pb_len, bad_sign,
                              &id_b, NULL, NULL, 0) == 0,
