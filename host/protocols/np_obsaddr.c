@@ -26,17 +26,13 @@ typedef struct oaddr {
   size_t n;
 } oaddr;
 
-typedef struct lport {
-  uint8_t group[8];
-  uint16_t port; /* the external port this observer saw */
-  uint64_t at;
-} lport;
 
 typedef struct loc {
   uint8_t bin[OBS_ADDR_MAX];
   size_t len;
   int udp;
-  lport v[OBS_PER_LOCAL];
+  obs v[OBS_PER_LOCAL];
+  uint16_t port[OBS_PER_LOCAL]; /* the external port v[i] saw */
   size_t n;
 } loc;
 
@@ -219,31 +215,11 @@ int np_obsaddr_add(np_obsaddr *o, const uint8_t *local, size_t llen,
   group_of(&sr, g);
   a = addr_slot(o, observed, olen, now);
   before = live(a, now, o->cfg.ttl_ms);
-  {
-    size_t n = a->n;
-    note(a->v, &n, OBS_PER_ADDR, g, now);
-    a->n = n;
-  }
+  note(a->v, &a->n, OBS_PER_ADDR, g, now);
   if (local && llen && llen <= OBS_ADDR_MAX &&
       sock_of(local, llen, &sl, &ludp) == 0 && ludp == udp) {
     loc *l = loc_slot(o, local, llen, udp);
-    size_t i, oldest = 0;
-    for (i = 0; i < l->n; i++)
-      if (memcmp(l->v[i].group, g, 8) == 0)
-        break;
-    if (i == l->n) {
-      if (l->n < OBS_PER_LOCAL) {
-        l->n++;
-      } else {
-        for (i = 1, oldest = 0; i < OBS_PER_LOCAL; i++)
-          if (l->v[i].at < l->v[oldest].at)
-            oldest = i;
-        i = oldest;
-      }
-      memcpy(l->v[i].group, g, 8);
-    }
-    l->v[i].port = port_of(&so);
-    l->v[i].at = now;
+    l->port[note(l->v, &l->n, OBS_PER_LOCAL, g, now)] = port_of(&so);
   }
   return before < o->cfg.confirmations &&
          live(a, now, o->cfg.ttl_ms) >= o->cfg.confirmations;
@@ -282,7 +258,7 @@ int np_obsaddr_mapping(const np_obsaddr *o, int udp, uint64_t now) {
       for (b = a + 1; b < l->n; b++) {
         if (l->v[b].at + o->cfg.ttl_ms <= now)
           continue;
-        if (l->v[a].port != l->v[b].port)
+        if (l->port[a] != l->port[b])
           return NP_MAPPING_DEPENDENT;
         m = NP_MAPPING_INDEPENDENT;
       }
@@ -297,31 +273,35 @@ const char *np_obsaddr_mapping_name(int m) {
                                      : "unknown";
 }
 
+/* Keep the unexpired entries of |v| (and their |port|, when given) in
+ * order; returns how many are left. */
+static size_t compact(obs *v, uint16_t *port, size_t n, uint64_t ttl,
+                      uint64_t now) {
+  size_t j, k = 0;
+  for (j = 0; j < n; j++)
+    if (v[j].at + ttl > now) {
+      if (port)
+        port[k] = port[j];
+      v[k++] = v[j];
+    }
+  return k;
+}
+
 void np_obsaddr_expire(np_obsaddr *o, uint64_t now) {
-  size_t i, j, k;
+  size_t i;
   for (i = 0; i < o->naddrs;) {
     oaddr *a = &o->addrs[i];
-    for (j = k = 0; j < a->n; j++)
-      if (a->v[j].at + o->cfg.ttl_ms > now)
-        a->v[k++] = a->v[j];
-    a->n = k;
-    if (k == 0) {
+    if ((a->n = compact(a->v, NULL, a->n, o->cfg.ttl_ms, now)) == 0)
       o->addrs[i] = o->addrs[--o->naddrs];
-      continue;
-    }
-    i++;
+    else
+      i++;
   }
   for (i = 0; i < o->nlocs;) {
     loc *l = &o->locs[i];
-    for (j = k = 0; j < l->n; j++)
-      if (l->v[j].at + o->cfg.ttl_ms > now)
-        l->v[k++] = l->v[j];
-    l->n = k;
-    if (k == 0) {
+    if ((l->n = compact(l->v, l->port, l->n, o->cfg.ttl_ms, now)) == 0)
       o->locs[i] = o->locs[--o->nlocs];
-      continue;
-    }
-    i++;
+    else
+      i++;
   }
 }
 
