@@ -1000,6 +1000,24 @@ static void lookup_finish(np_kad_lookup *lk, int err) {
   np_loop_post(np_host_loop(kad->h), &lk->done);
 }
 
+/* 0 when |lk| has something to report (a value, items, peers that took
+ * our record), else |none|: what found so far stands at the end. */
+static int found_or(const np_kad_lookup *lk, int none) {
+  switch (lk->kind) {
+  case LK_GET:
+  case LK_SEARCH:
+    return lk->val ? 0 : none;
+  case LK_PROVS:
+  case LK_CONN:
+    return lk->nseen ? 0 : none;
+  case LK_PUT:
+  case LK_PROVIDE:
+    return lk->acks ? 0 : none;
+  default:
+    return none;
+  }
+}
+
 /* PUT / PROVIDE, second phase: send the value (ourselves as provider) to
  * the closest peers that answered. */
 static void store_phase(np_kad_lookup *lk) {
@@ -1010,7 +1028,7 @@ static void store_phase(np_kad_lookup *lk) {
   for (i = 0; i < n && !lk->finished; i++)
     req_new(lk->kad, lk, type, &res[i]);
   if (!lk->finished && np_list_empty(&lk->reqs))
-    lookup_finish(lk, lk->acks ? 0 : NP_ENOENT);
+    lookup_finish(lk, found_or(lk, NP_ENOENT));
 }
 
 /* Hand out what the query lets us ask; end it when it is over. */
@@ -1025,7 +1043,7 @@ static void lookup_pump(np_kad_lookup *lk) {
     return;
   if (lk->phase) {
     if (np_list_empty(&lk->reqs))
-      lookup_finish(lk, lk->acks ? 0 : NP_ENOENT);
+      lookup_finish(lk, found_or(lk, NP_ENOENT));
     return;
   }
   while (!lk->finished && np_kadquery_next(lk->q, now_ms(lk->kad), &p, 1) == 1)
@@ -1046,11 +1064,9 @@ static void lookup_pump(np_kad_lookup *lk) {
     break;
   case LK_GET:
   case LK_SEARCH:
-    lookup_finish(lk, lk->val ? 0 : NP_ENOENT);
-    break;
   case LK_PROVS:
   case LK_CONN:
-    lookup_finish(lk, lk->nseen ? 0 : NP_ENOENT);
+    lookup_finish(lk, found_or(lk, NP_ENOENT));
     break;
   default:
     lookup_finish(lk, np_kadquery_result(lk->q, &p, 1) ? 0 : NP_ENOENT);
@@ -1200,14 +1216,7 @@ static void lookup_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
   np_kad_lookup *lk = np_container_of(w, np_kad_lookup, timer);
   (void)ev, (void)revents;
   lk->timer_on = 0;
-  if ((lk->kind == LK_GET || lk->kind == LK_SEARCH) && lk->val)
-    lookup_finish(lk, 0); /* what was found stands */
-  else if ((lk->kind == LK_PROVS || lk->kind == LK_CONN) && lk->nseen)
-    lookup_finish(lk, 0);
-  else if (lk->phase && lk->acks)
-    lookup_finish(lk, 0);
-  else
-    lookup_finish(lk, NP_ETIMEDOUT);
+  lookup_finish(lk, found_or(lk, NP_ETIMEDOUT));
 }
 
 static void lookup_kick(void *arg);
