@@ -1650,7 +1650,6 @@ static void req_natpeer(client *c, int type, const ProtobufCBinaryData *body) {
 
 #define DHT_COUNT_DEFAULT 20 /* FIND_PROVIDERS without a count (p2pd) */
 #define DHT_COUNT_MAX 1000   /* providers asked for at most */
-#define DHT_OUT_HIGH (256u << 10) /* answers unread when an item comes: cut */
 #define DHT_ADDRS_MAX 32          /* addresses in one PeerInfo */
 #define DHT_TIMEOUT_MAX 3600      /* seconds */
 
@@ -1841,17 +1840,15 @@ static int dht_begin(dhtreq *q) {
 }
 
 /* A streamed item (bare DHTResponse{VALUE}). Returns 0, or -1 when the
- * client is gone, or was cut because it does not read: a lookup cannot
- * pause, and its answers must not pile up. */
+ * client is gone. A lookup cannot pause, but what one lookup reports is
+ * bounded (np_kad: k closest, 256 providers or peers, one value per
+ * answer), well under the client's out_max; a client that does not read
+ * is not read either (out_backed_up), so it cannot start another. */
 static int dht_item(dhtreq *q, Np__P2pd__PeerInfo *pi, const uint8_t *val,
                     size_t len) {
   Np__P2pd__DHTResponse d = NP__P2PD__DHTRESPONSE__INIT;
   if (q->c == NULL)
     return -1;
-  if (q->c->out_bytes >= DHT_OUT_HIGH) {
-    client_close(q->c, "client does not read its DHT answers");
-    return -1;
-  }
   if (dht_begin(q) != 0)
     return -1;
   d.type = NP__P2PD__DHTRESPONSE__TYPE__VALUE;

@@ -756,8 +756,9 @@ static void test_leave_waiting(void) {
   cl_close(&c);
 }
 
-/* A client that asks for a stream and reads nothing: answers queued
- * beyond a bound cut it (the host does not buffer for it forever). */
+/* A client that asks for a stream and reads nothing: it is paused, not
+ * cut (its requests stop being read while answers back up; what one
+ * lookup reports is bounded); once it reads it gets every answer. */
 static void test_not_reading(void) {
   enum { K = 12000 };
   cl c;
@@ -813,9 +814,9 @@ static void test_not_reading(void) {
       dht++;
     rfree(r);
   }
-  ok(rv == -2 && got < K && dht == 0,
-     "the unread stream cuts the client: %d of %d answers, no DHT answer, "
-     "then EOF", got, K);
+  ok(rv != -2 && got == K && dht >= 1,
+     "a client that does not read is paused, not cut: %d of %d answers, "
+     "then the DHT stream", got, K);
   cl_close(&c);
   cl_connect(&c);
   ok(identify_ok(&c), "the control socket serves the next client");
@@ -927,8 +928,8 @@ static void test_timeout_mid_stream(void) {
   cl_close(&c);
 }
 
-/* The cut from inside a per-item callback: the lookup is cancelled from
- * the next loop turn (its request to the silent peer is reset). */
+/* A client that reads nothing while a providers stream is due: nothing is
+ * cut; once it reads it gets every answer and the stream. */
 static void test_not_reading_providers(void) {
   enum { K = 12000 };
   cl c;
@@ -939,7 +940,7 @@ static void test_not_reading_providers(void) {
   size_t len = make_cid("unread providers", cid), n1, tl, total = 0;
   const uint8_t *mh, *m;
   size_t mhlen, ml;
-  int closed0, open0 = silent_open, rv = 0, dht = 0;
+  int rv = 0, dht = 0;
   double t0;
   np_cid_multihash(cid, len, &mh, &mhlen);
   ok(silent_join() && local_providers(mh, mhlen, 3) == 0,
@@ -967,7 +968,6 @@ static void test_not_reading_providers(void) {
   }
   memcpy(all + total, tail, tl + 1);
   total += tl + 1;
-  closed0 = silent_closed;
   for (size_t off = 0; off < total;) {
     ssize_t w = send(c.fd, all + off, total - off, MSG_DONTWAIT);
     if (w > 0)
@@ -977,13 +977,8 @@ static void test_not_reading_providers(void) {
   }
   free(all);
   t0 = now_s();
-  while ((silent_open == open0 || silent_closed == closed0) &&
-         now_s() < t0 + 2)
+  while (now_s() < t0 + 1) /* nobody reads meanwhile */
     ev_run(ev, EVRUN_ONCE);
-  ok(silent_open > open0 && silent_closed > closed0 && now_s() - t0 < 2,
-     "the client reads nothing: cut at the first provider, the lookup "
-     "cancelled (its request to the silent peer reset after %.2f s)",
-     now_s() - t0);
   for (int i = 0; i < K + 100; i++) {
     Np__P2pd__Response *r;
     if ((rv = cl_wait(&c, &m, &ml, 3)) != 0)
@@ -993,7 +988,8 @@ static void test_not_reading_providers(void) {
       dht++;
     rfree(r);
   }
-  ok(rv == -2 && dht == 0, "the client then reads EOF and no DHT answer");
+  ok(rv != -2 && dht >= 1,
+     "the client then reads every answer and the DHT stream, not EOF");
   cl_close(&c);
 }
 
