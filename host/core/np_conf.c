@@ -100,6 +100,8 @@ static const key keys[] = {
      "a number from 1 to 10"},
     {"nat", "hole_punch_timeout", K_MS, OFF(nat.hole_punch_timeout_ms),
      MS(100), SEC(120), "a duration like 10s, from 100ms to 2m"},
+    {"nat", "keepalive", K_MS, OFF(nat.keepalive_ms), SEC(1), SEC(600),
+     "a duration like 15s, from 1s to 10m"},
     {"nat", "treat_as_public", K_PREFIXES, OFF(nat.treat_as_public), 0, 0,
      "address prefixes like 192.0.2.0/24 (for NAT labs)"},
     {"relay", "service", K_TRI, OFF(relay.service), 0, 0, "auto, on or off"},
@@ -211,6 +213,7 @@ int np_conf_defaults(np_conf *c) {
   c->nat.hole_punch = 1;
   c->nat.hole_punch_attempts = 3;
   c->nat.hole_punch_timeout_ms = SEC(10);
+  c->nat.keepalive_ms = SEC(15);
   c->relay.service = NP_TRI_AUTO;
   c->relay.client = NP_TRI_AUTO;
   c->relay.max_reservations = 128;
@@ -922,6 +925,10 @@ int np_conf_load_string(np_conf **pc, const char *name, const char *text,
 
 static unsigned flags_of(const key *k) {
   static const char *const unbuilt[] = {"nat", "relay"};
+  /* the keys of those sections that are built */
+  static const char *const built[] = {
+      "nat.treat_as_public", "nat.hole_punch", "nat.hole_punch_attempts",
+      "nat.hole_punch_timeout", "nat.keepalive"};
   static const char *const restart[] = {
       "host.identity_file", "host.listen",         "host.announce",
       "host.control",       "host.control_group",  "host.control_allow_remote",
@@ -930,14 +937,16 @@ static unsigned flags_of(const key *k) {
       /* the DHT module reads its config once, at start */
       "bootstrap.peers", "bootstrap.connect_timeout", "dht.mode", "dht.protocol",
       "dht.bucket_size", "dht.alpha", "dht.record_ttl", "dht.refresh_interval",
-      "nat.treat_as_public"};
+      "nat.treat_as_public", "nat.keepalive"};
   char full[96];
   unsigned f = 0;
   snprintf(full, sizeof(full), "%s.%s", k->section, k->name);
   for (size_t i = 0; i < NP_ARRAY_LEN(unbuilt); i++)
-    if (strcmp(k->section, unbuilt[i]) == 0 &&
-        strcmp(full, "nat.treat_as_public") != 0)
+    if (strcmp(k->section, unbuilt[i]) == 0)
       f |= NP_KEY_UNBUILT;
+  for (size_t i = 0; i < NP_ARRAY_LEN(built); i++)
+    if (strcmp(full, built[i]) == 0)
+      f &= ~NP_KEY_UNBUILT;
   for (size_t i = 0; i < NP_ARRAY_LEN(restart); i++)
     if (strcmp(full, restart[i]) == 0)
       f |= NP_KEY_RESTART;

@@ -65,6 +65,7 @@ typedef struct np_conf {
     int hole_punch;
     uint32_t hole_punch_attempts;
     uint64_t hole_punch_timeout_ms;
+    uint64_t keepalive_ms; /* QUIC keep-alive PING: holds NAT mappings */
     np_strv treat_as_public; /* prefixes counted as public (labs) */
   } nat;
   struct {

@@ -1925,6 +1925,13 @@ static int mem_transport(np_swarm *sw, const np_conn_cbs *cbs) {
   return 0;
 }
 
+np_transport *np_swarm_transport(np_swarm *sw, int kind) {
+  for (size_t i = 0; i < sw->ntr; i++)
+    if (sw->tr[i]->ops->kind == kind)
+      return sw->tr[i];
+  return NULL;
+}
+
 int np_swarm_mem_vanish(np_swarm *sw) {
   for (size_t i = 0; i < sw->ntr; i++)
     if (sw->tr[i]->ops->kind == NP_TRANSPORT_MEM)
@@ -1972,6 +1979,7 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   qc.max_connections = conf->limits.max_connections;
   qc.max_streams_per_conn = conf->limits.max_streams_per_conn;
   qc.idle_timeout_ms = conf->limits.idle_timeout_ms;
+  qc.keepalive_ms = conf->nat.keepalive_ms;
   if ((rv = np_tls_new(&sw->tls, np_host_identity(h))) != 0 ||
       (rv = np_tquic_new(&sw->tr[sw->ntr], np_host_loop(h), sw->tls, &qc,
                          &cbs, sw)) != 0) {
