@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "np_ctl.h"
+#include "np_dcutr.h"
 #include "np_err.h"
 #include "np_idsvc.h"
 #include "np_kad.h"
@@ -26,6 +27,7 @@ static const np_module *const host_modules[] = {
     &np_unarysvc_module,
     &np_kad_module,
     &np_obsaddr_module,
+    &np_dcutr_module,
 };
 #define NMODULES NP_ARRAY_LEN(host_modules)
 

@@ -4,6 +4,7 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1922,6 +1923,22 @@ static int mem_transport(np_swarm *sw, const np_conn_cbs *cbs) {
   sw->ntr++;
   sw->has_mem = 1;
   memnet.refs++;
+  return 0;
+}
+
+int np_swarm_conn_close_idle(np_swarm *sw, const np_conn *nc) {
+  sconn *c = live_conn(nc);
+  size_t n = 0;
+  np_list *it;
+  (void)sw;
+  if (c == NULL)
+    return NP_ECLOSED;
+  for (it = c->streams.next; it != &c->streams; it = it->next)
+    n++;
+  if (n > 0)
+    return n > INT_MAX ? INT_MAX : (int)n;
+  c->closing = 1;
+  np_conn_close(c->nc, 0);
   return 0;
 }
 

@@ -37,6 +37,7 @@ struct tmem {
   np_list names;
   int deleting;
   int gone; /* np_tmem_vanish; read by our ends of each pair */
+  int limited; /* np_tmem_set_limited: dials make limited connections */
 };
 
 /* ---- the name table ------------------------------------------------------ */
@@ -204,8 +205,12 @@ static int m_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
   }
   /* A failure here closes |b|: the dialer sees EOF, as from a full TCP
    * listener. */
-  np_upgrade_start(l->up, b, 1, NULL, e->maddr, e->maddrlen, laddr, llen, NULL,
-                   &lc);
+  if (np_upgrade_start(l->up, b, 1, NULL, e->maddr, e->maddrlen, laddr, llen,
+                       NULL, &lc) == 0 &&
+      t->limited)
+    lc->limited = 1;
+  if (t->limited)
+    (*pc)->limited = 1;
   return 0;
 }
 
@@ -258,6 +263,13 @@ static const np_transport_ops tmem_ops = {
     NP_TRANSPORT_MEM, m_can_dial,    m_dial,       m_listen,
     m_listen_count,   m_listen_addr, m_conn_count, m_del,
     m_dial};
+
+int np_tmem_set_limited(np_transport *pt, int on) {
+  if (pt == NULL || pt->ops != &tmem_ops)
+    return NP_EINVAL;
+  ((tmem *)pt)->limited = !!on;
+  return 0;
+}
 
 int np_tmem_vanish(np_transport *pt) {
   if (pt == NULL || pt->ops != &tmem_ops)

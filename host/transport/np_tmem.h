@@ -52,4 +52,10 @@ int np_tmem_new(np_transport **pt, np_tmem_net *net, const np_identity *id,
  * stays usable for del. Returns 0 or NP_EINVAL (not an np_tmem). */
 int np_tmem_vanish(np_transport *t);
 
+/* Tests of what runs over relays (DCUtR): connections |t| dials from now
+ * on are marked limited at both ends (np_conn.limited), as a relayed
+ * connection is; |on| 0 stops it. Returns 0 or NP_EINVAL (not an
+ * np_tmem). */
+int np_tmem_set_limited(np_transport *t, int on);
+
 #endif
