@@ -26,10 +26,13 @@
 
 #define MAX_ADDRS 32
 #define ADDR_LEN 128
-#define MAX_DIAL_ADDRS 8
+#define MAX_DIAL_ADDRS 16
 #define OBUF_CHUNK (256 * 1024)
 #define ADDR_TTL_MS (3600u * 1000u)
-#define NP_SWARM_MAX_TRANSPORTS 4
+#define NP_SWARM_MAX_TRANSPORTS 6
+/* Advertised addresses beyond the listen ones (np_swarm_set_adverts). */
+#define MAX_ADVERT_OWNERS 4
+#define MAX_ADVERTS 16
 #define DIAL_STAGGER_MS 250
 /* Peer-routing lookups at once (each dial does at most one). */
 #define MAX_ROUTING 32
@@ -66,6 +69,15 @@ struct np_swarm {
   size_t addr_len[MAX_ADDRS];
   size_t naddrs;
   char addr_text[MAX_ADDRS][320];
+  size_t nlisten; /* addr[0..nlisten): listen and [host] announce */
+  struct advert {
+    char owner[16];
+    size_t n;
+    uint8_t addr[MAX_ADVERTS][ADDR_LEN];
+    size_t len[MAX_ADVERTS];
+  } adv[MAX_ADVERT_OWNERS];
+  np_defer adv_changed; /* NP_EV_LOCAL_ADDRS_CHANGED on the next turn */
+  np_conn_cbs cbs;      /* what every transport reports to */
   ev_timer liveness; /* probes connections with answers awaited */
   np_swarm_prober prober;
   void *prober_ud;
@@ -284,6 +296,99 @@ static void collect_addrs(np_swarm *sw) {
     np_ssize n = np_maddr_parse(t, strlen(t), bin, sizeof(bin));
     if (n > 0)
       add_own_addr(sw, bin, (size_t)n);
+  }
+  sw->nlisten = sw->naddrs;
+}
+
+/* Listen addresses, then every owner's adverts (deduplicated). */
+static void rebuild_addrs(np_swarm *sw) {
+  sw->naddrs = sw->nlisten;
+  for (size_t o = 0; o < MAX_ADVERT_OWNERS; o++)
+    for (size_t i = 0; i < sw->adv[o].n; i++)
+      add_own_addr(sw, sw->adv[o].addr[i], sw->adv[o].len[i]);
+}
+
+static void adv_emit(void *arg) {
+  np_swarm *sw = arg;
+  np_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NP_EV_LOCAL_ADDRS_CHANGED;
+  np_events_emit(np_host_events(sw->h), &ev);
+}
+
+int np_swarm_set_adverts(np_swarm *sw, const char *owner,
+                         const uint8_t *const *addrs, const size_t *lens,
+                         size_t n) {
+  struct advert *a = NULL, *fresh = NULL;
+  size_t k = 0;
+  if (owner == NULL || owner[0] == '\0' ||
+      strlen(owner) >= sizeof(sw->adv[0].owner) || (n > 0 && !addrs))
+    return NP_EINVAL;
+  for (size_t o = 0; o < MAX_ADVERT_OWNERS; o++) {
+    if (strcmp(sw->adv[o].owner, owner) == 0)
+      a = &sw->adv[o];
+    else if (fresh == NULL && sw->adv[o].owner[0] == '\0')
+      fresh = &sw->adv[o];
+  }
+  if (a == NULL) {
+    if (n == 0)
+      return 0;
+    if ((a = fresh) == NULL)
+      return NP_ELIMIT;
+    snprintf(a->owner, sizeof(a->owner), "%s", owner);
+  }
+  {
+    struct advert next;
+    memset(&next, 0, sizeof(next));
+    for (size_t i = 0; i < n && k < MAX_ADVERTS; i++) {
+      if (lens[i] == 0 || lens[i] > ADDR_LEN)
+        continue;
+      memcpy(next.addr[k], addrs[i], lens[i]);
+      next.len[k++] = lens[i];
+    }
+    next.n = k;
+    if (next.n == a->n) {
+      size_t i;
+      for (i = 0; i < k; i++)
+        if (next.len[i] != a->len[i] ||
+            memcmp(next.addr[i], a->addr[i], next.len[i]) != 0)
+          break;
+      if (i == k)
+        return 0; /* unchanged: no event, no identify push */
+    }
+    memcpy(a->addr, next.addr, sizeof(next.addr));
+    memcpy(a->len, next.len, sizeof(next.len));
+    a->n = k;
+  }
+  if (k == 0)
+    a->owner[0] = '\0';
+  rebuild_addrs(sw);
+  np_loop_post(np_host_loop(sw->h), &sw->adv_changed);
+  return 0;
+}
+
+const np_conn_cbs *np_swarm_conn_cbs(np_swarm *sw, void **ud) {
+  *ud = sw;
+  return &sw->cbs;
+}
+
+int np_swarm_add_transport(np_swarm *sw, np_transport *t) {
+  if (t == NULL || sw->closing)
+    return NP_EINVAL;
+  if (sw->ntr >= NP_SWARM_MAX_TRANSPORTS)
+    return NP_ELIMIT;
+  sw->tr[sw->ntr++] = t;
+  return 0;
+}
+
+void np_swarm_remove_transport(np_swarm *sw, np_transport *t) {
+  for (size_t i = 0; i < sw->ntr; i++) {
+    if (sw->tr[i] != t)
+      continue;
+    memmove(&sw->tr[i], &sw->tr[i + 1], (sw->ntr - i - 1) * sizeof(sw->tr[0]));
+    sw->ntr--;
+    t->ops->del(t); /* its conn_downs run now, into the swarm */
+    return;
   }
 }
 
@@ -913,9 +1018,11 @@ static int addr_rank(np_swarm *sw, const uint8_t *bin, size_t len) {
   np_transport *t = transport_for(sw, bin, len);
   if (t == NULL)
     return -1;
-  return t->ops->kind == NP_TRANSPORT_QUIC ? 0
+  /* Relayed last: a circuit is limited and costs the relay. */
+  return t->ops->kind == NP_TRANSPORT_QUIC  ? 0
          : t->ops->kind == NP_TRANSPORT_MEM ? 0
-                                            : 1;
+         : t->ops->kind == NP_TRANSPORT_RELAY ? 3
+                                              : 1;
 }
 
 /* Add an address to try; addresses not yet started stay sorted by rank
@@ -1965,6 +2072,8 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
     return NP_ENOMEM;
   sw->h = h;
   sw->ps = np_host_peerstore(h);
+  sw->cbs = cbs;
+  np_defer_init(&sw->adv_changed, adv_emit, sw);
   np_list_init(&sw->conns);
   np_list_init(&sw->dials);
   np_list_init(&sw->ops);
@@ -2034,6 +2143,7 @@ void np_swarm_del(np_swarm *sw) {
   if (sw == NULL)
     return;
   sw->closing = 1;
+  np_loop_cancel(np_host_loop(sw->h), &sw->adv_changed);
   np_swarm_set_prober(sw, NULL, NULL);
   ev_timer_stop(EV(sw), &sw->liveness);
   np_host_set_net(sw->h, NULL, NULL);
