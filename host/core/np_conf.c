@@ -106,6 +106,8 @@ static const key keys[] = {
     {"relay", "client", K_TRI, OFF(relay.client), 0, 0, "auto, on or off"},
     {"relay", "relays", K_PEERS, OFF(relay.relays), 0, 0,
      "multiaddrs ending in /p2p/PEER_ID"},
+    {"relay", "client_reservations", K_U32, OFF(relay.client_reservations), 1,
+     16, "a number from 1 to 16"},
     {"relay", "max_reservations", K_U32, OFF(relay.max_reservations), 0, 65536,
      "a number from 0 to 65536"},
     {"relay", "max_circuits", K_U32, OFF(relay.max_circuits), 0, 65536,
@@ -213,6 +215,7 @@ int np_conf_defaults(np_conf *c) {
   c->nat.hole_punch_timeout_ms = SEC(10);
   c->relay.service = NP_TRI_AUTO;
   c->relay.client = NP_TRI_AUTO;
+  c->relay.client_reservations = 3;
   c->relay.max_reservations = 128;
   c->relay.max_circuits = 16;
   c->relay.reservation_ttl_ms = SEC(3600);
@@ -922,6 +925,10 @@ int np_conf_load_string(np_conf **pc, const char *name, const char *text,
 
 static unsigned flags_of(const key *k) {
   static const char *const unbuilt[] = {"nat", "relay"};
+  /* Keys of those sections that are built (the relay client: np_relayc). */
+  static const char *const built[] = {"nat.treat_as_public", "relay.client",
+                                      "relay.relays",
+                                      "relay.client_reservations"};
   static const char *const restart[] = {
       "host.identity_file", "host.listen",         "host.announce",
       "host.control",       "host.control_group",  "host.control_allow_remote",
@@ -930,14 +937,18 @@ static unsigned flags_of(const key *k) {
       /* the DHT module reads its config once, at start */
       "bootstrap.peers", "bootstrap.connect_timeout", "dht.mode", "dht.protocol",
       "dht.bucket_size", "dht.alpha", "dht.record_ttl", "dht.refresh_interval",
-      "nat.treat_as_public"};
+      "nat.treat_as_public",
+      /* the relay client reads its config once, at start */
+      "relay.client", "relay.relays", "relay.client_reservations"};
   char full[96];
   unsigned f = 0;
   snprintf(full, sizeof(full), "%s.%s", k->section, k->name);
   for (size_t i = 0; i < NP_ARRAY_LEN(unbuilt); i++)
-    if (strcmp(k->section, unbuilt[i]) == 0 &&
-        strcmp(full, "nat.treat_as_public") != 0)
+    if (strcmp(k->section, unbuilt[i]) == 0)
       f |= NP_KEY_UNBUILT;
+  for (size_t i = 0; i < NP_ARRAY_LEN(built); i++)
+    if (strcmp(full, built[i]) == 0)
+      f &= ~NP_KEY_UNBUILT;
   for (size_t i = 0; i < NP_ARRAY_LEN(restart); i++)
     if (strcmp(full, restart[i]) == 0)
       f |= NP_KEY_RESTART;
