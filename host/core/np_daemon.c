@@ -15,6 +15,7 @@
 #include "np_obsaddr.h"
 #include "np_ping.h"
 #include "np_plugin.h"
+#include "np_relaysvc.h"
 #include "np_swarm.h"
 #include "np_unarysvc.h"
 
@@ -26,6 +27,7 @@ static const np_module *const host_modules[] = {
     &np_unarysvc_module,
     &np_kad_module,
     &np_obsaddr_module,
+    &np_relaysvc_module,
 };
 #define NMODULES NP_ARRAY_LEN(host_modules)
 
