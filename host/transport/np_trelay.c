@@ -405,9 +405,10 @@ static void handshake_input(rbs *b) {
   if (b->phase == P_HOP) {
     int status = m.has_status ? (int)m.status : 0;
     if (m.type != NP_RELAYMSG_HOP_STATUS || status != NP_RELAYMSG_OK) {
+      const char *why =
+          m.type != NP_RELAYMSG_HOP_STATUS ? "unexpected" : "refused";
       np_relaymsg_free(&m);
-      hop_failed(b, m.type != NP_RELAYMSG_HOP_STATUS ? "unexpected" : "refused",
-                 status, NP_EUNREACH);
+      hop_failed(b, why, status, NP_EUNREACH);
       return;
     }
     np_relaymsg_free(&m);

@@ -38,7 +38,7 @@
 
 #define ECHO_PROTO "/test/relayc/echo"
 #define CALL_PROTO "/test/relayc/call"
-#define NH 8
+#define NH 10
 
 enum { RM_NONE, RM_OK, RM_REFUSE, RM_HANG };
 
@@ -460,6 +460,14 @@ static void host_down(int i) {
   H[i].h = NULL;
 }
 
+static void emit_reach(int i, int reach) {
+  np_event e;
+  memset(&e, 0, sizeof(e));
+  e.type = NP_EV_REACHABILITY;
+  e.reachability = reach;
+  np_events_emit(np_host_events(H[i].h), &e);
+}
+
 static np_relayc *RC(int i) { return np_daemon_module(H[i].d, "relayc"); }
 
 static size_t resv(int i, np_relayc_resv *out, size_t max) {
@@ -513,6 +521,10 @@ static void on_stream(void *ud, int err, np_stream *s, const char *proto) {
   waitv *w = ud;
   (void)proto;
   w->done = 1, w->err = err, w->calls++, w->s = s;
+}
+static void on_stream_done(void *ud, int err) {
+  waitv *w = ud;
+  w->done = 1, w->err = err, w->calls++;
 }
 static void on_reply(void *ud, int err, const uint8_t *data, size_t len) {
   waitv *w = ud;
@@ -594,12 +606,12 @@ static const char *client_ini(int client_on, int want, int r1, int r2) {
   return relays_ini;
 }
 
-enum { R1 = 0, R2 = 1, P = 2, S = 3, RX = 4, RH = 5, S2 = 6 };
+enum { R1 = 0, R2 = 1, P = 2, S = 3, RX = 4, RH = 5, S2 = 6, RS = 7, P2 = 8 };
 
 int main(void) {
   np_relayc_resv o;
   ev = ev_default_loop(0);
-  np_log_set_level(NP_LOG_ERROR);
+  np_log_set_level(getenv("TEST_LOG") ? NP_LOG_INFO : NP_LOG_ERROR);
 
   /* Addresses in the ini need the relays' IDs: relays first. */
   ok(host_up(R1, RM_OK, NULL) == 0 && host_up(R2, RM_OK, NULL) == 0 &&
@@ -856,6 +868,62 @@ int main(void) {
        w2.calls);
     run_for(0.3);
   }
+
+  /* ---- against the relay service (np_relaysvc); relays found through
+   * identify; [relay] client = auto follows NP_EV_REACHABILITY ---- */
+  ok(host_up(RS, RM_NONE, "[relay]\nservice = on\nclient = off\n") == 0,
+     "a host running the relay service up");
+  ok(host_up(P2, RM_NONE, "[relay]\nservice = off\nclient = auto\n") == 0,
+     "P2 up (client = auto, no static relays)");
+  {
+    void *net;
+    const np_net_ops *ops = np_host_net(H[P2].h, &net);
+    uint8_t a[128];
+    const uint8_t *ap = a;
+    char t[200];
+    size_t al;
+    waitv w;
+    snprintf(t, sizeof(t), "%s/p2p/%s", H[RS].addr, H[RS].peer);
+    al = (size_t)np_maddr_parse(t, strlen(t), a, sizeof(a));
+    memset(&w, 0, sizeof(w));
+    ops->connect_identified(net, &H[RS].id.id, &ap, &al, 1, 5000, on_stream_done,
+                            &w, NULL);
+    run_until(&w.done, 6);
+    ok(w.done && w.err == 0, "P2 connected to it and read its identify");
+    run_for(1.0);
+    ok(!np_relayc_active(RC(P2)) && !holds(P2, RS, NULL),
+       "reachability unknown: no reservation");
+    emit_reach(P2, NP_REACH_PRIVATE);
+    wait_holds(P2, RS, 10);
+    ok(np_relayc_active(RC(P2)) && holds(P2, RS, &o),
+       "private: P2 reserves on the hop peer it found (%s)", o.addr);
+    ok(o.voucher_ok, "the service's voucher verifies");
+    run_for(0.3);
+    ok(announces_via(P2, RS), "P2 announces the circuit address");
+  }
+  {
+    waitv w;
+    np_ps_peer *p = np_peerstore_get(np_host_peerstore(H[S].h), &H[P2].id.id);
+    np_conn_info ci;
+    if (p)
+      p->naddrs = 0;
+    learn_circuit(S, P2, RS);
+    memset(&w, 0, sizeof(w));
+    ok(np_host_call(H[S].h, H[P2].peer, CALL_PROTO, (const uint8_t *)"x", 1,
+                    on_reply, &w, NULL) == 0,
+       "S calls P2 by peer ID");
+    run_until(&w.done, 15);
+    ok(w.done && w.err == 0 && strcmp(w.resp, "hello from 8") == 0,
+       "... answered through the relay service: \"%s\" (%s)", w.resp,
+       np_errname(w.err));
+    ok(conn_to(S, P2, &ci) && ci.transport == NP_TRANSPORT_RELAY && ci.limited,
+       "over a limited relay connection");
+  }
+  emit_reach(P2, NP_REACH_PUBLIC);
+  run_for(0.3);
+  ok(!np_relayc_active(RC(P2)) && !holds(P2, RS, NULL) &&
+         !announces_via(P2, RS),
+     "public: the reservation and its address are dropped");
 
   for (int i = 0; i < NH; i++)
     host_down(i);
