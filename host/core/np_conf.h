@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "np_event.h"
+
 typedef struct np_strv {
   char **v;
   size_t n;
@@ -29,7 +31,9 @@ typedef struct np_conf_plugin {
 } np_conf_plugin;
 
 enum np_dht_mode { NP_DHT_AUTO, NP_DHT_SERVER, NP_DHT_CLIENT, NP_DHT_OFF };
-enum np_reach { NP_REACH_AUTO, NP_REACH_PUBLIC, NP_REACH_PRIVATE };
+/* [nat] reachability: auto (AutoNAT decides), or forced to NP_REACH_PUBLIC
+ * / NP_REACH_PRIVATE (np_event.h's values). */
+enum np_reach { NP_REACH_AUTO = 0 };
 enum np_tristate { NP_TRI_AUTO, NP_TRI_ON, NP_TRI_OFF };
 
 typedef struct np_conf {
@@ -72,11 +76,16 @@ typedef struct np_conf {
     int service; /* enum np_tristate */
     int client;  /* enum np_tristate */
     np_strv relays;
+    uint32_t client_reservations; /* relays the client reserves on */
     uint32_t max_reservations;
     uint32_t max_circuits;
     uint64_t reservation_ttl_ms;
     uint64_t circuit_duration_ms;
     uint64_t circuit_bytes;
+    uint32_t max_reservations_per_ip; /* by the connection's remote IP */
+    uint32_t reserve_rate;            /* RESERVE requests per peer a minute */
+    uint32_t max_circuits_total;
+    np_strv unlimited_peers; /* peer IDs: their circuits have no limits */
   } relay;
   struct {
     uint32_t max_connections;

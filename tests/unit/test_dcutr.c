@@ -466,7 +466,7 @@ static void test_gone(int initiator_goes, int turns) {
 
 int main(void) {
   static const int steps[] = {0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 30};
-  np_log_set_level(NP_LOG_ERROR);
+  np_log_set_level(getenv("NP_TEST_DEBUG") ? NP_LOG_DEBUG : NP_LOG_ERROR);
   ev = ev_default_loop(0);
   test_direct();
   test_unreachable();

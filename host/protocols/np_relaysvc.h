@@ -1,0 +1,48 @@
+/* Circuit relay v2 service (libp2p-wire.md §13): the hop protocol
+ * /libp2p/circuit/relay/0.2.0/hop for peers that cannot be reached
+ * directly. A peer RESERVEs a slot (tied to its connections to us); a
+ * source then CONNECTs to it: we open the stop protocol to the target on
+ * its existing connection and pipe bytes both ways, with back-pressure,
+ * within [relay] circuit_duration and circuit_bytes (per direction).
+ *
+ * [relay] service = on serves; auto serves while the host is public
+ * (NP_EV_REACHABILITY; before any verdict: when a listen address is
+ * public); off never. The hop protocol is registered only while serving,
+ * so identify advertises it only then.
+ *
+ * Module "relaysvc" (np_host_module(h, "relaysvc") is an np_relaysvc).
+ * Loop thread only. */
+#ifndef NP_RELAYSVC_H
+#define NP_RELAYSVC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "np_module.h"
+#include "np_peerid.h"
+
+typedef struct np_relaysvc np_relaysvc;
+
+/* Counters for the CLI. A struct tag only: np_relaysvc_stats is also the
+ * function that fills it. */
+struct np_relaysvc_stats {
+  size_t reservations;    /* held now (unexpired) */
+  size_t circuits;        /* open now, including those waiting for STOP */
+  uint64_t refused;       /* RESERVE and CONNECT requests refused */
+  uint64_t circuits_total; /* circuits that reached the piping stage */
+  uint64_t bytes_relayed;  /* both directions, all circuits */
+  uint64_t buffered;       /* bytes held now for slow receivers */
+  int serving;             /* the hop protocol is registered */
+};
+
+void np_relaysvc_stats(np_relaysvc *r, struct np_relaysvc_stats *out);
+
+/* Up to |max| reservations: the peer into out[i], its expiry (unix
+ * seconds) into expire_s[i] (either array may be NULL). Returns how many
+ * are held (may exceed |max|). */
+size_t np_relaysvc_reservations(np_relaysvc *r, np_peerid *out,
+                                uint64_t *expire_s, size_t max);
+
+extern const np_module np_relaysvc_module;
+
+#endif
