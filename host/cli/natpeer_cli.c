@@ -54,6 +54,10 @@ static void usage(FILE *f) {
           "                             the request from stdin); prints the "
           "response\n"
           "  protocols                  handlers registered on this host\n"
+          "  nat                        reachability, external addresses, NAT "
+          "mapping,\n"
+          "                             relay reservations held and served, "
+          "hole punches\n"
           "  dht findpeer PEER          the addresses of PEER, found through "
           "the DHT\n"
           "  dht closest KEY            the peers closest to KEY, one per "
@@ -411,8 +415,8 @@ static int cmd_peers(conn *c) {
   else if (nr->n_conns == 0)
     printf("no connected peers\n");
   else
-    printf("%-52s %-4s %-5s %9s  %s\n", "PEER", "DIR", "VIA", "RTT",
-           "ADDRESS / AGENT");
+    printf("%-52s %-4s %-7s %-5s %9s  %s\n", "PEER", "DIR", "PATH", "VIA",
+           "RTT", "ADDRESS / AGENT");
   for (size_t i = 0; i < nr->n_conns; i++) {
     Np__Ctl__NpConn *k = nr->conns[i];
     peer_str(&k->peer, id, sizeof(id));
@@ -424,6 +428,8 @@ static int cmd_peers(conn *c) {
       if (k->transport)
         printf(",\"transport\":\"%s\"", k->transport);
       printf(",\"limited\":%s", k->has_limited && k->limited ? "true" : "false");
+      printf(",\"path\":\"%s\"",
+             k->has_limited && k->limited ? "relayed" : "direct");
       if (k->has_rtt_us)
         printf(",\"rtt_ms\":%.3f", (double)k->rtt_us / 1000.0);
       if (k->agent) {
@@ -435,15 +441,218 @@ static int cmd_peers(conn *c) {
       char rtt[32] = "-";
       if (k->has_rtt_us)
         snprintf(rtt, sizeof(rtt), "%.2f ms", (double)k->rtt_us / 1000.0);
-      char via[16];
-      snprintf(via, sizeof(via), "%s%s", k->transport ? k->transport : "?",
-               k->has_limited && k->limited ? "*" : "");
-      printf("%-52s %-4s %-5s %9s  %s%s%s\n", id, k->outbound ? "out" : "in",
-             via, rtt, a, k->agent ? "  " : "", k->agent ? k->agent : "");
+      printf("%-52s %-4s %-7s %-5s %9s  %s%s%s\n", id,
+             k->outbound ? "out" : "in",
+             k->has_limited && k->limited ? "relayed" : "direct",
+             k->transport ? k->transport : "?", rtt, a, k->agent ? "  " : "",
+             k->agent ? k->agent : "");
     }
   }
   if (opt_json)
     printf("]}\n");
+  np__ctl__np_response__free_unpacked(nr, NULL);
+  return 0;
+}
+
+/* "in 58m", "2h ago": |expire_s| against now. */
+static void until_str(uint64_t expire_s, char *out, size_t cap) {
+  double d = (double)expire_s - (double)time(NULL);
+  const char *pre = d >= 0 ? "in " : "", *post = d >= 0 ? "" : " ago";
+  if (d < 0)
+    d = -d;
+  if (d < 120)
+    snprintf(out, cap, "%s%.0fs%s", pre, d, post);
+  else if (d < 7200)
+    snprintf(out, cap, "%s%.0fm%s", pre, d / 60, post);
+  else
+    snprintf(out, cap, "%s%.1fh%s", pre, d / 3600, post);
+}
+
+static void json_addrs(const char *key, ProtobufCBinaryData *v, size_t n) {
+  char a[1024];
+  printf(",\"%s\":[", key);
+  for (size_t i = 0; i < n; i++) {
+    addr_str(&v[i], a, sizeof(a));
+    if (i)
+      putchar(',');
+    json_str(a, strlen(a));
+  }
+  putchar(']');
+}
+
+static void json_resv(const char *key, Np__Ctl__NpReservation **v, size_t n) {
+  char id[NP_PEERID_STRMAX];
+  printf(",\"%s\":[", key);
+  for (size_t i = 0; i < n; i++) {
+    peer_str(&v[i]->peer, id, sizeof(id));
+    printf("%s{\"peer\":\"%s\"", i ? "," : "", id);
+    if (v[i]->has_expire_s)
+      printf(",\"expire_s\":%llu", (unsigned long long)v[i]->expire_s);
+    if (v[i]->has_limit_duration_s)
+      printf(",\"limit_duration_s\":%u", v[i]->limit_duration_s);
+    if (v[i]->has_limit_bytes)
+      printf(",\"limit_bytes\":%llu", (unsigned long long)v[i]->limit_bytes);
+    if (v[i]->state) {
+      printf(",\"state\":");
+      json_str(v[i]->state, strlen(v[i]->state));
+    }
+    json_addrs("addrs", v[i]->addrs, v[i]->n_addrs);
+    putchar('}');
+  }
+  putchar(']');
+}
+
+static void nat_json(const Np__Ctl__NpNat *n) {
+  char id[NP_PEERID_STRMAX], a[1024];
+  printf("{\"reachability\":\"%s\"", n->reachability);
+  if (n->reachability_source)
+    printf(",\"reachability_source\":\"%s\"", n->reachability_source);
+  if (n->has_confidence)
+    printf(",\"confidence\":%d", n->confidence);
+  json_addrs("confirmed", n->confirmed, n->n_confirmed);
+  json_addrs("observed", n->observed, n->n_observed);
+  if (n->mapping_udp)
+    printf(",\"mapping_udp\":\"%s\"", n->mapping_udp);
+  if (n->mapping_tcp)
+    printf(",\"mapping_tcp\":\"%s\"", n->mapping_tcp);
+  json_resv("held", n->held, n->n_held);
+  json_resv("served", n->served, n->n_served);
+  printf(",\"relay_service\":%s", n->relay_service ? "true" : "false");
+  if (n->has_circuits)
+    printf(",\"circuits\":%u", n->circuits);
+  if (n->has_circuits_total)
+    printf(",\"circuits_total\":%llu",
+           (unsigned long long)n->circuits_total);
+  if (n->has_relayed_bytes)
+    printf(",\"relayed_bytes\":%llu", (unsigned long long)n->relayed_bytes);
+  if (n->has_reservations_refused)
+    printf(",\"reservations_refused\":%llu",
+           (unsigned long long)n->reservations_refused);
+  printf(",\"autonat_service\":%s", n->autonat_service ? "true" : "false");
+  if (n->has_autonat_served)
+    printf(",\"autonat_served\":%llu", (unsigned long long)n->autonat_served);
+  if (n->has_autonat_refused)
+    printf(",\"autonat_refused\":%llu",
+           (unsigned long long)n->autonat_refused);
+  printf(",\"punches\":[");
+  for (size_t i = 0; i < n->n_punches; i++) {
+    const Np__Ctl__NpPunch *p = n->punches[i];
+    peer_str(&p->peer, id, sizeof(id));
+    printf("%s{\"peer\":\"%s\",\"state\":", i ? "," : "", id);
+    json_str(p->state, strlen(p->state));
+    if (p->role)
+      printf(",\"role\":\"%s\"", p->role);
+    if (p->has_attempts)
+      printf(",\"attempts\":%u", p->attempts);
+    if (p->has_ms)
+      printf(",\"ms\":%llu", (unsigned long long)p->ms);
+    if (p->has_addr) {
+      addr_str(&p->addr, a, sizeof(a));
+      printf(",\"addr\":");
+      json_str(a, strlen(a));
+    }
+    if (p->error) {
+      printf(",\"error\":");
+      json_str(p->error, strlen(p->error));
+    }
+    putchar('}');
+  }
+  printf("]}\n");
+}
+
+static void nat_text(const Np__Ctl__NpNat *n) {
+  char id[NP_PEERID_STRMAX], a[1024], t[32];
+  printf("reachability    %s", n->reachability);
+  if (n->reachability_source && strcmp(n->reachability_source, "none") != 0)
+    printf(" (%s%s", n->reachability_source, n->has_confidence ? "" : ")");
+  if (n->has_confidence)
+    printf("%sconfidence %d)",
+           n->reachability_source &&
+                   strcmp(n->reachability_source, "none") != 0
+               ? ", "
+               : " (",
+           n->confidence);
+  putchar('\n');
+  if (n->n_confirmed == 0)
+    printf("external        none confirmed yet (peers must report the same "
+           "address)\n");
+  for (size_t i = 0; i < n->n_confirmed; i++) {
+    addr_str(&n->confirmed[i], a, sizeof(a));
+    printf("%s%s  confirmed\n", i ? "                " : "external        ",
+           a);
+  }
+  printf("nat mapping     udp %s, tcp %s\n",
+         n->mapping_udp ? n->mapping_udp : "unknown",
+         n->mapping_tcp ? n->mapping_tcp : "unknown");
+  printf("relays held     %zu\n", n->n_held);
+  for (size_t i = 0; i < n->n_held; i++) {
+    const Np__Ctl__NpReservation *r = n->held[i];
+    peer_str(&r->peer, id, sizeof(id));
+    until_str(r->expire_s, t, sizeof(t));
+    printf("  %s  %s, expires %s", id, r->state ? r->state : "ok", t);
+    if (r->has_limit_duration_s || r->has_limit_bytes)
+      printf(", limit %us/%llu bytes", r->limit_duration_s,
+             (unsigned long long)r->limit_bytes);
+    putchar('\n');
+    for (size_t k = 0; k < r->n_addrs; k++) {
+      addr_str(&r->addrs[k], a, sizeof(a));
+      printf("      %s\n", a);
+    }
+  }
+  if (!n->relay_service) {
+    printf("relay service   off\n");
+  } else {
+    printf("relay service   on: %zu reservations, %u circuits now, %llu in "
+           "all, %llu bytes relayed, %llu reservations refused\n",
+           n->n_served, n->circuits, (unsigned long long)n->circuits_total,
+           (unsigned long long)n->relayed_bytes,
+           (unsigned long long)n->reservations_refused);
+    for (size_t i = 0; i < n->n_served; i++) {
+      peer_str(&n->served[i]->peer, id, sizeof(id));
+      until_str(n->served[i]->expire_s, t, sizeof(t));
+      printf("  %s  expires %s\n", id, t);
+    }
+  }
+  if (n->autonat_service)
+    printf("autonat service on: %llu dial-backs, %llu refused\n",
+           (unsigned long long)n->autonat_served,
+           (unsigned long long)n->autonat_refused);
+  else
+    printf("autonat service off\n");
+  printf("hole punches    %zu\n", n->n_punches);
+  for (size_t i = 0; i < n->n_punches; i++) {
+    const Np__Ctl__NpPunch *p = n->punches[i];
+    peer_str(&p->peer, id, sizeof(id));
+    printf("  %s  %s", id, p->state);
+    if (p->role)
+      printf(" as %s", p->role);
+    if (p->has_attempts)
+      printf(", %u attempt%s", p->attempts, p->attempts == 1 ? "" : "s");
+    if (p->has_ms)
+      printf(", %llu ms", (unsigned long long)p->ms);
+    if (p->has_addr) {
+      addr_str(&p->addr, a, sizeof(a));
+      printf(", via %s", a);
+    }
+    if (p->error)
+      printf(": %s", p->error);
+    putchar('\n');
+  }
+}
+
+static int cmd_nat(conn *c) {
+  Np__Ctl__NpResponse *nr;
+  int rv = np_request(c, NP__CTL__NP_TYPE__NP_NAT, NULL, &nr);
+  if (rv)
+    return rv;
+  if (nr->nat == NULL) {
+    np__ctl__np_response__free_unpacked(nr, NULL);
+    return fail(EX_REMOTE, "the host sent no NAT status (an older host?)");
+  }
+  if (opt_json)
+    nat_json(nr->nat);
+  else
+    nat_text(nr->nat);
   np__ctl__np_response__free_unpacked(nr, NULL);
   return 0;
 }
@@ -1073,7 +1282,7 @@ int main(int argc, char **argv) {
       int min, max;
     } cmds[] = {{"id", 0, 0},      {"peers", 0, 0}, {"connect", 1, 1},
                 {"disconnect", 1, 1}, {"ping", 1, 1}, {"call", 2, 3},
-                {"protocols", 0, 0}, {"dht", 1, 4}};
+                {"protocols", 0, 0}, {"dht", 1, 4}, {"nat", 0, 0}};
     int found = 0;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
       if (strcmp(cmd, cmds[i].name) != 0)
@@ -1123,6 +1332,8 @@ int main(int argc, char **argv) {
       rv = cmd_call(c, args[0], args[1], nargs > 2 ? args[2] : "");
     else if (strcmp(cmd, "dht") == 0)
       rv = cmd_dht(c, nargs, args);
+    else if (strcmp(cmd, "nat") == 0)
+      rv = cmd_nat(c);
     else
       rv = cmd_protocols(c);
   }
