@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,7 +30,7 @@
 
 enum { EX_OK = 0, EX_REMOTE = 1, EX_USAGE = 2, EX_UNREACH = 3 };
 
-static int opt_json, opt_hex;
+static int opt_json, opt_hex, opt_verbose;
 static double opt_timeout = 30.0;
 static const char *prog = "natpeer-cli";
 
@@ -80,6 +82,10 @@ static void usage(FILE *f) {
           "  -j, --json          JSON output (one object)\n"
           "  -x, --hex           print call responses and DHT values as hex\n"
           "  -t, --timeout SECS  give up after SECS (default 30)\n"
+          "  -v, --verbose       call: narrate on stderr how the peer is "
+          "reached (lookup,\n"
+          "                      relay, hole punch, direct); also after "
+          "the command\n"
           "  -h, --help          this help\n"
           "\n"
           "DHT keys are text: /natpeer/NAME takes any value (the latest "
@@ -814,6 +820,107 @@ static uint8_t *read_stdin(size_t *len, size_t max) {
   return b;
 }
 
+/* ---- call -v: what the host does to reach the peer ----------------------
+ * A child process polls the host's connections to the peer on a control
+ * connection of its own and narrates each change on stderr (stdout stays
+ * the reply): not connected (a DHT lookup), a relayed connection, a direct
+ * one replacing it (the hole punch). The parent names the path the reply
+ * came over. */
+
+/* The peer's best connection: 2 direct, 1 relayed, 0 none; |addr| and
+ * |via| (transport) of it. -1 when the host cannot be asked. */
+static int peer_path(const char *ctl, const np_peerid *id, char *addr,
+                     size_t cap, char *via, size_t vcap) {
+  conn *c = malloc(sizeof(*c));
+  Np__Ctl__NpResponse *nr = NULL;
+  int best = 0, rv;
+  if (c == NULL)
+    return -1;
+  rv = ctl_open(c, ctl);
+  if (rv == 0)
+    rv = np_request(c, NP__CTL__NP_TYPE__NP_CONNS, NULL, &nr);
+  if (c->fd > 0)
+    close(c->fd);
+  free(c);
+  if (rv != 0)
+    return -1;
+  for (size_t i = 0; i < nr->n_conns; i++) {
+    Np__Ctl__NpConn *k = nr->conns[i];
+    int path = k->has_limited && k->limited ? 1 : 2;
+    if (k->peer.len != id->len || memcmp(k->peer.data, id->bytes, id->len) ||
+        path <= best)
+      continue;
+    best = path;
+    addr_str(&k->addr, addr, cap);
+    snprintf(via, vcap, "%s", k->transport ? k->transport : "?");
+  }
+  np__ctl__np_response__free_unpacked(nr, NULL);
+  return best;
+}
+
+static void narrate(const char *ctl, const np_peerid *id, const char *peer,
+                    double t0) {
+  char addr[1024], via[16];
+  int last = -2;
+  double end = t0 + opt_timeout;
+  while (now() < end) {
+    int p = peer_path(ctl, id, addr, sizeof(addr), via, sizeof(via));
+    double ms = (now() - t0) * 1000.0;
+    if (p != last) {
+      if (p == 0 && last == -2)
+        fprintf(stderr, "find:   not connected to %s; looking it up (known "
+                        "addresses, then the DHT)\n", peer);
+      else if (p == 0)
+        fprintf(stderr, "lost:   no connection to %s (%.0f ms)\n", peer, ms);
+      else if (p == 1)
+        fprintf(stderr, "relay:  reached %s through a relay: %s, %s, limited "
+                        "(%.0f ms)\n", peer, addr, via, ms);
+      else if (p == 2 && last == 1)
+        fprintf(stderr, "punch:  direct %s connection to %s at %s replaces "
+                        "the relayed one (%.0f ms)\n", via, peer, addr, ms);
+      else if (p == 2 && last == -2)
+        fprintf(stderr, "direct: already connected to %s at %s over %s\n",
+                peer, addr, via);
+      else if (p == 2)
+        fprintf(stderr, "direct: connected to %s at %s over %s (%.0f ms)\n",
+                peer, addr, via, ms);
+      last = p;
+    }
+    if (p == 2)
+      return; /* nothing better can come */
+    usleep(50 * 1000);
+  }
+}
+
+static pid_t narrator_start(const char *ctl, const np_peerid *id,
+                            const char *peer, double t0) {
+  pid_t pid;
+  fflush(stdout);
+  fflush(stderr);
+  if ((pid = fork()) != 0)
+    return pid; /* the parent (or -1: no narration) */
+  narrate(ctl, id, peer, t0);
+  fflush(stderr);
+  _exit(0);
+}
+
+static void narrator_stop(pid_t pid, const char *ctl, const np_peerid *id,
+                          double t0, int ok) {
+  char addr[1024], via[16];
+  int p;
+  if (pid > 0) {
+    /* Let it report a change it is about to see, then stop it. */
+    usleep(60 * 1000);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+  }
+  p = peer_path(ctl, id, addr, sizeof(addr), via, sizeof(via));
+  fprintf(stderr, "%s  %.0f ms; the connection now: %s%s%s%s\n",
+          ok ? "reply: " : "failed:", (now() - t0) * 1000.0,
+          p == 2 ? "direct " : p == 1 ? "relayed " : "none",
+          p > 0 ? via : "", p > 0 ? " " : "", p > 0 ? addr : "");
+}
+
 /* hivemind's pattern: upgrade, CallUnary with a uuid4 callId, Cancel on
  * timeout. */
 static int cmd_call(conn *c, const char *peer, const char *proto,
@@ -827,6 +934,8 @@ static int cmd_call(conn *c, const char *peer, const char *proto,
   size_t reqlen = 0, n, mlen;
   np_peerid id;
   int rv;
+  pid_t narrator = -1;
+  double t0 = now();
   if ((rv = parse_peer(peer, &id)) != 0)
     return rv;
   if (strcmp(data, "-") == 0) {
@@ -862,6 +971,10 @@ static int cmd_call(conn *c, const char *peer, const char *proto,
     goto out;
   }
   np__p2pd__persistent_connection_request__pack(&pr, buf);
+  if (opt_verbose) {
+    t0 = now();
+    narrator = narrator_start(c->addr, &id, peer, t0);
+  }
   if ((rv = send_msg(c, buf, n)) != 0)
     goto out;
   for (;;) {
@@ -895,6 +1008,13 @@ static int cmd_call(conn *c, const char *peer, const char *proto,
     if (pc->callid.len != 16 || memcmp(pc->callid.data, callid, 16) != 0) {
       np__p2pd__persistent_connection_response__free_unpacked(pc, NULL);
       continue;
+    }
+    if (opt_verbose) { /* the story first, then the answer */
+      int ok = pc->message_case ==
+                   NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CALL_UNARY_RESPONSE &&
+               !pc->callunaryresponse->has_error;
+      narrator_stop(narrator, c->addr, &id, t0, ok);
+      opt_verbose = 0;
     }
     if (pc->message_case ==
         NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CALL_UNARY_RESPONSE) {
@@ -930,6 +1050,8 @@ static int cmd_call(conn *c, const char *peer, const char *proto,
     break;
   }
 out:
+  if (opt_verbose)
+    narrator_stop(narrator, c->addr, &id, t0, rv == 0);
   free(msg);
   free(buf);
   free(req);
@@ -1227,6 +1349,7 @@ int main(int argc, char **argv) {
       {"json", no_argument, NULL, 'j'},
       {"hex", no_argument, NULL, 'x'},
       {"timeout", required_argument, NULL, 't'},
+      {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *config = NULL, *control = NULL, *cmd;
@@ -1236,7 +1359,7 @@ int main(int argc, char **argv) {
   int o, rv, nargs;
   char **args;
 
-  while ((o = getopt_long(argc, argv, "+c:C:jxt:h", opts, NULL)) != -1) {
+  while ((o = getopt_long(argc, argv, "+c:C:jxt:vh", opts, NULL)) != -1) {
     switch (o) {
     case 'c':
       config = optarg;
@@ -1249,6 +1372,9 @@ int main(int argc, char **argv) {
       break;
     case 'x':
       opt_hex = 1;
+      break;
+    case 'v':
+      opt_verbose = 1;
       break;
     case 't': {
       char *end;
@@ -1276,6 +1402,16 @@ int main(int argc, char **argv) {
   cmd = argv[optind];
   args = argv + optind + 1;
   nargs = argc - optind - 1;
+  if (strcmp(cmd, "call") == 0) { /* `call -v PEER PROTO` reads naturally */
+    int k = 0;
+    for (int i = 0; i < nargs; i++) {
+      if (strcmp(args[i], "-v") == 0 || strcmp(args[i], "--verbose") == 0)
+        opt_verbose = 1;
+      else
+        args[k++] = args[i];
+    }
+    nargs = k;
+  }
   {
     static const struct {
       const char *name;
