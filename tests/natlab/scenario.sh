@@ -14,12 +14,15 @@
 # addresses, `natpeer-cli nat`, and `call -v`'s narration. Root only.
 . "$(dirname "$0")/lib.sh"
 watchdog 240
+# step TEXT: a line for `make demo` (NATLAB_DEMO=1), a TAP comment otherwise.
+step() { echo "# step: $*"; }
 t0=$(date +%s)
 
 lab_setup apdf apdf || bail "lab setup failed: $(tail -n 3 "$T/natlab.log")"
 lab impair internet 20 >>"$T/natlab.log" 2>&1 ||
   bail "impair failed: $(tail -n 3 "$T/natlab.log")"
 pass "lab: NAT A and NAT B are MASQUERADE (apdf), 20 ms one way on the internet"
+step "lab: private-1 behind NAT A ($(lab addr nat-a)), private-2 behind NAT B ($(lab addr nat-b)), public-1..4 on 192.0.2.0/24, 20 ms one way"
 NAT_A=$(lab addr nat-a) NAT_B=$(lab addr nat-b)
 
 # AutoNAT asks early in the lab (the default waits 15 s for peers).
@@ -38,6 +41,7 @@ protocol = handler_name" start_host priv1 private-1 auto "$boot" hello
 HOST_EXTRA="$COMMON" start_host priv2 private-2 auto "$boot" ""
 need "private-1 starts (hello as handler_name)" host_ready priv1
 need "private-2 starts" host_ready priv2
+step "bootstrap: public-1 alone, public-2..4 from it, private-1 and private-2 from all four"
 
 # ---- bootstrap and reachability -------------------------------------------------
 for i in 1 2 3 4; do
@@ -49,6 +53,7 @@ for pv in priv1 priv2; do
     wait_for "$T/$pv/log" "nat reachability=private" 40
   check "$pv: stays a DHT client" sh -c '! grep -q "kad mode-server" "$1"' _ "$T/$pv/log"
 done
+step "reachability: public-1..4 public, private-1 and private-2 private (AutoNAT dial-backs)"
 
 # ---- reservations ---------------------------------------------------------------
 check "private-1 holds a relay reservation" \
@@ -59,6 +64,7 @@ check "natpeer-cli nat on private-1: private, a reservation, a confirmed address
   sh -c 'echo "$1" | grep -q "\"reachability\":\"private\"" &&
          echo "$1" | grep -q "\"held\":\[{\"peer\"" &&
          echo "$1" | grep -q "\"confirmed\":\[\"/ip4/$2/udp/"' _ "$nat" "$NAT_A"
+step "reservation: $(grep -m1 "relay reservation-ok" "$T/priv1/log" | sed 's/^.*relay reservation-ok/private-1 holds a relay slot:/')"
 circ=$("$CLI" --control "$priv1_ctl" id | grep -c "/p2p-circuit")
 check "private-1 announces circuit addresses ($circ)" [ "$circ" -ge 1 ]
 
@@ -67,6 +73,8 @@ s=$(date +%s)
 out=$("$CLI" --control "$priv2_ctl" --timeout 60 call -v "$priv1_id" handler_name 2>"$T/call1.err")
 el=$(($(date +%s) - s))
 cat "$T/call1.err" >&2
+sed 's/^/# step: call -v: /' "$T/call1.err"
+step "reply: \"$out\" after ${el}s"
 check "private-2 calls handler_name on private-1 by peer ID: \"$out\" in ${el}s" \
   [ "$out" = "Hello, World!" ]
 check "call -v narrated the lookup, the relay and the punch" \
@@ -94,9 +102,11 @@ check "natpeer-cli nat on private-1 lists the punch to private-2" \
 for i in 1 2 3 4; do eval "kill \$pub${i}_pid"; done
 for i in 1 2 3 4; do eval "wait \$pub${i}_pid" 2>/dev/null; done
 pass "all four public hosts stopped"
+step "all four public hosts stopped"
 out=$("$CLI" --control "$priv2_ctl" --timeout 20 call "$priv1_id" handler_name 2>"$T/call2.err")
 check "a second call works without them: \"$out\" $(cat "$T/call2.err")" \
   [ "$out" = "Hello, World!" ]
+step "second call without them: \"$out\""
 a=$(direct_to "$priv2_ctl" "$priv1_id")
 check "still over the direct connection ($a)" \
   sh -c 'case $1 in "/ip4/$2/udp/"[0-9]*"/quic-v1") exit 0;; esac; exit 1' _ "$a" "$NAT_A"
