@@ -84,6 +84,7 @@ struct sess {
   ev_timer ptimer; /* B: RTT/2, then the punch pacing */
   unsigned npunch;
   unsigned grace_tries;
+  int marked; /* np_swarm_conn_punching(relay, 1) is in force */
   char why[96];
 };
 
@@ -116,7 +117,8 @@ const char *np_dcutr_state_name(int state) {
 
 /* ---- history ------------------------------------------------------------- */
 
-static void hist_set(sess *x, int state, int64_t ms) {
+static void hist_set_addr(sess *x, int state, int64_t ms,
+                          const uint8_t *addr, size_t alen) {
   np_dcutr *d = x->d;
   np_dcutr_status *r = NULL;
   size_t i;
@@ -141,7 +143,14 @@ static void hist_set(sess *x, int state, int64_t ms) {
   r->attempts = x->attempt;
   snprintf(r->why, sizeof(r->why), "%s", x->why);
   r->ms = ms;
+  r->addr_len = addr && alen <= sizeof(r->addr) ? alen : 0;
+  if (r->addr_len)
+    memcpy(r->addr, addr, r->addr_len);
   r->at_ms = now_ms(d);
+}
+
+static void hist_set(sess *x, int state, int64_t ms) {
+  hist_set_addr(x, state, ms, NULL, 0);
 }
 
 size_t np_dcutr_status_list(const np_dcutr *d, np_dcutr_status *out,
@@ -306,6 +315,15 @@ static sess *sess_new(np_dcutr *d, const np_peerid *peer, int initiator,
   return x;
 }
 
+/* Streams opened to the peer meanwhile wait for the direct connection
+ * while the relayed one is marked (np_swarm_conn_punching). */
+static void mark(sess *x, int on) {
+  if (x->marked == on || x->relay == NULL)
+    return;
+  x->marked = on;
+  np_swarm_conn_punching(x->d->sw, x->relay, on);
+}
+
 static void arm(sess *x, uint64_t ms) {
   ev_timer_stop(EV(x->d), &x->timer);
   ev_timer_set(&x->timer, (double)ms / 1000.0, 0.);
@@ -340,6 +358,7 @@ static void sess_stop_io(sess *x, int reset) {
 }
 
 static void sess_free(sess *x) {
+  mark(x, 0);
   sess_stop_io(x, 1);
   ev_timer_stop(EV(x->d), &x->timer);
   np_list_remove(&x->link);
@@ -399,7 +418,8 @@ static void sess_direct(sess *x, const uint8_t *raddr, size_t rlen) {
   x->why[0] = '\0';
   np_info(SUB, "direct peer=%s addr=%s attempt=%u ms=%lld", x->pstr, text,
           x->attempt, (long long)ms);
-  hist_set(x, NP_DCUTR_DIRECT, ms);
+  hist_set_addr(x, NP_DCUTR_DIRECT, ms, raddr, rlen);
+  mark(x, 0);
   if (x->relay == NULL) {
     sess_free(x);
     return;
@@ -436,7 +456,9 @@ static void timer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
       return;
     }
     np_info(SUB, "start peer=%s role=initiator", x->pstr);
+    x->t_start = ev_time();
     hist_set(x, NP_DCUTR_RUNNING, -1);
+    mark(x, 1);
     b_attempt(x);
     return;
   case P_WAIT:
@@ -656,8 +678,10 @@ static void b_attempt(sess *x) {
   if (rv != 0) {
     x->open = NULL;
     set_why(x, "stream open failed (%s)", np_errname(rv));
-    if (rv == NP_ECLOSED)
+    if (rv == NP_ECLOSED) {
+      mark(x, 0);
       x->relay = NULL;
+    }
     attempt_fail(x);
   }
 }
@@ -815,7 +839,10 @@ static void a_open(np_stream *s, void *ud) {
     hist_set(x, NP_DCUTR_RUNNING, -1);
   }
   sess_stop_io(x, 1); /* a new attempt replaces what was left */
+  if (x->relay != c)
+    mark(x, 0);
   x->relay = c;
+  mark(x, 1);
   x->s = s;
   x->rxlen = 0;
   x->phase = P_CONNECT;
@@ -886,6 +913,7 @@ static void on_event(const np_event *ev, void *ud) {
       if (x->relay != ev->conn)
         continue;
       x->relay = NULL;
+      x->marked = 0; /* went with the connection */
       if (x->phase == P_DELAY || x->phase == P_GRACE)
         sess_free(x);
       else if (x->phase == P_WAIT)

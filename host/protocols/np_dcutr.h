@@ -22,7 +22,9 @@
  * the peer coming up during the exchange; the swarm then prefers it for
  * new streams, and the relayed connection is closed after a grace period
  * once no stream is open on it. Failure is logged and the relayed
- * connection is left alone.
+ * connection is left alone. While an exchange runs, its relayed
+ * connection is marked with np_swarm_conn_punching, so streams opened to
+ * the peer meanwhile wait for the direct connection.
  *
  * Log lines (the NAT lab greps them), subsystem "dcutr":
  *   start peer=P role=initiator|responder
@@ -80,7 +82,10 @@ typedef struct np_dcutr_status {
   int initiator;      /* 1: we were B, 0: A */
   unsigned attempts;  /* attempts made so far */
   char why[96];       /* last error ("" none) */
-  int64_t ms;         /* start to direct connection, -1 otherwise */
+  int64_t ms;         /* start of the exchange (B: its delay over; A:
+                         B's stream in) to direct connection; -1 */
+  uint8_t addr[NP_CONN_ADDR_MAX]; /* the direct connection's remote */
+  size_t addr_len;                /* address (binary; 0 none) */
   uint64_t at_ms;     /* when it last changed (np_now) */
 } np_dcutr_status;
 /* Copy up to |max| records, most recent first; returns how many exist. */

@@ -37,7 +37,6 @@ struct tmem {
   np_list names;
   int deleting;
   int gone; /* np_tmem_vanish; read by our ends of each pair */
-  int limited; /* np_tmem_set_limited: dials make limited connections */
 };
 
 /* ---- the name table ------------------------------------------------------ */
@@ -205,12 +204,10 @@ static int m_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
   }
   /* A failure here closes |b|: the dialer sees EOF, as from a full TCP
    * listener. */
+  (*pc)->limited = t->cfg.limited;
   if (np_upgrade_start(l->up, b, 1, NULL, e->maddr, e->maddrlen, laddr, llen,
-                       NULL, &lc) == 0 &&
-      t->limited)
-    lc->limited = 1;
-  if (t->limited)
-    (*pc)->limited = 1;
+                       NULL, &lc) == 0)
+    lc->limited = l->cfg.limited;
   return 0;
 }
 
@@ -264,13 +261,6 @@ static const np_transport_ops tmem_ops = {
     m_listen_count,   m_listen_addr, m_conn_count, m_del,
     m_dial};
 
-int np_tmem_set_limited(np_transport *pt, int on) {
-  if (pt == NULL || pt->ops != &tmem_ops)
-    return NP_EINVAL;
-  ((tmem *)pt)->limited = !!on;
-  return 0;
-}
-
 int np_tmem_vanish(np_transport *pt) {
   if (pt == NULL || pt->ops != &tmem_ops)
     return NP_EINVAL;
@@ -298,6 +288,7 @@ int np_tmem_new(np_transport **pt, np_tmem_net *net, const np_identity *id,
 #define TAKE(f) (t->cfg.f = cfg->f ? cfg->f : t->cfg.f)
     TAKE(max_connections);
     TAKE(pipe_bytes);
+    t->cfg.limited = cfg->limited;
 #undef TAKE
   }
   t->pub.ops = &tmem_ops;

@@ -27,6 +27,8 @@ void np_tmem_net_del(np_tmem_net *n);
 typedef struct np_tmem_config {
   uint32_t max_connections; /* in + out, handshaking included; 512 */
   size_t pipe_bytes;        /* in flight each way per connection; 256 KiB */
+  int limited;              /* mark its connections limited, as relayed
+                               ones are (tests of the relayed path) */
   np_upgrade_config upgrade;
 } np_tmem_config;
 
@@ -51,11 +53,5 @@ int np_tmem_new(np_transport **pt, np_tmem_net *net, const np_identity *id,
  * dialer's timeout, its own dials fail with NP_EUNREACH. The transport
  * stays usable for del. Returns 0 or NP_EINVAL (not an np_tmem). */
 int np_tmem_vanish(np_transport *t);
-
-/* Tests of what runs over relays (DCUtR): connections |t| dials from now
- * on are marked limited at both ends (np_conn.limited), as a relayed
- * connection is; |on| 0 stops it. Returns 0 or NP_EINVAL (not an
- * np_tmem). */
-int np_tmem_set_limited(np_transport *t, int on);
 
 #endif

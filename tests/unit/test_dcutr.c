@@ -1,7 +1,8 @@
 /* DCUtR (np_dcutr) between in-process hosts: each listens on /memory/ and
- * on QUIC at 127.0.0.1 ([nat] treat_as_public = 127.0.0.0/8); the dialer's
- * in-memory transport marks its connections limited (np_tmem_set_limited),
- * standing in for a relayed connection. Covered:
+ * on QUIC at 127.0.0.1 ([nat] treat_as_public = 127.0.0.0/8); an extra
+ * in-memory transport whose connections are limited (np_tmem_config
+ * limited, added with np_swarm_add_transport) stands in for the relay.
+ * Covered:
  *  - A dials B "through the relay": B starts as initiator, A answers as
  *    responder, a direct QUIC connection comes up (A the QUIC client),
  *    new streams use it and the limited connection is retired;
@@ -35,6 +36,9 @@
 #include "tap.h"
 
 static struct ev_loop *ev;
+
+static np_loop *mloop;
+static np_tmem_net *mnet; /* the "relay": limited in-memory links */
 
 typedef struct th {
   np_daemon *d;
@@ -77,7 +81,6 @@ static int host_up(th *t, const char *name, const char *nat) {
   snprintf(t->mem, sizeof(t->mem), "/memory/%s", name);
   snprintf(ini, sizeof(ini),
            "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
-           "listen = /ip4/127.0.0.1/udp/0/quic-v1\n"
            "log_level = %s\n[nat]\nhole_punch_timeout = 1500ms\n%s\n"
            "[plugins]\nautoload = no\n",
            getenv("NP_TEST_DEBUG") ? "debug" : "error", nat);
@@ -86,16 +89,31 @@ static int host_up(th *t, const char *name, const char *nat) {
     printf("# conf: %s\n", err);
     return -1;
   }
-  /* The first listen address becomes /memory/NAME (the config file
-   * refuses those; in-process tests use them). */
-  free(c->host.listen.v[0]);
-  c->host.listen.v[0] = strdup(t->mem);
   if (np_identity_generate(&t->id) != 0 ||
       np_daemon_new(&t->d, ev, c, &t->id) != 0)
     return -1;
   t->h = np_daemon_host(t->d);
   if ((rv = np_daemon_start(t->d, NP_DAEMON_NET)) != 0)
     return rv;
+  {
+    np_tmem_config mc;
+    np_transport *tm;
+    const np_conn_cbs *cbs;
+    void *ud;
+    uint8_t bin[64];
+    np_ssize n = np_maddr_parse(t->mem, strlen(t->mem), bin, sizeof(bin));
+    np_tmem_config_default(&mc);
+    mc.limited = 1;
+    cbs = np_swarm_conn_cbs(np_host_swarm(t->h), &ud);
+    if (n < 0 || np_tmem_new(&tm, mnet, &t->id, &mc, cbs, ud) != 0)
+      return -1;
+    if (np_swarm_add_transport(np_host_swarm(t->h), tm) != 0) {
+      tm->ops->del(tm);
+      return -1;
+    }
+    if (tm->ops->listen(tm, bin, (size_t)n) != 0)
+      return -1;
+  }
   np_list_init(&t->streams);
   memset(&hd, 0, sizeof(hd));
   hd.proto = "/test/echo/1.0.0";
@@ -146,14 +164,12 @@ static const np_conn *limited_conn(th *of, th *to) {
 static int connect_limited(th *from, th *to) {
   void *net;
   const np_net_ops *ops = np_host_net(from->h, &net);
-  np_transport *mt = np_swarm_transport(np_host_swarm(from->h),
-                                        NP_TRANSPORT_MEM);
   uint8_t bin[128];
   const uint8_t *a[1] = {bin};
   size_t l[1];
   int w = 0, rv;
   np_ssize n = np_maddr_parse(to->mem, strlen(to->mem), bin, sizeof(bin));
-  if (n < 0 || mt == NULL || np_tmem_set_limited(mt, 1) != 0)
+  if (n < 0)
     return -1;
   l[0] = (size_t)n;
   rv = ops->connect(net, &to->id.id, a, l, 1, 5000, on_done, &w, NULL);
@@ -468,6 +484,8 @@ int main(void) {
   static const int steps[] = {0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 30};
   np_log_set_level(getenv("NP_TEST_DEBUG") ? NP_LOG_DEBUG : NP_LOG_ERROR);
   ev = ev_default_loop(0);
+  if (np_loop_new(&mloop, ev) != 0 || np_tmem_net_new(&mnet, mloop) != 0)
+    return 1;
   test_direct();
   test_unreachable();
   test_unsupported();
@@ -477,6 +495,8 @@ int main(void) {
     test_gone(0, steps[i]);
   }
   run_for(0.1);
+  np_tmem_net_del(mnet);
+  np_loop_del(mloop);
   np_crypto_cleanup();
   return done_testing();
 }
