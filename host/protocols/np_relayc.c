@@ -250,9 +250,9 @@ static double refresh_in(relay *r) {
   uint64_t now = unix_s();
   double ttl = r->expire > now ? (double)(r->expire - now) : 0;
   double t = ttl / 2;
-  if (ttl - 120 < t)
+  if (ttl - 120 >= 2 && ttl - 120 < t)
     t = ttl - 120;
-  return t < 1 ? 1 : t;
+  return t < 2 ? 2 : t; /* a relay granting seconds is not hammered */
 }
 
 static void reserved(relay *r, np_relaymsg *m) {
@@ -320,6 +320,12 @@ static void hop_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
     int status = m.has_status ? (int)m.status : 0;
     np_relaymsg_free(&m);
     failed(r, status ? status : NP_RELAYMSG_UNEXPECTED_MESSAGE, NP_EPROTO);
+    return;
+  }
+  if (m.reservation.expire <= unix_s()) { /* as go: no use for it */
+    np_relaymsg_free(&m);
+    np_info(SUB, "reservation-expired relay=%s (clock skew?)", r->id_str);
+    failed(r, 0, NP_EPROTO);
     return;
   }
   op_release(r, 1); /* done with the stream: FIN */
@@ -461,11 +467,29 @@ static relay *relay_find(np_relayc *rc, const np_peerid *id) {
   return NULL;
 }
 
+static int is_connected(np_relayc *rc, const np_peerid *id);
+static void relay_free(relay *r);
+
 static relay *relay_add(np_relayc *rc, const np_peerid *id) {
   relay *r;
-  if (rc->nrelays >= MAX_RELAYS ||
-      np_peerid_equal(id, &np_host_identity(rc->h)->id))
+  if (np_peerid_equal(id, &np_host_identity(rc->h)->id))
     return NULL;
+  if (rc->nrelays >= MAX_RELAYS) {
+    /* Make room: a candidate in no use that we are no longer connected
+     * to (it comes back through identify if it returns). */
+    np_list *it;
+    for (it = rc->relays.next; it != &rc->relays; it = it->next) {
+      relay *o = np_list_entry(it, relay, link);
+      if (!o->is_static &&
+          (o->state == NP_RELAYC_IDLE || o->state == NP_RELAYC_BACKOFF) &&
+          !is_connected(rc, &o->id)) {
+        relay_free(o);
+        break;
+      }
+    }
+    if (rc->nrelays >= MAX_RELAYS)
+      return NULL;
+  }
   if ((r = calloc(1, sizeof(*r))) == NULL)
     return NULL;
   r->rc = rc;

@@ -459,6 +459,7 @@ static void handshake_input(rbs *b) {
   }
   b->phase = P_DATA;
   b->wake = 1;
+  b->t->st.early_bytes += b->rlen;
   if (b->rlen > 0 || b->rx_eof || b->want_write)
     np_loop_post(b->t->loop, &b->work);
   if (b->rlen > 0 && b->s)

@@ -77,6 +77,8 @@ int np_trelay_ends_circuit(const uint8_t *bin, size_t len);
 typedef struct np_trelay_stats {
   uint64_t dials, dials_ok, dials_failed;
   uint64_t stops, stops_ok, stops_refused;
+  uint64_t early_bytes; /* upgrade bytes read together with a STATUS or a
+                           stop CONNECT (kept for the upgrade) */
 } np_trelay_stats;
 void np_trelay_get_stats(const np_transport *t, np_trelay_stats *st);
 

@@ -38,9 +38,12 @@
 
 #define ECHO_PROTO "/test/relayc/echo"
 #define CALL_PROTO "/test/relayc/call"
-#define NH 10
+#define NH 12
 
-enum { RM_NONE, RM_OK, RM_REFUSE, RM_HANG };
+enum { RM_NONE, RM_OK, RM_REFUSE, RM_HANG, RM_EAGER };
+/* RM_EAGER: answers the source's CONNECT with OK at once and sends the stop
+ * CONNECT to the target together with the source's first upgrade bytes, in
+ * one write: the target must keep what follows the message. */
 
 static struct ev_loop *ev;
 
@@ -89,6 +92,7 @@ typedef struct hopst {
   uint8_t srx[8192];
   size_t srlen;
   int splicing;
+  int eager, stop_ready; /* RM_EAGER: OK sent; the stop stream is open */
   np_peerid src, dst;
 } hopst;
 
@@ -170,7 +174,8 @@ static void stop_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
       return;
     }
     np_relaymsg_free(&m);
-    hs_status(x->hop, NP_RELAYMSG_OK);
+    if (!x->eager)
+      hs_status(x->hop, NP_RELAYMSG_OK);
     x->splicing = 1;
     if (x->srlen > (size_t)n) /* the responder's first upgrade bytes */
       x->hop->ops->send(x->hop, x->srx + n, x->srlen - (size_t)n, 0, 8 << 20);
@@ -192,6 +197,25 @@ static void stop_close(np_stream *s, int err, void *ud) {
 static const np_stream_cbs stop_side = {sizeof(np_stream_cbs), NULL, stop_data,
                                         stop_close, NULL};
 
+/* The stop CONNECT and the source's bytes so far, in one write. */
+static void eager_connect(hopst *x) {
+  np_relaymsg m;
+  uint8_t out[8192 + 256];
+  np_ssize n;
+  np_relaymsg_init(&m);
+  m.kind = NP_RELAYMSG_STOP;
+  m.type = NP_RELAYMSG_STOP_CONNECT;
+  m.has_peer = 1;
+  m.peer.id = x->src;
+  n = np_relaymsg_encode_lp(&m, out, sizeof(out));
+  if (n < 0 || (size_t)n + x->rlen > sizeof(out))
+    return;
+  memcpy(out + n, x->rx, x->rlen);
+  x->stop->ops->send(x->stop, out, (size_t)n + x->rlen, 0, 1 << 20);
+  x->rlen = 0;
+  x->stop_ready = 2; /* sent */
+}
+
 static void stop_opened(void *ud, int err, np_stream *s, const char *proto) {
   hopst *x = ud;
   np_relaymsg m;
@@ -212,6 +236,12 @@ static void stop_opened(void *ud, int err, np_stream *s, const char *proto) {
   m.has_limit = 1;
   m.limit.duration = 120;
   m.limit.data = 1 << 20;
+  if (x->eager) {
+    x->stop_ready = 1;
+    if (x->rlen)
+      eager_connect(x);
+    return;
+  }
   hs_send(s, &m);
 }
 
@@ -276,6 +306,10 @@ static void hop_msg(hopst *x, np_relaymsg *m) {
     }
     x->src = x->hop->peer_id;
     x->dst = m->peer.id;
+    if (th->mode == RM_EAGER) {
+      x->eager = 1;
+      hs_status(x->hop, NP_RELAYMSG_OK);
+    }
     if (ops->open_stream(net, &x->dst, &p, 1, 0, 5000, stop_opened, x,
                          &x->op) != 0) {
       x->op = NULL;
@@ -335,6 +369,15 @@ static void hop_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
   }
   memcpy(x->rx + x->rlen, d, len);
   x->rlen += len;
+  if (x->eager) {
+    if (x->stop_ready == 1)
+      eager_connect(x);
+    else if (x->stop_ready == 2) { /* more before the target's STATUS */
+      x->stop->ops->send(x->stop, x->rx, x->rlen, 0, 1 << 20);
+      x->rlen = 0;
+    }
+    return;
+  }
   if (x->stop || x->op)
     return; /* early upgrade bytes: kept for the splice */
   n = np_relaymsg_decode_lp(&m, NP_RELAYMSG_HOP, x->rx, x->rlen, NULL);
@@ -606,7 +649,8 @@ static const char *client_ini(int client_on, int want, int r1, int r2) {
   return relays_ini;
 }
 
-enum { R1 = 0, R2 = 1, P = 2, S = 3, RX = 4, RH = 5, S2 = 6, RS = 7, P2 = 8 };
+enum { R1 = 0, R2 = 1, P = 2, S = 3, RX = 4, RH = 5, S2 = 6, RS = 7, P2 = 8,
+       RE = 9, P3 = 10 };
 
 int main(void) {
   np_relayc_resv o;
@@ -867,6 +911,31 @@ int main(void) {
     ok(w2.calls <= 1, "S2 stopping with a circuit dial pending (%d calls)",
        w2.calls);
     run_for(0.3);
+  }
+
+  /* ---- upgrade bytes behind the stop CONNECT (an eager relay) ---- */
+  ok(host_up(RE, RM_EAGER, NULL) == 0 &&
+         host_up(P3, RM_NONE, client_ini(1, 1, RE, -1)) == 0,
+     "an eager relay and P3 reserving on it up");
+  wait_holds(P3, RE, 10);
+  ok(holds(P3, RE, NULL), "P3 holds a reservation on the eager relay");
+  {
+    waitv w;
+    np_trelay_stats st;
+    np_ps_peer *p = np_peerstore_get(np_host_peerstore(H[S].h), &H[P3].id.id);
+    if (p)
+      p->naddrs = 0;
+    learn_circuit(S, P3, RE);
+    memset(&w, 0, sizeof(w));
+    np_host_call(H[S].h, H[P3].peer, CALL_PROTO, (const uint8_t *)"x", 1,
+                 on_reply, &w, NULL);
+    run_until(&w.done, 15);
+    ok(w.done && w.err == 0 && strcmp(w.resp, "hello from 10") == 0,
+       "S calls P3 through it: \"%s\" (%s)", w.resp, np_errname(w.err));
+    np_trelay_get_stats(np_relayc_transport(RC(P3)), &st);
+    ok(st.stops_ok == 1 && st.early_bytes > 0,
+       "P3 kept the %llu upgrade bytes that came with the stop CONNECT",
+       (unsigned long long)st.early_bytes);
   }
 
   /* ---- against the relay service (np_relaysvc); relays found through
