@@ -402,9 +402,12 @@ static void attempt_fail(sess *x) {
     b_attempt(x);
     return;
   }
+  /* B drives the retries; until its next stream comes (if it does),
+   * streams to the peer need not wait for a punch. */
   hist_set(x, NP_DCUTR_RUNNING, -1);
+  mark(x, 0);
   x->phase = P_WAIT;
-  arm(x, 2 * d->timeout_ms);
+  arm(x, d->timeout_ms);
 }
 
 /* A direct connection to the peer is up: done; retire the relayed one
