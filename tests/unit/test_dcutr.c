@@ -11,6 +11,8 @@
  *  - a peer without DCUtR: one attempt, failure "does not support";
  *  - a stream on a direct connection, or an inbound limited one, is
  *    refused by the responder;
+ *  - the same over a real circuit relay v2 connection (np_relaysvc,
+ *    np_relayc);
  *  - either side going away at each step of the exchange (ASan build).
  * Every wait is bounded. */
 #include <ev.h>
@@ -30,6 +32,7 @@
 #include "np_log.h"
 #include "np_multiaddr.h"
 #include "np_proto.h"
+#include "np_relayc.h"
 #include "np_stream.h"
 #include "np_swarm.h"
 #include "np_tmem.h"
@@ -72,7 +75,8 @@ static void echo_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
 }
 
 /* A host; |extra| goes into [nat] (treat_as_public, hole_punch...). */
-static int host_up(th *t, const char *name, const char *nat) {
+static int host_up_x(th *t, const char *name, const char *nat,
+                     const char *extra) {
   char ini[1024], err[256];
   np_conf *c;
   np_handler hd;
@@ -82,8 +86,9 @@ static int host_up(th *t, const char *name, const char *nat) {
   snprintf(ini, sizeof(ini),
            "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
            "log_level = %s\n[nat]\nhole_punch_timeout = 1500ms\n%s\n"
-           "[plugins]\nautoload = no\n",
-           getenv("NP_TEST_DEBUG") ? "debug" : "error", nat);
+           "[plugins]\nautoload = no\n%s\n",
+           getenv("NP_TEST_DEBUG") ? "debug" : "error", nat,
+           extra ? extra : "");
   if (np_conf_load_string(&c, "dcutr.ini", ini, strlen(ini), err,
                           sizeof(err)) != 0) {
     printf("# conf: %s\n", err);
@@ -126,6 +131,10 @@ static int host_up(th *t, const char *name, const char *nat) {
   hd.stream.on_data = echo_data;
   hd.streams = &t->streams;
   return np_proto_add(np_host_protos(t->h), &hd, NULL);
+}
+
+static int host_up(th *t, const char *name, const char *nat) {
+  return host_up_x(t, name, nat, NULL);
 }
 
 static void host_down(th *t) {
@@ -187,7 +196,7 @@ static int connect_limited(th *from, th *to) {
 /* Connections of |from| to |to| by kind; bit 8 per limited one, bit 16
  * per inbound QUIC one. */
 typedef struct ckinds {
-  int quic, mem, limited, quic_in, quic_out;
+  int quic, mem, relay, limited, quic_in, quic_out;
 } ckinds;
 static ckinds conns_to(th *from, th *to) {
   void *net;
@@ -208,6 +217,8 @@ static ckinds conns_to(th *from, th *to) {
     }
     if (ci[i].transport == NP_TRANSPORT_MEM)
       k.mem++;
+    if (ci[i].transport == NP_TRANSPORT_RELAY)
+      k.relay++;
     if (ci[i].limited)
       k.limited++;
   }
@@ -391,6 +402,71 @@ static void test_unsupported(void) {
   host_down(&g);
 }
 
+/* Over a real circuit relay v2 connection: R relays, B reserves on R, A
+ * dials B's circuit address. */
+static void test_relay(void) {
+  th r, a, b;
+  char ini[512], circ[512];
+  np_relayc_resv rv[4];
+  np_dcutr_status sa, sb;
+  uint8_t bin[512];
+  const uint8_t *bins[1] = {bin};
+  size_t lens[1];
+  np_ssize n;
+  int w = 0, reserved = 0;
+  void *net;
+  const np_net_ops *ops;
+  ok(host_up_x(&r, "dR", "treat_as_public = 127.0.0.0/8",
+               "[relay]\nservice = on\nclient = off\n") == 0,
+     "relay host R (service on)");
+  snprintf(ini, sizeof(ini), "[relay]\nservice = off\nclient = on\nrelays = %s\n",
+           np_daemon_addr_text(r.d, 0));
+  ok(host_up_x(&b, "dRB", "treat_as_public = 127.0.0.0/8", ini) == 0 &&
+         host_up_x(&a, "dRA", "treat_as_public = 127.0.0.0/8",
+                   "[relay]\nservice = off\nclient = off\n") == 0,
+     "B (relay client on, relays = R) and A");
+  np_dcutr_set_timing(dc(&b), 100, 300);
+  {
+    double end = now_s() + 10;
+    while (!reserved && now_s() < end) {
+      size_t k = np_relayc_reservations(np_daemon_module(b.d, "relayc"), rv, 4);
+      for (size_t i = 0; i < k && i < 4; i++)
+        if (rv[i].state == NP_RELAYC_RESERVED)
+          reserved = 1;
+      if (!reserved)
+        ev_run(ev, EVRUN_ONCE);
+    }
+  }
+  ok(reserved, "B holds a reservation on R");
+  snprintf(circ, sizeof(circ), "%s/p2p-circuit/p2p/%s",
+           np_daemon_addr_text(r.d, 0), b.id.id_str);
+  n = np_maddr_parse(circ, strlen(circ), bin, sizeof(bin));
+  lens[0] = n > 0 ? (size_t)n : 0;
+  ops = np_host_net(a.h, &net);
+  ok(n > 0 && ops->connect(net, &b.id.id, bins, lens, 1, 5000, on_done, &w,
+                           NULL) == 0,
+     "A connects to B's circuit address");
+  RUN_UNTIL(w != 0, 6);
+  ok(w == 1 && conns_to(&a, &b).relay == 1 && conns_to(&a, &b).limited == 1,
+     "the relayed connection is up, transport relay, limited (%s)",
+     w == 1 ? "ok" : np_errname(w));
+  RUN_UNTIL(settled(&a, &b) && settled(&b, &a), 10);
+  sa = status(&a, &b);
+  sb = status(&b, &a);
+  ok(sb.state == NP_DCUTR_DIRECT && sb.initiator && sa.state == NP_DCUTR_DIRECT &&
+         !sa.initiator,
+     "DCUtR over the circuit: B initiated, A answered, both direct (%s / %s)",
+     np_dcutr_state_name(sb.state), np_dcutr_state_name(sa.state));
+  ok(conns_to(&a, &b).quic_out == 1 && conns_to(&b, &a).quic_in == 1,
+     "A dialed B over QUIC");
+  RUN_UNTIL(conns_to(&a, &b).limited == 0 && conns_to(&b, &a).limited == 0, 5);
+  ok(conns_to(&a, &b).limited == 0 && conns_to(&b, &a).limited == 0,
+     "the relayed connection is retired on both sides");
+  host_down(&a);
+  host_down(&b);
+  host_down(&r);
+}
+
 /* Responder refusals: B opening on a connection where B is the dialer. */
 typedef struct rs {
   int done, err, closed, cerr;
@@ -490,6 +566,7 @@ int main(void) {
   test_unreachable();
   test_unsupported();
   test_refusals();
+  test_relay();
   for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
     test_gone(1, steps[i]);
     test_gone(0, steps[i]);
