@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "np_conf.h"
+#include "np_dcutr.h"
 #include "np_err.h"
 #include "np_event.h"
 #include "np_loop.h"
@@ -15,7 +16,44 @@
 struct np_natstatus {
   uint8_t addr[MAX_ADDRS][128];
   ProtobufCBinaryData confirmed[MAX_ADDRS];
+  /* DCUtR: the last exchange with each peer */
+  np_dcutr_status punch[NP_DCUTR_HISTORY];
+  Np__Ctl__NpPunch pmsg[NP_DCUTR_HISTORY];
+  Np__Ctl__NpPunch *pptr[NP_DCUTR_HISTORY];
 };
+
+/* The hole punches np_dcutr remembers, most recent first. */
+static void add_punches(np_host *h, Np__Ctl__NpNat *out, np_natstatus *a) {
+  np_dcutr *d = np_host_module(h, "dcutr");
+  size_t n = d ? np_dcutr_status_list(d, a->punch, NP_DCUTR_HISTORY) : 0;
+  if (n > NP_DCUTR_HISTORY)
+    n = NP_DCUTR_HISTORY;
+  for (size_t i = 0; i < n; i++) {
+    const np_dcutr_status *st = &a->punch[i];
+    Np__Ctl__NpPunch *m = &a->pmsg[i];
+    np__ctl__np_punch__init(m);
+    m->peer.data = (uint8_t *)(uintptr_t)st->peer.bytes;
+    m->peer.len = st->peer.len;
+    m->state = (char *)np_dcutr_state_name(st->state);
+    m->role = st->initiator ? "initiator" : "responder";
+    m->has_attempts = 1;
+    m->attempts = st->attempts;
+    if (st->why[0])
+      m->error = (char *)(uintptr_t)st->why;
+    if (st->ms >= 0) {
+      m->has_ms = 1;
+      m->ms = (uint64_t)st->ms;
+    }
+    if (st->addr_len) {
+      m->has_addr = 1;
+      m->addr.data = (uint8_t *)(uintptr_t)st->addr;
+      m->addr.len = st->addr_len;
+    }
+    a->pptr[i] = m;
+  }
+  out->n_punches = n;
+  out->punches = a->pptr;
+}
 
 static const char *reach_name(int r) {
   return r == NP_REACH_PUBLIC    ? "public"
@@ -55,6 +93,7 @@ int np_natstatus_build(np_host *h, Np__Ctl__NpNat *out, np_natstatus **arena) {
     out->mapping_udp = (char *)np_obsaddr_mapping_name(np_obsaddr_mapping(obs, 1, now));
     out->mapping_tcp = (char *)np_obsaddr_mapping_name(np_obsaddr_mapping(obs, 0, now));
   }
+  add_punches(h, out, a);
   return 0;
 }
 

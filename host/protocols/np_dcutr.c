@@ -542,8 +542,8 @@ static void ptimer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
   if (x->npunch == 0) {
     char text[512];
     addrs_text(x, text, sizeof(text));
-    np_info(SUB, "punch peer=%s attempt=%u addrs=%s", x->pstr, x->attempt,
-            text);
+    np_info(SUB, "punch peer=%s addrs=%s attempt=%u", x->pstr, text,
+            x->attempt);
     /* The last attempt of three or more also dials (go >= 0.48 does,
      * for peers that still have the roles reversed). */
     if (x->attempt >= 3 && x->attempt == d->attempts && x->dial == NULL) {
@@ -783,8 +783,8 @@ static void a_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
       for (size_t i = 0; i < x->naddrs; i++)
         bins[i] = x->addrs[i];
       addrs_text(x, text, sizeof(text));
-      np_info(SUB, "punch peer=%s attempt=%u addrs=%s", x->pstr, x->attempt,
-              text);
+      np_info(SUB, "punch peer=%s addrs=%s attempt=%u", x->pstr, text,
+              x->attempt);
       hist_set(x, NP_DCUTR_RUNNING, -1);
       sess_stop_io(x, 0); /* FIN: the exchange on the stream is over */
       x->phase = P_PUNCH;

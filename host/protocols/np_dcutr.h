@@ -29,7 +29,7 @@
  * Log lines (the NAT lab greps them), subsystem "dcutr":
  *   start peer=P role=initiator|responder
  *   rtt peer=P rtt_ms=N
- *   punch peer=P attempt=N addrs=A,B
+ *   punch peer=P addrs=A,B attempt=N
  *   direct peer=P addr=A attempt=N ms=N
  *   failed peer=P attempts=N why=TEXT
  *

@@ -99,15 +99,21 @@ finish_hosts() {
 run apdf call
 NAT_A=$(lab addr nat-a) NAT_B=$(lab addr nat-b)
 check "apdf: private-2 (A) punches private-1 at NAT A's public address" \
-  wait_for "$T/priv2/log" "dcutr punch peer=$priv1_id attempt=1 addrs=/ip4/$NAT_A/udp/4001/quic-v1" 10
+  wait_for "$T/priv2/log" "dcutr punch peer=$priv1_id addrs=/ip4/$NAT_A/udp/4001/quic-v1 attempt=1" 10
 check "apdf: private-1 (B) punches private-2 at NAT B's public address" \
-  wait_for "$T/priv1/log" "dcutr punch peer=$priv2_id attempt=1 addrs=/ip4/$NAT_B/udp/4001/quic-v1" 10
+  wait_for "$T/priv1/log" "dcutr punch peer=$priv2_id addrs=/ip4/$NAT_B/udp/4001/quic-v1 attempt=1" 10
 check "apdf: private-2 reports the direct connection" \
   wait_for "$T/priv2/log" "dcutr direct peer=$priv1_id addr=/ip4/$NAT_A/udp/4001/quic-v1" 20
 check "apdf: private-1 reports it too" \
   wait_for "$T/priv1/log" "dcutr direct peer=$priv2_id addr=/ip4/$NAT_B/udp/4001/quic-v1" 20
 line=$(grep -m1 "dcutr direct peer=$priv2_id" "$T/priv1/log")
 echo "# $line"
+"$CLI" --control "$priv1_ctl" nat >"$T/nat1" 2>&1
+check "apdf: natpeer-cli nat on private-1 lists the punch ($(grep -A1 "hole punches" "$T/nat1" | tr '\n' ' '))" \
+  grep -q "  $priv2_id  direct as initiator, 1 attempt, [0-9]* ms, via /ip4/$NAT_B/udp/4001/quic-v1" "$T/nat1"
+"$CLI" --control "$priv2_ctl" nat >"$T/nat2" 2>&1
+check "apdf: natpeer-cli nat on private-2 lists it as responder" \
+  grep -q "  $priv1_id  direct as responder, 1 attempt" "$T/nat2"
 rec=$(peer_rec "$priv2_ctl" "$priv1_id" | grep '"transport":"quic"')
 check "apdf: private-2 holds an outbound direct QUIC connection to NAT A's address ($rec)" \
   sh -c 'echo "$1" | grep -qF "\"addr\":\"/ip4/$2/udp/4001/quic-v1\"" &&
@@ -137,6 +143,9 @@ run sym connect
 check "sym: private-1 gives up after 3 attempts" \
   wait_for "$T/priv1/log" "dcutr failed peer=$priv2_id attempts=3" 60
 grep -m1 "dcutr failed peer=$priv2_id" "$T/priv1/log" | sed 's/^/# /'
+"$CLI" --control "$priv1_ctl" nat >"$T/nat1" 2>&1
+check "sym: natpeer-cli nat on private-1 lists the failure" \
+  grep -q "  $priv2_id  failed as initiator, 3 attempts: no direct connection" "$T/nat1"
 check "sym: private-1 made no direct connection" \
   sh -c '! grep -q "dcutr direct" "$1"' _ "$T/priv1/log"
 check "sym: private-2 (responder) gives up once no further attempt comes" \
