@@ -42,6 +42,7 @@ struct np_relayc {
   ev_timer tick;
   np_defer refill;
   int stopping;
+  int stop_on; /* the stop handler is registered */
 };
 
 struct relay {
@@ -108,6 +109,8 @@ np_transport *np_relayc_transport(np_relayc *rc) { return rc->tr; }
 
 /* Every held reservation's circuit addresses, as the swarm's "relay"
  * adverts. */
+static void stop_sync(np_relayc *rc);
+
 static void publish(np_relayc *rc) {
   const uint8_t *a[16];
   size_t l[16], n = 0;
@@ -124,6 +127,7 @@ static void publish(np_relayc *rc) {
     }
   }
   np_swarm_set_adverts(rc->sw, "relay", a, l, n);
+  stop_sync(rc);
 }
 
 /* <addr without its /p2p/>/p2p/RELAY/p2p-circuit into r->circ (deduped);
@@ -646,6 +650,40 @@ static const np_stream_cbs stop_cbs = {
     .on_close = ignore_close,
 };
 
+/* The stop handler is registered only while a reservation is held: a
+ * circuit is accepted only through a relay we reserved on, so without one
+ * there is nothing to serve (and identify does not list /stop). */
+static void stop_sync(np_relayc *rc) {
+  int want = 0;
+  np_list *it;
+  for (it = rc->relays.next; it != &rc->relays && !want; it = it->next)
+    want = np_list_entry(it, relay, link)->state == NP_RELAYC_RESERVED;
+  if (rc->stopping)
+    want = 0;
+  if (want && !rc->stop_on) {
+    np_handler hd;
+    int rv;
+    memset(&hd, 0, sizeof(hd));
+    hd.proto = (char *)NP_RELAYMSG_STOP_PROTOCOL;
+    hd.kind = NP_HANDLER_STREAM;
+    hd.owner_kind = NP_OWNER_HOST;
+    hd.owner = rc;
+    hd.owner_name = "relayc";
+    hd.stream = stop_cbs;
+    hd.ud = rc;
+    hd.streams = &rc->stop_streams;
+    hd.max_streams = NP_PROTO_UNLIMITED; /* the transport bounds circuits */
+    if ((rv = np_proto_add(np_host_protos(rc->h), &hd, NULL)) == 0)
+      rc->stop_on = 1;
+    else
+      np_warn(SUB, "stop handler not registered: %s (circuits to us fail)",
+              np_strerror(rv));
+  } else if (!want && rc->stop_on) {
+    np_proto_remove(np_host_protos(rc->h), NP_RELAYMSG_STOP_PROTOCOL, rc);
+    rc->stop_on = 0;
+  }
+}
+
 /* ---- np_relayc_reservations ---------------------------------------------- */
 
 static void fill_resv(const relay *r, np_relayc_resv *o) {
@@ -715,7 +753,6 @@ static int relayc_start(np_host *h, void **state) {
   np_trelay_config tc;
   const np_conn_cbs *cbs;
   void *cbud;
-  np_handler hd;
   int rv;
   if (rc == NULL)
     return NP_ENOMEM;
@@ -768,18 +805,7 @@ static int relayc_start(np_host *h, void **state) {
     memcpy(r->addr, bin, (size_t)n);
     r->addr_len = (size_t)n;
   }
-  memset(&hd, 0, sizeof(hd));
-  hd.proto = (char *)NP_RELAYMSG_STOP_PROTOCOL;
-  hd.kind = NP_HANDLER_STREAM;
-  hd.owner_kind = NP_OWNER_HOST;
-  hd.owner = rc;
-  hd.owner_name = "relayc";
-  hd.stream = stop_cbs;
-  hd.ud = rc;
-  hd.streams = &rc->stop_streams;
-  hd.max_streams = NP_PROTO_UNLIMITED; /* the transport bounds circuits */
-  if ((rv = np_proto_add(np_host_protos(h), &hd, NULL)) != 0 ||
-      (rv = np_events_subscribe(np_host_events(h),
+  if ((rv = np_events_subscribe(np_host_events(h),
                                 NP_EV_REACHABILITY | NP_EV_PEER_IDENTIFIED |
                                     NP_EV_PROTOCOLS_CHANGED | NP_EV_CONN_DOWN,
                                 on_event, rc, &rc->sub)) != 0) {

@@ -18,7 +18,9 @@
  *
  * Stop policy (a documented choice, as go's client): a circuit is accepted
  * only through a relay we hold a reservation with; any other relay gets
- * PERMISSION_DENIED.
+ * PERMISSION_DENIED. The stop handler is registered only while a
+ * reservation is held (identify lists /stop then). Circuit addresses of
+ * other peers are dialed in every mode, off included.
  *
  * Log lines (subsystem "relay"): reservation-ok relay= expire= addrs=,
  * reservation-failed relay= status= (err= when no status), reservation-lost

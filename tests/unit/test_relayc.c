@@ -962,11 +962,17 @@ int main(void) {
     run_for(1.0);
     ok(!np_relayc_active(RC(P2)) && !holds(P2, RS, NULL),
        "reachability unknown: no reservation");
+    ok(np_proto_find(np_host_protos(H[P2].h), NP_RELAYMSG_STOP_PROTOCOL,
+                     strlen(NP_RELAYMSG_STOP_PROTOCOL)) == NULL,
+       "... and no stop handler");
     emit_reach(P2, NP_REACH_PRIVATE);
     wait_holds(P2, RS, 10);
     ok(np_relayc_active(RC(P2)) && holds(P2, RS, &o),
        "private: P2 reserves on the hop peer it found (%s)", o.addr);
     ok(o.voucher_ok, "the service's voucher verifies");
+    ok(np_proto_find(np_host_protos(H[P2].h), NP_RELAYMSG_STOP_PROTOCOL,
+                     strlen(NP_RELAYMSG_STOP_PROTOCOL)) != NULL,
+       "the stop handler is registered while a reservation is held");
     run_for(0.3);
     ok(announces_via(P2, RS), "P2 announces the circuit address");
   }
@@ -993,6 +999,9 @@ int main(void) {
   ok(!np_relayc_active(RC(P2)) && !holds(P2, RS, NULL) &&
          !announces_via(P2, RS),
      "public: the reservation and its address are dropped");
+  ok(np_proto_find(np_host_protos(H[P2].h), NP_RELAYMSG_STOP_PROTOCOL,
+                   strlen(NP_RELAYMSG_STOP_PROTOCOL)) == NULL,
+     "... and the stop handler with them");
 
   for (int i = 0; i < NH; i++)
     host_down(i);
