@@ -1890,6 +1890,7 @@ int np_swarm_conn_open(np_swarm *sw, const np_conn *nc, const char *proto,
   }
   o->nprotos = 1;
   o->lazy = 1;
+  o->limited_ok = 1; /* the caller chose this connection */
   o->stream_cb = cb;
   o->ud = ud;
   np_list_insert_tail(&sw->ops, &o->link);
