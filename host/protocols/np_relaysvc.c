@@ -85,6 +85,7 @@ struct np_relaysvc {
   np_list circs;   /* circ */
   size_t nresv, ncirc;
   int serving;
+  int reach; /* the last NP_EV_REACHABILITY (enum np_reach_state) */
   np_event_sub *sub;
   uint64_t refused, circuits_total, bytes_relayed;
 };
@@ -1106,12 +1107,41 @@ static int any_public_addr(np_relaysvc *r) {
   return yes;
 }
 
+/* [relay] service = auto: serve while AutoNAT says we are public; with no
+ * verdict (yet, or no AutoNAT), while a listen address is public. */
+static void auto_check(np_relaysvc *r) {
+  int want;
+  const np_conf *cf = CONF(r);
+  if (cf->relay.service != NP_TRI_AUTO)
+    return;
+  /* [nat] reachability = public/private overrides (same numbering) */
+  if (cf->nat.reachability == NP_REACH_PUBLIC ||
+      cf->nat.reachability == NP_REACH_PRIVATE)
+    want = cf->nat.reachability == NP_REACH_PUBLIC;
+  else if (r->reach == NP_REACH_PUBLIC)
+    want = 1;
+  else if (r->reach == NP_REACH_PRIVATE)
+    want = 0;
+  else
+    want = any_public_addr(r);
+  if (want && !r->serving)
+    serve_on(r);
+  else if (!want && r->serving)
+    serve_off(r);
+}
+
 static void on_event(const np_event *ev, void *ud) {
   np_relaysvc *r = ud;
   if (ev->type == NP_EV_CONN_DOWN && ev->last && ev->peer) {
     resv *v = resv_find(r, ev->peer);
     if (v)
       resv_drop(r, v, "disconnected");
+  } else if (ev->type == NP_EV_REACHABILITY) {
+    r->reach = ev->reachability;
+    auto_check(r);
+  } else if (ev->type == NP_EV_LOCAL_ADDRS_CHANGED &&
+             r->reach == NP_REACH_UNKNOWN) {
+    auto_check(r);
   }
 }
 
@@ -1174,14 +1204,18 @@ static int relaysvc_start(np_host *h, void **state) {
     free(r);
     return NP_EINVAL;
   }
-  if ((rv = np_events_subscribe(np_host_events(h), NP_EV_CONN_DOWN, on_event,
-                                r, &r->sub)) != 0) {
+  if ((rv = np_events_subscribe(
+           np_host_events(h),
+           NP_EV_CONN_DOWN | NP_EV_REACHABILITY | NP_EV_LOCAL_ADDRS_CHANGED,
+           on_event, r, &r->sub)) != 0) {
     free(r);
     return rv;
   }
-  if (cf->relay.service == NP_TRI_ON ||
-      (cf->relay.service == NP_TRI_AUTO && any_public_addr(r)))
-    serve_on(r); /* a failure is logged; the host runs without it */
+  /* A failure to serve is logged; the host runs without it. */
+  if (cf->relay.service == NP_TRI_ON)
+    serve_on(r);
+  else
+    auto_check(r);
   *state = r;
   return 0;
 }
