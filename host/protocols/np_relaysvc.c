@@ -741,6 +741,7 @@ static void stop_data(np_stream *s, const uint8_t *data, size_t len,
     return;
   }
   np_relaymsg_free(&m);
+  np_swarm_stream_await(s, 0);
   np_stream_set_cbs(s, &stop_pipe_cbs, c);
   {
     /* What followed the message: in sbuf, then in this delivery. */
@@ -784,6 +785,9 @@ static void stop_opened(void *ud, int err, np_stream *s, const char *proto) {
   c->state = C_WAIT_STATUS;
   np_stream_set_cbs(s, &stop_wait_cbs, c);
   np_list_insert_tail(&c->r->streams, &s->owner_link);
+  /* A target that vanished is found by the swarm's probes in seconds,
+   * not at the STOP timeout. */
+  np_swarm_stream_await(s, 1);
   np_relaymsg_init(&m);
   m.kind = NP_RELAYMSG_STOP;
   m.type = NP_RELAYMSG_STOP_CONNECT;

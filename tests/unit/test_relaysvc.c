@@ -887,10 +887,35 @@ static void test_goes_away(void) {
   ok(s && status_of(s) == NP_RELAYMSG_CONNECTION_FAILED,
      "the target resetting during the STOP wait: CONNECTION_FAILED");
   ep_free(s);
-  /* the target's host vanishes during the STOP wait (a silent one is
-   * caught by the 30 s STOP timeout; a deleted one closes its conns) */
+  /* the target's host vanishes silently during the STOP wait: the
+   * relay's probes find it in seconds, well before the 30 s timeout */
   s = connect_via(2, 0, 1, 0);
   WAIT(H[1].neps == 3 && last_stop(1)->have_msg, 5);
+  {
+    double t0 = ev_time();
+    np_swarm_mem_vanish(np_host_swarm(H[1].h));
+    run_until(s ? &s->have_msg : &one, 15);
+    ok(s && status_of(s) == NP_RELAYMSG_CONNECTION_FAILED &&
+           ev_time() - t0 < 10,
+       "the target vanishing during the STOP wait: CONNECTION_FAILED in "
+       "%.1fs",
+       ev_time() - t0);
+  }
+  ep_free(s);
+  WAIT(stats(0).reservations == 0 && stats(0).circuits == 0, 3);
+  ok(stats(0).reservations == 0 && stats(0).circuits == 0,
+     "its reservation and the circuit are gone");
+  all_down();
+  if (trio(NULL) != 0) {
+    ok(0, "away: hosts up again");
+    all_down();
+    return;
+  }
+  is_int(reserve_status(1, 0), NP_RELAYMSG_OK, "away: reserved again");
+  H[1].answer = 0;
+  /* the target's host is deleted during the STOP wait */
+  s = connect_via(2, 0, 1, 0);
+  WAIT(H[1].neps == 1 && last_stop(1)->have_msg, 5);
   host_down(1);
   run_until(s ? &s->have_msg : &one, 5);
   ok(s && status_of(s) == NP_RELAYMSG_CONNECTION_FAILED,
