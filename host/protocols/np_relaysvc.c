@@ -18,7 +18,9 @@
 #define HOP_TIMEOUT 60.0  /* a hop stream must send its request by then */
 #define STOP_TIMEOUT 30.0 /* the target opens the stop stream and answers */
 #define CTRL_QUEUE 8192   /* an answer waiting for the remote to read */
-#define WRITE_CHUNK (16 * 1024)
+/* Writes are all-or-nothing: a chunk well under half of any transport's
+ * stream buffer (1 MiB by default) always fits once it says writable. */
+#define WRITE_CHUNK (64 * 1024)
 #define RESERVE_WINDOW_MS 60000
 #define ADDRS_BYTES_MAX 2048 /* reservation addrs, to leave room for the rest */
 #define P2P_CIRCUIT 290      /* multiaddr code of /p2p-circuit */
