@@ -1230,6 +1230,28 @@ static void test_per_ip(void) {
   all_down();
 }
 
+/* An answered hop stream the client never closes is reset after 10 s. */
+static void test_linger(void) {
+  ep *e;
+  double t0;
+  if (trio(NULL) != 0) {
+    ok(0, "linger: hosts up");
+    all_down();
+    return;
+  }
+  e = reserve(1, 0);
+  ok(e && status_of(e) == NP_RELAYMSG_OK, "linger: reserved");
+  run_until(e ? &e->fin : &one, 3);
+  t0 = ev_time();
+  run_until(e ? &e->closed : &one, 15);
+  ok(e && e->closed && e->close_err != 0 && ev_time() - t0 > 5,
+     "an answered hop stream left open by the client is reset (%.1fs)",
+     ev_time() - t0);
+  ep_free(e);
+  is_int((int)stats(0).reservations, 1, "the reservation stays");
+  all_down();
+}
+
 int main(void) {
   np_log_set_level(getenv("RSVC_LOG") ? NP_LOG_INFO : NP_LOG_ERROR);
   ev = ev_default_loop(0);
@@ -1244,6 +1266,7 @@ int main(void) {
   test_service_modes();
   test_per_ip();
   test_limited();
+  test_linger();
   ev_timer_stop(ev, &tick);
   return done_testing();
 }
