@@ -1230,6 +1230,63 @@ static void test_per_ip(void) {
   all_down();
 }
 
+/* Requests cut short, and the relay stopping with work at every step. */
+static void test_relay_away(void) {
+  ep *half, *half2, *wait, *lg;
+  void *net;
+  const np_net_ops *ops;
+  const char *proto = NP_RELAYMSG_HOP_PROTOCOL;
+  static const uint8_t part[] = {10, 0x08}; /* a 10-byte message, begun */
+  if (trio(NULL) != 0) {
+    ok(0, "relay-away: hosts up");
+    all_down();
+    return;
+  }
+  ops = np_host_net(H[2].h, &net);
+  /* a half-sent request whose stream is reset */
+  half = calloc(1, sizeof(*half));
+  half->kind = NP_RELAYMSG_HOP;
+  ops->open_stream(net, &H[0].id.id, &proto, 1, 0, 5000, on_stream, half,
+                   NULL);
+  run_until(&half->opened, 5);
+  if (half->s)
+    half->s->ops->write(half->s, part, sizeof(part));
+  run_for(0.1);
+  if (half->s)
+    half->s->ops->reset(half->s);
+  run_for(0.1);
+  ok(half->opened && !half->have_msg,
+     "a request reset half-way gets no answer (and leaves nothing behind)");
+  ep_free(half);
+  /* another one left half-sent, a circuit waiting for STOP, an answered
+   * stream lingering: then the relay stops */
+  half2 = calloc(1, sizeof(*half2));
+  half2->kind = NP_RELAYMSG_HOP;
+  ops->open_stream(net, &H[0].id.id, &proto, 1, 0, 5000, on_stream, half2,
+                   NULL);
+  run_until(&half2->opened, 5);
+  if (half2->s)
+    half2->s->ops->write(half2->s, part, sizeof(part));
+  lg = reserve(1, 0);
+  H[1].answer = 0;
+  wait = connect_via(2, 0, 1, 0);
+  WAIT(H[1].neps == 1 && last_stop(1)->have_msg, 5);
+  ok(lg && status_of(lg) == NP_RELAYMSG_OK && wait && H[1].neps == 1,
+     "relay-away: a request pending, a circuit in the STOP wait, an answered "
+     "stream");
+  host_down(0);
+  WAIT(half2->closed && wait->closed && last_stop(1) &&
+           last_stop(1)->closed,
+       5);
+  ok(half2->closed && wait->closed && !wait->have_msg && last_stop(1) &&
+         last_stop(1)->closed,
+     "the relay going away ends them all");
+  ep_free(half2);
+  ep_free(wait);
+  ep_free(lg);
+  all_down();
+}
+
 /* An answered hop stream the client never closes is reset after 10 s. */
 static void test_linger(void) {
   ep *e;
@@ -1266,6 +1323,7 @@ int main(void) {
   test_service_modes();
   test_per_ip();
   test_limited();
+  test_relay_away();
   test_linger();
   ev_timer_stop(ev, &tick);
   return done_testing();
