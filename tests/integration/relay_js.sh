@@ -41,7 +41,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 . "$top_srcdir/tests/interop/taplib.sh"
-js() { "$NP_NODE" "$here/natpeer-js.mjs" "$@"; }
 # wait_grep FILE PATTERN SECONDS: the first line with PATTERN (grep -F)
 wait_grep() {
   _i=0
@@ -85,7 +84,7 @@ D="the natpeer relay serves the hop protocol ($QMA)"
 ok_if wait_grep "$T/relay/out" "relay service-started" 5
 
 # js private host: a reservation on the natpeer relay over each transport
-js private --ip 127.0.0.21 --relay "$QMA,$TMA" --lab-public 127.0.0.0/8 \
+"$NP_NODE" "$here/natpeer-js.mjs" private --ip 127.0.0.21 --relay "$QMA,$TMA" --lab-public 127.0.0.0/8 \
   --max-lifetime 120 >"$T/private.out" 2>"$T/private.err" &
 PIDS="$PIDS $!"
 ready=$(wait_grep "$T/private.out" '"event":"ready"' 15) || {
