@@ -18,7 +18,7 @@
 
 #define SUB "relay"
 #define MAX_RELAYS 32         /* static + candidates remembered */
-#define ADDRS_PER_RELAY 4     /* circuit addresses announced per relay */
+#define ADDRS_PER_RELAY NP_RELAYC_ADDRS_MAX
 #define ADDR_LEN 128          /* the swarm's advert size */
 #define OP_TIMEOUT_MS 15000   /* connect + RESERVE round trip */
 #define BACKOFF_MIN_S 30
@@ -697,6 +697,11 @@ static void fill_resv(const relay *r, np_relayc_resv *o) {
       np_maddr_to_string(r->circ[0], r->circ_len[0], o->addr, sizeof(o->addr)) <
           0)
     o->addr[0] = '\0';
+  for (size_t i = 0; i < o->naddrs; i++) {
+    memcpy(o->addrs[i], r->circ[i], r->circ_len[i]);
+    o->addr_lens[i] = r->circ_len[i];
+  }
+  o->refreshing = r->refreshing;
   o->limit_duration = r->limit_duration;
   o->limit_data = r->limit_data;
   o->last_status = r->last_status;

@@ -37,6 +37,8 @@
 
 typedef struct np_relayc np_relayc; /* the module state */
 
+#define NP_RELAYC_ADDRS_MAX 4 /* circuit addresses announced per relay */
+
 extern const np_module np_relayc_module;
 
 typedef enum np_relayc_state {
@@ -58,6 +60,9 @@ typedef struct np_relayc_resv {
   uint64_t expire;      /* unix seconds (0: none held) */
   char addr[320];       /* first announced circuit address, text ("" none) */
   size_t naddrs;        /* circuit addresses announced through it */
+  uint8_t addrs[NP_RELAYC_ADDRS_MAX][128]; /* ... all of them, binary */
+  size_t addr_lens[NP_RELAYC_ADDRS_MAX];
+  int refreshing;       /* RESERVED, a renewal under way */
   uint32_t limit_duration; /* seconds per circuit, 0 none */
   uint64_t limit_data;  /* bytes per direction per circuit, 0 none */
   int last_status;      /* the relay's last refusal status (0 none) */
