@@ -38,7 +38,7 @@
 
 #define ECHO_PROTO "/test/relayc/echo"
 #define CALL_PROTO "/test/relayc/call"
-#define NH 12
+#define NH 13
 
 enum { RM_NONE, RM_OK, RM_REFUSE, RM_HANG, RM_EAGER };
 /* RM_EAGER: answers the source's CONNECT with OK at once and sends the stop
@@ -650,11 +650,59 @@ static const char *client_ini(int client_on, int want, int r1, int r2) {
 }
 
 enum { R1 = 0, R2 = 1, P = 2, S = 3, RX = 4, RH = 5, S2 = 6, RS = 7, P2 = 8,
-       RE = 9, P3 = 10 };
+       RE = 9, P3 = 10, P4 = 11 };
+
+/* np_trelay_split on text |t|: 0 and the parts, or the error. */
+static int split_text(const char *t, size_t *rl, np_peerid *r, np_peerid *p,
+                      int *has) {
+  uint8_t b[512];
+  np_ssize n = np_maddr_parse(t, strlen(t), b, sizeof(b));
+  if (n < 0)
+    return (int)n;
+  return np_trelay_split(b, (size_t)n, rl, r, p, has);
+}
+
+static void test_split(void) {
+  np_identity a, b;
+  char ta[NP_PEERID_STRMAX], tb[NP_PEERID_STRMAX], t[600];
+  size_t rl;
+  np_peerid r, p;
+  int has;
+  np_identity_generate(&a);
+  np_identity_generate(&b);
+  np_peerid_to_string(&a.id, ta, sizeof(ta));
+  np_peerid_to_string(&b.id, tb, sizeof(tb));
+  snprintf(t, sizeof(t), "/ip4/1.2.3.4/udp/4001/quic-v1/p2p/%s/p2p-circuit/p2p/%s",
+           ta, tb);
+  ok(split_text(t, &rl, &r, &p, &has) == 0 && has &&
+         np_peerid_equal(&r, &a.id) && np_peerid_equal(&p, &b.id),
+     "split: relay and target of a full circuit address");
+  snprintf(t, sizeof(t), "/ip4/1.2.3.4/udp/4001/quic-v1/p2p/%s/p2p-circuit", ta);
+  ok(split_text(t, &rl, &r, &p, &has) == 0 && !has &&
+         np_peerid_equal(&r, &a.id),
+     "split: an announced circuit address has no target");
+  snprintf(t, sizeof(t), "/p2p/%s/p2p-circuit/p2p/%s", ta, tb);
+  ok(split_text(t, &rl, &r, &p, &has) == 0 && has,
+     "split: /p2p/RELAY alone as the relay part");
+  snprintf(t, sizeof(t), "/ip4/1.2.3.4/udp/4001/quic-v1/p2p-circuit/p2p/%s", tb);
+  ok(split_text(t, &rl, &r, &p, &has) == NP_ENOTSUP,
+     "split: refused without /p2p/RELAY before /p2p-circuit");
+  snprintf(t, sizeof(t), "/p2p/%s/p2p-circuit/p2p/%s/p2p-circuit/p2p/%s", ta, tb,
+           ta);
+  ok(split_text(t, &rl, &r, &p, &has) == NP_ENOTSUP,
+     "split: a circuit over a circuit is refused");
+  snprintf(t, sizeof(t), "/p2p/%s/p2p-circuit/ip4/1.2.3.4", ta);
+  ok(split_text(t, &rl, &r, &p, &has) == NP_ENOTSUP,
+     "split: only /p2p/TARGET may follow /p2p-circuit");
+  ok(split_text("/ip4/1.2.3.4/udp/4001/quic-v1", &rl, &r, &p, &has) ==
+         NP_ENOTSUP,
+     "split: not a circuit address");
+}
 
 int main(void) {
   np_relayc_resv o;
   ev = ev_default_loop(0);
+  test_split();
   np_log_set_level(getenv("TEST_LOG") ? NP_LOG_INFO : NP_LOG_ERROR);
 
   /* Addresses in the ini need the relays' IDs: relays first. */
@@ -1002,6 +1050,25 @@ int main(void) {
   ok(np_proto_find(np_host_protos(H[P2].h), NP_RELAYMSG_STOP_PROTOCOL,
                    strlen(NP_RELAYMSG_STOP_PROTOCOL)) == NULL,
      "... and the stop handler with them");
+
+  /* ---- the client stopping with a RESERVE pending ---- */
+  {
+    int before = H[RH].reserves;
+    double end;
+    ok(host_up(P4, RM_NONE, client_ini(1, 1, RH, -1)) == 0,
+       "P4 up, reserving on the hanging relay");
+    end = now_s() + 5;
+    while (H[RH].reserves == before && now_s() < end)
+      ev_run(ev, EVRUN_ONCE);
+    ok(H[RH].reserves == before + 1 && !holds(P4, RH, NULL),
+       "its RESERVE waits unanswered");
+    host_down(P4);
+    end = now_s() + 5;
+    while (!np_list_empty(&H[RH].hops) && now_s() < end)
+      ev_run(ev, EVRUN_ONCE);
+    ok(np_list_empty(&H[RH].hops),
+       "P4 stopped with the RESERVE pending: the relay sees its stream end");
+  }
 
   for (int i = 0; i < NH; i++)
     host_down(i);
