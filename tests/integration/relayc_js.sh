@@ -4,8 +4,10 @@
 # its static relay reserves on it (the js voucher verifies) and announces
 # the circuit address; a second natpeer host connects to that circuit
 # address and calls hello by peer ID over the relayed, limited connection.
-# When the js relay stops, the reservation is lost and the circuit goes
-# down. TAP.
+# Then the other way round: a js caller dials a natpeer private host
+# through a natpeer relay (our stop side and Noise responder under js's
+# initiator). When the js relay stops, the reservation is lost and the
+# circuit goes down. TAP.
 #
 # The js relay is tests/interop/natpeer-js.mjs (the NAT lab's js peer);
 # without it, npm or a node >= 22 the file is skipped. NP_JS_DIR points at
@@ -34,7 +36,6 @@ mode = off
 [plugins]
 dir = $T/$name/plugins
 [relay]
-service = off
 $2
 INI
   "$HOST" --config "$T/$name/host.ini" >"$T/$name/out" 2>"$T/$name/log" &
@@ -57,7 +58,8 @@ JSQ="/ip4/127.0.0.31/udp/$port/quic-v1/p2p/$JSID"
 pass "a js-libp2p relay runs ($JSQ)"
 
 check "private host starts ([relay] client = on, relays = the js relay)" \
-  start_host priv "client = on
+  start_host priv "service = off
+client = on
 relays = $JSQ"
 check "it reserves on the js relay" \
   wait_for "$T/priv/log" "relay reservation-ok relay=$JSID" 10
@@ -68,7 +70,8 @@ out=$("$CLI" --control "$priv_ctl" --json nat 2>&1)
 check "natpeer-cli nat lists the reservation with $circ" \
   sh -c 'echo "$1" | grep -qF "\"state\":\"ok\"" && echo "$1" | grep -qF "$2"' _ "$out" "$circ"
 
-check "source host starts (client = off)" start_host src "client = off"
+check "source host starts (client = off)" start_host src "service = off
+client = off"
 out=$("$CLI" --control "$src_ctl" --timeout 15 connect "$circ/p2p/$priv_id" 2>&1)
 rc=$?
 check "the source connects to $circ/p2p/PRIVATE (rc=$rc $out)" [ $rc -eq 0 ]
@@ -82,6 +85,27 @@ check "over a relayed, limited connection ($rec)" \
 check "the private host accepted the stop from the js relay" \
   grep -q "relay stop-ok relay=$JSID src=$src_id" "$T/priv/log"
 
+# The other way round: a js caller dials a natpeer private host through a
+# natpeer relay (the stop side and the Noise responder over the circuit).
+check "a natpeer relay starts ([relay] service = on)" start_host nrelay "service = on
+client = off"
+NQ=$(grep -m1 "/quic-v1/p2p/" "$T/nrelay/out")
+check "a second private host starts, reserving on the natpeer relay" \
+  start_host priv2 "service = off
+client = on
+relays = $NQ"
+check "it reserves on the natpeer relay" \
+  wait_for "$T/priv2/log" "relay reservation-ok relay=$nrelay_id" 10
+res=$(timeout 40 "$NP_NODE" "$here/natpeer-js.mjs" caller --ip 127.0.0.32 \
+  --relay "$NQ" --target "$priv2_id" --proto hello --lab-public 127.0.0.0/8 \
+  --transport quic --direct-timeout 1 2>"$T/caller.err" | grep -m1 '"event":"result"')
+check "a js caller -> natpeer relay -> natpeer private host: Hello, World! ($res)" \
+  sh -c 'echo "$1" | grep -q "\"ok\":true" &&
+         echo "$1" | grep -q "\"response\":\"Hello, World!\"" &&
+         echo "$1" | grep -q "\"relayedLimited\":true"' _ "$res"
+check "the natpeer private host accepted it (stop-ok from the relay)" \
+  grep -q "relay stop-ok relay=$nrelay_id" "$T/priv2/log"
+
 kill -TERM "$js_pid"
 check "the js relay stopping loses the reservation" \
   wait_for "$T/priv/log" "relay reservation-lost relay=$JSID" 10
@@ -89,7 +113,7 @@ check "and takes the circuit down" \
   sh -c 'i=0; while [ $i -lt 50 ]; do
     [ -z "$("$1" --control "$2" --json peers | tr "{" "\n" | grep "\"peer\":\"$3\"")" ] && exit 0
     sleep 0.2; i=$((i + 1)); done; exit 1' _ "$CLI" "$src_ctl" "$priv_id"
-for h in priv src; do
+for h in priv src priv2 nrelay; do
   eval "pid=\$${h}_pid"
   kill -TERM "$pid"
   wait "$pid"
