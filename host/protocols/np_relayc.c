@@ -378,13 +378,16 @@ typedef struct find_direct {
   const np_conn *c;
 } find_direct;
 
+/* A direct connection to the peer, one we dialed if there is one (its
+ * remote address is one the relay listens on). */
 static int find_direct_fn(const np_conn *c, void *ud) {
   find_direct *f = ud;
   if (c->limited || c->kind == NP_TRANSPORT_RELAY ||
       !np_peerid_equal(&c->peer, f->peer))
     return 0;
-  f->c = c;
-  return 1;
+  if (f->c == NULL || f->c->inbound)
+    f->c = c;
+  return !c->inbound;
 }
 
 static void connected(void *ud, int err) {
@@ -402,8 +405,12 @@ static void connected(void *ud, int err) {
     return;
   }
   r->conn = f.c;
-  r->conn_raddr_len = f.c->raddr_len <= sizeof(r->conn_raddr) ? f.c->raddr_len
-                                                               : 0;
+  /* The relay's address as we dialed it: what the reservation stands for
+   * when it lists none (an inbound connection's is the relay's port of
+   * the moment, of no use to others). */
+  r->conn_raddr_len = !f.c->inbound && f.c->raddr_len <= sizeof(r->conn_raddr)
+                          ? f.c->raddr_len
+                          : 0;
   memcpy(r->conn_raddr, f.c->raddr, r->conn_raddr_len);
   rv = np_swarm_conn_open(r->rc->sw, f.c, NP_RELAYMSG_HOP_PROTOCOL, hop_opened,
                           r, &r->op);
