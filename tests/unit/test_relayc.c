@@ -38,9 +38,11 @@
 
 #define ECHO_PROTO "/test/relayc/echo"
 #define CALL_PROTO "/test/relayc/call"
-#define NH 13
+#define NH 15
 
-enum { RM_NONE, RM_OK, RM_REFUSE, RM_HANG, RM_EAGER };
+enum { RM_NONE, RM_OK, RM_REFUSE, RM_HANG, RM_EAGER, RM_CUT };
+/* RM_CUT: splices, then resets both sides at the first bytes of the
+ * upgrade (a relay going away mid-handshake, after the STATUS). */
 /* RM_EAGER: answers the source's CONNECT with OK at once and sends the stop
  * CONNECT to the target together with the source's first upgrade bytes, in
  * one write: the target must keep what follows the message. */
@@ -57,7 +59,7 @@ typedef struct thost {
   /* the test relay */
   int mode;
   uint64_t ttl_s;
-  int reserves, connects, stop_refusals;
+  int reserves, connects, stop_refusals, cuts;
   np_peerid reserved[8];
   size_t nreserved;
 } thost;
@@ -144,6 +146,11 @@ static void hs_end(hopst *x) {
 static void stop_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
   hopst *x = ud;
   (void)s;
+  if (x->splicing && x->th->mode == RM_CUT) {
+    x->th->cuts++;
+    hs_end(x);
+    return;
+  }
   if (x->splicing) {
     if (len == 0)
       x->hop->ops->close(x->hop);
@@ -347,6 +354,13 @@ static void hop_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
   (void)s;
   if (x == NULL)
     return;
+  if (x->splicing && x->th->mode == RM_CUT) {
+    if (x->stop) /* the initiator's first bytes reach the target, then cut */
+      x->stop->ops->send(x->stop, d, len, 0, 8 << 20);
+    x->th->cuts++;
+    hs_end(x);
+    return;
+  }
   if (x->splicing) {
     if (len == 0)
       x->stop->ops->close(x->stop);
@@ -650,7 +664,7 @@ static const char *client_ini(int client_on, int want, int r1, int r2) {
 }
 
 enum { R1 = 0, R2 = 1, P = 2, S = 3, RX = 4, RH = 5, S2 = 6, RS = 7, P2 = 8,
-       RE = 9, P3 = 10, P4 = 11 };
+       RE = 9, P3 = 10, P4 = 11, RC_ = 12, P5 = 13 };
 
 /* np_trelay_split on text |t|: 0 and the parts, or the error. */
 static int split_text(const char *t, size_t *rl, np_peerid *r, np_peerid *p,
@@ -984,6 +998,37 @@ int main(void) {
     ok(st.stops_ok == 1 && st.early_bytes > 0,
        "P3 kept the %llu upgrade bytes that came with the stop CONNECT",
        (unsigned long long)st.early_bytes);
+  }
+
+  /* ---- a relay cutting the circuit in the middle of the upgrade ---- */
+  ok(host_up(RC_, RM_CUT, NULL) == 0 &&
+         host_up(P5, RM_NONE, client_ini(1, 1, RC_, -1)) == 0,
+     "a relay that cuts circuits mid-upgrade, and P5 reserving on it, up");
+  wait_holds(P5, RC_, 10);
+  {
+    void *net;
+    const np_net_ops *ops = np_host_net(H[S].h, &net);
+    const char *proto = ECHO_PROTO;
+    waitv w;
+    np_transport *ts = np_relayc_transport(RC(S)),
+                 *tp = np_relayc_transport(RC(P5));
+    double end;
+    size_t before = ts->ops->conn_count(ts); /* S's circuit to P3 */
+    learn_circuit(S, P5, RC_);
+    memset(&w, 0, sizeof(w));
+    ops->open_stream(net, &H[P5].id.id, &proto, 1, 0, 20000, on_stream, &w,
+                     NULL);
+    run_until(&w.done, 20);
+    ok(w.done && w.err != 0 && w.calls == 1 && H[RC_].cuts == 1,
+       "the open fails once when the relay cuts the handshake (%s)",
+       np_errname(w.err));
+    end = now_s() + 5;
+    while ((ts->ops->conn_count(ts) != before || tp->ops->conn_count(tp)) &&
+           now_s() < end)
+      ev_run(ev, EVRUN_ONCE);
+    ok(ts->ops->conn_count(ts) == before && tp->ops->conn_count(tp) == 0,
+       "neither side keeps a half-made circuit (%zu, %zu; cuts %d)",
+       ts->ops->conn_count(ts), tp->ops->conn_count(tp), H[RC_].cuts);
   }
 
   /* ---- against the relay service (np_relaysvc); relays found through
