@@ -100,7 +100,7 @@ struct np_relaysvc {
   int serving;
   int reach; /* the last NP_EV_REACHABILITY (enum np_reach_state) */
   np_event_sub *sub;
-  uint64_t refused, circuits_total, bytes_relayed;
+  uint64_t refused, rsv_refused, circuits_total, bytes_relayed;
 };
 
 static struct ev_loop *EV(np_relaysvc *r) {
@@ -358,6 +358,7 @@ static size_t our_addrs(np_relaysvc *r, uint8_t store[][NP_MADDR_MAX],
 static void refuse_rsv(np_relaysvc *r, np_stream *s, np_relaymsg_status st,
                        const char *why) {
   r->refused++;
+  r->rsv_refused++;
   np_info("relay", "reservation-refused peer=%s why=%s", s->peer, why);
   hop_status(r, s, st);
 }
@@ -1215,6 +1216,7 @@ void np_relaysvc_stats(np_relaysvc *r, struct np_relaysvc_stats *out) {
   out->reservations = r->nresv;
   out->circuits = r->ncirc;
   out->refused = r->refused;
+  out->reservations_refused = r->rsv_refused;
   out->circuits_total = r->circuits_total;
   out->bytes_relayed = r->bytes_relayed;
   out->serving = r->serving;

@@ -28,7 +28,8 @@ typedef struct np_relaysvc np_relaysvc;
 struct np_relaysvc_stats {
   size_t reservations;    /* held now (unexpired) */
   size_t circuits;        /* open now, including those waiting for STOP */
-  uint64_t refused;       /* RESERVE and CONNECT requests refused */
+  uint64_t refused;       /* requests refused: RESERVE, CONNECT, malformed */
+  uint64_t reservations_refused; /* RESERVE requests refused */
   uint64_t circuits_total; /* circuits that reached the piping stage */
   uint64_t bytes_relayed;  /* both directions, all circuits */
   uint64_t buffered;       /* bytes held now for slow receivers */

@@ -608,8 +608,10 @@ static void test_refusals(void) {
   }
   is_int(reserve_status(4, 0), NP_RELAYMSG_RESERVATION_REFUSED,
          "past max_reservations: RESERVATION_REFUSED");
-  ok(stats(0).refused >= 9, "refusals are counted (%llu)",
-     (unsigned long long)stats(0).refused);
+  ok(stats(0).refused == 9 && stats(0).reservations_refused == 8,
+     "refusals are counted (%llu, of them RESERVE %llu)",
+     (unsigned long long)stats(0).refused,
+     (unsigned long long)stats(0).reservations_refused);
   /* max_circuits per peer: T (1) holds a circuit; a second is refused */
   H[1].answer = 0; /* keep it waiting for STOP */
   e = connect_via(2, 0, 1, 0);
