@@ -355,6 +355,18 @@ static size_t our_addrs(np_relaysvc *r, uint8_t store[][NP_MADDR_MAX],
   return k;
 }
 
+static int is_unlimited(np_relaysvc *r, const np_peerid *a,
+                        const np_peerid *b) {
+  const np_strv *v = &CONF(r)->relay.unlimited_peers;
+  for (size_t i = 0; i < v->n; i++) {
+    np_peerid id;
+    if (np_peerid_parse(&id, v->v[i], strlen(v->v[i])) == 0 &&
+        (np_peerid_equal(&id, a) || np_peerid_equal(&id, b)))
+      return 1;
+  }
+  return 0;
+}
+
 static void refuse_rsv(np_relaysvc *r, np_stream *s, np_relaymsg_status st,
                        const char *why) {
   r->refused++;
@@ -442,9 +454,12 @@ static void handle_reserve(np_relaysvc *r, np_stream *s) {
     m.reservation.voucher.data = voucher;
     m.reservation.voucher.len = (size_t)vl;
   }
-  m.has_limit = 1;
-  m.limit.duration = (uint32_t)(c->relay.circuit_duration_ms / 1000);
-  m.limit.data = c->relay.circuit_bytes;
+  /* The limits circuits to this peer will have: none for unlimited_peers. */
+  if (!is_unlimited(r, &v->peer, &v->peer)) {
+    m.has_limit = 1;
+    m.limit.duration = (uint32_t)(c->relay.circuit_duration_ms / 1000);
+    m.limit.data = c->relay.circuit_bytes;
+  }
   np_info("relay", "reservation-accepted peer=%s expire=%llu renewed=%d",
           s->peer, (unsigned long long)v->expire_s, !is_new);
   send_msg(s, &m, 1);
@@ -464,17 +479,6 @@ static size_t circ_count_peer(np_relaysvc *r, const np_peerid *p) {
   return n;
 }
 
-static int is_unlimited(np_relaysvc *r, const np_peerid *a,
-                        const np_peerid *b) {
-  const np_strv *v = &CONF(r)->relay.unlimited_peers;
-  for (size_t i = 0; i < v->n; i++) {
-    np_peerid id;
-    if (np_peerid_parse(&id, v->v[i], strlen(v->v[i])) == 0 &&
-        (np_peerid_equal(&id, a) || np_peerid_equal(&id, b)))
-      return 1;
-  }
-  return 0;
-}
 
 static uint64_t circ_buffered(const circ *c) {
   return (c->d[0].plen - c->d[0].poff) + (c->d[1].plen - c->d[1].poff);

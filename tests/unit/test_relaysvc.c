@@ -710,6 +710,12 @@ static void test_pipe_unlimited(void) {
   }
   H[1].echo_back = 1;
   H[1].tx_total = N;
+  {
+    ep *rv = reserve(1, 0);
+    ok(rv && status_of(rv) == NP_RELAYMSG_OK && !rv->m.has_limit,
+       "an unlimited_peers peer's reservation carries no limit");
+    ep_free(rv);
+  }
   s = open_circuit(100, 50, &t);
   ok(s && status_of(s) == NP_RELAYMSG_OK, "CONNECT: STATUS OK (%d)",
      s ? status_of(s) : -1);
