@@ -369,9 +369,11 @@ static int is_unlimited(np_relaysvc *r, const np_peerid *a,
 
 static void refuse_rsv(np_relaysvc *r, np_stream *s, np_relaymsg_status st,
                        const char *why) {
+  static np_ratelimit rl; /* peers decide how often */
   r->refused++;
   r->rsv_refused++;
-  np_info("relay", "reservation-refused peer=%s why=%s", s->peer, why);
+  if (np_ratelimit_ok(&rl, 20, "relay", "reservation-refused"))
+    np_info("relay", "reservation-refused peer=%s why=%s", s->peer, why);
   hop_status(r, s, st);
 }
 
@@ -891,11 +893,14 @@ static int pick_conn(const np_conn *c, void *ud) {
 
 static void refuse_circ(np_relaysvc *r, np_stream *s, const np_peerid *dst,
                         np_relaymsg_status st, const char *why) {
+  static np_ratelimit rl; /* peers decide how often */
   char ds[NP_PEERID_STRMAX];
-  peer_str(dst, ds);
   r->refused++;
-  np_info("relay", "circuit-refused src=%s dst=%s why=%s status=%s", s->peer,
-          ds, why, status_name(st));
+  if (np_ratelimit_ok(&rl, 20, "relay", "circuit-refused")) {
+    peer_str(dst, ds);
+    np_info("relay", "circuit-refused src=%s dst=%s why=%s status=%s",
+            s->peer, ds, why, status_name(st));
+  }
   hop_status(r, s, st);
 }
 
@@ -1013,9 +1018,11 @@ static void req_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
     return;
   if (used < 0) {
     req_free(q);
+    static np_ratelimit rl;
     r->refused++;
-    np_info("relay", "request-malformed peer=%s err=%s", s->peer,
-            np_errname((int)used));
+    if (np_ratelimit_ok(&rl, 20, "relay", "request-malformed"))
+      np_info("relay", "request-malformed peer=%s err=%s", s->peer,
+              np_errname((int)used));
     hop_status(r, s, NP_RELAYMSG_MALFORMED_MESSAGE);
     return;
   }
