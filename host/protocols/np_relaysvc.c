@@ -100,7 +100,7 @@ struct np_relaysvc {
   int serving;
   int reach; /* the last NP_EV_REACHABILITY (enum np_reach_state) */
   np_event_sub *sub;
-  uint64_t refused, circuits_total, bytes_relayed;
+  uint64_t refused, rsv_refused, circuits_total, bytes_relayed;
 };
 
 static struct ev_loop *EV(np_relaysvc *r) {
@@ -355,10 +355,25 @@ static size_t our_addrs(np_relaysvc *r, uint8_t store[][NP_MADDR_MAX],
   return k;
 }
 
+static int is_unlimited(np_relaysvc *r, const np_peerid *a,
+                        const np_peerid *b) {
+  const np_strv *v = &CONF(r)->relay.unlimited_peers;
+  for (size_t i = 0; i < v->n; i++) {
+    np_peerid id;
+    if (np_peerid_parse(&id, v->v[i], strlen(v->v[i])) == 0 &&
+        (np_peerid_equal(&id, a) || np_peerid_equal(&id, b)))
+      return 1;
+  }
+  return 0;
+}
+
 static void refuse_rsv(np_relaysvc *r, np_stream *s, np_relaymsg_status st,
                        const char *why) {
+  static np_ratelimit rl; /* peers decide how often */
   r->refused++;
-  np_info("relay", "reservation-refused peer=%s why=%s", s->peer, why);
+  r->rsv_refused++;
+  if (np_ratelimit_ok(&rl, 20, "relay", "reservation-refused"))
+    np_info("relay", "reservation-refused peer=%s why=%s", s->peer, why);
   hop_status(r, s, st);
 }
 
@@ -441,9 +456,12 @@ static void handle_reserve(np_relaysvc *r, np_stream *s) {
     m.reservation.voucher.data = voucher;
     m.reservation.voucher.len = (size_t)vl;
   }
-  m.has_limit = 1;
-  m.limit.duration = (uint32_t)(c->relay.circuit_duration_ms / 1000);
-  m.limit.data = c->relay.circuit_bytes;
+  /* The limits circuits to this peer will have: none for unlimited_peers. */
+  if (!is_unlimited(r, &v->peer, &v->peer)) {
+    m.has_limit = 1;
+    m.limit.duration = (uint32_t)(c->relay.circuit_duration_ms / 1000);
+    m.limit.data = c->relay.circuit_bytes;
+  }
   np_info("relay", "reservation-accepted peer=%s expire=%llu renewed=%d",
           s->peer, (unsigned long long)v->expire_s, !is_new);
   send_msg(s, &m, 1);
@@ -463,17 +481,6 @@ static size_t circ_count_peer(np_relaysvc *r, const np_peerid *p) {
   return n;
 }
 
-static int is_unlimited(np_relaysvc *r, const np_peerid *a,
-                        const np_peerid *b) {
-  const np_strv *v = &CONF(r)->relay.unlimited_peers;
-  for (size_t i = 0; i < v->n; i++) {
-    np_peerid id;
-    if (np_peerid_parse(&id, v->v[i], strlen(v->v[i])) == 0 &&
-        (np_peerid_equal(&id, a) || np_peerid_equal(&id, b)))
-      return 1;
-  }
-  return 0;
-}
 
 static uint64_t circ_buffered(const circ *c) {
   return (c->d[0].plen - c->d[0].poff) + (c->d[1].plen - c->d[1].poff);
@@ -886,11 +893,14 @@ static int pick_conn(const np_conn *c, void *ud) {
 
 static void refuse_circ(np_relaysvc *r, np_stream *s, const np_peerid *dst,
                         np_relaymsg_status st, const char *why) {
+  static np_ratelimit rl; /* peers decide how often */
   char ds[NP_PEERID_STRMAX];
-  peer_str(dst, ds);
   r->refused++;
-  np_info("relay", "circuit-refused src=%s dst=%s why=%s status=%s", s->peer,
-          ds, why, status_name(st));
+  if (np_ratelimit_ok(&rl, 20, "relay", "circuit-refused")) {
+    peer_str(dst, ds);
+    np_info("relay", "circuit-refused src=%s dst=%s why=%s status=%s",
+            s->peer, ds, why, status_name(st));
+  }
   hop_status(r, s, st);
 }
 
@@ -1008,9 +1018,11 @@ static void req_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
     return;
   if (used < 0) {
     req_free(q);
+    static np_ratelimit rl;
     r->refused++;
-    np_info("relay", "request-malformed peer=%s err=%s", s->peer,
-            np_errname((int)used));
+    if (np_ratelimit_ok(&rl, 20, "relay", "request-malformed"))
+      np_info("relay", "request-malformed peer=%s err=%s", s->peer,
+              np_errname((int)used));
     hop_status(r, s, NP_RELAYMSG_MALFORMED_MESSAGE);
     return;
   }
@@ -1215,6 +1227,7 @@ void np_relaysvc_stats(np_relaysvc *r, struct np_relaysvc_stats *out) {
   out->reservations = r->nresv;
   out->circuits = r->ncirc;
   out->refused = r->refused;
+  out->reservations_refused = r->rsv_refused;
   out->circuits_total = r->circuits_total;
   out->bytes_relayed = r->bytes_relayed;
   out->serving = r->serving;

@@ -608,8 +608,10 @@ static void test_refusals(void) {
   }
   is_int(reserve_status(4, 0), NP_RELAYMSG_RESERVATION_REFUSED,
          "past max_reservations: RESERVATION_REFUSED");
-  ok(stats(0).refused >= 9, "refusals are counted (%llu)",
-     (unsigned long long)stats(0).refused);
+  ok(stats(0).refused == 9 && stats(0).reservations_refused == 8,
+     "refusals are counted (%llu, of them RESERVE %llu)",
+     (unsigned long long)stats(0).refused,
+     (unsigned long long)stats(0).reservations_refused);
   /* max_circuits per peer: T (1) holds a circuit; a second is refused */
   H[1].answer = 0; /* keep it waiting for STOP */
   e = connect_via(2, 0, 1, 0);
@@ -708,6 +710,12 @@ static void test_pipe_unlimited(void) {
   }
   H[1].echo_back = 1;
   H[1].tx_total = N;
+  {
+    ep *rv = reserve(1, 0);
+    ok(rv && status_of(rv) == NP_RELAYMSG_OK && !rv->m.has_limit,
+       "an unlimited_peers peer's reservation carries no limit");
+    ep_free(rv);
+  }
   s = open_circuit(100, 50, &t);
   ok(s && status_of(s) == NP_RELAYMSG_OK, "CONNECT: STATUS OK (%d)",
      s ? status_of(s) : -1);
@@ -1287,11 +1295,12 @@ static void test_relay_away(void) {
   all_down();
 }
 
-/* An answered hop stream the client never closes is reset after 10 s. */
+/* An answered hop stream the client never closes is reset after 10 s;
+ * the reservation (reservation_ttl = 10s) expires meanwhile. */
 static void test_linger(void) {
   ep *e;
   double t0;
-  if (trio(NULL) != 0) {
+  if (trio("reservation_ttl = 10s\n") != 0) {
     ok(0, "linger: hosts up");
     all_down();
     return;
@@ -1305,7 +1314,47 @@ static void test_linger(void) {
      "an answered hop stream left open by the client is reset (%.1fs)",
      ev_time() - t0);
   ep_free(e);
-  is_int((int)stats(0).reservations, 1, "the reservation stays");
+  WAIT(stats(0).reservations == 0, 3);
+  is_int((int)stats(0).reservations, 0,
+         "the reservation expires after reservation_ttl though the target "
+         "stays connected");
+  e = connect_via(2, 0, 1, 0);
+  run_until(e ? &e->have_msg : &one, 5);
+  ok(e && status_of(e) == NP_RELAYMSG_NO_RESERVATION,
+     "CONNECT to it then: NO_RESERVATION (%d)", e ? status_of(e) : -1);
+  ep_free(e);
+  all_down();
+}
+
+/* max_circuits_total counts every circuit, whoever its ends are. */
+static void test_total(void) {
+  ep *a, *b;
+  if (trio("max_circuits_total = 1\n") != 0 || host_up(3, NULL, NULL) != 0 ||
+      connect_to(3, 0) != 0) {
+    ok(0, "total: hosts up");
+    all_down();
+    return;
+  }
+  is_int(reserve_status(1, 0), NP_RELAYMSG_OK, "total: target 1 reserved");
+  is_int(reserve_status(3, 0), NP_RELAYMSG_OK, "total: target 3 reserved");
+  H[1].answer = 0;
+  a = connect_via(2, 0, 1, 0);
+  WAIT(H[1].neps == 1, 5);
+  b = connect_via(2, 0, 3, 0);
+  run_until(b ? &b->have_msg : &one, 5);
+  ok(a && b && status_of(b) == NP_RELAYMSG_RESOURCE_LIMIT_EXCEEDED,
+     "past max_circuits_total: RESOURCE_LIMIT_EXCEEDED (%d)",
+     b ? status_of(b) : -1);
+  ep_free(b);
+  ep_free(a);
+  WAIT(stats(0).circuits == 0, 3);
+  H[3].answer = NP_RELAYMSG_OK;
+  b = connect_via(2, 0, 3, 0);
+  run_until(b ? &b->have_msg : &one, 5);
+  ok(b && status_of(b) == NP_RELAYMSG_OK,
+     "once the first circuit is gone another opens (%d)",
+     b ? status_of(b) : -1);
+  ep_free(b);
   all_down();
 }
 
@@ -1324,6 +1373,7 @@ int main(void) {
   test_per_ip();
   test_limited();
   test_relay_away();
+  test_total();
   test_linger();
   ev_timer_stop(ev, &tick);
   return done_testing();
