@@ -961,7 +961,7 @@ static unsigned flags_of(const key *k) {
       /* the DHT module reads its config once, at start */
       "bootstrap.peers", "bootstrap.connect_timeout", "dht.mode", "dht.protocol",
       "dht.bucket_size", "dht.alpha", "dht.record_ttl", "dht.refresh_interval",
-      "nat.treat_as_public", "nat.keepalive",
+      "nat.treat_as_public", "nat.keepalive", "relay.service",
       /* the relay client reads its config once, at start */
       "relay.client", "relay.relays", "relay.client_reservations"};
   char full[96];

@@ -18,7 +18,7 @@
 
 #define SUB "relay"
 #define MAX_RELAYS 32         /* static + candidates remembered */
-#define ADDRS_PER_RELAY 4     /* circuit addresses announced per relay */
+#define ADDRS_PER_RELAY NP_RELAYC_ADDRS_MAX
 #define ADDR_LEN 128          /* the swarm's advert size */
 #define OP_TIMEOUT_MS 15000   /* connect + RESERVE round trip */
 #define BACKOFF_MIN_S 30
@@ -42,6 +42,7 @@ struct np_relayc {
   ev_timer tick;
   np_defer refill;
   int stopping;
+  int stop_on; /* the stop handler is registered */
 };
 
 struct relay {
@@ -108,6 +109,8 @@ np_transport *np_relayc_transport(np_relayc *rc) { return rc->tr; }
 
 /* Every held reservation's circuit addresses, as the swarm's "relay"
  * adverts. */
+static void stop_sync(np_relayc *rc);
+
 static void publish(np_relayc *rc) {
   const uint8_t *a[16];
   size_t l[16], n = 0;
@@ -124,6 +127,7 @@ static void publish(np_relayc *rc) {
     }
   }
   np_swarm_set_adverts(rc->sw, "relay", a, l, n);
+  stop_sync(rc);
 }
 
 /* <addr without its /p2p/>/p2p/RELAY/p2p-circuit into r->circ (deduped);
@@ -374,13 +378,16 @@ typedef struct find_direct {
   const np_conn *c;
 } find_direct;
 
+/* A direct connection to the peer, one we dialed if there is one (its
+ * remote address is one the relay listens on). */
 static int find_direct_fn(const np_conn *c, void *ud) {
   find_direct *f = ud;
   if (c->limited || c->kind == NP_TRANSPORT_RELAY ||
       !np_peerid_equal(&c->peer, f->peer))
     return 0;
-  f->c = c;
-  return 1;
+  if (f->c == NULL || f->c->inbound)
+    f->c = c;
+  return !c->inbound;
 }
 
 static void connected(void *ud, int err) {
@@ -398,8 +405,12 @@ static void connected(void *ud, int err) {
     return;
   }
   r->conn = f.c;
-  r->conn_raddr_len = f.c->raddr_len <= sizeof(r->conn_raddr) ? f.c->raddr_len
-                                                               : 0;
+  /* The relay's address as we dialed it: what the reservation stands for
+   * when it lists none (an inbound connection's is the relay's port of
+   * the moment, of no use to others). */
+  r->conn_raddr_len = !f.c->inbound && f.c->raddr_len <= sizeof(r->conn_raddr)
+                          ? f.c->raddr_len
+                          : 0;
   memcpy(r->conn_raddr, f.c->raddr, r->conn_raddr_len);
   rv = np_swarm_conn_open(r->rc->sw, f.c, NP_RELAYMSG_HOP_PROTOCOL, hop_opened,
                           r, &r->op);
@@ -646,6 +657,40 @@ static const np_stream_cbs stop_cbs = {
     .on_close = ignore_close,
 };
 
+/* The stop handler is registered only while a reservation is held: a
+ * circuit is accepted only through a relay we reserved on, so without one
+ * there is nothing to serve (and identify does not list /stop). */
+static void stop_sync(np_relayc *rc) {
+  int want = 0;
+  np_list *it;
+  for (it = rc->relays.next; it != &rc->relays && !want; it = it->next)
+    want = np_list_entry(it, relay, link)->state == NP_RELAYC_RESERVED;
+  if (rc->stopping)
+    want = 0;
+  if (want && !rc->stop_on) {
+    np_handler hd;
+    int rv;
+    memset(&hd, 0, sizeof(hd));
+    hd.proto = (char *)NP_RELAYMSG_STOP_PROTOCOL;
+    hd.kind = NP_HANDLER_STREAM;
+    hd.owner_kind = NP_OWNER_HOST;
+    hd.owner = rc;
+    hd.owner_name = "relayc";
+    hd.stream = stop_cbs;
+    hd.ud = rc;
+    hd.streams = &rc->stop_streams;
+    hd.max_streams = NP_PROTO_UNLIMITED; /* the transport bounds circuits */
+    if ((rv = np_proto_add(np_host_protos(rc->h), &hd, NULL)) == 0)
+      rc->stop_on = 1;
+    else
+      np_warn(SUB, "stop handler not registered: %s (circuits to us fail)",
+              np_strerror(rv));
+  } else if (!want && rc->stop_on) {
+    np_proto_remove(np_host_protos(rc->h), NP_RELAYMSG_STOP_PROTOCOL, rc);
+    rc->stop_on = 0;
+  }
+}
+
 /* ---- np_relayc_reservations ---------------------------------------------- */
 
 static void fill_resv(const relay *r, np_relayc_resv *o) {
@@ -659,6 +704,11 @@ static void fill_resv(const relay *r, np_relayc_resv *o) {
       np_maddr_to_string(r->circ[0], r->circ_len[0], o->addr, sizeof(o->addr)) <
           0)
     o->addr[0] = '\0';
+  for (size_t i = 0; i < o->naddrs; i++) {
+    memcpy(o->addrs[i], r->circ[i], r->circ_len[i]);
+    o->addr_lens[i] = r->circ_len[i];
+  }
+  o->refreshing = r->refreshing;
   o->limit_duration = r->limit_duration;
   o->limit_data = r->limit_data;
   o->last_status = r->last_status;
@@ -715,7 +765,6 @@ static int relayc_start(np_host *h, void **state) {
   np_trelay_config tc;
   const np_conn_cbs *cbs;
   void *cbud;
-  np_handler hd;
   int rv;
   if (rc == NULL)
     return NP_ENOMEM;
@@ -768,18 +817,7 @@ static int relayc_start(np_host *h, void **state) {
     memcpy(r->addr, bin, (size_t)n);
     r->addr_len = (size_t)n;
   }
-  memset(&hd, 0, sizeof(hd));
-  hd.proto = (char *)NP_RELAYMSG_STOP_PROTOCOL;
-  hd.kind = NP_HANDLER_STREAM;
-  hd.owner_kind = NP_OWNER_HOST;
-  hd.owner = rc;
-  hd.owner_name = "relayc";
-  hd.stream = stop_cbs;
-  hd.ud = rc;
-  hd.streams = &rc->stop_streams;
-  hd.max_streams = NP_PROTO_UNLIMITED; /* the transport bounds circuits */
-  if ((rv = np_proto_add(np_host_protos(h), &hd, NULL)) != 0 ||
-      (rv = np_events_subscribe(np_host_events(h),
+  if ((rv = np_events_subscribe(np_host_events(h),
                                 NP_EV_REACHABILITY | NP_EV_PEER_IDENTIFIED |
                                     NP_EV_PROTOCOLS_CHANGED | NP_EV_CONN_DOWN,
                                 on_event, rc, &rc->sub)) != 0) {

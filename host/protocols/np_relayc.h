@@ -18,7 +18,9 @@
  *
  * Stop policy (a documented choice, as go's client): a circuit is accepted
  * only through a relay we hold a reservation with; any other relay gets
- * PERMISSION_DENIED.
+ * PERMISSION_DENIED. The stop handler is registered only while a
+ * reservation is held (identify lists /stop then). Circuit addresses of
+ * other peers are dialed in every mode, off included.
  *
  * Log lines (subsystem "relay"): reservation-ok relay= expire= addrs=,
  * reservation-failed relay= status= (err= when no status), reservation-lost
@@ -34,6 +36,8 @@
 #include "np_peerid.h"
 
 typedef struct np_relayc np_relayc; /* the module state */
+
+#define NP_RELAYC_ADDRS_MAX 4 /* circuit addresses announced per relay */
 
 extern const np_module np_relayc_module;
 
@@ -56,6 +60,9 @@ typedef struct np_relayc_resv {
   uint64_t expire;      /* unix seconds (0: none held) */
   char addr[320];       /* first announced circuit address, text ("" none) */
   size_t naddrs;        /* circuit addresses announced through it */
+  uint8_t addrs[NP_RELAYC_ADDRS_MAX][128]; /* ... all of them, binary */
+  size_t addr_lens[NP_RELAYC_ADDRS_MAX];
+  int refreshing;       /* RESERVED, a renewal under way */
   uint32_t limit_duration; /* seconds per circuit, 0 none */
   uint64_t limit_data;  /* bytes per direction per circuit, 0 none */
   int last_status;      /* the relay's last refusal status (0 none) */

@@ -16,9 +16,12 @@
 
 #define HOP_READ_MAX (NP_RELAYMSG_MSG_MAX + 10) /* one message and its prefix */
 #define HOP_TIMEOUT 60.0  /* a hop stream must send its request by then */
+#define LINGER_TIMEOUT 10.0 /* an answered hop stream the remote keeps open */
 #define STOP_TIMEOUT 30.0 /* the target opens the stop stream and answers */
 #define CTRL_QUEUE 8192   /* an answer waiting for the remote to read */
-#define WRITE_CHUNK (16 * 1024)
+/* Writes are all-or-nothing: a chunk well under half of any transport's
+ * stream buffer (1 MiB by default) always fits once it says writable. */
+#define WRITE_CHUNK (64 * 1024)
 #define RESERVE_WINDOW_MS 60000
 #define ADDRS_BYTES_MAX 2048 /* reservation addrs, to leave room for the rest */
 #define P2P_CIRCUIT 290      /* multiaddr code of /p2p-circuit */
@@ -66,6 +69,15 @@ typedef struct circ {
   int closed_hop, closed_stop; /* their on_close ran */
 } circ;
 
+/* A hop stream we answered (FIN queued), until the remote closes it too:
+ * reset after LINGER_TIMEOUT, so one that never does holds nothing. */
+typedef struct lingerer {
+  np_list link;
+  np_stream *s;
+  ev_timer timer;
+  np_relaysvc *r;
+} lingerer;
+
 /* An inbound hop stream until its request is handled. */
 typedef struct hopreq {
   np_list link;
@@ -83,10 +95,12 @@ struct np_relaysvc {
   np_list reqs;    /* hopreq */
   np_list resvs;   /* resv */
   np_list circs;   /* circ */
+  np_list lingers; /* lingerer */
   size_t nresv, ncirc;
   int serving;
+  int reach; /* the last NP_EV_REACHABILITY (enum np_reach_state) */
   np_event_sub *sub;
-  uint64_t refused, circuits_total, bytes_relayed;
+  uint64_t refused, rsv_refused, circuits_total, bytes_relayed;
 };
 
 static struct ev_loop *EV(np_relaysvc *r) {
@@ -112,6 +126,44 @@ static void let_go(np_stream *s, int reset) {
   np_stream_set_cbs(s, &linger_cbs, NULL);
   if (reset)
     s->ops->reset(s);
+}
+
+static void lg_free(lingerer *g) {
+  ev_timer_stop(EV(g->r), &g->timer);
+  np_list_remove(&g->link);
+  free(g);
+}
+static void lg_close(np_stream *s, int err, void *ud) {
+  (void)s, (void)err;
+  lg_free(ud);
+}
+static void lg_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
+  lingerer *g = np_container_of(w, lingerer, timer);
+  np_stream *s = g->s;
+  (void)ev, (void)revents;
+  lg_free(g);
+  let_go(s, 1);
+}
+static const np_stream_cbs lg_cbs = {
+    .struct_size = sizeof(np_stream_cbs),
+    .on_data = ignore_data,
+    .on_close = lg_close,
+};
+
+/* |s| was answered: wait for the remote's close, bounded in time. */
+static void finish(np_relaysvc *r, np_stream *s) {
+  lingerer *g = calloc(1, sizeof(*g));
+  if (g == NULL) {
+    let_go(s, 1);
+    return;
+  }
+  g->r = r;
+  g->s = s;
+  np_stream_set_cbs(s, &lg_cbs, g);
+  s->ops->pause(s, 0); /* a paused stream would hold back the remote's FIN */
+  ev_timer_init(&g->timer, lg_timeout, LINGER_TIMEOUT, 0.);
+  ev_timer_start(EV(r), &g->timer);
+  np_list_insert_tail(&r->lingers, &g->link);
 }
 
 static void peer_str(const np_peerid *id, char *out) {
@@ -152,7 +204,7 @@ static int send_msg(np_stream *s, const np_relaymsg *m, int fin) {
 }
 
 /* Answer a hop request with a bare status and finish the stream. */
-static void hop_status(np_stream *s, np_relaymsg_status st) {
+static void hop_status(np_relaysvc *r, np_stream *s, np_relaymsg_status st) {
   np_relaymsg m;
   np_relaymsg_init(&m);
   m.kind = NP_RELAYMSG_HOP;
@@ -160,6 +212,7 @@ static void hop_status(np_stream *s, np_relaymsg_status st) {
   m.has_status = 1;
   m.status = st;
   send_msg(s, &m, 1);
+  finish(r, s);
 }
 
 /* The remote IP of a connection address (/ip4 or /ip6 first). */
@@ -302,11 +355,26 @@ static size_t our_addrs(np_relaysvc *r, uint8_t store[][NP_MADDR_MAX],
   return k;
 }
 
+static int is_unlimited(np_relaysvc *r, const np_peerid *a,
+                        const np_peerid *b) {
+  const np_strv *v = &CONF(r)->relay.unlimited_peers;
+  for (size_t i = 0; i < v->n; i++) {
+    np_peerid id;
+    if (np_peerid_parse(&id, v->v[i], strlen(v->v[i])) == 0 &&
+        (np_peerid_equal(&id, a) || np_peerid_equal(&id, b)))
+      return 1;
+  }
+  return 0;
+}
+
 static void refuse_rsv(np_relaysvc *r, np_stream *s, np_relaymsg_status st,
                        const char *why) {
+  static np_ratelimit rl; /* peers decide how often */
   r->refused++;
-  np_info("relay", "reservation-refused peer=%s why=%s", s->peer, why);
-  hop_status(s, st);
+  r->rsv_refused++;
+  if (np_ratelimit_ok(&rl, 20, "relay", "reservation-refused"))
+    np_info("relay", "reservation-refused peer=%s why=%s", s->peer, why);
+  hop_status(r, s, st);
 }
 
 static void handle_reserve(np_relaysvc *r, np_stream *s) {
@@ -388,12 +456,16 @@ static void handle_reserve(np_relaysvc *r, np_stream *s) {
     m.reservation.voucher.data = voucher;
     m.reservation.voucher.len = (size_t)vl;
   }
-  m.has_limit = 1;
-  m.limit.duration = (uint32_t)(c->relay.circuit_duration_ms / 1000);
-  m.limit.data = c->relay.circuit_bytes;
+  /* The limits circuits to this peer will have: none for unlimited_peers. */
+  if (!is_unlimited(r, &v->peer, &v->peer)) {
+    m.has_limit = 1;
+    m.limit.duration = (uint32_t)(c->relay.circuit_duration_ms / 1000);
+    m.limit.data = c->relay.circuit_bytes;
+  }
   np_info("relay", "reservation-accepted peer=%s expire=%llu renewed=%d",
           s->peer, (unsigned long long)v->expire_s, !is_new);
   send_msg(s, &m, 1);
+  finish(r, s);
 }
 
 /* ---- circuits --------------------------------------------------------------- */
@@ -409,17 +481,6 @@ static size_t circ_count_peer(np_relaysvc *r, const np_peerid *p) {
   return n;
 }
 
-static int is_unlimited(np_relaysvc *r, const np_peerid *a,
-                        const np_peerid *b) {
-  const np_strv *v = &CONF(r)->relay.unlimited_peers;
-  for (size_t i = 0; i < v->n; i++) {
-    np_peerid id;
-    if (np_peerid_parse(&id, v->v[i], strlen(v->v[i])) == 0 &&
-        (np_peerid_equal(&id, a) || np_peerid_equal(&id, b)))
-      return 1;
-  }
-  return 0;
-}
 
 static uint64_t circ_buffered(const circ *c) {
   return (c->d[0].plen - c->d[0].poff) + (c->d[1].plen - c->d[1].poff);
@@ -467,8 +528,7 @@ static void circ_fail(circ *c, np_relaymsg_status st, const char *why) {
   if (c->hop && !c->closed_hop) {
     np_stream *hop = c->hop;
     c->hop = NULL;
-    hop_status(hop, st);
-    let_go(hop, 0);
+    hop_status(c->r, hop, st);
   }
   circ_end(c, why, 1);
 }
@@ -740,6 +800,7 @@ static void stop_data(np_stream *s, const uint8_t *data, size_t len,
     return;
   }
   np_relaymsg_free(&m);
+  np_swarm_stream_await(s, 0);
   np_stream_set_cbs(s, &stop_pipe_cbs, c);
   {
     /* What followed the message: in sbuf, then in this delivery. */
@@ -783,6 +844,9 @@ static void stop_opened(void *ud, int err, np_stream *s, const char *proto) {
   c->state = C_WAIT_STATUS;
   np_stream_set_cbs(s, &stop_wait_cbs, c);
   np_list_insert_tail(&c->r->streams, &s->owner_link);
+  /* A target that vanished is found by the swarm's probes in seconds,
+   * not at the STOP timeout. */
+  np_swarm_stream_await(s, 1);
   np_relaymsg_init(&m);
   m.kind = NP_RELAYMSG_STOP;
   m.type = NP_RELAYMSG_STOP_CONNECT;
@@ -829,12 +893,15 @@ static int pick_conn(const np_conn *c, void *ud) {
 
 static void refuse_circ(np_relaysvc *r, np_stream *s, const np_peerid *dst,
                         np_relaymsg_status st, const char *why) {
+  static np_ratelimit rl; /* peers decide how often */
   char ds[NP_PEERID_STRMAX];
-  peer_str(dst, ds);
   r->refused++;
-  np_info("relay", "circuit-refused src=%s dst=%s why=%s status=%s", s->peer,
-          ds, why, status_name(st));
-  hop_status(s, st);
+  if (np_ratelimit_ok(&rl, 20, "relay", "circuit-refused")) {
+    peer_str(dst, ds);
+    np_info("relay", "circuit-refused src=%s dst=%s why=%s status=%s",
+            s->peer, ds, why, status_name(st));
+  }
+  hop_status(r, s, st);
 }
 
 /* CONNECT to |dst|; |rest| (|rlen|) is what the source sent behind it. */
@@ -951,11 +1018,12 @@ static void req_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
     return;
   if (used < 0) {
     req_free(q);
+    static np_ratelimit rl;
     r->refused++;
-    np_info("relay", "request-malformed peer=%s err=%s", s->peer,
-            np_errname((int)used));
-    np_stream_set_cbs(s, &linger_cbs, NULL);
-    hop_status(s, NP_RELAYMSG_MALFORMED_MESSAGE);
+    if (np_ratelimit_ok(&rl, 20, "relay", "request-malformed"))
+      np_info("relay", "request-malformed peer=%s err=%s", s->peer,
+              np_errname((int)used));
+    hop_status(r, s, NP_RELAYMSG_MALFORMED_MESSAGE);
     return;
   }
   np_stream_set_cbs(s, &linger_cbs, NULL);
@@ -987,7 +1055,7 @@ static void req_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
     req_free(q);
     np_relaymsg_free(&m);
     r->refused++;
-    hop_status(s, st);
+    hop_status(r, s, st);
   }
 }
 
@@ -1046,6 +1114,12 @@ static void serve_off(np_relaysvc *r) {
   }
   while (!np_list_empty(&r->circs))
     circ_end(np_list_entry(r->circs.next, circ, link), "relay-stopped", 1);
+  while (!np_list_empty(&r->lingers)) {
+    lingerer *g = np_list_entry(r->lingers.next, lingerer, link);
+    np_stream *s = g->s;
+    lg_free(g);
+    let_go(s, 1);
+  }
   while (!np_list_empty(&r->resvs))
     resv_drop(r, np_list_entry(r->resvs.next, resv, link), "relay-stopped");
   if (r->serving) {
@@ -1106,12 +1180,41 @@ static int any_public_addr(np_relaysvc *r) {
   return yes;
 }
 
+/* [relay] service = auto: serve while AutoNAT says we are public; with no
+ * verdict (yet, or no AutoNAT), while a listen address is public. */
+static void auto_check(np_relaysvc *r) {
+  int want;
+  const np_conf *cf = CONF(r);
+  if (cf->relay.service != NP_TRI_AUTO)
+    return;
+  /* [nat] reachability = public/private overrides (same numbering) */
+  if (cf->nat.reachability == NP_REACH_PUBLIC ||
+      cf->nat.reachability == NP_REACH_PRIVATE)
+    want = cf->nat.reachability == NP_REACH_PUBLIC;
+  else if (r->reach == NP_REACH_PUBLIC)
+    want = 1;
+  else if (r->reach == NP_REACH_PRIVATE)
+    want = 0;
+  else
+    want = any_public_addr(r);
+  if (want && !r->serving)
+    serve_on(r);
+  else if (!want && r->serving)
+    serve_off(r);
+}
+
 static void on_event(const np_event *ev, void *ud) {
   np_relaysvc *r = ud;
   if (ev->type == NP_EV_CONN_DOWN && ev->last && ev->peer) {
     resv *v = resv_find(r, ev->peer);
     if (v)
       resv_drop(r, v, "disconnected");
+  } else if (ev->type == NP_EV_REACHABILITY) {
+    r->reach = ev->reachability;
+    auto_check(r);
+  } else if (ev->type == NP_EV_LOCAL_ADDRS_CHANGED &&
+             r->reach == NP_REACH_UNKNOWN) {
+    auto_check(r);
   }
 }
 
@@ -1124,6 +1227,7 @@ void np_relaysvc_stats(np_relaysvc *r, struct np_relaysvc_stats *out) {
   out->reservations = r->nresv;
   out->circuits = r->ncirc;
   out->refused = r->refused;
+  out->reservations_refused = r->rsv_refused;
   out->circuits_total = r->circuits_total;
   out->bytes_relayed = r->bytes_relayed;
   out->serving = r->serving;
@@ -1170,18 +1274,23 @@ static int relaysvc_start(np_host *h, void **state) {
   np_list_init(&r->reqs);
   np_list_init(&r->resvs);
   np_list_init(&r->circs);
+  np_list_init(&r->lingers);
   if (r->sw == NULL) {
     free(r);
     return NP_EINVAL;
   }
-  if ((rv = np_events_subscribe(np_host_events(h), NP_EV_CONN_DOWN, on_event,
-                                r, &r->sub)) != 0) {
+  if ((rv = np_events_subscribe(
+           np_host_events(h),
+           NP_EV_CONN_DOWN | NP_EV_REACHABILITY | NP_EV_LOCAL_ADDRS_CHANGED,
+           on_event, r, &r->sub)) != 0) {
     free(r);
     return rv;
   }
-  if (cf->relay.service == NP_TRI_ON ||
-      (cf->relay.service == NP_TRI_AUTO && any_public_addr(r)))
-    serve_on(r); /* a failure is logged; the host runs without it */
+  /* A failure to serve is logged; the host runs without it. */
+  if (cf->relay.service == NP_TRI_ON)
+    serve_on(r);
+  else
+    auto_check(r);
   *state = r;
   return 0;
 }

@@ -6,9 +6,28 @@
  * within [relay] circuit_duration and circuit_bytes (per direction).
  *
  * [relay] service = on serves; auto serves while the host is public
- * (NP_EV_REACHABILITY; before any verdict: when a listen address is
- * public); off never. The hop protocol is registered only while serving,
- * so identify advertises it only then.
+ * (NP_EV_REACHABILITY, or [nat] reachability; before any verdict: when a
+ * listen address is public); off never. The hop protocol is registered
+ * only while serving, so identify advertises it only then; leaving the
+ * service ends every reservation and circuit.
+ *
+ * Reservations: one per peer (a RESERVE renews it), refused over a limited
+ * connection, ended with the peer's last connection or at
+ * reservation_ttl; max_reservations, max_reservations_per_ip (the remote
+ * IP of the reserving connection) and reserve_rate (RESERVE requests per
+ * peer a minute) bound them. The answer lists our public addresses, or
+ * when none is public every non-loopback one (a LAN or lab relay), with
+ * /p2p/ our ID, a voucher and the circuit limits.
+ *
+ * Circuits: the target must hold a reservation and a direct connection to
+ * us (never dialed); max_circuits per peer (as source or target) and
+ * max_circuits_total; the target answers STOP within 30 s. Bytes either
+ * side sends behind its message are forwarded. A receiver that does not
+ * read pauses the other side (at most one transport delivery is held per
+ * direction); a FIN is forwarded as a FIN, a reset as a reset. Past
+ * circuit_duration or circuit_bytes in one direction both streams are
+ * reset, unless an end is in unlimited_peers. The limits are read from the
+ * running config at each request.
  *
  * Module "relaysvc" (np_host_module(h, "relaysvc") is an np_relaysvc).
  * Loop thread only. */
@@ -28,7 +47,8 @@ typedef struct np_relaysvc np_relaysvc;
 struct np_relaysvc_stats {
   size_t reservations;    /* held now (unexpired) */
   size_t circuits;        /* open now, including those waiting for STOP */
-  uint64_t refused;       /* RESERVE and CONNECT requests refused */
+  uint64_t refused;       /* requests refused: RESERVE, CONNECT, malformed */
+  uint64_t reservations_refused; /* RESERVE requests refused */
   uint64_t circuits_total; /* circuits that reached the piping stage */
   uint64_t bytes_relayed;  /* both directions, all circuits */
   uint64_t buffered;       /* bytes held now for slow receivers */

@@ -80,6 +80,12 @@ check "public-1 learned private-1's circuit address ($circ) through identify" \
     "$1" --control "$2" --timeout 5 dht findpeer "$3" 2>/dev/null | grep -qF "$4" && exit 0
     sleep 0.2; i=$((i + 1)); done; exit 1' _ "$CLI" "$priv2_ctl" "$priv1_id" "$circ"
 
+out=$("$CLI" --control "$priv1_ctl" --json nat 2>&1)
+check "natpeer-cli nat on private-1 lists the reservation held on public-1 ($out)" \
+  sh -c 'echo "$1" | grep -qF "\"held\":[{\"peer\":\"$2\"" &&
+         echo "$1" | grep -qF "\"state\":\"ok\"" &&
+         echo "$1" | grep -qF "$3"' _ "$out" "$pub1_id" "$circ"
+
 s=$(date +%s)
 out=$("$CLI" --control "$priv2_ctl" --timeout 30 call "$priv1_id" hello 2>"$T/err")
 el=$(($(date +%s) - s))

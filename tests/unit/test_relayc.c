@@ -38,9 +38,11 @@
 
 #define ECHO_PROTO "/test/relayc/echo"
 #define CALL_PROTO "/test/relayc/call"
-#define NH 12
+#define NH 15
 
-enum { RM_NONE, RM_OK, RM_REFUSE, RM_HANG, RM_EAGER };
+enum { RM_NONE, RM_OK, RM_REFUSE, RM_HANG, RM_EAGER, RM_CUT };
+/* RM_CUT: splices, then resets both sides at the first bytes of the
+ * upgrade (a relay going away mid-handshake, after the STATUS). */
 /* RM_EAGER: answers the source's CONNECT with OK at once and sends the stop
  * CONNECT to the target together with the source's first upgrade bytes, in
  * one write: the target must keep what follows the message. */
@@ -57,7 +59,7 @@ typedef struct thost {
   /* the test relay */
   int mode;
   uint64_t ttl_s;
-  int reserves, connects, stop_refusals;
+  int reserves, connects, stop_refusals, cuts;
   np_peerid reserved[8];
   size_t nreserved;
 } thost;
@@ -144,6 +146,11 @@ static void hs_end(hopst *x) {
 static void stop_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
   hopst *x = ud;
   (void)s;
+  if (x->splicing && x->th->mode == RM_CUT) {
+    x->th->cuts++;
+    hs_end(x);
+    return;
+  }
   if (x->splicing) {
     if (len == 0)
       x->hop->ops->close(x->hop);
@@ -347,6 +354,13 @@ static void hop_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
   (void)s;
   if (x == NULL)
     return;
+  if (x->splicing && x->th->mode == RM_CUT) {
+    if (x->stop) /* the initiator's first bytes reach the target, then cut */
+      x->stop->ops->send(x->stop, d, len, 0, 8 << 20);
+    x->th->cuts++;
+    hs_end(x);
+    return;
+  }
   if (x->splicing) {
     if (len == 0)
       x->stop->ops->close(x->stop);
@@ -650,11 +664,59 @@ static const char *client_ini(int client_on, int want, int r1, int r2) {
 }
 
 enum { R1 = 0, R2 = 1, P = 2, S = 3, RX = 4, RH = 5, S2 = 6, RS = 7, P2 = 8,
-       RE = 9, P3 = 10 };
+       RE = 9, P3 = 10, P4 = 11, RC_ = 12, P5 = 13 };
+
+/* np_trelay_split on text |t|: 0 and the parts, or the error. */
+static int split_text(const char *t, size_t *rl, np_peerid *r, np_peerid *p,
+                      int *has) {
+  uint8_t b[512];
+  np_ssize n = np_maddr_parse(t, strlen(t), b, sizeof(b));
+  if (n < 0)
+    return (int)n;
+  return np_trelay_split(b, (size_t)n, rl, r, p, has);
+}
+
+static void test_split(void) {
+  np_identity a, b;
+  char ta[NP_PEERID_STRMAX], tb[NP_PEERID_STRMAX], t[600];
+  size_t rl;
+  np_peerid r, p;
+  int has;
+  np_identity_generate(&a);
+  np_identity_generate(&b);
+  np_peerid_to_string(&a.id, ta, sizeof(ta));
+  np_peerid_to_string(&b.id, tb, sizeof(tb));
+  snprintf(t, sizeof(t), "/ip4/1.2.3.4/udp/4001/quic-v1/p2p/%s/p2p-circuit/p2p/%s",
+           ta, tb);
+  ok(split_text(t, &rl, &r, &p, &has) == 0 && has &&
+         np_peerid_equal(&r, &a.id) && np_peerid_equal(&p, &b.id),
+     "split: relay and target of a full circuit address");
+  snprintf(t, sizeof(t), "/ip4/1.2.3.4/udp/4001/quic-v1/p2p/%s/p2p-circuit", ta);
+  ok(split_text(t, &rl, &r, &p, &has) == 0 && !has &&
+         np_peerid_equal(&r, &a.id),
+     "split: an announced circuit address has no target");
+  snprintf(t, sizeof(t), "/p2p/%s/p2p-circuit/p2p/%s", ta, tb);
+  ok(split_text(t, &rl, &r, &p, &has) == 0 && has,
+     "split: /p2p/RELAY alone as the relay part");
+  snprintf(t, sizeof(t), "/ip4/1.2.3.4/udp/4001/quic-v1/p2p-circuit/p2p/%s", tb);
+  ok(split_text(t, &rl, &r, &p, &has) == NP_ENOTSUP,
+     "split: refused without /p2p/RELAY before /p2p-circuit");
+  snprintf(t, sizeof(t), "/p2p/%s/p2p-circuit/p2p/%s/p2p-circuit/p2p/%s", ta, tb,
+           ta);
+  ok(split_text(t, &rl, &r, &p, &has) == NP_ENOTSUP,
+     "split: a circuit over a circuit is refused");
+  snprintf(t, sizeof(t), "/p2p/%s/p2p-circuit/ip4/1.2.3.4", ta);
+  ok(split_text(t, &rl, &r, &p, &has) == NP_ENOTSUP,
+     "split: only /p2p/TARGET may follow /p2p-circuit");
+  ok(split_text("/ip4/1.2.3.4/udp/4001/quic-v1", &rl, &r, &p, &has) ==
+         NP_ENOTSUP,
+     "split: not a circuit address");
+}
 
 int main(void) {
   np_relayc_resv o;
   ev = ev_default_loop(0);
+  test_split();
   np_log_set_level(getenv("TEST_LOG") ? NP_LOG_INFO : NP_LOG_ERROR);
 
   /* Addresses in the ini need the relays' IDs: relays first. */
@@ -938,6 +1000,37 @@ int main(void) {
        (unsigned long long)st.early_bytes);
   }
 
+  /* ---- a relay cutting the circuit in the middle of the upgrade ---- */
+  ok(host_up(RC_, RM_CUT, NULL) == 0 &&
+         host_up(P5, RM_NONE, client_ini(1, 1, RC_, -1)) == 0,
+     "a relay that cuts circuits mid-upgrade, and P5 reserving on it, up");
+  wait_holds(P5, RC_, 10);
+  {
+    void *net;
+    const np_net_ops *ops = np_host_net(H[S].h, &net);
+    const char *proto = ECHO_PROTO;
+    waitv w;
+    np_transport *ts = np_relayc_transport(RC(S)),
+                 *tp = np_relayc_transport(RC(P5));
+    double end;
+    size_t before = ts->ops->conn_count(ts); /* S's circuit to P3 */
+    learn_circuit(S, P5, RC_);
+    memset(&w, 0, sizeof(w));
+    ops->open_stream(net, &H[P5].id.id, &proto, 1, 0, 20000, on_stream, &w,
+                     NULL);
+    run_until(&w.done, 20);
+    ok(w.done && w.err != 0 && w.calls == 1 && H[RC_].cuts == 1,
+       "the open fails once when the relay cuts the handshake (%s)",
+       np_errname(w.err));
+    end = now_s() + 5;
+    while ((ts->ops->conn_count(ts) != before || tp->ops->conn_count(tp)) &&
+           now_s() < end)
+      ev_run(ev, EVRUN_ONCE);
+    ok(ts->ops->conn_count(ts) == before && tp->ops->conn_count(tp) == 0,
+       "neither side keeps a half-made circuit (%zu, %zu; cuts %d)",
+       ts->ops->conn_count(ts), tp->ops->conn_count(tp), H[RC_].cuts);
+  }
+
   /* ---- against the relay service (np_relaysvc); relays found through
    * identify; [relay] client = auto follows NP_EV_REACHABILITY ---- */
   ok(host_up(RS, RM_NONE, "[relay]\nservice = on\nclient = off\n") == 0,
@@ -962,11 +1055,17 @@ int main(void) {
     run_for(1.0);
     ok(!np_relayc_active(RC(P2)) && !holds(P2, RS, NULL),
        "reachability unknown: no reservation");
+    ok(np_proto_find(np_host_protos(H[P2].h), NP_RELAYMSG_STOP_PROTOCOL,
+                     strlen(NP_RELAYMSG_STOP_PROTOCOL)) == NULL,
+       "... and no stop handler");
     emit_reach(P2, NP_REACH_PRIVATE);
     wait_holds(P2, RS, 10);
     ok(np_relayc_active(RC(P2)) && holds(P2, RS, &o),
        "private: P2 reserves on the hop peer it found (%s)", o.addr);
     ok(o.voucher_ok, "the service's voucher verifies");
+    ok(np_proto_find(np_host_protos(H[P2].h), NP_RELAYMSG_STOP_PROTOCOL,
+                     strlen(NP_RELAYMSG_STOP_PROTOCOL)) != NULL,
+       "the stop handler is registered while a reservation is held");
     run_for(0.3);
     ok(announces_via(P2, RS), "P2 announces the circuit address");
   }
@@ -993,6 +1092,28 @@ int main(void) {
   ok(!np_relayc_active(RC(P2)) && !holds(P2, RS, NULL) &&
          !announces_via(P2, RS),
      "public: the reservation and its address are dropped");
+  ok(np_proto_find(np_host_protos(H[P2].h), NP_RELAYMSG_STOP_PROTOCOL,
+                   strlen(NP_RELAYMSG_STOP_PROTOCOL)) == NULL,
+     "... and the stop handler with them");
+
+  /* ---- the client stopping with a RESERVE pending ---- */
+  {
+    int before = H[RH].reserves;
+    double end;
+    ok(host_up(P4, RM_NONE, client_ini(1, 1, RH, -1)) == 0,
+       "P4 up, reserving on the hanging relay");
+    end = now_s() + 5;
+    while (H[RH].reserves == before && now_s() < end)
+      ev_run(ev, EVRUN_ONCE);
+    ok(H[RH].reserves == before + 1 && !holds(P4, RH, NULL),
+       "its RESERVE waits unanswered");
+    host_down(P4);
+    end = now_s() + 5;
+    while (!np_list_empty(&H[RH].hops) && now_s() < end)
+      ev_run(ev, EVRUN_ONCE);
+    ok(np_list_empty(&H[RH].hops),
+       "P4 stopped with the RESERVE pending: the relay sees its stream end");
+  }
 
   for (int i = 0; i < NH; i++)
     host_down(i);

@@ -27,6 +27,8 @@
 #include "np_relaymsg.h"
 #include "np_relaysvc.h"
 #include "np_stream.h"
+#include "np_swarm.h"
+#include "np_tmem.h"
 #include "tap.h"
 
 #define MAXH 12
@@ -606,8 +608,10 @@ static void test_refusals(void) {
   }
   is_int(reserve_status(4, 0), NP_RELAYMSG_RESERVATION_REFUSED,
          "past max_reservations: RESERVATION_REFUSED");
-  ok(stats(0).refused >= 9, "refusals are counted (%llu)",
-     (unsigned long long)stats(0).refused);
+  ok(stats(0).refused == 9 && stats(0).reservations_refused == 8,
+     "refusals are counted (%llu, of them RESERVE %llu)",
+     (unsigned long long)stats(0).refused,
+     (unsigned long long)stats(0).reservations_refused);
   /* max_circuits per peer: T (1) holds a circuit; a second is refused */
   H[1].answer = 0; /* keep it waiting for STOP */
   e = connect_via(2, 0, 1, 0);
@@ -706,6 +710,12 @@ static void test_pipe_unlimited(void) {
   }
   H[1].echo_back = 1;
   H[1].tx_total = N;
+  {
+    ep *rv = reserve(1, 0);
+    ok(rv && status_of(rv) == NP_RELAYMSG_OK && !rv->m.has_limit,
+       "an unlimited_peers peer's reservation carries no limit");
+    ep_free(rv);
+  }
   s = open_circuit(100, 50, &t);
   ok(s && status_of(s) == NP_RELAYMSG_OK, "CONNECT: STATUS OK (%d)",
      s ? status_of(s) : -1);
@@ -885,10 +895,35 @@ static void test_goes_away(void) {
   ok(s && status_of(s) == NP_RELAYMSG_CONNECTION_FAILED,
      "the target resetting during the STOP wait: CONNECTION_FAILED");
   ep_free(s);
-  /* the target's host vanishes during the STOP wait (a silent one is
-   * caught by the 30 s STOP timeout; a deleted one closes its conns) */
+  /* the target's host vanishes silently during the STOP wait: the
+   * relay's probes find it in seconds, well before the 30 s timeout */
   s = connect_via(2, 0, 1, 0);
   WAIT(H[1].neps == 3 && last_stop(1)->have_msg, 5);
+  {
+    double t0 = ev_time();
+    np_swarm_mem_vanish(np_host_swarm(H[1].h));
+    run_until(s ? &s->have_msg : &one, 15);
+    ok(s && status_of(s) == NP_RELAYMSG_CONNECTION_FAILED &&
+           ev_time() - t0 < 10,
+       "the target vanishing during the STOP wait: CONNECTION_FAILED in "
+       "%.1fs",
+       ev_time() - t0);
+  }
+  ep_free(s);
+  WAIT(stats(0).reservations == 0 && stats(0).circuits == 0, 3);
+  ok(stats(0).reservations == 0 && stats(0).circuits == 0,
+     "its reservation and the circuit are gone");
+  all_down();
+  if (trio(NULL) != 0) {
+    ok(0, "away: hosts up again");
+    all_down();
+    return;
+  }
+  is_int(reserve_status(1, 0), NP_RELAYMSG_OK, "away: reserved again");
+  H[1].answer = 0;
+  /* the target's host is deleted during the STOP wait */
+  s = connect_via(2, 0, 1, 0);
+  WAIT(H[1].neps == 1 && last_stop(1)->have_msg, 5);
   host_down(1);
   run_until(s ? &s->have_msg : &one, 5);
   ok(s && status_of(s) == NP_RELAYMSG_CONNECTION_FAILED,
@@ -960,6 +995,15 @@ static void test_goes_away(void) {
   all_down();
 }
 
+/* AutoNAT's verdict, as the AutoNAT module would emit it. */
+static void reach(int i, int state) {
+  np_event e;
+  memset(&e, 0, sizeof(e));
+  e.type = NP_EV_REACHABILITY;
+  e.reachability = state;
+  np_events_emit(np_host_events(H[i].h), &e);
+}
+
 static void test_service_modes(void) {
   ep *e;
   /* off: no hop protocol */
@@ -985,7 +1029,171 @@ static void test_service_modes(void) {
     return;
   }
   ok(!stats(0).serving, "service = auto on a private host does not serve");
+  if (host_up(1, NULL, NULL) != 0 || connect_to(1, 0) != 0) {
+    ok(0, "modes: target up");
+    all_down();
+    return;
+  }
+  reach(0, NP_REACH_PUBLIC);
+  ok(stats(0).serving &&
+         np_proto_find(np_host_protos(H[0].h), NP_RELAYMSG_HOP_PROTOCOL,
+                       strlen(NP_RELAYMSG_HOP_PROTOCOL)) != NULL,
+     "service = auto: AutoNAT saying public registers the hop protocol");
+  is_int(reserve_status(1, 0), NP_RELAYMSG_OK, "auto + public: reserving works");
+  reach(0, NP_REACH_PRIVATE);
+  ok(!stats(0).serving && stats(0).reservations == 0 &&
+         np_proto_find(np_host_protos(H[0].h), NP_RELAYMSG_HOP_PROTOCOL,
+                       strlen(NP_RELAYMSG_HOP_PROTOCOL)) == NULL,
+     "service = auto: private again withdraws the protocol and reservations");
+  reach(0, NP_REACH_UNKNOWN);
+  ok(!stats(0).serving, "no verdict: back to the address check (private)");
   all_down();
+  /* auto before any verdict: a listen address that counts as public */
+  if (host_up(0, "/ip4/127.0.0.1/udp/0/quic-v1",
+              "[relay]\nservice = auto\n[nat]\ntreat_as_public = "
+              "127.0.0.0/8\n") != 0 ||
+      host_up(1, "/ip4/127.0.0.1/udp/0/quic-v1", NULL) != 0 ||
+      connect_to(1, 0) != 0) {
+    ok(0, "modes: public hosts up");
+    all_down();
+    return;
+  }
+  ok(stats(0).serving,
+     "service = auto with a public listen address serves before a verdict");
+  {
+    char want[256], t[256];
+    int found = 0;
+    e = reserve(1, 0);
+    snprintf(want, sizeof(want), "%s/p2p/%s", H[0].addr, H[0].peer);
+    for (size_t k = 0; e && e->have_msg && !e->msg_err &&
+                       k < e->m.reservation.naddrs;
+         k++)
+      if (np_maddr_to_string(e->m.reservation.addrs[k].data,
+                             e->m.reservation.addrs[k].len, t,
+                             sizeof(t)) > 0 &&
+          strcmp(t, want) == 0)
+        found = 1;
+    ok(found, "the reservation lists the public (treat_as_public) address");
+    ep_free(e);
+  }
+  reach(0, NP_REACH_PRIVATE);
+  ok(!stats(0).serving, "an AutoNAT verdict of private overrides it");
+  all_down();
+}
+
+/* RESERVE and CONNECT over a limited (relayed) connection. */
+static np_tmem_net *mnet;
+static np_loop *mloop;
+
+static int add_limited(int i, const char *name) {
+  np_tmem_config mc;
+  np_transport *tm;
+  void *ud;
+  const np_conn_cbs *cbs;
+  uint8_t bin[64];
+  np_ssize n;
+  np_tmem_config_default(&mc);
+  mc.limited = 1;
+  cbs = np_swarm_conn_cbs(np_host_swarm(H[i].h), &ud);
+  if (np_tmem_new(&tm, mnet, &H[i].id, &mc, cbs, ud) != 0)
+    return -1;
+  if (np_swarm_add_transport(np_host_swarm(H[i].h), tm) != 0) {
+    tm->ops->del(tm);
+    return -1;
+  }
+  if (name == NULL)
+    return 0;
+  n = np_maddr_parse(name, strlen(name), bin, sizeof(bin));
+  return n > 0 ? tm->ops->listen(tm, bin, (size_t)n) : -1;
+}
+
+static const np_conn *lim_conn;
+static int find_lim(const np_conn *c, void *ud) {
+  (void)ud;
+  if (c->limited) {
+    lim_conn = c;
+    return 1;
+  }
+  return 0;
+}
+
+static ep *hop_over_limited(int i, const np_relaymsg *m) {
+  ep *e = calloc(1, sizeof(*e));
+  uint8_t out[NP_RELAYMSG_MSG_MAX + 16];
+  np_ssize n;
+  void *h;
+  if (e == NULL)
+    return NULL;
+  e->kind = NP_RELAYMSG_HOP;
+  lim_conn = NULL;
+  np_swarm_foreach_conn(np_host_swarm(H[i].h), find_lim, NULL);
+  if (lim_conn == NULL ||
+      np_swarm_conn_open(np_host_swarm(H[i].h), lim_conn,
+                         NP_RELAYMSG_HOP_PROTOCOL, on_stream, e, &h) != 0) {
+    free(e);
+    return NULL;
+  }
+  run_until(&e->opened, 5);
+  if (!e->opened || e->open_err || e->s == NULL) {
+    if (e->opened)
+      free(e);
+    return NULL;
+  }
+  n = np_relaymsg_encode_lp(m, out, sizeof(out));
+  if (n > 0)
+    e->s->ops->write(e->s, out, (size_t)n);
+  run_until(&e->have_msg, 5);
+  return e;
+}
+
+static void test_limited(void) {
+  char t[200];
+  uint8_t a[128];
+  const uint8_t *ap = a;
+  size_t al;
+  void *net;
+  const np_net_ops *ops;
+  waitv w = {0, 0};
+  np_relaymsg m;
+  ep *e;
+  if (np_loop_new(&mloop, ev) != 0 || np_tmem_net_new(&mnet, mloop) != 0 ||
+      trio(NULL) != 0 || add_limited(0, "/memory/limR") != 0 ||
+      /* on QUIC: its only /memory/ transport is the limited one */
+      host_up(3, "/ip4/127.0.0.1/udp/0/quic-v1", NULL) != 0 ||
+      add_limited(3, NULL) != 0) {
+    ok(0, "limited: hosts up");
+    all_down();
+    return;
+  }
+  ops = np_host_net(H[3].h, &net);
+  snprintf(t, sizeof(t), "/memory/limR/p2p/%s", H[0].peer);
+  al = (size_t)np_maddr_parse(t, strlen(t), a, sizeof(a));
+  if (ops->connect(net, &H[0].id.id, &ap, &al, 1, 5000, on_done, &w, NULL) ==
+      0)
+    run_until(&w.done, 5);
+  ok(w.done && w.err == 0, "a limited link to the relay (%s)",
+     np_errname(w.err));
+  np_relaymsg_init(&m);
+  m.kind = NP_RELAYMSG_HOP;
+  m.type = NP_RELAYMSG_HOP_RESERVE;
+  e = hop_over_limited(3, &m);
+  ok(e && status_of(e) == NP_RELAYMSG_PERMISSION_DENIED,
+     "RESERVE over a limited connection: PERMISSION_DENIED (%d)",
+     e ? status_of(e) : -1);
+  ep_free(e);
+  is_int(reserve_status(1, 0), NP_RELAYMSG_OK, "limited: the target reserves");
+  m.type = NP_RELAYMSG_HOP_CONNECT;
+  m.has_peer = 1;
+  m.peer.id = H[1].id.id;
+  e = hop_over_limited(3, &m);
+  ok(e && status_of(e) == NP_RELAYMSG_PERMISSION_DENIED,
+     "CONNECT over a limited connection: PERMISSION_DENIED (%d)",
+     e ? status_of(e) : -1);
+  ep_free(e);
+  is_int((int)stats(0).circuits, 0, "limited: no circuit");
+  all_down();
+  np_tmem_net_del(mnet);
+  np_loop_del(mloop);
 }
 
 /* The per-IP limit over QUIC from two loopback addresses. */
@@ -1030,6 +1238,126 @@ static void test_per_ip(void) {
   all_down();
 }
 
+/* Requests cut short, and the relay stopping with work at every step. */
+static void test_relay_away(void) {
+  ep *half, *half2, *wait, *lg;
+  void *net;
+  const np_net_ops *ops;
+  const char *proto = NP_RELAYMSG_HOP_PROTOCOL;
+  static const uint8_t part[] = {10, 0x08}; /* a 10-byte message, begun */
+  if (trio(NULL) != 0) {
+    ok(0, "relay-away: hosts up");
+    all_down();
+    return;
+  }
+  ops = np_host_net(H[2].h, &net);
+  /* a half-sent request whose stream is reset */
+  half = calloc(1, sizeof(*half));
+  half->kind = NP_RELAYMSG_HOP;
+  ops->open_stream(net, &H[0].id.id, &proto, 1, 0, 5000, on_stream, half,
+                   NULL);
+  run_until(&half->opened, 5);
+  if (half->s)
+    half->s->ops->write(half->s, part, sizeof(part));
+  run_for(0.1);
+  if (half->s)
+    half->s->ops->reset(half->s);
+  run_for(0.1);
+  ok(half->opened && !half->have_msg,
+     "a request reset half-way gets no answer (and leaves nothing behind)");
+  ep_free(half);
+  /* another one left half-sent, a circuit waiting for STOP, an answered
+   * stream lingering: then the relay stops */
+  half2 = calloc(1, sizeof(*half2));
+  half2->kind = NP_RELAYMSG_HOP;
+  ops->open_stream(net, &H[0].id.id, &proto, 1, 0, 5000, on_stream, half2,
+                   NULL);
+  run_until(&half2->opened, 5);
+  if (half2->s)
+    half2->s->ops->write(half2->s, part, sizeof(part));
+  lg = reserve(1, 0);
+  H[1].answer = 0;
+  wait = connect_via(2, 0, 1, 0);
+  WAIT(H[1].neps == 1 && last_stop(1)->have_msg, 5);
+  ok(lg && status_of(lg) == NP_RELAYMSG_OK && wait && H[1].neps == 1,
+     "relay-away: a request pending, a circuit in the STOP wait, an answered "
+     "stream");
+  host_down(0);
+  WAIT(half2->closed && wait->closed && last_stop(1) &&
+           last_stop(1)->closed,
+       5);
+  ok(half2->closed && wait->closed && !wait->have_msg && last_stop(1) &&
+         last_stop(1)->closed,
+     "the relay going away ends them all");
+  ep_free(half2);
+  ep_free(wait);
+  ep_free(lg);
+  all_down();
+}
+
+/* An answered hop stream the client never closes is reset after 10 s;
+ * the reservation (reservation_ttl = 10s) expires meanwhile. */
+static void test_linger(void) {
+  ep *e;
+  double t0;
+  if (trio("reservation_ttl = 10s\n") != 0) {
+    ok(0, "linger: hosts up");
+    all_down();
+    return;
+  }
+  e = reserve(1, 0);
+  ok(e && status_of(e) == NP_RELAYMSG_OK, "linger: reserved");
+  run_until(e ? &e->fin : &one, 3);
+  t0 = ev_time();
+  run_until(e ? &e->closed : &one, 15);
+  ok(e && e->closed && e->close_err != 0 && ev_time() - t0 > 5,
+     "an answered hop stream left open by the client is reset (%.1fs)",
+     ev_time() - t0);
+  ep_free(e);
+  WAIT(stats(0).reservations == 0, 3);
+  is_int((int)stats(0).reservations, 0,
+         "the reservation expires after reservation_ttl though the target "
+         "stays connected");
+  e = connect_via(2, 0, 1, 0);
+  run_until(e ? &e->have_msg : &one, 5);
+  ok(e && status_of(e) == NP_RELAYMSG_NO_RESERVATION,
+     "CONNECT to it then: NO_RESERVATION (%d)", e ? status_of(e) : -1);
+  ep_free(e);
+  all_down();
+}
+
+/* max_circuits_total counts every circuit, whoever its ends are. */
+static void test_total(void) {
+  ep *a, *b;
+  if (trio("max_circuits_total = 1\n") != 0 || host_up(3, NULL, NULL) != 0 ||
+      connect_to(3, 0) != 0) {
+    ok(0, "total: hosts up");
+    all_down();
+    return;
+  }
+  is_int(reserve_status(1, 0), NP_RELAYMSG_OK, "total: target 1 reserved");
+  is_int(reserve_status(3, 0), NP_RELAYMSG_OK, "total: target 3 reserved");
+  H[1].answer = 0;
+  a = connect_via(2, 0, 1, 0);
+  WAIT(H[1].neps == 1, 5);
+  b = connect_via(2, 0, 3, 0);
+  run_until(b ? &b->have_msg : &one, 5);
+  ok(a && b && status_of(b) == NP_RELAYMSG_RESOURCE_LIMIT_EXCEEDED,
+     "past max_circuits_total: RESOURCE_LIMIT_EXCEEDED (%d)",
+     b ? status_of(b) : -1);
+  ep_free(b);
+  ep_free(a);
+  WAIT(stats(0).circuits == 0, 3);
+  H[3].answer = NP_RELAYMSG_OK;
+  b = connect_via(2, 0, 3, 0);
+  run_until(b ? &b->have_msg : &one, 5);
+  ok(b && status_of(b) == NP_RELAYMSG_OK,
+     "once the first circuit is gone another opens (%d)",
+     b ? status_of(b) : -1);
+  ep_free(b);
+  all_down();
+}
+
 int main(void) {
   np_log_set_level(getenv("RSVC_LOG") ? NP_LOG_INFO : NP_LOG_ERROR);
   ev = ev_default_loop(0);
@@ -1043,6 +1371,10 @@ int main(void) {
   test_goes_away();
   test_service_modes();
   test_per_ip();
+  test_limited();
+  test_relay_away();
+  test_total();
+  test_linger();
   ev_timer_stop(ev, &tick);
   return done_testing();
 }
