@@ -10,7 +10,8 @@
  *    the limited connection left alone;
  *  - a peer without DCUtR: one attempt, failure "does not support";
  *  - a stream on a direct connection, or an inbound limited one, is
- *    refused by the responder;
+ *    refused by the responder; broken messages (SYNC first, an oversized
+ *    length prefix, no usable address) reset the stream, reason recorded;
  *  - the same over a real circuit relay v2 connection (np_relaysvc,
  *    np_relayc);
  *  - either side going away at each step of the exchange (ASan build).
@@ -25,6 +26,7 @@
 #include "np_crypto.h"
 #include "np_daemon.h"
 #include "np_dcutr.h"
+#include "np_dcutrmsg.h"
 #include "np_err.h"
 #include "np_event.h"
 #include "np_host.h"
@@ -470,6 +472,8 @@ static void test_relay(void) {
 /* Responder refusals: B opening on a connection where B is the dialer. */
 typedef struct rs {
   int done, err, closed, cerr;
+  const uint8_t *msg; /* what to send (NULL: a CONNECT with no address) */
+  size_t len;
 } rs;
 static void rs_close(np_stream *s, int err, void *ud) {
   rs *r = ud;
@@ -488,7 +492,10 @@ static void rs_opened(void *ud, int err, np_stream *s, const char *proto) {
   if (err == 0) {
     static const uint8_t connect[] = {0x04, 0x08, 0x64, 0x12, 0x00};
     np_stream_set_cbs(s, &rs_cbs, r);
-    s->ops->write(s, connect, sizeof(connect));
+    if (r->msg)
+      s->ops->write(s, r->msg, r->len);
+    else
+      s->ops->write(s, connect, sizeof(connect));
   } else {
     r->closed = 1;
   }
@@ -519,6 +526,58 @@ static void test_refusals(void) {
      "initiates (%s)",
      np_errname(r.err ? r.err : r.cerr));
   ok(status(&b, &a).state == 0, "I started no exchange for it");
+
+  /* I (B, the inbound side) sends H (A) what a broken or hostile peer
+   * would: each stream is reset and the reason recorded. */
+  {
+    static const uint8_t sync_first[] = {0x03, 0x08, 0xac, 0x02};
+    static const uint8_t huge[] = {0xff, 0xff, 0xff, 0x0f};
+    uint8_t priv[64], msg[128];
+    np_dcutrmsg m;
+    np_dcutrmsg_blob bl;
+    np_ssize ml;
+    struct {
+      const uint8_t *msg;
+      size_t len;
+      const char *why, *what;
+    } cases[3] = {
+        {sync_first, sizeof(sync_first), "unexpected message (wrong type)",
+         "SYNC before CONNECT"},
+        {huge, sizeof(huge), "unexpected message (NP_ELIMIT)",
+         "a length prefix over 4 KiB"},
+        {NULL, 0, "peer sent no public QUIC address",
+         "a CONNECT with only a private address"}};
+    bl.len = (size_t)np_maddr_parse("/ip4/10.0.0.1/udp/1/quic-v1", 27, priv,
+                                    sizeof(priv));
+    bl.data = priv;
+    np_dcutrmsg_init(&m);
+    m.type = NP_DCUTRMSG_CONNECT;
+    m.addrs = &bl;
+    m.naddrs = 1;
+    ml = np_dcutrmsg_encode_lp(&m, msg, sizeof(msg));
+    cases[2].msg = msg;
+    cases[2].len = ml > 0 ? (size_t)ml : 0;
+    for (int i = 0; i < 3; i++) {
+      np_dcutr_status st;
+      c = limited_conn(&b, &a);
+      memset(&r, 0, sizeof(r));
+      r.msg = cases[i].msg;
+      r.len = cases[i].len;
+      ok(c != NULL && np_swarm_conn_open(np_host_swarm(b.h), c,
+                                         "/libp2p/dcutr", rs_opened, &r,
+                                         NULL) == 0,
+         "I opens /libp2p/dcutr and sends %s", cases[i].what);
+      RUN_UNTIL(r.closed, 5);
+      RUN_UNTIL(strstr(status(&a, &b).why, cases[i].why) != NULL, 2);
+      st = status(&a, &b);
+      ok(r.closed && r.cerr != 0 && !st.initiator &&
+             strstr(st.why, cases[i].why) != NULL,
+         "H resets the stream (%s) and records why: %s (%s)",
+         np_errname(r.cerr), st.why, np_dcutr_state_name(st.state));
+    }
+    ok(status(&a, &b).state == NP_DCUTR_FAILED,
+       "no usable address from the peer ends H's exchange");
+  }
   host_down(&a);
   host_down(&b);
 }
