@@ -16,6 +16,7 @@
 #include "np_stream.h"
 #include "np_swarm.h"
 #include "np_tquic.h"
+#include "np_ttcp.h"
 
 #define SUB "dcutr"
 #define ADDRS_MAX 8      /* peer addresses punched or dialed per attempt */
@@ -184,10 +185,17 @@ static int is_quic(const uint8_t *bin, size_t len) {
   return np_maddr_to_sockaddr(bin, len, &ss, &sl) == 0;
 }
 
-/* A public QUIC address with no relay hop (np_maddr_is_public_with takes
- * only plain /ip4|ip6/.../udp/P/quic-v1 and .../tcp/P shapes). */
+static int is_tcp(const uint8_t *bin, size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  return np_maddr_to_sockaddr_tcp(bin, len, &ss, &sl) == 0;
+}
+
+/* A public QUIC or TCP address with no relay hop (np_maddr_is_public_with
+ * takes only plain /ip4|ip6/.../udp/P/quic-v1 and .../tcp/P shapes). */
 static int usable(const np_dcutr *d, const uint8_t *bin, size_t len) {
-  return len > 0 && len <= NP_CONN_ADDR_MAX && is_quic(bin, len) &&
+  return len > 0 && len <= NP_CONN_ADDR_MAX &&
+         (is_quic(bin, len) || is_tcp(bin, len)) &&
          np_maddr_is_public_with(bin, len, d->pub, d->npub);
 }
 
@@ -234,13 +242,14 @@ static size_t own_addrs(np_dcutr *d, const uint8_t **bins, size_t *lens) {
   return n;
 }
 
-/* Keep the peer's usable addresses from |m|. */
+/* Keep the peer's usable addresses from |m|, QUIC ones first. */
 static void take_addrs(sess *x, const np_dcutrmsg *m) {
   x->naddrs = 0;
-  for (size_t i = 0; i < m->naddrs && x->naddrs < ADDRS_MAX; i++) {
-    const np_dcutrmsg_blob *b = &m->addrs[i];
+  for (size_t i = 0; i < 2 * m->naddrs && x->naddrs < ADDRS_MAX; i++) {
+    const np_dcutrmsg_blob *b = &m->addrs[i % m->naddrs];
     size_t k;
-    if (!usable(x->d, b->data, b->len))
+    if (!usable(x->d, b->data, b->len) ||
+        is_quic(b->data, b->len) != (i < m->naddrs))
       continue;
     for (k = 0; k < x->naddrs; k++)
       if (x->alen[k] == b->len && memcmp(x->addrs[k], b->data, b->len) == 0)
@@ -556,8 +565,19 @@ static void ptimer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
         x->dial = NULL;
     }
   }
-  for (size_t i = 0; q != NULL && i < x->naddrs; i++) {
-    int rv = np_quic_punch(q, x->addrs[i], x->alen[i]);
+  for (size_t i = 0; i < x->naddrs; i++) {
+    int rv = NP_ENOTSUP;
+    if (is_quic(x->addrs[i], x->alen[i])) {
+      if (q != NULL)
+        rv = np_quic_punch(q, x->addrs[i], x->alen[i]);
+    } else if (x->npunch == 0) {
+      /* TCP: one connect(2) from the listen port, which the kernel
+       * retries; A's own connect makes it a simultaneous open. */
+      np_transport *tt = np_swarm_transport(d->sw, NP_TRANSPORT_TCP);
+      rv = tt ? np_ttcp_punch(tt, x->addrs[i], x->alen[i]) : NP_ENOTSUP;
+    } else {
+      continue;
+    }
     if (rv != 0 && x->npunch == 0)
       np_debug(SUB, "punch-skipped peer=%s err=%s", x->pstr, np_errname(rv));
   }
@@ -601,7 +621,7 @@ static void b_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
   np_dcutrmsg_free(&m);
   np_info(SUB, "rtt peer=%s rtt_ms=%.1f", x->pstr, rtt * 1000);
   if (x->naddrs == 0) {
-    set_why(x, "%s", "peer sent no public QUIC address");
+    set_why(x, "%s", "peer sent no public QUIC or TCP address");
     sess_stop_io(x, 1);
     sess_fail(x);
     return;
@@ -758,7 +778,7 @@ static void a_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
       take_addrs(x, &m);
       np_dcutrmsg_free(&m);
       if (x->naddrs == 0) {
-        set_why(x, "%s", "peer sent no public QUIC address");
+        set_why(x, "%s", "peer sent no public QUIC or TCP address");
         sess_stop_io(x, 1);
         sess_fail(x);
         return;
@@ -866,7 +886,8 @@ static const np_stream_cbs handler_cbs = {
 static void remember_observed(np_dcutr *d, const uint8_t *bin, size_t len) {
   uint64_t now = now_ms(d);
   oaddr *slot = &d->observed[0];
-  if (len == 0 || len > NP_CONN_ADDR_MAX || !is_quic(bin, len))
+  if (len == 0 || len > NP_CONN_ADDR_MAX ||
+      !(is_quic(bin, len) || is_tcp(bin, len)))
     return;
   for (size_t i = 0; i < OBSERVED_MAX; i++) {
     oaddr *a = &d->observed[i];

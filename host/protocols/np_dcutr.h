@@ -5,17 +5,21 @@
  * the relayed connection as inbound and starts ("initiator"): it opens
  * /libp2p/dcutr on it, sends CONNECT{B's addresses}, A ("responder")
  * answers CONNECT{A's}, B takes the round trip as RTT, sends SYNC, waits
- * RTT/2 and punches while A, on SYNC, dials B. QUIC only: A dials B from
- * its listen socket (the QUIC client); B sends datagrams of random bytes
- * from its listen socket to A's addresses (every 10..200 ms, growing, for
- * the attempt) and accepts A's Initial as an inbound connection. On B's
+ * RTT/2 and punches while A, on SYNC, dials B (np_swarm_dial_new: QUIC
+ * first, from the listen sockets). QUIC: A is the QUIC client; B sends
+ * datagrams of random bytes from its listen socket to A's QUIC addresses
+ * (every 10..200 ms, growing, for the attempt) and accepts A's Initial as
+ * an inbound connection. TCP: B connects once from its listen port to each
+ * of A's TCP addresses as the handshake's listener (np_ttcp_punch), so
+ * A's own connect makes a simultaneous open with A as the dialer. On B's
  * last attempt (of 3 or more) B also dials A, as go does since v0.48 for
  * peers that have the roles the other way round.
  *
- * Addresses sent: our public QUIC listen addresses ([nat] treat_as_public
- * widens "public"), the observed addresses the "obsaddr" module confirmed,
- * and recent addresses peers reported in identify (go sends 1-observer
- * ones too). Accepted from the peer: public, non-relay QUIC addresses.
+ * Addresses sent: our public QUIC and TCP listen addresses ([nat]
+ * treat_as_public widens "public"), the observed addresses the "obsaddr"
+ * module confirmed, and recent addresses peers reported in identify (go
+ * sends 1-observer ones too). Accepted from the peer: public, non-relay
+ * QUIC and TCP addresses (QUIC first, at most 8).
  *
  * Up to [nat] hole_punch_attempts attempts, each bounded by [nat]
  * hole_punch_timeout. Success is any direct (not limited) connection to

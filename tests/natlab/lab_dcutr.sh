@@ -10,8 +10,9 @@
 # answers, B punches from its listen port while A dials from its own, and
 # a direct QUIC connection replaces the relayed one: A outbound to NAT A's
 # public address, B inbound from NAT B's. Calls then go direct and the
-# relayed connection is closed. With symmetric NATs on both sides the
-# punch fails after 3 attempts and the relay stays. About 60 s; root only.
+# relayed connection is closed. Then the same over TCP only: a simultaneous
+# open. With symmetric NATs on both sides the punch fails after 3 attempts
+# and the relay stays. About 80 s; root only.
 . "$(dirname "$0")/lib.sh"
 watchdog 240
 t0=$(date +%s)
@@ -33,13 +34,17 @@ run() {
 service = on
 client = off" start_host pub1 public-1 server "" ""
   need "$kind: public-1 starts (relay service)" host_ready pub1
+  # $3 = tcp: the private hosts reach public-1 over TCP only, so identify
+  # reports their TCP addresses and the punch is a TCP simultaneous open.
+  boot=$pub1_addr
+  [ "${3:-}" = tcp ] && boot="/ip4/$(lab addr public-1)/tcp/4001/p2p/$pub1_id"
   HOST_EXTRA="[relay]
 service = off
 client = on
-relays = $pub1_addr" start_host priv1 private-1 client "$pub1_addr" hello
+relays = $boot" start_host priv1 private-1 client "$boot" hello
   HOST_EXTRA="[relay]
 service = off
-client = off" start_host priv2 private-2 client "$pub1_addr" ""
+client = off" start_host priv2 private-2 client "$boot" ""
   need "$kind: private-1 starts" host_ready priv1
   need "$kind: private-2 starts" host_ready priv2
   check "$kind: private-1 reserves on public-1" \
@@ -99,9 +104,9 @@ finish_hosts() {
 run apdf call
 NAT_A=$(lab addr nat-a) NAT_B=$(lab addr nat-b)
 check "apdf: private-2 (A) punches private-1 at NAT A's public address" \
-  wait_for "$T/priv2/log" "dcutr punch peer=$priv1_id addrs=/ip4/$NAT_A/udp/4001/quic-v1 attempt=1" 10
+  wait_for "$T/priv2/log" "dcutr punch peer=$priv1_id addrs=/ip4/$NAT_A/udp/4001/quic-v1" 10
 check "apdf: private-1 (B) punches private-2 at NAT B's public address" \
-  wait_for "$T/priv1/log" "dcutr punch peer=$priv2_id addrs=/ip4/$NAT_B/udp/4001/quic-v1 attempt=1" 10
+  wait_for "$T/priv1/log" "dcutr punch peer=$priv2_id addrs=/ip4/$NAT_B/udp/4001/quic-v1" 10
 check "apdf: private-2 reports the direct connection" \
   wait_for "$T/priv2/log" "dcutr direct peer=$priv1_id addr=/ip4/$NAT_A/udp/4001/quic-v1" 20
 check "apdf: private-1 reports it too" \
@@ -137,6 +142,25 @@ check "apdf: only the direct connection is left ($recs)" \
 check "apdf: no DCUtR failure logged" \
   sh -c '! grep -q "dcutr failed" "$1/priv1/log" "$1/priv2/log"' _ "$T"
 finish_hosts apdf
+
+# ---- apdf again, everything over TCP: a simultaneous open -------------------
+run apdf call tcp
+NAT_A=$(lab addr nat-a) NAT_B=$(lab addr nat-b)
+check "tcp: private-2 (A) punches private-1 at NAT A's public TCP address" \
+  wait_for "$T/priv2/log" "dcutr punch peer=$priv1_id addrs=/ip4/$NAT_A/tcp/4001" 10
+check "tcp: private-2 reports a direct TCP connection" \
+  wait_for "$T/priv2/log" "dcutr direct peer=$priv1_id addr=/ip4/$NAT_A/tcp/4001" 20
+check "tcp: private-1 reports it too" \
+  wait_for "$T/priv1/log" "dcutr direct peer=$priv2_id addr=/ip4/$NAT_B/tcp/4001" 20
+grep -m1 "dcutr direct peer=$priv2_id" "$T/priv1/log" | sed 's/^/# /'
+rec=$(peer_rec "$priv2_ctl" "$priv1_id" | grep '"transport":"tcp"')
+check "tcp: private-2 holds a direct TCP connection to NAT A's address ($rec)" \
+  sh -c 'echo "$1" | grep -qF "\"addr\":\"/ip4/$2/tcp/4001\"" &&
+         ! echo "$1" | grep -q "\"limited\":true"' _ "$rec" "$NAT_A"
+out=$("$CLI" --control "$priv2_ctl" --timeout 10 call "$priv1_id" hello 2>"$T/err")
+check "tcp: a call works over it (got \"$out\" $(cat "$T/err"))" \
+  [ "$out" = "Hello, World!" ]
+finish_hosts tcp
 
 # ---- symmetric NATs on both sides: 3 attempts, then the relay stays ----------
 run sym connect

@@ -545,7 +545,7 @@ static void test_refusals(void) {
          "SYNC before CONNECT"},
         {huge, sizeof(huge), "unexpected message (NP_ELIMIT)",
          "a length prefix over 4 KiB"},
-        {NULL, 0, "peer sent no public QUIC address",
+        {NULL, 0, "peer sent no public QUIC or TCP address",
          "a CONNECT with only a private address"}};
     bl.len = (size_t)np_maddr_parse("/ip4/10.0.0.1/udp/1/quic-v1", 27, priv,
                                     sizeof(priv));
