@@ -7,7 +7,9 @@
  *  - np_quic_punch sends NP_QUIC_PUNCH_LEN random bytes from the listen
  *    port, which a receiving endpoint drops silently (no connection, no
  *    answer), and needs a listening socket;
- *  - keep-alive PINGs keep an idle connection past the idle timeout.
+ *  - keep-alive PINGs keep an idle connection past the idle timeout;
+ *  - np_ttcp_punch (TCP simultaneous open for DCUtR) leaves from a listen
+ *    port or not at all, and a refused punch leaves nothing behind.
  * Every wait is bounded. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -28,6 +30,8 @@
 #include "np_multiaddr.h"
 #include "np_quic.h"
 #include "np_tls.h"
+#include "np_tquic.h"
+#include "np_ttcp.h"
 #include "tap.h"
 
 static struct ev_loop *EV;
@@ -411,6 +415,62 @@ static void test_keepalive(np_loop *loop, uint64_t keepalive, int expect_up) {
   ep_free(&b);
 }
 
+/* np_ttcp_punch (the TCP side of a DCUtR punch): only from a listen port,
+ * only on np_ttcp, and a punch nobody answers leaves nothing behind. */
+static int tcp_ups;
+static void tcp_up(np_conn *c, void *ud) {
+  (void)c, (void)ud;
+  tcp_ups++;
+}
+static void tcp_down(np_conn *c, int err, void *ud) {
+  (void)c, (void)err, (void)ud;
+}
+static void test_tcp_punch(np_loop *loop) {
+  static const np_conn_cbs ccbs = {.conn_up = tcp_up, .conn_down = tcp_down};
+  np_identity id;
+  np_transport *t = NULL, *t2 = NULL;
+  uint8_t addr[64], l[64];
+  char text[64];
+  uint16_t port = free_port(NULL);
+  size_t n;
+  ok(np_identity_generate(&id) == 0 &&
+         np_ttcp_new(&t, loop, &id, NULL, &ccbs, NULL) == 0 &&
+         np_ttcp_new(&t2, loop, &id, NULL, &ccbs, NULL) == 0,
+     "two TCP transports");
+  snprintf(text, sizeof(text), "/ip4/127.0.0.1/tcp/%u", port);
+  n = ma(text, addr, sizeof(addr));
+  is_int(np_ttcp_punch(t, addr, n), NP_ENOENT,
+         "no listen socket: NP_ENOENT (a punch must leave from it)");
+  is_int(t->ops->listen(t, l, ma("/ip4/127.0.0.1/tcp/0", l, sizeof(l))), 0,
+         "the first one listens");
+  {
+    np_transport *q = NULL;
+    np_tls *tls = NULL;
+    ok(np_tls_new(&tls, &id) == 0 &&
+           np_tquic_new(&q, loop, tls, NULL, &ccbs, NULL) == 0 &&
+           np_ttcp_punch(q, addr, n) == NP_EINVAL,
+       "another transport: NP_EINVAL");
+    if (q)
+      q->ops->del(q);
+    np_tls_del(tls);
+  }
+  n = ma("/ip4/127.0.0.1/udp/1/quic-v1", l, sizeof(l));
+  ok(np_ttcp_punch(t, l, n) < 0, "a QUIC address is refused");
+  n = ma(text, addr, sizeof(addr));
+  {
+    int rv = np_ttcp_punch(t, addr, n);
+    ok(rv == 0 || rv == NP_EUNREACH,
+       "a punch to a closed port starts or is refused at once (%s)",
+       np_errname(rv));
+  }
+  WAIT_FOR(t->ops->conn_count(t) == 0, 3.0);
+  ok(t->ops->conn_count(t) == 0 && tcp_ups == 0,
+     "refused: nothing left, no conn_up");
+  t->ops->del(t);
+  t2->ops->del(t2);
+  np_identity_clear(&id);
+}
+
 int main(void) {
   np_loop *loop = NULL;
   signal(SIGPIPE, SIG_IGN);
@@ -423,6 +483,7 @@ int main(void) {
   test_punch(loop);
   test_keepalive(loop, 150, 1);
   test_keepalive(loop, UINT64_MAX, 0);
+  test_tcp_punch(loop);
   ev_run(EV, EVRUN_NOWAIT);
   is_int(np_loop_pending(loop), 0, "no deferred work left");
   np_loop_del(loop);
