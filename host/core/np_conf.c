@@ -108,6 +108,8 @@ static const key keys[] = {
     {"relay", "client", K_TRI, OFF(relay.client), 0, 0, "auto, on or off"},
     {"relay", "relays", K_PEERS, OFF(relay.relays), 0, 0,
      "multiaddrs ending in /p2p/PEER_ID"},
+    {"relay", "client_reservations", K_U32, OFF(relay.client_reservations), 1,
+     16, "a number from 1 to 16"},
     {"relay", "max_reservations", K_U32, OFF(relay.max_reservations), 0, 65536,
      "a number from 0 to 65536"},
     {"relay", "max_circuits", K_U32, OFF(relay.max_circuits), 0, 65536,
@@ -223,6 +225,7 @@ int np_conf_defaults(np_conf *c) {
   c->nat.hole_punch_timeout_ms = SEC(10);
   c->relay.service = NP_TRI_AUTO;
   c->relay.client = NP_TRI_AUTO;
+  c->relay.client_reservations = 3;
   c->relay.max_reservations = 128;
   c->relay.max_circuits = 16;
   c->relay.reservation_ttl_ms = SEC(3600);
@@ -955,7 +958,9 @@ static unsigned flags_of(const key *k) {
       /* the DHT module reads its config once, at start */
       "bootstrap.peers", "bootstrap.connect_timeout", "dht.mode", "dht.protocol",
       "dht.bucket_size", "dht.alpha", "dht.record_ttl", "dht.refresh_interval",
-      "nat.treat_as_public", "relay.service"};
+      "nat.treat_as_public", "relay.service",
+      /* the relay client reads its config once, at start */
+      "relay.client", "relay.relays", "relay.client_reservations"};
   char full[96];
   unsigned f = 0;
   snprintf(full, sizeof(full), "%s.%s", k->section, k->name);
@@ -966,7 +971,9 @@ static unsigned flags_of(const key *k) {
       "relay.service", "relay.max_reservations", "relay.max_circuits",
       "relay.reservation_ttl", "relay.circuit_duration", "relay.circuit_bytes",
       "relay.max_reservations_per_ip", "relay.reserve_rate",
-      "relay.max_circuits_total", "relay.unlimited_peers"};
+      "relay.max_circuits_total", "relay.unlimited_peers",
+      /* the relay client (np_relayc) */
+      "relay.client", "relay.relays", "relay.client_reservations"};
   int is_built = 0;
   for (size_t i = 0; i < NP_ARRAY_LEN(built); i++)
     if (strcmp(full, built[i]) == 0)

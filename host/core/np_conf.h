@@ -75,6 +75,7 @@ typedef struct np_conf {
     int service; /* enum np_tristate */
     int client;  /* enum np_tristate */
     np_strv relays;
+    uint32_t client_reservations; /* relays the client reserves on */
     uint32_t max_reservations;
     uint32_t max_circuits;
     uint64_t reservation_ttl_ms;

@@ -13,6 +13,7 @@
 #include "np_log.h"
 #include "np_module.h"
 #include "np_obsaddr.h"
+#include "np_relayc.h"
 #include "np_ping.h"
 #include "np_plugin.h"
 #include "np_relaysvc.h"
@@ -28,6 +29,7 @@ static const np_module *const host_modules[] = {
     &np_kad_module,
     &np_obsaddr_module,
     &np_relaysvc_module,
+    &np_relayc_module,
 };
 #define NMODULES NP_ARRAY_LEN(host_modules)
 
