@@ -1,6 +1,5 @@
 #include "np_relaysvc.h"
 
-#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
