@@ -883,11 +883,45 @@ static const np_stream_cbs handler_cbs = {
 
 /* ---- events ---------------------------------------------------------------- */
 
-static void remember_observed(np_dcutr *d, const uint8_t *bin, size_t len) {
+/* The UDP or TCP port of |bin| (0 if none). */
+static unsigned port_of(const uint8_t *bin, size_t len, int *udp) {
+  size_t off = 0;
+  np_maddr_comp c;
+  while (np_maddr_next(bin, len, &off, &c) == 1)
+    if ((c.code == NP_MADDR_UDP || c.code == NP_MADDR_TCP) && c.vlen == 2) {
+      *udp = c.code == NP_MADDR_UDP;
+      return (unsigned)(c.val[0] << 8 | c.val[1]);
+    }
+  return 0;
+}
+
+/* 1 if |laddr| (a connection's local address) is on one of our listen
+ * ports: only there is the observed address the one a punch (which
+ * leaves from the listen port) opens. A dial that fell back to an
+ * ephemeral port is seen elsewhere. */
+static int on_listen_port(np_dcutr *d, const uint8_t *laddr, size_t llen) {
+  int udp = 0, ludp = 0;
+  unsigned port = laddr ? port_of(laddr, llen, &udp) : 0;
+  np_transport *t;
+  uint8_t l[NP_CONN_ADDR_MAX];
+  if (port == 0)
+    return 0;
+  t = np_swarm_transport(d->sw, udp ? NP_TRANSPORT_QUIC : NP_TRANSPORT_TCP);
+  for (size_t i = 0; t != NULL && i < t->ops->listen_count(t); i++) {
+    np_ssize n = t->ops->listen_addr(t, i, l, sizeof(l));
+    if (n > 0 && port_of(l, (size_t)n, &ludp) == port && ludp == udp)
+      return 1;
+  }
+  return 0;
+}
+
+static void remember_observed(np_dcutr *d, const uint8_t *bin, size_t len,
+                              const uint8_t *laddr, size_t llen) {
   uint64_t now = now_ms(d);
   oaddr *slot = &d->observed[0];
   if (len == 0 || len > NP_CONN_ADDR_MAX ||
-      !(is_quic(bin, len) || is_tcp(bin, len)))
+      !(is_quic(bin, len) || is_tcp(bin, len)) ||
+      !on_listen_port(d, laddr, llen))
     return;
   for (size_t i = 0; i < OBSERVED_MAX; i++) {
     oaddr *a = &d->observed[i];
@@ -909,7 +943,8 @@ static void on_event(const np_event *ev, void *ud) {
   np_list *it, *tmp;
   switch (ev->type) {
   case NP_EV_OBSERVED_ADDR:
-    remember_observed(d, ev->observed, ev->observed_len);
+    remember_observed(d, ev->observed, ev->observed_len, ev->laddr,
+                      ev->laddr_len);
     return;
   case NP_EV_CONN_UP:
     x = ev->peer ? sess_find(d, ev->peer) : NULL;

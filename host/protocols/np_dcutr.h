@@ -17,8 +17,8 @@
  *
  * Addresses sent: our public QUIC and TCP listen addresses ([nat]
  * treat_as_public widens "public"), the observed addresses the "obsaddr"
- * module confirmed, and recent addresses peers reported in identify (go
- * sends 1-observer ones too). Accepted from the peer: public, non-relay
+ * module confirmed, and recent addresses peers reported in identify on
+ * connections from one of our listen ports (go sends 1-observer ones too). Accepted from the peer: public, non-relay
  * QUIC and TCP addresses (QUIC first, at most 8).
  *
  * Up to [nat] hole_punch_attempts attempts, each bounded by [nat]

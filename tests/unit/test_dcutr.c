@@ -281,15 +281,20 @@ static void os_opened(void *ud, int err, np_stream *s, const char *proto) {
 }
 
 /* Address shape for an injected observed address. */
-static void inject_observed(th *t, const char *text) {
-  uint8_t bin[64];
+static void inject_observed(th *t, const char *text, int on_listen) {
+  uint8_t bin[64], l[256];
+  const char *la = on_listen ? np_daemon_addr_text(t->d, 0)
+                             : "/ip4/127.0.0.1/udp/1/quic-v1";
   np_ssize n = np_maddr_parse(text, strlen(text), bin, sizeof(bin));
+  np_ssize ln = np_maddr_parse(la, strlen(la), l, sizeof(l));
   np_event e;
   memset(&e, 0, sizeof(e));
   e.type = NP_EV_OBSERVED_ADDR;
   e.peer = &t->id.id;
   e.observed = bin;
   e.observed_len = n > 0 ? (size_t)n : 0;
+  e.laddr = l;
+  e.laddr_len = ln > 0 ? (size_t)ln : 0;
   np_events_emit(np_host_events(t->h), &e);
 }
 
@@ -361,8 +366,10 @@ static void test_unreachable(void) {
   ok(host_up(&c, "dC", "treat_as_public = 127.0.0.2/32 127.0.0.3/32") == 0 &&
          host_up(&e, "dE", "treat_as_public = 127.0.0.2/32 127.0.0.3/32") == 0,
      "hosts C and E, each with only a dead observed address");
-  inject_observed(&c, "/ip4/127.0.0.3/udp/9/quic-v1");
-  inject_observed(&e, "/ip4/127.0.0.2/udp/9/quic-v1");
+  /* Seen on a connection from another port: not what a punch opens. */
+  inject_observed(&c, "/ip4/127.0.0.3/udp/7/quic-v1", 0);
+  inject_observed(&c, "/ip4/127.0.0.3/udp/9/quic-v1", 1);
+  inject_observed(&e, "/ip4/127.0.0.2/udp/9/quic-v1", 1);
   np_dcutr_set_timing(dc(&e), 100, 500);
   t0 = now_s();
   is_int(connect_limited(&c, &e), 0, "C dials E over a limited connection");
@@ -380,6 +387,27 @@ static void test_unreachable(void) {
      "the limited connection is left alone, no direct one");
   host_down(&c);
   host_down(&e);
+}
+
+/* An observed address seen on a connection that did not leave from a
+ * listen port (a dial that fell back to an ephemeral port) is not sent:
+ * the punch from the listen port would open another mapping. */
+static void test_observed_port(void) {
+  th x, y;
+  np_dcutr_status st;
+  ok(host_up(&x, "dX", "treat_as_public = 127.0.0.5/32") == 0 &&
+         host_up(&y, "dY", "treat_as_public = 127.0.0.0/8") == 0,
+     "hosts X (only 127.0.0.5 public) and Y");
+  inject_observed(&x, "/ip4/127.0.0.5/udp/7/quic-v1", 0);
+  np_dcutr_set_timing(dc(&x), 50, 500);
+  is_int(connect_limited(&y, &x), 0, "Y dials X over a limited connection");
+  RUN_UNTIL(settled(&x, &y), 5);
+  st = status(&x, &y);
+  ok(st.state == NP_DCUTR_FAILED && strstr(st.why, "no public address") &&
+         st.attempts == 1,
+     "X has no address to send: %s (%u attempt)", st.why, st.attempts);
+  host_down(&x);
+  host_down(&y);
 }
 
 static void test_unsupported(void) {
@@ -623,6 +651,7 @@ int main(void) {
     return 1;
   test_direct();
   test_unreachable();
+  test_observed_port();
   test_unsupported();
   test_refusals();
   test_relay();
