@@ -27,6 +27,11 @@
 #define SEND_MAX (2 * RX_MAX)            /* queued before a reset */
 #define GRACE_TRIES 12 /* relayed connection still busy: look again */
 #define SESSIONS_MAX 256 /* exchanges at once (each holds a few KiB) */
+/* Streams opened to the peer wait for the punch this long at most (the
+ * relayed connection's mark): a punch that works mostly does within a
+ * second or two of its first attempt; the retries run without holding
+ * anyone up. */
+#define MARK_MAX_MS 5000
 
 /* Where an exchange is. */
 enum {
@@ -85,7 +90,9 @@ struct sess {
   ev_timer ptimer; /* B: RTT/2, then the punch pacing */
   unsigned npunch;
   unsigned grace_tries;
-  int marked; /* np_swarm_conn_punching(relay, 1) is in force */
+  int marked;    /* np_swarm_conn_punching(relay, 1) is in force */
+  int mark_over; /* ... and will not be again (MARK_MAX_MS passed) */
+  ev_timer mtimer;
   char why[96];
 };
 
@@ -305,6 +312,7 @@ static sess *sess_find(np_dcutr *d, const np_peerid *peer) {
 
 static void timer_cb(struct ev_loop *ev, ev_timer *w, int revents);
 static void ptimer_cb(struct ev_loop *ev, ev_timer *w, int revents);
+static void mtimer_cb(struct ev_loop *ev, ev_timer *w, int revents);
 
 static sess *sess_new(np_dcutr *d, const np_peerid *peer, int initiator,
                       const np_conn *relay) {
@@ -319,6 +327,7 @@ static sess *sess_new(np_dcutr *d, const np_peerid *peer, int initiator,
   x->t_start = ev_time();
   ev_timer_init(&x->timer, timer_cb, 1., 0.);
   ev_timer_init(&x->ptimer, ptimer_cb, 1., 0.);
+  ev_timer_init(&x->mtimer, mtimer_cb, 1., 0.);
   np_list_insert_tail(&d->sessions, &x->link);
   d->nsessions++;
   return x;
@@ -327,10 +336,23 @@ static sess *sess_new(np_dcutr *d, const np_peerid *peer, int initiator,
 /* Streams opened to the peer meanwhile wait for the direct connection
  * while the relayed one is marked (np_swarm_conn_punching). */
 static void mark(sess *x, int on) {
-  if (x->marked == on || x->relay == NULL)
+  if (x->marked == on || x->relay == NULL || (on && x->mark_over))
     return;
   x->marked = on;
   np_swarm_conn_punching(x->d->sw, x->relay, on);
+  if (on && !ev_is_active(&x->mtimer)) {
+    uint64_t ms = x->d->timeout_ms < MARK_MAX_MS ? x->d->timeout_ms
+                                                 : MARK_MAX_MS;
+    ev_timer_set(&x->mtimer, (double)ms / 1000.0, 0.);
+    ev_timer_start(EV(x->d), &x->mtimer);
+  }
+}
+
+static void mtimer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
+  sess *x = np_container_of(w, sess, mtimer);
+  (void)ev, (void)revents;
+  mark(x, 0);
+  x->mark_over = 1;
 }
 
 static void arm(sess *x, uint64_t ms) {
@@ -370,6 +392,7 @@ static void sess_free(sess *x) {
   mark(x, 0);
   sess_stop_io(x, 1);
   ev_timer_stop(EV(x->d), &x->timer);
+  ev_timer_stop(EV(x->d), &x->mtimer);
   np_list_remove(&x->link);
   x->d->nsessions--;
   free(x);

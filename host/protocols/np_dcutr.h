@@ -26,9 +26,11 @@
  * the peer coming up during the exchange; the swarm then prefers it for
  * new streams, and the relayed connection is closed after a grace period
  * once no stream is open on it. Failure is logged and the relayed
- * connection is left alone. While an exchange runs, its relayed
- * connection is marked with np_swarm_conn_punching, so streams opened to
- * the peer meanwhile wait for the direct connection.
+ * connection is left alone. For the first min(hole_punch_timeout, 5 s) of
+ * an exchange its relayed connection is marked with
+ * np_swarm_conn_punching, so streams opened to the peer meanwhile wait for
+ * the direct connection (a punch that works mostly does within a second
+ * or two); later attempts hold nobody up.
  *
  * Log lines (the NAT lab greps them), subsystem "dcutr":
  *   start peer=P role=initiator|responder

@@ -373,6 +373,22 @@ static void test_unreachable(void) {
   np_dcutr_set_timing(dc(&e), 100, 500);
   t0 = now_s();
   is_int(connect_limited(&c, &e), 0, "C dials E over a limited connection");
+  {
+    /* A stream opened meanwhile waits for the punch a while (the swarm's
+     * 3 s grace, the mark's min(timeout, 5 s)), not for all 3 attempts. */
+    ostream o;
+    void *net;
+    const np_net_ops *ops = np_host_net(c.h, &net);
+    const char *protos[1] = {"/test/echo/1.0.0"};
+    double s0 = now_s();
+    memset(&o, 0, sizeof(o));
+    ops->open_stream(net, &e.id.id, protos, 1, 0, 10000, os_opened, &o, NULL);
+    RUN_UNTIL(o.done, 10);
+    ok(o.done && o.err == 0 && o.limited && now_s() - s0 < 3.5,
+       "a stream opened meanwhile goes over the relayed connection after "
+       "%.1f s, before the attempts are over",
+       now_s() - s0);
+  }
   RUN_UNTIL(settled(&e, &c), 15);
   se = status(&e, &c);
   ok(se.state == NP_DCUTR_FAILED && se.attempts == 3 && se.initiator,
