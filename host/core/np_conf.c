@@ -95,6 +95,12 @@ static const key keys[] = {
      "yes or no"},
     {"nat", "autonat_interval", K_MS, OFF(nat.autonat_interval_ms), SEC(1),
      SEC(86400), "a duration like 15m, from 1s to 24h"},
+    {"nat", "autonat_boot_delay", K_MS, OFF(nat.autonat_boot_delay_ms),
+     MS(100), SEC(3600), "a duration like 15s, from 100ms to 1h"},
+    {"nat", "autonat_peer_limit", K_U32, OFF(nat.autonat_peer_limit), 1, 1000,
+     "a number from 1 to 1000"},
+    {"nat", "autonat_global_limit", K_U32, OFF(nat.autonat_global_limit), 1,
+     10000, "a number from 1 to 10000"},
     {"nat", "hole_punch", K_BOOL, OFF(nat.hole_punch), 0, 0, "yes or no"},
     {"nat", "hole_punch_attempts", K_U32, OFF(nat.hole_punch_attempts), 1, 10,
      "a number from 1 to 10"},
@@ -208,6 +214,9 @@ int np_conf_defaults(np_conf *c) {
   c->nat.autonat = 1;
   c->nat.autonat_service = 1;
   c->nat.autonat_interval_ms = SEC(900);
+  c->nat.autonat_boot_delay_ms = SEC(15);
+  c->nat.autonat_peer_limit = 3;
+  c->nat.autonat_global_limit = 30;
   c->nat.hole_punch = 1;
   c->nat.hole_punch_attempts = 3;
   c->nat.hole_punch_timeout_ms = SEC(10);
@@ -930,13 +939,25 @@ static unsigned flags_of(const key *k) {
       /* the DHT module reads its config once, at start */
       "bootstrap.peers", "bootstrap.connect_timeout", "dht.mode", "dht.protocol",
       "dht.bucket_size", "dht.alpha", "dht.record_ttl", "dht.refresh_interval",
-      "nat.treat_as_public"};
+      "nat.treat_as_public",
+      /* the AutoNAT module reads its config once, at start */
+      "nat.reachability", "nat.autonat", "nat.autonat_service",
+      "nat.autonat_interval", "nat.autonat_boot_delay",
+      "nat.autonat_peer_limit", "nat.autonat_global_limit"};
+  /* keys of an unbuilt section that are built */
+  static const char *const built[] = {
+      "nat.treat_as_public",   "nat.reachability",
+      "nat.autonat",           "nat.autonat_service",
+      "nat.autonat_interval",  "nat.autonat_boot_delay",
+      "nat.autonat_peer_limit", "nat.autonat_global_limit"};
+  int is_built = 0;
   char full[96];
   unsigned f = 0;
   snprintf(full, sizeof(full), "%s.%s", k->section, k->name);
+  for (size_t i = 0; i < NP_ARRAY_LEN(built); i++)
+    is_built |= strcmp(full, built[i]) == 0;
   for (size_t i = 0; i < NP_ARRAY_LEN(unbuilt); i++)
-    if (strcmp(k->section, unbuilt[i]) == 0 &&
-        strcmp(full, "nat.treat_as_public") != 0)
+    if (strcmp(k->section, unbuilt[i]) == 0 && !is_built)
       f |= NP_KEY_UNBUILT;
   for (size_t i = 0; i < NP_ARRAY_LEN(restart); i++)
     if (strcmp(full, restart[i]) == 0)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "np_autonat.h"
 #include "np_ctl.h"
 #include "np_err.h"
 #include "np_idsvc.h"
@@ -26,6 +27,7 @@ static const np_module *const host_modules[] = {
     &np_unarysvc_module,
     &np_kad_module,
     &np_obsaddr_module,
+    &np_autonat_module,
 };
 #define NMODULES NP_ARRAY_LEN(host_modules)
 
