@@ -52,7 +52,10 @@ struct np_autonat {
   np_list cstreams; /* our probe's stream, while it is open */
   ev_timer timer;   /* next probe */
   int timer_on;
-  int waiting; /* a probe is due but no server is connected */
+  int waiting; /* a probe is due but no (new) server is connected */
+  int kick;    /* the timer was set by a newly identified server */
+  int round_over; /* everyone connected was asked: the next timer starts
+                     a new round */
   void *open;  /* the probe's pending open */
   np_stream *cs;
   np_lp_reader crd;
@@ -158,9 +161,10 @@ typedef struct srvreq {
   size_t naddrs;
 } srvreq;
 
-/* Let go of everything |r| holds (the stream gets the linger callbacks and
- * is reset or closed by the caller), unlink and free. */
-static void req_free(srvreq *r) {
+/* Let go of everything |r| holds, unlink and free. Its stream, if any, is
+ * returned with the linger callbacks: the caller resets or closes it. */
+static np_stream *req_free(srvreq *r) {
+  np_stream *s = r->s;
   np_autonat *a = r->a;
   if (r->dial) {
     void *net;
@@ -172,11 +176,12 @@ static void req_free(srvreq *r) {
   }
   if (r->timer_on)
     ev_timer_stop(EV(a), &r->timer);
-  if (r->s)
-    np_stream_set_cbs(r->s, &linger_cbs, NULL);
+  if (s)
+    np_stream_set_cbs(s, &linger_cbs, NULL);
   np_lp_free(&r->rd);
   np_list_remove(&r->link);
   free(r);
+  return s;
 }
 
 /* Answer |status| (with |addr| when OK), FIN, and end |r|. */
@@ -186,7 +191,7 @@ static void respond(srvreq *r, np_autonatmsg_status status, const char *text,
   np_autonatmsg m;
   uint8_t buf[SEND_MAX];
   np_ssize n;
-  np_stream *s = r->s;
+  np_stream *s;
   np_autonatmsg_init(&m);
   m.type = NP_AUTONATMSG_DIAL_RESPONSE;
   m.status = status;
@@ -201,8 +206,7 @@ static void respond(srvreq *r, np_autonatmsg_status status, const char *text,
     a->st.refused++;
   else if (status == NP_AUTONATMSG_E_BAD_REQUEST)
     a->st.bad_requests++;
-  r->s = NULL;
-  req_free(r);
+  s = req_free(r);
   if (s == NULL)
     return;
   n = np_autonatmsg_encode_lp(&m, buf, sizeof(buf));
@@ -394,12 +398,12 @@ static void srv_data(np_stream *s, const uint8_t *data, size_t len,
                      void *ud) {
   srvreq *r = ud;
   (void)s;
+  if (len == 0 && r->dial) /* a half-close after the request: answer */
+    return;
   if (len == 0) { /* FIN before a whole request */
-    np_stream *st = r->s;
-    r->s = NULL;
-    req_free(r);
-    np_stream_set_cbs(st, &linger_cbs, NULL);
-    st->ops->reset(st);
+    np_stream *st = req_free(r);
+    if (st)
+      st->ops->reset(st);
     return;
   }
   while (len > 0 && r->dial == NULL) {
@@ -434,11 +438,10 @@ static const np_stream_cbs srv_cbs = {
 
 static void srv_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
   srvreq *r = np_container_of(w, srvreq, timer);
-  np_stream *s = r->s;
+  np_stream *s;
   (void)ev, (void)revents;
   r->timer_on = 0;
-  r->s = NULL;
-  req_free(r);
+  s = req_free(r);
   if (s)
     s->ops->reset(s);
 }
@@ -557,7 +560,7 @@ static void probe_result(np_autonat *a, int result) {
   if (a->reach == NP_REACH_UNKNOWN && next == a->interval_ms)
     next = NP_AUTONAT_RETRY_MS;
   if (next != NP_AUTONAT_GAP_MS)
-    a->ntried = 0; /* a new round */
+    a->ntried = 0, a->round_over = 0; /* the next is a new round */
   schedule(a, next);
 }
 
@@ -734,12 +737,15 @@ static void probe_start(np_autonat *a) {
   if (a->open || a->cs)
     return;
   np_swarm_foreach_conn(a->sw, pick_conn, &p);
-  if (p.best == NULL && a->ntried > 0) {
-    a->ntried = 0; /* everyone was asked: start over */
-    np_swarm_foreach_conn(a->sw, pick_conn, &p);
-  }
   if (p.best == NULL) {
-    a->waiting = 1; /* a peer identified with the protocol wakes us */
+    /* A peer identified with the protocol wakes us; when everyone
+     * connected was asked in this round, a new round comes after
+     * NP_AUTONAT_RETRY_MS (never the same servers back to back). */
+    a->waiting = 1;
+    if (a->ntried > 0) {
+      a->round_over = 1;
+      schedule(a, NP_AUTONAT_RETRY_MS);
+    }
     return;
   }
   a->waiting = 0;
@@ -760,6 +766,9 @@ static void on_timer(struct ev_loop *ev, ev_timer *w, int revents) {
   np_autonat *a = np_container_of(w, np_autonat, timer);
   (void)ev, (void)revents;
   a->timer_on = 0;
+  if (!a->kick && a->round_over)
+    a->ntried = 0, a->round_over = 0;
+  a->kick = 0;
   probe_start(a);
 }
 
@@ -780,6 +789,7 @@ static void on_event(const np_event *ev, void *ud) {
     if (strcmp(ev->protocols[i], NP_AUTONATMSG_PROTOCOL) == 0) {
       schedule(a, 0); /* on the next turn, outside the dispatch */
       a->waiting = 0;
+      a->kick = 1;
       return;
     }
 }
@@ -799,9 +809,7 @@ static void autonat_stop(void *state) {
   probe_release(a, 1);
   while (!np_list_empty(&a->reqs)) {
     srvreq *r = np_list_entry(a->reqs.next, srvreq, link);
-    np_stream *s = r->s;
-    r->s = NULL;
-    req_free(r); /* withdraws its dial-back */
+    np_stream *s = req_free(r); /* withdraws its dial-back */
     if (s)
       np_stream_abandon(s, NP_ECANCELED);
   }

@@ -19,12 +19,14 @@
  *   - E_DIAL_ERROR while PUBLIC lowers the confidence, or turns PRIVATE at
  *     0; while PRIVATE it raises it (0..3), as does OK while PUBLIC;
  *   - from UNKNOWN, PRIVATE needs E_DIAL_ERROR from NP_AUTONAT_QUORUM (3)
- *     distinct servers with no OK in between (asked back to back); with
- *     fewer servers we stay UNKNOWN and ask again later;
+ *     distinct servers with no OK in between; with fewer servers we stay
+ *     UNKNOWN (the DHT keeps its interim rule) and ask again later;
  *   - other answers (refused, bad request, timeouts, stream errors) change
- *     nothing; the next server is asked after a short gap.
- * While UNKNOWN the next round starts after autonat_retry (90 s), once
- * known after autonat_interval. [nat] reachability = public|private forces
+ *     nothing.
+ * While UNKNOWN, a round asks each connected server once, NP_AUTONAT_GAP_MS
+ * apart, until the state changes; a server identified later is asked at
+ * once; the next round starts after NP_AUTONAT_RETRY_MS (90 s). Once known,
+ * one server is asked every autonat_interval. [nat] reachability = public|private forces
  * the state (no client). Every change is logged (`nat reachability=...
  * why=...`) and emitted as NP_EV_REACHABILITY.
  *
