@@ -1,6 +1,7 @@
 #include "np_autonat.h"
 
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,10 +207,10 @@ static void respond(srvreq *r, np_autonatmsg_status status, const char *text,
     a->st.refused++;
   else if (status == NP_AUTONATMSG_E_BAD_REQUEST)
     a->st.bad_requests++;
+  n = np_autonatmsg_encode_lp(&m, buf, sizeof(buf)); /* |addr| is r's */
   s = req_free(r);
   if (s == NULL)
     return;
-  n = np_autonatmsg_encode_lp(&m, buf, sizeof(buf));
   if (n < 0 || s->ops->send(s, buf, (size_t)n, 1, SEND_MAX) != 0)
     s->ops->reset(s);
 }
@@ -391,7 +392,12 @@ static void handle_request(srvreq *r, const uint8_t *msg, size_t len) {
     respond(r, NP_AUTONATMSG_E_DIAL_ERROR, "dial failed", NULL, 0);
     return;
   }
-  np_debug(SUB, "autonat-dialing-back peer=%s addrs=%zu", ptxt, r->naddrs);
+  for (size_t i = 0; i < r->naddrs; i++) {
+    char atxt[256];
+    if (np_maddr_to_string(r->addrs[i], r->lens[i], atxt, sizeof(atxt)) < 0)
+      snprintf(atxt, sizeof(atxt), "?");
+    np_debug(SUB, "autonat-dialing-back peer=%s addr=%s", ptxt, atxt);
+  }
 }
 
 static void srv_data(np_stream *s, const uint8_t *data, size_t len,

@@ -708,7 +708,7 @@ static void serve_off(np_kad *kad) {
 
 /* auto: AutoNAT's verdict when it has one (public: server, private:
  * client); while it is unknown, a server once any address of ours is
- * public: a listen address, or one a peer observed that is an interface
+ * public: a listen address, or one a peer observed, that is an interface
  * address of this machine (no NAT between). */
 static int wants_server(np_kad *kad) {
   const uint8_t *bins[32];
@@ -726,8 +726,11 @@ static int wants_server(np_kad *kad) {
   if ((ops = np_host_net(kad->h, &net)) == NULL || ops->addrs == NULL)
     return 0;
   n = ops->addrs(net, bins, lens, 32);
+  /* ip_is_ours: the swarm's adverts (a NAT's address we were observed
+   * at, relay addresses) are no address of ours that peers reach as is */
   for (i = 0; i < n && i < 32; i++)
-    if (np_maddr_is_public_with(bins[i], lens[i], kad->pub, kad->npub))
+    if (np_maddr_is_public_with(bins[i], lens[i], kad->pub, kad->npub) &&
+        ip_is_ours(bins[i], lens[i]))
       return 1;
   return 0;
 }
