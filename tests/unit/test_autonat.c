@@ -306,6 +306,8 @@ static void f_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
   if (len == 0 || f == NULL)
     return;
   f->asked++;
+  if (f->status < 0)
+    return; /* a server that never answers */
   np_autonatmsg_init(&m);
   m.type = NP_AUTONATMSG_DIAL_RESPONSE;
   m.status = (np_autonatmsg_status)f->status;
@@ -429,6 +431,30 @@ int main(void) {
      "server status: one dial-back served (%llu addresses dialed)",
      (unsigned long long)s0.addrs_dialed);
   ok(kad_server(1) == 1, "PUBLIC makes the client's DHT (auto) a server");
+  {
+    /* The dial-back is a second connection, inbound at the client, from a
+     * port other than the server's listen port. */
+    void *net;
+    const np_net_ops *ops = np_host_net(Hh[1], &net);
+    np_conn_info ci[16];
+    uint8_t sl[128];
+    size_t n = ops->conns(net, ci, 16), k, sll = listen_addr(0, 0, sl, 128);
+    int in_other = 0, out_listen = 0;
+    for (k = 0; k < n && k < 16; k++) {
+      if (!np_peerid_equal(&ci[k].peer, &Id[0].id))
+        continue;
+      if (ci[k].outbound && ci[k].addr_len == sll &&
+          memcmp(ci[k].addr, sl, sll) == 0)
+        out_listen++;
+      else if (!ci[k].outbound &&
+               !(ci[k].addr_len == sll && memcmp(ci[k].addr, sl, sll) == 0))
+        in_other++;
+    }
+    ok(out_listen == 1 && in_other >= 1,
+       "the client holds its own connection to the server and the dial-back, "
+       "inbound from another port (%d, %d)",
+       out_listen, in_other);
+  }
 
   /* ---- refusals, and nothing dialed at another IP ---- */
   ok(connect_hosts(2, 0) == 0, "requester 2 connected");
@@ -669,6 +695,55 @@ int main(void) {
   ok(np_autonat_reachability(AN(1)) == NP_REACH_PUBLIC && reach_n[1] == 1,
      "one OK: PUBLIC (%s)",
      np_autonat_reach_name(np_autonat_reachability(AN(1))));
+
+  /* ---- client lifecycle: the server vanishes mid-probe; the client
+   * stops mid-probe ---- */
+  np_daemon_del(D[1]);
+  D[1] = NULL;
+  reach_n[1] = 0;
+  ok(up(1,
+        "autonat_service = no\nautonat_boot_delay = 200ms\n"
+        "autonat_interval = 1h\n",
+        NULL) == 0 &&
+         up(9, "autonat = no\nautonat_service = no\n", NULL) == 0 &&
+         fake_server(9, -1) == 0,
+     "a fresh client, a fake server that never answers");
+  watch(1);
+  ok(connect_hosts(1, 9) == 0, "connected");
+  {
+    int flag = 0;
+    double end;
+    ev_now_update(ev);
+    end = ev_now(ev) + 5;
+    while (Fk[9].asked == 0 && ev_now(ev) < end)
+      run_until(&flag, 0.02);
+  }
+  ok(Fk[9].asked == 1 && ST(1).probes == 1, "the client asked it");
+  fake_del(9);
+  run_for(1.0);
+  s1 = ST(1);
+  ok(np_autonat_reachability(AN(1)) == NP_REACH_UNKNOWN && reach_n[1] == 0 &&
+         s1.last_result < 0 && s1.last_result != -1000,
+     "the server went away mid-probe: an error (%s), still UNKNOWN",
+     np_errname(s1.last_result));
+  ok(up(9, "autonat = no\nautonat_service = no\n", NULL) == 0 &&
+         fake_server(9, -1) == 0 && connect_hosts(1, 9) == 0,
+     "another silent server");
+  {
+    int flag = 0;
+    double end;
+    ev_now_update(ev);
+    end = ev_now(ev) + 5;
+    while (Fk[9].asked == 0 && ev_now(ev) < end)
+      run_until(&flag, 0.02);
+  }
+  ok(Fk[9].asked == 1, "the client asked it (at once: a new server)");
+  np_daemon_del(D[1]); /* the client stops with its probe pending */
+  D[1] = NULL;
+  run_for(1.0);
+  ok(np_list_empty(&Fk[9].streams),
+     "the client stopped with its probe pending: the server's stream ended");
+  fake_del(9);
 
   /* ---- forced reachability and the DHT's auto mode ---- */
   np_daemon_del(D[1]);
