@@ -37,6 +37,8 @@
 #include "np_multiaddr.h"
 #include "np_stream.h"
 #include "np_swarm.h"
+#include "np_bstream.h"
+#include "np_upgrade.h"
 #include "tap.h"
 
 #define NH 10
@@ -354,6 +356,48 @@ static void fake_del(int i) {
   D[i] = NULL;
 }
 
+
+/* ---- a relayed-like connection: Noise + yamux over an in-memory pair,
+ * marked limited, handed to both swarms (as a circuit would be) -------- */
+
+static np_upgrade *Ua, *Ub;
+static np_conn *Ca, *Cb;
+
+static int limited_conn(int a, int b) {
+  np_bstream *ba, *bb;
+  void *uda, *udb;
+  const np_conn_cbs *cba = np_swarm_conn_cbs(np_host_swarm(Hh[a]), &uda);
+  const np_conn_cbs *cbb = np_swarm_conn_cbs(np_host_swarm(Hh[b]), &udb);
+  uint8_t ra[64], rb[64];
+  np_ssize la = np_maddr_parse("/ip4/127.0.0.1/tcp/1", 20, ra, sizeof(ra));
+  np_ssize lb = np_maddr_parse("/ip4/127.0.0.1/tcp/2", 20, rb, sizeof(rb));
+  if (np_upgrade_new(&Ua, np_host_loop(Hh[a]), &Id[a], NP_TRANSPORT_RELAY,
+                     NULL, cba, uda) != 0 ||
+      np_upgrade_new(&Ub, np_host_loop(Hh[b]), &Id[b], NP_TRANSPORT_RELAY,
+                     NULL, cbb, udb) != 0 ||
+      np_bstream_pair_new(&ba, &bb, np_host_loop(Hh[a]), 65536) != 0)
+    return -1;
+  /* c->ud NULL: each swarm adopts its end when it comes up */
+  if (np_upgrade_start(Ua, ba, 0, &Id[b].id, rb, (size_t)lb, ra, (size_t)la,
+                       NULL, &Ca) != 0 ||
+      np_upgrade_start(Ub, bb, 1, NULL, ra, (size_t)la, rb, (size_t)lb, NULL,
+                       &Cb) != 0)
+    return -1;
+  Ca->limited = 1;
+  Cb->limited = 1;
+  return 0;
+}
+
+typedef struct lopen {
+  int done, err;
+  np_stream *s;
+} lopen;
+static void l_opened(void *ud, int err, np_stream *s, const char *proto) {
+  lopen *l = ud;
+  (void)proto;
+  l->done = 1, l->err = err, l->s = s;
+}
+
 /* ---- reachability events ---------------------------------------------- */
 
 static int reach_ev[NH], reach_n[NH];
@@ -562,6 +606,52 @@ int main(void) {
   ok(st == NP_AUTONATMSG_E_DIAL_REFUSED &&
          s1.rate_limited == s0.rate_limited + 1,
      "a fresh peer over the global limit (8/min): E_DIAL_REFUSED");
+
+  /* ---- a request over a limited (relayed) connection is refused ---- */
+  {
+    lopen lo = {0, 0, NULL};
+    rpc r;
+    np_autonatmsg m, resp;
+    np_autonatmsg_blob b;
+    uint8_t buf[512];
+    np_ssize len;
+    int flag = 0, got_st = -1;
+    s0 = ST(4);
+    ok(limited_conn(3, 4) == 0, "a limited connection between 3 and 4");
+    run_until(&flag, 2.0);
+    ok(np_swarm_conn_open(np_host_swarm(Hh[3]), Ca, NP_AUTONATMSG_PROTOCOL,
+                          l_opened, &lo, NULL) == 0,
+       "requester 3 opens AutoNAT on it");
+    run_until(&lo.done, 5);
+    memset(&r, 0, sizeof(r));
+    if (lo.s) {
+      bl = listen_addr(3, 0, bin, sizeof(bin));
+      b.data = bin, b.len = bl;
+      np_autonatmsg_init(&m);
+      m.type = NP_AUTONATMSG_DIAL;
+      m.peer = Id[3].id;
+      m.addrs = &b;
+      m.naddrs = 1;
+      r.s = lo.s;
+      np_stream_set_cbs(lo.s, &r_cbs, &r);
+      len = np_autonatmsg_encode_lp(&m, buf, sizeof(buf));
+      lo.s->ops->send(lo.s, buf, (size_t)len, 0, 4096);
+      run_until(&r.got, 10);
+      if (np_autonatmsg_decode_lp(&resp, r.buf, r.len, NULL) > 0) {
+        got_st = (int)resp.status;
+        np_autonatmsg_free(&resp);
+      }
+      rpc_drop(&r);
+    }
+    s1 = ST(4);
+    ok(got_st == NP_AUTONATMSG_E_DIAL_REFUSED &&
+           s1.addrs_dialed == s0.addrs_dialed,
+       "over a limited connection: E_DIAL_REFUSED, nothing dialed (%d)",
+       got_st);
+    np_upgrade_del(Ua);
+    np_upgrade_del(Ub);
+    run_until(&flag, 0.5);
+  }
 
   /* ---- a failing dial-back: E_DIAL_ERROR (host 4 serves, 3 asks) ---- */
   ok(connect_hosts(3, 4) == 0, "requester 3 connected to server 4");
