@@ -69,6 +69,16 @@ const np_conn_cbs *np_swarm_conn_cbs(np_swarm *sw, void **ud);
 int np_swarm_add_transport(np_swarm *sw, np_transport *t);
 void np_swarm_remove_transport(np_swarm *sw, np_transport *t);
 
+/* DCUtR (np_dcutr) marks the relayed connection |c| while it tries to
+ * replace it with a direct one (|on| 1) and when it is done (0). Streams
+ * opened through np_net_ops to a peer whose only connection is relayed
+ * wait for the direct one: 3 s for a punch to begin (when both sides
+ * list /libp2p/dcutr), then while one is marked, at most 60 s from the
+ * relayed connection's start; then, or when the mark is cleared without
+ * a direct connection, they go over the relayed one. Streams opened on a
+ * given connection (np_swarm_conn_open) never wait. */
+void np_swarm_conn_punching(np_swarm *sw, const np_conn *c, int on);
+
 /* ---- hooks for protocol modules --------------------------------------------
  * A connection is the np_conn an event carried (read only); it is valid
  * until the NP_EV_CONN_DOWN dispatch of it returns. */
