@@ -44,7 +44,8 @@ typedef struct np_autonat np_autonat;
 
 #define NP_AUTONAT_QUORUM 3         /* distinct failures UNKNOWN -> PRIVATE */
 #define NP_AUTONAT_CONFIDENCE_MAX 3 /* confidence range 0..3 */
-#define NP_AUTONAT_DIAL_TIMEOUT_MS 15000 /* server's dial-back */
+#define NP_AUTONAT_DIAL_TIMEOUT_MS 10000 /* server's dial-back (go: 15 s;
+                                            a handshake needs far less) */
 #define NP_AUTONAT_CLIENT_TIMEOUT_MS 30000 /* client waits for an answer */
 #define NP_AUTONAT_READ_TIMEOUT_MS 10000 /* server waits for the request */
 #define NP_AUTONAT_DIAL_ADDRS_MAX 16 /* addresses dialed back per request */
@@ -53,7 +54,7 @@ typedef struct np_autonat np_autonat;
 #define NP_AUTONAT_RATE_WINDOW_MS 60000
 #define NP_AUTONAT_PEERS_TRACKED 256 /* peers the per-peer limit remembers */
 #define NP_AUTONAT_RETRY_MS 90000    /* next round while UNKNOWN */
-#define NP_AUTONAT_GAP_MS 2000       /* next server within a round */
+#define NP_AUTONAT_GAP_MS 1000       /* next server within a round */
 
 /* The reachability: NP_REACH_UNKNOWN, NP_REACH_PUBLIC or NP_REACH_PRIVATE
  * (np_event.h). */
