@@ -743,6 +743,7 @@ static void probe_start(np_autonat *a) {
   if (a->open || a->cs)
     return;
   np_swarm_foreach_conn(a->sw, pick_conn, &p);
+  np_debug(SUB, "autonat-pick found=%d tried=%zu", p.best != NULL, a->ntried);
   if (p.best == NULL) {
     /* A peer identified with the protocol wakes us; when everyone
      * connected was asked in this round, a new round comes after

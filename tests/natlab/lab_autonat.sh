@@ -70,6 +70,15 @@ check "private-2: counting 10/8 as public made it a DHT server first (interim ru
 check "private-2: PRIVATE turned it into a DHT client" \
   wait_for "$T/priv2/log" 'kad mode-client why="reachability private"' 5
 
+nat=$("$CLI" --control "$priv1_ctl" --json nat)
+check "natpeer-cli nat on private-1: private, from AutoNAT ($nat)" \
+  sh -c 'echo "$1" | grep -q "\"reachability\":\"private\"" &&
+         echo "$1" | grep -q "\"reachability_source\":\"autonat\""' _ "$nat"
+nat=$("$CLI" --control "$pub1_ctl" --json nat)
+check "natpeer-cli nat on public-1: public, served dial-backs ($nat)" \
+  sh -c 'echo "$1" | grep -q "\"reachability\":\"public\"" &&
+         echo "$1" | grep -q "\"autonat_served\":[1-9]"' _ "$nat"
+
 # ---- servers dialed only the observed IP ---------------------------------------
 cat "$T"/pub*/log >"$T/publogs"
 k1=$(grep -c "autonat-dialing-back peer=$priv1_id addr=" "$T/publogs")

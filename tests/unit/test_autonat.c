@@ -294,7 +294,8 @@ static int other_touched(void) {
 
 typedef struct fake {
   int status;
-  int asked;
+  int asked; /* streams that sent something */
+  np_stream *last;
   np_list streams;
 } fake;
 static fake Fk[NH];
@@ -305,8 +306,9 @@ static void f_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
   uint8_t buf[256], addr[128];
   np_ssize n;
   (void)d;
-  if (len == 0 || f == NULL)
-    return;
+  if (len == 0 || f == NULL || s == f->last)
+    return; /* one request per stream (it may come in pieces) */
+  f->last = s;
   f->asked++;
   if (f->status < 0)
     return; /* a server that never answers */
@@ -332,6 +334,8 @@ static const np_stream_cbs f_cbs = {
 static int fake_server(int i, int status) {
   np_handler hd;
   Fk[i].status = status;
+  Fk[i].asked = 0;
+  Fk[i].last = NULL;
   np_list_init(&Fk[i].streams);
   memset(&hd, 0, sizeof(hd));
   hd.proto = (char *)NP_AUTONATMSG_PROTOCOL;
@@ -827,7 +831,8 @@ int main(void) {
     while (Fk[9].asked == 0 && ev_now(ev) < end)
       run_until(&flag, 0.02);
   }
-  ok(Fk[9].asked == 1, "the client asked it (at once: a new server)");
+  ok(Fk[9].asked == 1, "the client asked it (at once: a new server; %d)",
+     Fk[9].asked);
   np_daemon_del(D[1]); /* the client stops with its probe pending */
   D[1] = NULL;
   run_for(1.0);
