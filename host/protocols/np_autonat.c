@@ -519,6 +519,7 @@ static void probe_release(np_autonat *a, int reset) {
 static void probe_result(np_autonat *a, int result) {
   char ptxt[NP_PEERID_STRMAX];
   uint64_t next = a->interval_ms;
+  int more = 0; /* the round goes on with the next server */
   np_peerid_to_string(&a->asking, ptxt, sizeof(ptxt));
   a->st.last_result = result;
   a->st.last_server = a->asking;
@@ -557,15 +558,17 @@ static void probe_result(np_autonat *a, int result) {
         a->confidence = 0;
         set_reach(a, NP_REACH_PRIVATE, "dial-backs failed from 3 peers");
       } else {
-        next = NP_AUTONAT_GAP_MS; /* ask the next server now */
+        more = 1; /* ask the next server now */
       }
     }
   } else if (a->reach == NP_REACH_UNKNOWN) {
-    next = NP_AUTONAT_GAP_MS; /* no answer: another server */
+    more = 1; /* no answer: another server */
   }
-  if (a->reach == NP_REACH_UNKNOWN && next == a->interval_ms)
+  if (more)
+    next = NP_AUTONAT_GAP_MS;
+  else if (a->reach == NP_REACH_UNKNOWN)
     next = NP_AUTONAT_RETRY_MS;
-  if (next != NP_AUTONAT_GAP_MS)
+  if (!more)
     a->ntried = 0, a->round_over = 0; /* the next is a new round */
   schedule(a, next);
 }

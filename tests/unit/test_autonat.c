@@ -323,7 +323,10 @@ static void f_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
   s->ops->send(s, buf, (size_t)n, 1, 4096);
 }
 static void f_close(np_stream *s, int err, void *ud) {
-  (void)s, (void)err, (void)ud;
+  fake *f = ud;
+  (void)err;
+  if (f && f->last == s)
+    f->last = NULL; /* its memory may come back as the next stream */
 }
 static const np_stream_cbs f_cbs = {
     .struct_size = sizeof(np_stream_cbs),
@@ -789,6 +792,58 @@ int main(void) {
   ok(np_autonat_reachability(AN(1)) == NP_REACH_PUBLIC && reach_n[1] == 1,
      "one OK: PUBLIC (%s)",
      np_autonat_reach_name(np_autonat_reachability(AN(1))));
+
+  /* ---- confidence once known (autonat_interval 1 s): OKs raise it to
+   * 3 at most; while PUBLIC each E_DIAL_ERROR lowers it, at 0 the next one
+   * turns PRIVATE; one OK turns PUBLIC again at once ---- */
+  np_daemon_del(D[1]);
+  D[1] = NULL;
+  reach_n[1] = 0;
+  ok(up(1,
+        "autonat_service = no\nautonat_boot_delay = 200ms\n"
+        "autonat_interval = 1s\n",
+        NULL) == 0,
+     "a fresh client asking every second once known");
+  watch(1);
+  ok(connect_hosts(1, 8) == 0, "it knows only the OK server");
+  {
+    int flag = 0, k;
+    double end;
+    ev_now_update(ev);
+    end = ev_now(ev) + 10;
+    while (ST(1).confidence < 3 && ev_now(ev) < end)
+      run_until(&flag, 0.05);
+    k = Fk[8].asked;
+    run_for(1.5);
+    ok(np_autonat_reachability(AN(1)) == NP_REACH_PUBLIC &&
+           ST(1).confidence == 3 && Fk[8].asked > k && reach_n[1] == 1,
+       "PUBLIC, confidence 3 after 4 OKs and capped there (asked %d)",
+       Fk[8].asked);
+    fake_del(8); /* only a failing server is left */
+    k = Fk[5].asked;
+    ok(connect_hosts(1, 5) == 0, "it now knows only a failing server");
+    ev_now_update(ev);
+    end = ev_now(ev) + 10;
+    while (np_autonat_reachability(AN(1)) == NP_REACH_PUBLIC &&
+           ev_now(ev) < end)
+      run_until(&flag, 0.05);
+    s1 = ST(1);
+    ok(np_autonat_reachability(AN(1)) == NP_REACH_PRIVATE && reach_n[1] == 2 &&
+           reach_ev[1] == NP_REACH_PRIVATE && s1.confidence == 0 &&
+           Fk[5].asked - k == 4,
+       "PUBLIC -> PRIVATE once the confidence ran out: 4 dial-errors (%d)",
+       Fk[5].asked - k);
+    ok(up(8, "autonat = no\nautonat_service = no\n", NULL) == 0 &&
+           fake_server(8, NP_AUTONATMSG_OK) == 0 && connect_hosts(1, 8) == 0,
+       "an OK server again");
+    ev_now_update(ev);
+    end = ev_now(ev) + 10;
+    while (np_autonat_reachability(AN(1)) == NP_REACH_PRIVATE &&
+           ev_now(ev) < end)
+      run_until(&flag, 0.05);
+    ok(np_autonat_reachability(AN(1)) == NP_REACH_PUBLIC && reach_n[1] == 3,
+       "one OK: PUBLIC again");
+  }
 
   /* ---- client lifecycle: the server vanishes mid-probe; the client
    * stops mid-probe ---- */
