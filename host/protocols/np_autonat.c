@@ -21,6 +21,9 @@
 #define SEND_MAX (NP_AUTONATMSG_MSG_MAX + 16) /* one message and prefix */
 #define CLIENT_ADDRS_MAX 32 /* addresses we ask to be dialed at */
 #define PENDING_MAX 16      /* dial-backs at once */
+#define REQS_MAX 64         /* inbound requests open at once */
+#define DIAL_ADDR_MAX 128   /* longest address dialed back (ip6, QUIC,
+                               /p2p/ID: 63 bytes) */
 #define NO_RESULT (-1000)
 
 /* Per-peer request count in the current window (fixed windows, as go). */
@@ -44,6 +47,7 @@ struct np_autonat {
   /* server */
   np_list sstreams; /* inbound streams (the proto table links them) */
   np_list reqs;     /* srvreq */
+  size_t nreqs;
   size_t pending;
   ratepeer peers[NP_AUTONAT_PEERS_TRACKED];
   size_t npeers;
@@ -157,7 +161,7 @@ typedef struct srvreq {
   int timer_on;
   void *dial; /* the dial-back while it runs */
   np_peerid peer;
-  uint8_t addrs[NP_AUTONAT_DIAL_ADDRS_MAX][NP_MADDR_MAX];
+  uint8_t addrs[NP_AUTONAT_DIAL_ADDRS_MAX][DIAL_ADDR_MAX];
   size_t lens[NP_AUTONAT_DIAL_ADDRS_MAX];
   size_t naddrs;
 } srvreq;
@@ -181,6 +185,7 @@ static np_stream *req_free(srvreq *r) {
     np_stream_set_cbs(s, &linger_cbs, NULL);
   np_lp_free(&r->rd);
   np_list_remove(&r->link);
+  a->nreqs--;
   free(r);
   return s;
 }
@@ -306,7 +311,7 @@ static void pick_addrs(srvreq *r, const np_autonatmsg *m, const uint8_t *oip,
     np_peerid id;
     int dup = 0;
     if (iplen == 0 || iplen != oiplen || memcmp(ip, oip, iplen) != 0 ||
-        port == 0 || b->len > NP_MADDR_MAX ||
+        port == 0 || b->len > DIAL_ADDR_MAX ||
         r->naddrs == NP_AUTONAT_DIAL_ADDRS_MAX ||
         (np_maddr_get_p2p(b->data, b->len, &id) == 0 &&
          !np_peerid_equal(&id, &r->peer))) {
@@ -339,7 +344,8 @@ static void handle_request(srvreq *r, const uint8_t *msg, size_t len) {
   np_peerid_to_string(&r->s->peer_id, ptxt, sizeof(ptxt));
   if (np_autonatmsg_decode(&m, msg, len, NULL) != 0 ||
       m.type != NP_AUTONATMSG_DIAL) {
-    np_info(SUB, "autonat-refused peer=%s why=\"bad request\"", ptxt);
+    np_autonatmsg_free(&m); /* empty after an error */
+    np_debug(SUB, "autonat-refused peer=%s why=\"bad request\"", ptxt);
     respond(r, NP_AUTONATMSG_E_BAD_REQUEST, "bad request", NULL, 0);
     return;
   }
@@ -360,7 +366,7 @@ static void handle_request(srvreq *r, const uint8_t *msg, size_t len) {
   if (!rate_admit(a, &r->peer)) {
     np_autonatmsg_free(&m);
     a->st.rate_limited++;
-    np_info(SUB, "autonat-refused peer=%s why=\"rate limit\"", ptxt);
+    np_debug(SUB, "autonat-refused peer=%s why=\"rate limit\"", ptxt);
     respond(r, NP_AUTONATMSG_E_DIAL_REFUSED, "rate limited", NULL, 0);
     return;
   }
@@ -454,8 +460,8 @@ static void srv_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
 
 static void srv_open(np_stream *s, void *ud) {
   np_autonat *a = ud;
-  srvreq *r = calloc(1, sizeof(*r));
-  if (r == NULL) {
+  srvreq *r = a->nreqs < REQS_MAX ? calloc(1, sizeof(*r)) : NULL;
+  if (r == NULL) { /* out of memory, or too many at once */
     np_stream_set_cbs(s, &linger_cbs, NULL);
     s->ops->reset(s);
     return;
@@ -464,6 +470,7 @@ static void srv_open(np_stream *s, void *ud) {
   r->s = s;
   np_lp_init(&r->rd, NP_AUTONATMSG_MSG_MAX);
   np_list_insert_tail(&a->reqs, &r->link);
+  a->nreqs++;
   ev_timer_init(&r->timer, srv_timeout, NP_AUTONAT_READ_TIMEOUT_MS / 1000.0,
                 0.);
   ev_timer_start(EV(a), &r->timer);
@@ -597,10 +604,12 @@ static void cl_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
     data += n, len -= (size_t)n;
     if (msg == NULL)
       continue;
-    if (np_autonatmsg_decode(&m, msg, mlen, NULL) != 0 ||
-        m.type != NP_AUTONATMSG_DIAL_RESPONSE) {
-      if (m.type == NP_AUTONATMSG_DIAL)
-        np_autonatmsg_free(&m);
+    if (np_autonatmsg_decode(&m, msg, mlen, NULL) != 0) {
+      probe_end(a, NP_EPROTO, 1);
+      return;
+    }
+    if (m.type != NP_AUTONATMSG_DIAL_RESPONSE) {
+      np_autonatmsg_free(&m);
       probe_end(a, NP_EPROTO, 1);
       return;
     }

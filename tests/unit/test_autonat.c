@@ -547,6 +547,30 @@ int main(void) {
     ok(got_st == NP_AUTONATMSG_E_BAD_REQUEST,
        "a message that is not AutoNAT: E_BAD_REQUEST (%d)", got_st);
   }
+  {
+    /* a DIAL_RESPONSE (with text, which the server must free) is no request */
+    rpc r;
+    np_autonatmsg m, resp;
+    uint8_t buf[256];
+    np_ssize len;
+    int got_st = -1;
+    np_autonatmsg_init(&m);
+    m.type = NP_AUTONATMSG_DIAL_RESPONSE;
+    m.status = NP_AUTONATMSG_E_DIAL_ERROR;
+    m.status_text = (char *)"not a request";
+    len = np_autonatmsg_encode_lp(&m, buf, sizeof(buf));
+    if (len > 0 && rpc_open(&r, 2, 0) == 0) {
+      r.s->ops->send(r.s, buf, (size_t)len, 0, 256);
+      run_until(&r.got, 10);
+      if (np_autonatmsg_decode_lp(&resp, r.buf, r.len, NULL) > 0) {
+        got_st = (int)resp.status;
+        np_autonatmsg_free(&resp);
+      }
+      rpc_drop(&r);
+    }
+    ok(got_st == NP_AUTONATMSG_E_BAD_REQUEST,
+       "a DIAL_RESPONSE sent as a request: E_BAD_REQUEST (%d)", got_st);
+  }
 
   /* The good address and the other IP's together: only the good one is
    * dialed and answered. */
