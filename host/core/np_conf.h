@@ -78,11 +78,16 @@ typedef struct np_conf {
     int service; /* enum np_tristate */
     int client;  /* enum np_tristate */
     np_strv relays;
+    uint32_t client_reservations; /* relays the client reserves on */
     uint32_t max_reservations;
     uint32_t max_circuits;
     uint64_t reservation_ttl_ms;
     uint64_t circuit_duration_ms;
     uint64_t circuit_bytes;
+    uint32_t max_reservations_per_ip; /* by the connection's remote IP */
+    uint32_t reserve_rate;            /* RESERVE requests per peer a minute */
+    uint32_t max_circuits_total;
+    np_strv unlimited_peers; /* peer IDs: their circuits have no limits */
   } relay;
   struct {
     uint32_t max_connections;

@@ -14,8 +14,10 @@
 #include "np_log.h"
 #include "np_module.h"
 #include "np_obsaddr.h"
+#include "np_relayc.h"
 #include "np_ping.h"
 #include "np_plugin.h"
+#include "np_relaysvc.h"
 #include "np_swarm.h"
 #include "np_unarysvc.h"
 
@@ -27,6 +29,8 @@ static const np_module *const host_modules[] = {
     &np_unarysvc_module,
     &np_kad_module,
     &np_obsaddr_module,
+    &np_relaysvc_module,
+    &np_relayc_module,
     &np_autonat_module,
 };
 #define NMODULES NP_ARRAY_LEN(host_modules)

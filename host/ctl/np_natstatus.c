@@ -1,5 +1,6 @@
 #include "np_natstatus.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,14 +10,71 @@
 #include "np_event.h"
 #include "np_loop.h"
 #include "np_obsaddr.h"
+#include "np_relayc.h"
 
 #define MAX_ADDRS 16
 
 /* Everything the message points to, freed at once. */
+#define MAX_HELD 16 /* relays the client reports */
+
 struct np_natstatus {
   uint8_t addr[MAX_ADDRS][128];
   ProtobufCBinaryData confirmed[MAX_ADDRS];
+  /* held: the relay client's reservations (np_relayc) */
+  np_relayc_resv resv[MAX_HELD];
+  Np__Ctl__NpReservation held[MAX_HELD], *heldp[MAX_HELD];
+  ProtobufCBinaryData held_addrs[MAX_HELD][NP_RELAYC_ADDRS_MAX];
+  char held_state[MAX_HELD][64];
 };
+
+/* The relay client's relays in use: held, being reserved, or failed. */
+static void add_held(np_natstatus *a, np_relayc *rc, Np__Ctl__NpNat *out) {
+  size_t n = np_relayc_reservations(rc, a->resv, MAX_HELD), k = 0;
+  if (n > MAX_HELD)
+    n = MAX_HELD;
+  for (size_t i = 0; i < n; i++) {
+    const np_relayc_resv *v = &a->resv[i];
+    Np__Ctl__NpReservation *r = &a->held[k];
+    if (v->state == NP_RELAYC_IDLE)
+      continue;
+    np__ctl__np_reservation__init(r);
+    r->peer.data = (uint8_t *)v->relay.bytes;
+    r->peer.len = v->relay.len;
+    if (v->expire) {
+      r->has_expire_s = 1;
+      r->expire_s = v->expire;
+    }
+    for (size_t j = 0; j < v->naddrs && j < NP_RELAYC_ADDRS_MAX; j++) {
+      a->held_addrs[k][j].data = (uint8_t *)v->addrs[j];
+      a->held_addrs[k][j].len = v->addr_lens[j];
+    }
+    r->n_addrs = v->naddrs < NP_RELAYC_ADDRS_MAX ? v->naddrs
+                                                 : NP_RELAYC_ADDRS_MAX;
+    r->addrs = a->held_addrs[k];
+    if (v->state == NP_RELAYC_RESERVED) {
+      r->has_limit_duration_s = r->has_limit_bytes = 1;
+      r->limit_duration_s = v->limit_duration;
+      r->limit_bytes = v->limit_data;
+    }
+    if (v->state == NP_RELAYC_RESERVED)
+      snprintf(a->held_state[k], sizeof(a->held_state[k]), "%s",
+               v->refreshing ? "refreshing" : "ok");
+    else if (v->state == NP_RELAYC_BACKOFF && v->last_status)
+      snprintf(a->held_state[k], sizeof(a->held_state[k]),
+               "failed: status %d", v->last_status);
+    else if (v->state == NP_RELAYC_BACKOFF)
+      snprintf(a->held_state[k], sizeof(a->held_state[k]), "failed: %s",
+               np_errname(v->last_err));
+    else
+      snprintf(a->held_state[k], sizeof(a->held_state[k]), "%s",
+               np_relayc_state_name(v->state));
+    r->state = a->held_state[k];
+    a->heldp[k] = r;
+    k++;
+  }
+  out->n_held = k;
+  out->held = a->heldp;
+}
 
 static const char *reach_name(int r) {
   return r == NP_REACH_PUBLIC    ? "public"
@@ -72,6 +130,11 @@ int np_natstatus_build(np_host *h, Np__Ctl__NpNat *out, np_natstatus **arena) {
     out->confirmed = a->confirmed;
     out->mapping_udp = (char *)np_obsaddr_mapping_name(np_obsaddr_mapping(obs, 1, now));
     out->mapping_tcp = (char *)np_obsaddr_mapping_name(np_obsaddr_mapping(obs, 0, now));
+  }
+  {
+    np_relayc *rc = np_host_module(h, "relayc");
+    if (rc)
+      add_held(a, rc, out);
   }
   return 0;
 }

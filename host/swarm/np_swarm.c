@@ -1046,6 +1046,19 @@ static int addr_rank(np_swarm *sw, const uint8_t *bin, size_t len) {
                                               : 1;
 }
 
+/* A peer's circuit address as identify and the DHT carry it,
+ * <relay>/p2p/RELAY/p2p-circuit: its last /p2p/ is the relay's, and the
+ * dial appends the peer's own. */
+static int ends_in_circuit(const uint8_t *bin, size_t len) {
+  np_maddr_comp c;
+  size_t off = 0;
+  uint64_t last = 0;
+  int rv;
+  while ((rv = np_maddr_next(bin, len, &off, &c)) > 0)
+    last = c.code;
+  return rv == 0 && last == NP_MADDR_P2P_CIRCUIT;
+}
+
 /* Add an address to try; addresses not yet started stay sorted by rank
  * (stable), so one added to a running dial is still tried. */
 static void dial_add_addr(dialing *d, const uint8_t *bin, size_t len) {
@@ -1056,7 +1069,8 @@ static void dial_add_addr(dialing *d, const uint8_t *bin, size_t len) {
       (rank = addr_rank(d->sw, bin, len)) < 0)
     return;
   /* An address naming another peer is not an address of this one. */
-  if (np_maddr_get_p2p(bin, len, &id) == 0 && !np_peerid_equal(&id, &d->peer))
+  if (!ends_in_circuit(bin, len) && np_maddr_get_p2p(bin, len, &id) == 0 &&
+      !np_peerid_equal(&id, &d->peer))
     return;
   for (size_t i = 0; i < d->n; i++)
     if (d->lens[i] == len && memcmp(d->addrs[i], bin, len) == 0)
@@ -1146,7 +1160,7 @@ static void dial_next(dialing *d) {
     int rv;
     memcpy(bin, d->addrs[d->next], len);
     d->next++;
-    if (np_maddr_get_p2p(bin, len, &id) != 0) {
+    if (ends_in_circuit(bin, len) || np_maddr_get_p2p(bin, len, &id) != 0) {
       np_ssize n = np_maddr_append_p2p(bin, len, sizeof(bin), &d->peer);
       if (n < 0)
         continue;

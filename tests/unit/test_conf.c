@@ -304,7 +304,7 @@ static void test_flags(void) {
                              "their line");
   out[0] = '\0';
   np_conf_foreach_changed(a, b, NP_KEY_RESTART, collect, out);
-  is_str(out, "limits.max_connections@2 ",
+  is_str(out, "relay.service@5 limits.max_connections@2 ",
          "a reload finds the changed keys that need a restart (not "
          "max_message, which applies live)");
   np_conf_del(a);
