@@ -97,6 +97,12 @@ static const key keys[] = {
      "yes or no"},
     {"nat", "autonat_interval", K_MS, OFF(nat.autonat_interval_ms), SEC(1),
      SEC(86400), "a duration like 15m, from 1s to 24h"},
+    {"nat", "autonat_boot_delay", K_MS, OFF(nat.autonat_boot_delay_ms),
+     MS(100), SEC(3600), "a duration like 15s, from 100ms to 1h"},
+    {"nat", "autonat_peer_limit", K_U32, OFF(nat.autonat_peer_limit), 1, 1000,
+     "a number from 1 to 1000"},
+    {"nat", "autonat_global_limit", K_U32, OFF(nat.autonat_global_limit), 1,
+     10000, "a number from 1 to 10000"},
     {"nat", "hole_punch", K_BOOL, OFF(nat.hole_punch), 0, 0, "yes or no"},
     {"nat", "hole_punch_attempts", K_U32, OFF(nat.hole_punch_attempts), 1, 10,
      "a number from 1 to 10"},
@@ -222,6 +228,9 @@ int np_conf_defaults(np_conf *c) {
   c->nat.autonat = 1;
   c->nat.autonat_service = 1;
   c->nat.autonat_interval_ms = SEC(900);
+  c->nat.autonat_boot_delay_ms = SEC(15);
+  c->nat.autonat_peer_limit = 3;
+  c->nat.autonat_global_limit = 30;
   c->nat.hole_punch = 1;
   c->nat.hole_punch_attempts = 3;
   c->nat.hole_punch_timeout_ms = SEC(10);
@@ -963,7 +972,11 @@ static unsigned flags_of(const key *k) {
       "dht.bucket_size", "dht.alpha", "dht.record_ttl", "dht.refresh_interval",
       "nat.treat_as_public", "nat.keepalive", "relay.service",
       /* the relay client reads its config once, at start */
-      "relay.client", "relay.relays", "relay.client_reservations"};
+      "relay.client", "relay.relays", "relay.client_reservations",
+      /* the AutoNAT module reads its config once, at start */
+      "nat.reachability", "nat.autonat", "nat.autonat_service",
+      "nat.autonat_interval", "nat.autonat_boot_delay",
+      "nat.autonat_peer_limit", "nat.autonat_global_limit"};
   char full[96];
   unsigned f = 0;
   snprintf(full, sizeof(full), "%s.%s", k->section, k->name);
@@ -979,7 +992,11 @@ static unsigned flags_of(const key *k) {
       "relay.max_reservations_per_ip", "relay.reserve_rate",
       "relay.max_circuits_total", "relay.unlimited_peers",
       /* the relay client (np_relayc) */
-      "relay.client", "relay.relays", "relay.client_reservations"};
+      "relay.client", "relay.relays", "relay.client_reservations",
+      /* AutoNAT (np_autonat) */
+      "nat.reachability", "nat.autonat", "nat.autonat_service",
+      "nat.autonat_interval", "nat.autonat_boot_delay",
+      "nat.autonat_peer_limit", "nat.autonat_global_limit"};
   int is_built = 0;
   for (size_t i = 0; i < NP_ARRAY_LEN(built); i++)
     if (strcmp(full, built[i]) == 0)

@@ -66,6 +66,9 @@ typedef struct np_conf {
     int autonat;
     int autonat_service;
     uint64_t autonat_interval_ms;
+    uint64_t autonat_boot_delay_ms; /* first probe after start */
+    uint32_t autonat_peer_limit;    /* dial-back requests/peer/minute */
+    uint32_t autonat_global_limit;  /* dial-back requests/minute in all */
     int hole_punch;
     uint32_t hole_punch_attempts;
     uint64_t hole_punch_timeout_ms;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "np_autonat.h"
 #include "np_ctl.h"
 #include "np_dcutr.h"
 #include "np_err.h"
@@ -31,6 +32,7 @@ static const np_module *const host_modules[] = {
     &np_obsaddr_module,
     &np_relaysvc_module,
     &np_relayc_module,
+    &np_autonat_module,
     &np_dcutr_module,
 };
 #define NMODULES NP_ARRAY_LEN(host_modules)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "np_autonat.h"
 #include "np_conf.h"
 #include "np_dcutr.h"
 #include "np_err.h"
@@ -123,6 +124,7 @@ int np_natstatus_build(np_host *h, Np__Ctl__NpNat *out, np_natstatus **arena) {
   np_natstatus *a = calloc(1, sizeof(*a));
   const np_conf *conf = np_host_conf(h);
   np_obsaddr *obs = np_host_module(h, "obsaddr");
+  np_autonat *an = np_host_module(h, "autonat");
   uint64_t now = np_now(np_host_loop(h));
   np__ctl__np_nat__init(out);
   *arena = a;
@@ -133,6 +135,22 @@ int np_natstatus_build(np_host *h, Np__Ctl__NpNat *out, np_natstatus **arena) {
   if (conf->nat.reachability != NP_REACH_AUTO) {
     out->reachability = (char *)reach_name(conf->nat.reachability);
     out->reachability_source = "config";
+  }
+  if (an) { /* AutoNAT's view (it also applies a forced reachability) */
+    np_autonat_status st;
+    np_autonat_get_status(an, &st);
+    out->reachability = (char *)reach_name(st.reachability);
+    out->reachability_source = st.forced      ? "config"
+                               : st.client_on ? "autonat"
+                                              : "none";
+    out->has_confidence = 1;
+    out->confidence = st.confidence;
+    out->has_autonat_service = 1;
+    out->autonat_service = st.service_on;
+    out->has_autonat_served = 1;
+    out->autonat_served = st.served_ok + st.served_error;
+    out->has_autonat_refused = 1;
+    out->autonat_refused = st.refused + st.bad_requests;
   }
   if (obs) {
     const uint8_t *bins[MAX_ADDRS];
