@@ -359,6 +359,7 @@ static void test_direct(void) {
 
 static void test_unreachable(void) {
   th c, e;
+  ostream o;
   np_dcutr_status sc, se;
   double t0;
   /* C's own address is not public to C, E's is not public to E: each
@@ -375,8 +376,8 @@ static void test_unreachable(void) {
   is_int(connect_limited(&c, &e), 0, "C dials E over a limited connection");
   {
     /* A stream opened meanwhile waits for the punch a while (the swarm's
-     * 3 s grace, the mark's min(timeout, 5 s)), not for all 3 attempts. */
-    ostream o;
+     * 3 s grace, the mark's min(timeout, 5 s)), not for all 3 attempts.
+     * (|o| is the function's: the stream ends after this block.) */
     void *net;
     const np_net_ops *ops = np_host_net(c.h, &net);
     const char *protos[1] = {"/test/echo/1.0.0"};
