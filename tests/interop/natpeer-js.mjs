@@ -193,8 +193,17 @@ setTimeout(() => { emit({ event: 'max-lifetime' }); stop(0) }, maxLifetime * 100
 emit({ event: 'ready', role, peer: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), labPublic: removed })
 
 if (role === 'relay') {
-  node.services.relay.addEventListener('relay:reservation', (e) =>
-    emit({ event: 'reservation-served', addr: e.detail.addr.toString() }))
+  // the service declares a relay:reservation event but never dispatches it
+  // (4.2.13); its reservations map is the record
+  const served = new Set()
+  setInterval(() => {
+    for (const [peer, r] of node.services.relay.reservations.entries()) {
+      const k = `${peer}/${r.expiry.getTime()}`
+      if (served.has(k)) continue
+      served.add(k)
+      emit({ event: 'reservation-served', t: Date.now(), peer: peer.toString(), expiry: r.expiry.toISOString(), limit: r.limit == null ? null : { duration: r.limit.duration, data: r.limit.data?.toString() } })
+    }
+  }, 100).unref()
 } else {
   await lib.handleUnary(node, serve, async () => Buffer.from('Hello, World!'),
     (ev) => emit({ ...ev, t: Date.now() }), { runOnLimitedConnection: true })

@@ -134,15 +134,15 @@ js_caller() {
   js_stop "$name"
 }
 
+# js_stop NAME: SIGTERM, up to 3 s, then SIGKILL; 1 when it took the KILL
 js_stop() {
-  local p
+  local p i=0 st=0
   eval "p=\${$1_pid:-}"
   [ -n "$p" ] || return 0
   kill -TERM "$p" 2>/dev/null
-  local i=0
   while kill -0 "$p" 2>/dev/null && [ $i -lt 60 ]; do sleep 0.05; i=$((i + 1)); done
-  kill -KILL "$p" 2>/dev/null
+  if kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null; st=1; fi
   wait "$p" 2>/dev/null
   eval "$1_pid="
-  return 0
+  return $st
 }
