@@ -3,7 +3,7 @@
 // v1 (@libp2p/autonat), identify, ping; TCP + Noise + yamux and QUIC-v1
 // (@chainsafe/libp2p-quic). Run it with the pinned node (jsdeps.sh: $NP_NODE).
 //
-//   node natpeer-js.mjs relay   --ip IP [--port 4001] [--autonat-server] [common]
+//   node natpeer-js.mjs relay   --ip IP [--port 4001] [--autonat-server] [--unlimited] [common]
 //       public host: relay server (hop), identify, ping; announces exactly its
 //       listen addresses (see "lab" below). --autonat-server adds the AutoNAT
 //       v1 server, off by default because in @libp2p/autonat 3.0.28 it breaks
@@ -29,6 +29,12 @@
 //       direct (non-circuit) connection to PEER, calls NAME again on it, and
 //       prints ONE JSON line (see RESULT below). Exit 0 the first call was
 //       answered (direct or not), 1 it was not, 2 usage.
+//       --bulk BYTES: after the first call, send BYTES on one stream of the
+//       relayed connection to the private host's /natpeer-js/sink/1.0.0
+//       (it answers the count it received as 8 bytes, big-endian, after our
+//       FIN) and report bulkBytes, bulkMs, bulkMbitps instead of waiting for
+//       a direct connection (a relay's one-circuit throughput; the relay
+//       needs --unlimited beyond 128 KiB).
 //
 // common: [--transport quic|tcp|both] (default both: every address family a
 //   punch could use) [--seed HEX64] [--max-lifetime S] (default 600)
@@ -100,6 +106,7 @@ const [{ createLibp2p }, { identify }, { ping }, { quic }, { tcp }, { noise }, {
   import('@libp2p/logger')
 ])
 
+const SINK = '/natpeer-js/sink/1.0.0'
 const emit = (o) => process.stdout.write(JSON.stringify(o) + '\n')
 
 // @libp2p/dcutr reports progress and failures only through its logger
@@ -150,7 +157,9 @@ if (role !== 'relay') transports.push(circuitRelayTransport())
 
 const services = { identify: identify(), ping: ping() }
 if (role === 'relay') {
-  services.relay = circuitRelayServer()
+  // --unlimited: no per-circuit duration/data limit (js's default is 2 min and
+  // 128 KiB per direction), for throughput runs through one circuit
+  services.relay = circuitRelayServer(args.unlimited === true ? { reservations: { applyDefaultLimit: false } } : {})
   // off by default: see --autonat-server in the header
   if (args['autonat-server'] === true) services.autonat = autoNAT()
 } else {
@@ -207,6 +216,22 @@ if (role === 'relay') {
 } else {
   await lib.handleUnary(node, serve, async () => Buffer.from('Hello, World!'),
     (ev) => emit({ ...ev, t: Date.now() }), { runOnLimitedConnection: true })
+  await node.handle(SINK, async (stream) => {
+    let n = 0
+    const done = Promise.withResolvers()
+    const t = setTimeout(() => done.reject(new Error('sink: no FIN in 120 s')), 120_000)
+    stream.addEventListener('message', (evt) => { n += evt.data.byteLength })
+    stream.addEventListener('remoteCloseWrite', () => done.resolve())
+    stream.addEventListener('close', (evt) => evt.error != null ? done.reject(evt.error) : done.resolve())
+    try {
+      await done.promise
+      const b = Buffer.alloc(8)
+      b.writeBigUInt64BE(BigInt(n))
+      stream.send(b)
+      await stream.close({ signal: AbortSignal.timeout(10_000) })
+      emit({ event: 'sink', bytes: n })
+    } catch (err) { stream.abort(err) } finally { clearTimeout(t) }
+  }, { runOnLimitedConnection: true })
   node.addEventListener('self:peer:update', () => {
     const circuits = node.getMultiaddrs().map(String).filter(a => a.includes('/p2p-circuit'))
     if (circuits.length > 0) emit({ event: 'addrs', addrs: node.getMultiaddrs().map(String) })
@@ -232,12 +257,13 @@ if (role === 'caller') {
   const result = { ok: false, target }
   const isDirect = (c) => c.remotePeer.toString() === target && !Circuit.exactMatch(c.remoteAddr) && c.status === 'open'
   let t0 = 0
+  let relayedConn
   const direct = Promise.withResolvers()
   node.addEventListener('connection:open', (e) => { if (isDirect(e.detail)) direct.resolve({ conn: e.detail, at: Date.now() }) })
   try {
     const circuitAddr = multiaddr(`${relays[0]}/p2p-circuit/p2p/${target}`)
     t0 = Date.now()
-    const conn = await node.dial(circuitAddr, { signal: AbortSignal.timeout(15_000) })
+    const conn = relayedConn = await node.dial(circuitAddr, { signal: AbortSignal.timeout(15_000) })
     result.relayedAddr = conn.remoteAddr.toString()
     result.relayedLimited = conn.limits != null
     const r = await lib.callUnaryOn(conn, proto, Buffer.from('hi'), { timeoutMs: 15_000 })
@@ -248,7 +274,11 @@ if (role === 'caller') {
   } catch (err) {
     result.error = `first call: ${err?.message ?? err}`
   }
-  if (result.ok) {
+  if (result.ok && args.bulk != null) {
+    try {
+      Object.assign(result, await bulk(relayedConn, Number(args.bulk)))
+    } catch (err) { result.bulkError = String(err?.message ?? err) }
+  } else if (result.ok) {
     const already = node.getConnections().find(isDirect)
     if (already != null) direct.resolve({ conn: already, at: Date.now() })
     // wait for a direct connection: at most --direct-timeout s, and no longer
@@ -279,4 +309,38 @@ if (role === 'caller') {
   }
   emit({ event: 'result', ...result })
   await stop(result.ok ? EXIT.OK : EXIT.FAIL)
+}
+
+// --bulk: one stream, BYTES in 64 KiB chunks with back-pressure, FIN, then
+// the sink's 8-byte count
+async function bulk (conn, bytes) {
+  if (!(bytes > 0)) throw new Error('--bulk needs a positive byte count')
+  const signal = AbortSignal.timeout(120_000)
+  const stream = await conn.newStream(SINK, { signal, runOnLimitedConnection: true })
+  const got = []
+  const done = Promise.withResolvers()
+  stream.addEventListener('message', (evt) => got.push(Buffer.from(evt.data.subarray())))
+  stream.addEventListener('remoteCloseWrite', () => done.resolve())
+  stream.addEventListener('close', (evt) => evt.error != null ? done.reject(evt.error) : done.resolve())
+  signal.addEventListener('abort', () => done.reject(new Error('bulk: 120 s')))
+  const chunk = Buffer.alloc(64 * 1024, 0x5a)
+  const t0 = performance.now()
+  let sent = 0
+  while (sent < bytes) {
+    const c = bytes - sent >= chunk.length ? chunk : chunk.subarray(0, bytes - sent)
+    sent += c.length
+    if (!stream.send(c)) {
+      await new Promise((resolve, reject) => {
+        stream.addEventListener('drain', resolve, { once: true })
+        stream.addEventListener('close', () => reject(new Error('bulk: stream closed while sending')), { once: true })
+      })
+    }
+  }
+  await stream.close({ signal })
+  await done.promise
+  const ms = performance.now() - t0
+  const reply = Buffer.concat(got)
+  if (reply.length !== 8) throw new Error(`bulk: sink answered ${reply.length} bytes`)
+  const n = Number(reply.readBigUInt64BE(0))
+  return { bulkBytes: n, bulkSent: sent, bulkMs: Math.round(ms), bulkMbitps: Math.round(n * 8 / ms / 1000 * 10) / 10 }
 }
