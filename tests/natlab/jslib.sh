@@ -71,7 +71,8 @@ js_ready_field() {
 
 js_relay() {
   local name=$1 node=$2 id addr
-  js_run "$name" "$node" relay ${JS_AUTONAT_SERVER:+--autonat-server}
+  # shellcheck disable=SC2086 # JS_RELAY_ARGS: more relay options (js_throughput.sh: --unlimited)
+  js_run "$name" "$node" relay ${JS_AUTONAT_SERVER:+--autonat-server} ${JS_RELAY_ARGS:-}
   wait_for "$T/$name.out" '"event":"ready"' 20 >/dev/null 2>&1 || return 1
   id=$(js_ready_field "$name" peer)
   case $JS_RELAY_VIA in
