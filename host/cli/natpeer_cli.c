@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,7 +30,7 @@
 
 enum { EX_OK = 0, EX_REMOTE = 1, EX_USAGE = 2, EX_UNREACH = 3 };
 
-static int opt_json, opt_hex;
+static int opt_json, opt_hex, opt_verbose;
 static double opt_timeout = 30.0;
 static const char *prog = "natpeer-cli";
 
@@ -54,6 +56,10 @@ static void usage(FILE *f) {
           "                             the request from stdin); prints the "
           "response\n"
           "  protocols                  handlers registered on this host\n"
+          "  nat                        reachability, external addresses, NAT "
+          "mapping,\n"
+          "                             relay reservations held and served, "
+          "hole punches\n"
           "  dht findpeer PEER          the addresses of PEER, found through "
           "the DHT\n"
           "  dht closest KEY            the peers closest to KEY, one per "
@@ -76,6 +82,10 @@ static void usage(FILE *f) {
           "  -j, --json          JSON output (one object)\n"
           "  -x, --hex           print call responses and DHT values as hex\n"
           "  -t, --timeout SECS  give up after SECS (default 30)\n"
+          "  -v, --verbose       call: narrate on stderr how the peer is "
+          "reached (lookup,\n"
+          "                      relay, hole punch, direct); also after "
+          "the command\n"
           "  -h, --help          this help\n"
           "\n"
           "DHT keys are text: /natpeer/NAME takes any value (the latest "
@@ -411,8 +421,8 @@ static int cmd_peers(conn *c) {
   else if (nr->n_conns == 0)
     printf("no connected peers\n");
   else
-    printf("%-52s %-4s %-5s %9s  %s\n", "PEER", "DIR", "VIA", "RTT",
-           "ADDRESS / AGENT");
+    printf("%-52s %-4s %-7s %-5s %9s  %s\n", "PEER", "DIR", "PATH", "VIA",
+           "RTT", "ADDRESS / AGENT");
   for (size_t i = 0; i < nr->n_conns; i++) {
     Np__Ctl__NpConn *k = nr->conns[i];
     peer_str(&k->peer, id, sizeof(id));
@@ -424,6 +434,8 @@ static int cmd_peers(conn *c) {
       if (k->transport)
         printf(",\"transport\":\"%s\"", k->transport);
       printf(",\"limited\":%s", k->has_limited && k->limited ? "true" : "false");
+      printf(",\"path\":\"%s\"",
+             k->has_limited && k->limited ? "relayed" : "direct");
       if (k->has_rtt_us)
         printf(",\"rtt_ms\":%.3f", (double)k->rtt_us / 1000.0);
       if (k->agent) {
@@ -435,15 +447,218 @@ static int cmd_peers(conn *c) {
       char rtt[32] = "-";
       if (k->has_rtt_us)
         snprintf(rtt, sizeof(rtt), "%.2f ms", (double)k->rtt_us / 1000.0);
-      char via[16];
-      snprintf(via, sizeof(via), "%s%s", k->transport ? k->transport : "?",
-               k->has_limited && k->limited ? "*" : "");
-      printf("%-52s %-4s %-5s %9s  %s%s%s\n", id, k->outbound ? "out" : "in",
-             via, rtt, a, k->agent ? "  " : "", k->agent ? k->agent : "");
+      printf("%-52s %-4s %-7s %-5s %9s  %s%s%s\n", id,
+             k->outbound ? "out" : "in",
+             k->has_limited && k->limited ? "relayed" : "direct",
+             k->transport ? k->transport : "?", rtt, a, k->agent ? "  " : "",
+             k->agent ? k->agent : "");
     }
   }
   if (opt_json)
     printf("]}\n");
+  np__ctl__np_response__free_unpacked(nr, NULL);
+  return 0;
+}
+
+/* "in 58m", "2h ago": |expire_s| against now. */
+static void until_str(uint64_t expire_s, char *out, size_t cap) {
+  double d = (double)expire_s - (double)time(NULL);
+  const char *pre = d >= 0 ? "in " : "", *post = d >= 0 ? "" : " ago";
+  if (d < 0)
+    d = -d;
+  if (d < 120)
+    snprintf(out, cap, "%s%.0fs%s", pre, d, post);
+  else if (d < 7200)
+    snprintf(out, cap, "%s%.0fm%s", pre, d / 60, post);
+  else
+    snprintf(out, cap, "%s%.1fh%s", pre, d / 3600, post);
+}
+
+static void json_addrs(const char *key, ProtobufCBinaryData *v, size_t n) {
+  char a[1024];
+  printf(",\"%s\":[", key);
+  for (size_t i = 0; i < n; i++) {
+    addr_str(&v[i], a, sizeof(a));
+    if (i)
+      putchar(',');
+    json_str(a, strlen(a));
+  }
+  putchar(']');
+}
+
+static void json_resv(const char *key, Np__Ctl__NpReservation **v, size_t n) {
+  char id[NP_PEERID_STRMAX];
+  printf(",\"%s\":[", key);
+  for (size_t i = 0; i < n; i++) {
+    peer_str(&v[i]->peer, id, sizeof(id));
+    printf("%s{\"peer\":\"%s\"", i ? "," : "", id);
+    if (v[i]->has_expire_s)
+      printf(",\"expire_s\":%llu", (unsigned long long)v[i]->expire_s);
+    if (v[i]->has_limit_duration_s)
+      printf(",\"limit_duration_s\":%u", v[i]->limit_duration_s);
+    if (v[i]->has_limit_bytes)
+      printf(",\"limit_bytes\":%llu", (unsigned long long)v[i]->limit_bytes);
+    if (v[i]->state) {
+      printf(",\"state\":");
+      json_str(v[i]->state, strlen(v[i]->state));
+    }
+    json_addrs("addrs", v[i]->addrs, v[i]->n_addrs);
+    putchar('}');
+  }
+  putchar(']');
+}
+
+static void nat_json(const Np__Ctl__NpNat *n) {
+  char id[NP_PEERID_STRMAX], a[1024];
+  printf("{\"reachability\":\"%s\"", n->reachability);
+  if (n->reachability_source)
+    printf(",\"reachability_source\":\"%s\"", n->reachability_source);
+  if (n->has_confidence)
+    printf(",\"confidence\":%d", n->confidence);
+  json_addrs("confirmed", n->confirmed, n->n_confirmed);
+  json_addrs("observed", n->observed, n->n_observed);
+  if (n->mapping_udp)
+    printf(",\"mapping_udp\":\"%s\"", n->mapping_udp);
+  if (n->mapping_tcp)
+    printf(",\"mapping_tcp\":\"%s\"", n->mapping_tcp);
+  json_resv("held", n->held, n->n_held);
+  json_resv("served", n->served, n->n_served);
+  printf(",\"relay_service\":%s", n->relay_service ? "true" : "false");
+  if (n->has_circuits)
+    printf(",\"circuits\":%u", n->circuits);
+  if (n->has_circuits_total)
+    printf(",\"circuits_total\":%llu",
+           (unsigned long long)n->circuits_total);
+  if (n->has_relayed_bytes)
+    printf(",\"relayed_bytes\":%llu", (unsigned long long)n->relayed_bytes);
+  if (n->has_reservations_refused)
+    printf(",\"reservations_refused\":%llu",
+           (unsigned long long)n->reservations_refused);
+  printf(",\"autonat_service\":%s", n->autonat_service ? "true" : "false");
+  if (n->has_autonat_served)
+    printf(",\"autonat_served\":%llu", (unsigned long long)n->autonat_served);
+  if (n->has_autonat_refused)
+    printf(",\"autonat_refused\":%llu",
+           (unsigned long long)n->autonat_refused);
+  printf(",\"punches\":[");
+  for (size_t i = 0; i < n->n_punches; i++) {
+    const Np__Ctl__NpPunch *p = n->punches[i];
+    peer_str(&p->peer, id, sizeof(id));
+    printf("%s{\"peer\":\"%s\",\"state\":", i ? "," : "", id);
+    json_str(p->state, strlen(p->state));
+    if (p->role)
+      printf(",\"role\":\"%s\"", p->role);
+    if (p->has_attempts)
+      printf(",\"attempts\":%u", p->attempts);
+    if (p->has_ms)
+      printf(",\"ms\":%llu", (unsigned long long)p->ms);
+    if (p->has_addr) {
+      addr_str(&p->addr, a, sizeof(a));
+      printf(",\"addr\":");
+      json_str(a, strlen(a));
+    }
+    if (p->error) {
+      printf(",\"error\":");
+      json_str(p->error, strlen(p->error));
+    }
+    putchar('}');
+  }
+  printf("]}\n");
+}
+
+static void nat_text(const Np__Ctl__NpNat *n) {
+  char id[NP_PEERID_STRMAX], a[1024], t[32];
+  printf("reachability    %s", n->reachability);
+  if (n->reachability_source && strcmp(n->reachability_source, "none") != 0)
+    printf(" (%s%s", n->reachability_source, n->has_confidence ? "" : ")");
+  if (n->has_confidence)
+    printf("%sconfidence %d)",
+           n->reachability_source &&
+                   strcmp(n->reachability_source, "none") != 0
+               ? ", "
+               : " (",
+           n->confidence);
+  putchar('\n');
+  if (n->n_confirmed == 0)
+    printf("external        none confirmed yet (peers must report the same "
+           "address)\n");
+  for (size_t i = 0; i < n->n_confirmed; i++) {
+    addr_str(&n->confirmed[i], a, sizeof(a));
+    printf("%s%s  confirmed\n", i ? "                " : "external        ",
+           a);
+  }
+  printf("nat mapping     udp %s, tcp %s\n",
+         n->mapping_udp ? n->mapping_udp : "unknown",
+         n->mapping_tcp ? n->mapping_tcp : "unknown");
+  printf("relays held     %zu\n", n->n_held);
+  for (size_t i = 0; i < n->n_held; i++) {
+    const Np__Ctl__NpReservation *r = n->held[i];
+    peer_str(&r->peer, id, sizeof(id));
+    until_str(r->expire_s, t, sizeof(t));
+    printf("  %s  %s, expires %s", id, r->state ? r->state : "ok", t);
+    if (r->has_limit_duration_s || r->has_limit_bytes)
+      printf(", limit %us/%llu bytes", r->limit_duration_s,
+             (unsigned long long)r->limit_bytes);
+    putchar('\n');
+    for (size_t k = 0; k < r->n_addrs; k++) {
+      addr_str(&r->addrs[k], a, sizeof(a));
+      printf("      %s\n", a);
+    }
+  }
+  if (!n->relay_service) {
+    printf("relay service   off\n");
+  } else {
+    printf("relay service   on: %zu reservations, %u circuits now, %llu in "
+           "all, %llu bytes relayed, %llu reservations refused\n",
+           n->n_served, n->circuits, (unsigned long long)n->circuits_total,
+           (unsigned long long)n->relayed_bytes,
+           (unsigned long long)n->reservations_refused);
+    for (size_t i = 0; i < n->n_served; i++) {
+      peer_str(&n->served[i]->peer, id, sizeof(id));
+      until_str(n->served[i]->expire_s, t, sizeof(t));
+      printf("  %s  expires %s\n", id, t);
+    }
+  }
+  if (n->autonat_service)
+    printf("autonat service on: %llu dial-backs, %llu refused\n",
+           (unsigned long long)n->autonat_served,
+           (unsigned long long)n->autonat_refused);
+  else
+    printf("autonat service off\n");
+  printf("hole punches    %zu\n", n->n_punches);
+  for (size_t i = 0; i < n->n_punches; i++) {
+    const Np__Ctl__NpPunch *p = n->punches[i];
+    peer_str(&p->peer, id, sizeof(id));
+    printf("  %s  %s", id, p->state);
+    if (p->role)
+      printf(" as %s", p->role);
+    if (p->has_attempts)
+      printf(", %u attempt%s", p->attempts, p->attempts == 1 ? "" : "s");
+    if (p->has_ms)
+      printf(", %llu ms", (unsigned long long)p->ms);
+    if (p->has_addr) {
+      addr_str(&p->addr, a, sizeof(a));
+      printf(", via %s", a);
+    }
+    if (p->error)
+      printf(": %s", p->error);
+    putchar('\n');
+  }
+}
+
+static int cmd_nat(conn *c) {
+  Np__Ctl__NpResponse *nr;
+  int rv = np_request(c, NP__CTL__NP_TYPE__NP_NAT, NULL, &nr);
+  if (rv)
+    return rv;
+  if (nr->nat == NULL) {
+    np__ctl__np_response__free_unpacked(nr, NULL);
+    return fail(EX_REMOTE, "the host sent no NAT status (an older host?)");
+  }
+  if (opt_json)
+    nat_json(nr->nat);
+  else
+    nat_text(nr->nat);
   np__ctl__np_response__free_unpacked(nr, NULL);
   return 0;
 }
@@ -605,6 +820,107 @@ static uint8_t *read_stdin(size_t *len, size_t max) {
   return b;
 }
 
+/* ---- call -v: what the host does to reach the peer ----------------------
+ * A child process polls the host's connections to the peer on a control
+ * connection of its own and narrates each change on stderr (stdout stays
+ * the reply): not connected (a DHT lookup), a relayed connection, a direct
+ * one replacing it (the hole punch). The parent names the path the reply
+ * came over. */
+
+/* The peer's best connection: 2 direct, 1 relayed, 0 none; |addr| and
+ * |via| (transport) of it. -1 when the host cannot be asked. */
+static int peer_path(const char *ctl, const np_peerid *id, char *addr,
+                     size_t cap, char *via, size_t vcap) {
+  conn *c = malloc(sizeof(*c));
+  Np__Ctl__NpResponse *nr = NULL;
+  int best = 0, rv;
+  if (c == NULL)
+    return -1;
+  rv = ctl_open(c, ctl);
+  if (rv == 0)
+    rv = np_request(c, NP__CTL__NP_TYPE__NP_CONNS, NULL, &nr);
+  if (c->fd > 0)
+    close(c->fd);
+  free(c);
+  if (rv != 0)
+    return -1;
+  for (size_t i = 0; i < nr->n_conns; i++) {
+    Np__Ctl__NpConn *k = nr->conns[i];
+    int path = k->has_limited && k->limited ? 1 : 2;
+    if (k->peer.len != id->len || memcmp(k->peer.data, id->bytes, id->len) ||
+        path <= best)
+      continue;
+    best = path;
+    addr_str(&k->addr, addr, cap);
+    snprintf(via, vcap, "%s", k->transport ? k->transport : "?");
+  }
+  np__ctl__np_response__free_unpacked(nr, NULL);
+  return best;
+}
+
+static void narrate(const char *ctl, const np_peerid *id, const char *peer,
+                    double t0) {
+  char addr[1024], via[16];
+  int last = -2;
+  double end = t0 + opt_timeout;
+  while (now() < end) {
+    int p = peer_path(ctl, id, addr, sizeof(addr), via, sizeof(via));
+    double ms = (now() - t0) * 1000.0;
+    if (p != last) {
+      if (p == 0 && last == -2)
+        fprintf(stderr, "find:   not connected to %s; looking it up (known "
+                        "addresses, then the DHT)\n", peer);
+      else if (p == 0)
+        fprintf(stderr, "lost:   no connection to %s (%.0f ms)\n", peer, ms);
+      else if (p == 1)
+        fprintf(stderr, "relay:  reached %s through a relay: %s, %s, limited "
+                        "(%.0f ms)\n", peer, addr, via, ms);
+      else if (p == 2 && last == 1)
+        fprintf(stderr, "punch:  direct %s connection to %s at %s replaces "
+                        "the relayed one (%.0f ms)\n", via, peer, addr, ms);
+      else if (p == 2 && last == -2)
+        fprintf(stderr, "direct: already connected to %s at %s over %s\n",
+                peer, addr, via);
+      else if (p == 2)
+        fprintf(stderr, "direct: connected to %s at %s over %s (%.0f ms)\n",
+                peer, addr, via, ms);
+      last = p;
+    }
+    if (p == 2)
+      return; /* nothing better can come */
+    usleep(50 * 1000);
+  }
+}
+
+static pid_t narrator_start(const char *ctl, const np_peerid *id,
+                            const char *peer, double t0) {
+  pid_t pid;
+  fflush(stdout);
+  fflush(stderr);
+  if ((pid = fork()) != 0)
+    return pid; /* the parent (or -1: no narration) */
+  narrate(ctl, id, peer, t0);
+  fflush(stderr);
+  _exit(0);
+}
+
+static void narrator_stop(pid_t pid, const char *ctl, const np_peerid *id,
+                          double t0, int ok) {
+  char addr[1024], via[16];
+  int p;
+  if (pid > 0) {
+    /* Let it report a change it is about to see, then stop it. */
+    usleep(60 * 1000);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+  }
+  p = peer_path(ctl, id, addr, sizeof(addr), via, sizeof(via));
+  fprintf(stderr, "%s  %.0f ms; the connection now: %s%s%s%s\n",
+          ok ? "reply: " : "failed:", (now() - t0) * 1000.0,
+          p == 2 ? "direct " : p == 1 ? "relayed " : "none",
+          p > 0 ? via : "", p > 0 ? " " : "", p > 0 ? addr : "");
+}
+
 /* hivemind's pattern: upgrade, CallUnary with a uuid4 callId, Cancel on
  * timeout. */
 static int cmd_call(conn *c, const char *peer, const char *proto,
@@ -618,6 +934,8 @@ static int cmd_call(conn *c, const char *peer, const char *proto,
   size_t reqlen = 0, n, mlen;
   np_peerid id;
   int rv;
+  pid_t narrator = -1;
+  double t0 = now();
   if ((rv = parse_peer(peer, &id)) != 0)
     return rv;
   if (strcmp(data, "-") == 0) {
@@ -653,6 +971,10 @@ static int cmd_call(conn *c, const char *peer, const char *proto,
     goto out;
   }
   np__p2pd__persistent_connection_request__pack(&pr, buf);
+  if (opt_verbose) {
+    t0 = now();
+    narrator = narrator_start(c->addr, &id, peer, t0);
+  }
   if ((rv = send_msg(c, buf, n)) != 0)
     goto out;
   for (;;) {
@@ -686,6 +1008,13 @@ static int cmd_call(conn *c, const char *peer, const char *proto,
     if (pc->callid.len != 16 || memcmp(pc->callid.data, callid, 16) != 0) {
       np__p2pd__persistent_connection_response__free_unpacked(pc, NULL);
       continue;
+    }
+    if (opt_verbose) { /* the story first, then the answer */
+      int ok = pc->message_case ==
+                   NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CALL_UNARY_RESPONSE &&
+               !pc->callunaryresponse->has_error;
+      narrator_stop(narrator, c->addr, &id, t0, ok);
+      opt_verbose = 0;
     }
     if (pc->message_case ==
         NP__P2PD__PERSISTENT_CONNECTION_RESPONSE__MESSAGE_CALL_UNARY_RESPONSE) {
@@ -721,6 +1050,8 @@ static int cmd_call(conn *c, const char *peer, const char *proto,
     break;
   }
 out:
+  if (opt_verbose)
+    narrator_stop(narrator, c->addr, &id, t0, rv == 0);
   free(msg);
   free(buf);
   free(req);
@@ -1018,6 +1349,7 @@ int main(int argc, char **argv) {
       {"json", no_argument, NULL, 'j'},
       {"hex", no_argument, NULL, 'x'},
       {"timeout", required_argument, NULL, 't'},
+      {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *config = NULL, *control = NULL, *cmd;
@@ -1027,7 +1359,7 @@ int main(int argc, char **argv) {
   int o, rv, nargs;
   char **args;
 
-  while ((o = getopt_long(argc, argv, "+c:C:jxt:h", opts, NULL)) != -1) {
+  while ((o = getopt_long(argc, argv, "+c:C:jxt:vh", opts, NULL)) != -1) {
     switch (o) {
     case 'c':
       config = optarg;
@@ -1040,6 +1372,9 @@ int main(int argc, char **argv) {
       break;
     case 'x':
       opt_hex = 1;
+      break;
+    case 'v':
+      opt_verbose = 1;
       break;
     case 't': {
       char *end;
@@ -1067,13 +1402,23 @@ int main(int argc, char **argv) {
   cmd = argv[optind];
   args = argv + optind + 1;
   nargs = argc - optind - 1;
+  if (strcmp(cmd, "call") == 0) { /* `call -v PEER PROTO` reads naturally */
+    int k = 0;
+    for (int i = 0; i < nargs; i++) {
+      if (strcmp(args[i], "-v") == 0 || strcmp(args[i], "--verbose") == 0)
+        opt_verbose = 1;
+      else
+        args[k++] = args[i];
+    }
+    nargs = k;
+  }
   {
     static const struct {
       const char *name;
       int min, max;
     } cmds[] = {{"id", 0, 0},      {"peers", 0, 0}, {"connect", 1, 1},
                 {"disconnect", 1, 1}, {"ping", 1, 1}, {"call", 2, 3},
-                {"protocols", 0, 0}, {"dht", 1, 4}};
+                {"protocols", 0, 0}, {"dht", 1, 4}, {"nat", 0, 0}};
     int found = 0;
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
       if (strcmp(cmd, cmds[i].name) != 0)
@@ -1123,6 +1468,8 @@ int main(int argc, char **argv) {
       rv = cmd_call(c, args[0], args[1], nargs > 2 ? args[2] : "");
     else if (strcmp(cmd, "dht") == 0)
       rv = cmd_dht(c, nargs, args);
+    else if (strcmp(cmd, "nat") == 0)
+      rv = cmd_nat(c);
     else
       rv = cmd_protocols(c);
   }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "np_event.h"
+
 typedef struct np_strv {
   char **v;
   size_t n;
@@ -29,7 +31,9 @@ typedef struct np_conf_plugin {
 } np_conf_plugin;
 
 enum np_dht_mode { NP_DHT_AUTO, NP_DHT_SERVER, NP_DHT_CLIENT, NP_DHT_OFF };
-enum np_reach { NP_REACH_AUTO, NP_REACH_PUBLIC, NP_REACH_PRIVATE };
+/* [nat] reachability: auto (AutoNAT decides), or forced to NP_REACH_PUBLIC
+ * / NP_REACH_PRIVATE (np_event.h's values). */
+enum np_reach { NP_REACH_AUTO = 0 };
 enum np_tristate { NP_TRI_AUTO, NP_TRI_ON, NP_TRI_OFF };
 
 typedef struct np_conf {

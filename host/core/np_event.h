@@ -32,9 +32,18 @@ enum np_event_type {
   NP_EV_PEER_IDENTIFIED = 1u << 2, /* identify (or a push) was read */
   NP_EV_PROTOCOLS_CHANGED = 1u << 3, /* a push changed a peer's protocols */
   NP_EV_OBSERVED_ADDR = 1u << 4,     /* a peer told us our address */
-  NP_EV_LOCAL_PROTOCOLS_CHANGED = 1u << 5 /* our protocol table changed */
+  NP_EV_LOCAL_PROTOCOLS_CHANGED = 1u << 5, /* our protocol table changed */
+  NP_EV_LOCAL_ADDRS_CHANGED = 1u << 6, /* our advertised addresses changed */
+  NP_EV_REACHABILITY = 1u << 7         /* AutoNAT's verdict changed */
 };
-#define NP_EV_ALL 0x3fu
+#define NP_EV_ALL 0xffu
+
+/* NP_EV_REACHABILITY values: can peers dial us directly? */
+enum np_reach_state {
+  NP_REACH_UNKNOWN = 0,
+  NP_REACH_PUBLIC = 1,
+  NP_REACH_PRIVATE = 2
+};
 #define NP_EVENTS_DEPTH 8
 
 typedef struct np_ev_addr {
@@ -45,7 +54,7 @@ typedef struct np_ev_addr {
 /* One event. Members not listed for a type are zero/NULL. */
 typedef struct np_event {
   unsigned type; /* one np_event_type bit */
-  /* every type but LOCAL_PROTOCOLS_CHANGED: */
+  /* every type but LOCAL_PROTOCOLS_CHANGED, LOCAL_ADDRS_CHANGED, REACHABILITY: */
   const np_peerid *peer;
   /* The connection concerned (read only: use np_swarm_* to act on it). It
    * stays valid until the CONN_DOWN dispatch of it returns. */
@@ -71,6 +80,9 @@ typedef struct np_event {
    * addresses): */
   const uint8_t *observed;
   size_t observed_len;
+  /* REACHABILITY (peer and conn NULL): enum np_reach_state, and the
+   * previous one. */
+  int reachability, prev_reachability;
 } np_event;
 
 typedef void (*np_event_fn)(const np_event *ev, void *ud);

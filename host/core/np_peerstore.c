@@ -136,11 +136,11 @@ int np_peerstore_add_addr(np_ps_peer *p, const uint8_t *bin, size_t len,
   uint64_t exp = ttl_ms ? now_ms + ttl_ms : 0;
   if (np_maddr_validate(bin, len) != 0)
     return NP_EINVAL;
-  /* Keep the address without its /p2p/ tail: the ID is the entry's key. */
+  /* Keep the address without its trailing /p2p/ID: the ID is the
+   * entry's key. An inner /p2p/ (a circuit's relay) stays. */
   while ((r = np_maddr_next(bin, len, &off, &c)) == 1) {
-    if (c.code == 0x01a5)
-      break;
-    keep = off;
+    if (c.code != 0x01a5 || off != len)
+      keep = off;
   }
   if (keep == 0)
     return NP_EINVAL;

@@ -1,4 +1,5 @@
 #include "np_ctl.h"
+#include "np_natstatus.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1627,6 +1628,18 @@ static void req_natpeer(client *c, int type, const ProtobufCBinaryData *body) {
     free(ci);
     free(cv);
     free(pv);
+    break;
+  }
+  case NP__CTL__NP_TYPE__NP_NAT: {
+    Np__Ctl__NpNat nat;
+    np_natstatus *arena = NULL;
+    if (np_natstatus_build(c->ctl->h, &nat, &arena) != 0) {
+      send_error(c, "out of memory");
+    } else {
+      nr.nat = &nat;
+      send_np(c, &nr);
+    }
+    np_natstatus_free(arena);
     break;
   }
   case NP__CTL__NP_TYPE__NP_VERSION: {

@@ -407,7 +407,10 @@ static void on_event(const np_event *ev, void *ud) {
   np_idsvc *svc = ud;
   if (ev->type == NP_EV_CONN_UP)
     open_on(svc, ev->conn, 0);
-  else if (ev->type == NP_EV_LOCAL_PROTOCOLS_CHANGED)
+  else if (ev->type == NP_EV_LOCAL_ADDRS_CHANGED) {
+    seal_record(svc); /* a newer record (higher seq) with the new set */
+    np_loop_post(np_host_loop(svc->h), &svc->push);
+  } else if (ev->type == NP_EV_LOCAL_PROTOCOLS_CHANGED)
     /* Coalesce a burst of changes (a plugin registering several names, a
      * reload) into one push per connection on the next loop turn. */
     np_loop_post(np_host_loop(svc->h), &svc->push);
@@ -472,7 +475,8 @@ static int idsvc_start(np_host *h, void **state) {
   if ((rv = reg(svc, NP_IDENTIFY_PROTOCOL, &answer_cbs)) != 0 ||
       (rv = reg(svc, NP_IDENTIFY_PUSH_PROTOCOL, &push_cbs)) != 0 ||
       (rv = np_events_subscribe(np_host_events(h),
-                                NP_EV_CONN_UP | NP_EV_LOCAL_PROTOCOLS_CHANGED,
+                                NP_EV_CONN_UP | NP_EV_LOCAL_PROTOCOLS_CHANGED |
+                                    NP_EV_LOCAL_ADDRS_CHANGED,
                                 on_event, svc, &svc->sub)) != 0) {
     idsvc_stop(svc);
     return rv;

@@ -406,11 +406,29 @@ static int answer(np_kad *kad, np_stream *s, const np_kadmsg *req) {
   char tbuf[80];
   np_kadmsg m;
   size_t n, i, np = 0;
+  int has_target = 0;
   np_crypto_sha256(req->key.data, req->key.len, target);
   n = np_kbucket_closest(kad->table, target, kad->cfg.k + 1, ids);
+  if (req->type == NP_KADMSG_FIND_NODE) {
+    /* The peer asked for, when we know where it is, even if it is not in
+     * the table: a DHT client (a host behind a NAT, with its relayed and
+     * observed addresses) is found through the servers it is connected
+     * to, as go does. */
+    np_peerid tp;
+    if (np_peerid_from_bytes(&tp, req->key.data, req->key.len) == 0 &&
+        !np_peerid_equal(&tp, &s->peer_id) &&
+        !np_peerid_equal(&tp, &np_host_identity(kad->h)->id)) {
+      memset(&peers[0], 0, sizeof(peers[0]));
+      peers[0].id = tp;
+      peer_addrs(kad, &tp, &peers[0], blobs[0]);
+      if (peers[0].naddrs > 0)
+        np = has_target = 1;
+    }
+  }
   for (i = 0; i < n && np < kad->cfg.k; i++) {
     np_kadmsg_peer *p = &peers[np];
-    if (np_peerid_equal(&ids[i], &s->peer_id))
+    if (np_peerid_equal(&ids[i], &s->peer_id) ||
+        (has_target && np_peerid_equal(&ids[i], &peers[0].id)))
       continue;
     memset(p, 0, sizeof(*p));
     p->id = ids[i];

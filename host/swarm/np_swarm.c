@@ -26,11 +26,22 @@
 
 #define MAX_ADDRS 32
 #define ADDR_LEN 128
-#define MAX_DIAL_ADDRS 8
+#define MAX_DIAL_ADDRS 16
 #define OBUF_CHUNK (256 * 1024)
 #define ADDR_TTL_MS (3600u * 1000u)
-#define NP_SWARM_MAX_TRANSPORTS 4
+#define NP_SWARM_MAX_TRANSPORTS 6
+/* Advertised addresses beyond the listen ones (np_swarm_set_adverts). */
+#define MAX_ADVERT_OWNERS 4
+#define MAX_ADVERTS 16
 #define DIAL_STAGGER_MS 250
+/* A stream opened to a peer whose only connection is relayed (limited)
+ * waits for a hole-punched direct one: DIRECT_GRACE_MS from the relayed
+ * connection's start for a punch to begin, then as long as one runs
+ * (np_swarm_conn_punching), at most PUNCH_WAIT_MAX_MS; then it goes over
+ * the relayed connection after all. Only when both sides speak DCUtR. */
+#define DIRECT_GRACE_MS 3000
+#define PUNCH_WAIT_MAX_MS 60000
+#define DCUTR_PROTO "/libp2p/dcutr"
 /* Peer-routing lookups at once (each dial does at most one). */
 #define MAX_ROUTING 32
 /* Bytes the swarm itself queues on a stream (multistream messages, a
@@ -66,6 +77,15 @@ struct np_swarm {
   size_t addr_len[MAX_ADDRS];
   size_t naddrs;
   char addr_text[MAX_ADDRS][320];
+  size_t nlisten; /* addr[0..nlisten): listen and [host] announce */
+  struct advert {
+    char owner[16];
+    size_t n;
+    uint8_t addr[MAX_ADVERTS][ADDR_LEN];
+    size_t len[MAX_ADVERTS];
+  } adv[MAX_ADVERT_OWNERS];
+  np_defer adv_changed; /* NP_EV_LOCAL_ADDRS_CHANGED on the next turn */
+  np_conn_cbs cbs;      /* what every transport reports to */
   ev_timer liveness; /* probes connections with answers awaited */
   np_swarm_prober prober;
   void *prober_ud;
@@ -93,6 +113,8 @@ struct sconn {
   np_list swait; /* ops waiting for stream credit (op.wlink); the
                     transport's stream_credit says when to retry */
   np_list idwait; /* connect ops waiting for the peer's identify */
+  np_list dwait;  /* open ops waiting for a direct connection (limited) */
+  int punching;   /* a DCUtR exchange runs on it (np_swarm_conn_punching) */
   int identified; /* the peer's identify was read on this connection */
 };
 
@@ -191,6 +213,11 @@ struct op {
   int fresh;            /* dial a new connection even if one exists */
   int new_port;         /* fresh: from a new ephemeral port */
   struct dialing *dial; /* the dial it waits for (in its waiters) */
+  /* OP_OPEN on a limited connection, waiting for a direct one */
+  ev_timer dtimer;
+  int dtimer_on;
+  int limited_ok; /* go over a limited connection now */
+  struct sconn *dconn; /* the limited connection it waits on (dwait) */
 };
 
 static struct ev_loop *EV(np_swarm *sw) {
@@ -284,6 +311,99 @@ static void collect_addrs(np_swarm *sw) {
     np_ssize n = np_maddr_parse(t, strlen(t), bin, sizeof(bin));
     if (n > 0)
       add_own_addr(sw, bin, (size_t)n);
+  }
+  sw->nlisten = sw->naddrs;
+}
+
+/* Listen addresses, then every owner's adverts (deduplicated). */
+static void rebuild_addrs(np_swarm *sw) {
+  sw->naddrs = sw->nlisten;
+  for (size_t o = 0; o < MAX_ADVERT_OWNERS; o++)
+    for (size_t i = 0; i < sw->adv[o].n; i++)
+      add_own_addr(sw, sw->adv[o].addr[i], sw->adv[o].len[i]);
+}
+
+static void adv_emit(void *arg) {
+  np_swarm *sw = arg;
+  np_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.type = NP_EV_LOCAL_ADDRS_CHANGED;
+  np_events_emit(np_host_events(sw->h), &ev);
+}
+
+int np_swarm_set_adverts(np_swarm *sw, const char *owner,
+                         const uint8_t *const *addrs, const size_t *lens,
+                         size_t n) {
+  struct advert *a = NULL, *fresh = NULL;
+  size_t k = 0;
+  if (owner == NULL || owner[0] == '\0' ||
+      strlen(owner) >= sizeof(sw->adv[0].owner) || (n > 0 && !addrs))
+    return NP_EINVAL;
+  for (size_t o = 0; o < MAX_ADVERT_OWNERS; o++) {
+    if (strcmp(sw->adv[o].owner, owner) == 0)
+      a = &sw->adv[o];
+    else if (fresh == NULL && sw->adv[o].owner[0] == '\0')
+      fresh = &sw->adv[o];
+  }
+  if (a == NULL) {
+    if (n == 0)
+      return 0;
+    if ((a = fresh) == NULL)
+      return NP_ELIMIT;
+    snprintf(a->owner, sizeof(a->owner), "%s", owner);
+  }
+  {
+    struct advert next;
+    memset(&next, 0, sizeof(next));
+    for (size_t i = 0; i < n && k < MAX_ADVERTS; i++) {
+      if (lens[i] == 0 || lens[i] > ADDR_LEN)
+        continue;
+      memcpy(next.addr[k], addrs[i], lens[i]);
+      next.len[k++] = lens[i];
+    }
+    next.n = k;
+    if (next.n == a->n) {
+      size_t i;
+      for (i = 0; i < k; i++)
+        if (next.len[i] != a->len[i] ||
+            memcmp(next.addr[i], a->addr[i], next.len[i]) != 0)
+          break;
+      if (i == k)
+        return 0; /* unchanged: no event, no identify push */
+    }
+    memcpy(a->addr, next.addr, sizeof(next.addr));
+    memcpy(a->len, next.len, sizeof(next.len));
+    a->n = k;
+  }
+  if (k == 0)
+    a->owner[0] = '\0';
+  rebuild_addrs(sw);
+  np_loop_post(np_host_loop(sw->h), &sw->adv_changed);
+  return 0;
+}
+
+const np_conn_cbs *np_swarm_conn_cbs(np_swarm *sw, void **ud) {
+  *ud = sw;
+  return &sw->cbs;
+}
+
+int np_swarm_add_transport(np_swarm *sw, np_transport *t) {
+  if (t == NULL || sw->closing)
+    return NP_EINVAL;
+  if (sw->ntr >= NP_SWARM_MAX_TRANSPORTS)
+    return NP_ELIMIT;
+  sw->tr[sw->ntr++] = t;
+  return 0;
+}
+
+void np_swarm_remove_transport(np_swarm *sw, np_transport *t) {
+  for (size_t i = 0; i < sw->ntr; i++) {
+    if (sw->tr[i] != t)
+      continue;
+    memmove(&sw->tr[i], &sw->tr[i + 1], (sw->ntr - i - 1) * sizeof(sw->tr[0]));
+    sw->ntr--;
+    t->ops->del(t); /* its conn_downs run now, into the swarm */
+    return;
   }
 }
 
@@ -790,6 +910,8 @@ static void op_free(op *o) {
   np_loop_cancel(o->loop, &o->deliver);
   if (o->timer_on)
     ev_timer_stop(EV(o->sw), &o->timer);
+  if (o->dtimer_on)
+    ev_timer_stop(EV(o->sw), &o->dtimer);
   np_list_remove(&o->link);
   np_list_remove(&o->wlink);
   for (size_t i = 0; i < o->nprotos; i++)
@@ -841,6 +963,10 @@ static void op_finish(op *o, int err) {
   if (o->timer_on) {
     ev_timer_stop(EV(o->sw), &o->timer);
     o->timer_on = 0;
+  }
+  if (o->dtimer_on) {
+    ev_timer_stop(EV(o->sw), &o->dtimer);
+    o->dtimer_on = 0;
   }
   np_list_remove(&o->wlink);
   np_list_init(&o->wlink);
@@ -913,9 +1039,11 @@ static int addr_rank(np_swarm *sw, const uint8_t *bin, size_t len) {
   np_transport *t = transport_for(sw, bin, len);
   if (t == NULL)
     return -1;
-  return t->ops->kind == NP_TRANSPORT_QUIC ? 0
+  /* Relayed last: a circuit is limited and costs the relay. */
+  return t->ops->kind == NP_TRANSPORT_QUIC  ? 0
          : t->ops->kind == NP_TRANSPORT_MEM ? 0
-                                            : 1;
+         : t->ops->kind == NP_TRANSPORT_RELAY ? 3
+                                              : 1;
 }
 
 /* Add an address to try; addresses not yet started stay sorted by rank
@@ -1283,6 +1411,95 @@ static void probe_op_done(void *ud, int err, int64_t rtt_us) {
 
 /* Start |o| on |c|. Returns 1 when it waits for stream credit, else 0
  * (|o| may be gone then: a lazy open hands over and ends at once). */
+/* ---- waiting for a direct connection ------------------------------------- */
+
+/* Is a hole-punched connection to |c|'s peer worth waiting for? */
+static int direct_expected(sconn *c) {
+  np_swarm *sw = c->sw;
+  uint64_t age = now_ms(sw) - c->t_up_ms;
+  if (c->closing || age >= PUNCH_WAIT_MAX_MS ||
+      np_proto_find(np_host_protos(sw->h), DCUTR_PROTO,
+                    sizeof(DCUTR_PROTO) - 1) == NULL)
+    return 0; /* we do not punch ([nat] hole_punch = no) */
+  if (c->punching)
+    return 1;
+  if (age >= DIRECT_GRACE_MS)
+    return 0;
+  if (c->identified) {
+    np_ps_peer *p = np_peerstore_get(sw->ps, &c->peer);
+    if (p && !np_peerstore_supports(p, DCUTR_PROTO))
+      return 0; /* the peer does not punch */
+  }
+  return 1;
+}
+
+/* Hand |o| (waiting on limited |from|) to |to|. */
+static void dwait_release(op *o, sconn *to) {
+  if (o->dtimer_on) {
+    ev_timer_stop(EV(o->sw), &o->dtimer);
+    o->dtimer_on = 0;
+  }
+  np_list_remove(&o->wlink);
+  np_list_init(&o->wlink);
+  o->dconn = NULL;
+  o->limited_ok = 1; /* decided: whatever |to| is, go */
+  op_on_conn(o, to);
+}
+
+static void dwait_tick(struct ev_loop *ev, ev_timer *w, int revents) {
+  op *o = np_container_of(w, op, dtimer);
+  sconn *c = o->dconn;
+  (void)revents;
+  o->dtimer_on = 0;
+  if (direct_expected(c)) {
+    ev_timer_set(&o->dtimer, 0.25, 0.);
+    ev_timer_start(ev, &o->dtimer);
+    o->dtimer_on = 1;
+    return;
+  }
+  np_debug("swarm", "direct-wait-over peer=%s using=relayed", c->peer_str);
+  dwait_release(o, c);
+}
+
+static int direct_wait(op *o, sconn *c) {
+  if (!direct_expected(c))
+    return 0;
+  np_list_insert_tail(&c->dwait, &o->wlink);
+  o->dconn = c;
+  ev_timer_init(&o->dtimer, dwait_tick, 0.25, 0.);
+  ev_timer_start(EV(o->sw), &o->dtimer);
+  o->dtimer_on = 1;
+  return 1;
+}
+
+/* A direct connection |c| to a peer is up: streams waiting on its relayed
+ * ones go over it. */
+static void dwait_direct_up(np_swarm *sw, sconn *c) {
+  for (np_list *it = sw->conns.next; it != &sw->conns; it = it->next) {
+    sconn *x = np_list_entry(it, sconn, link);
+    if (x == c || !np_peerid_equal(&x->peer, &c->peer))
+      continue;
+    while (!np_list_empty(&x->dwait))
+      dwait_release(np_list_entry(x->dwait.next, op, wlink), c);
+  }
+}
+
+void np_swarm_conn_punching(np_swarm *sw, const np_conn *nc, int on) {
+  sconn *c = nc ? nc->ud : NULL;
+  (void)sw;
+  if (c == NULL || c->nc != nc)
+    return;
+  c->punching = on ? 1 : 0;
+  if (on)
+    return;
+  /* Over: a direct connection took the waiters already, or none came. */
+  while (!np_list_empty(&c->dwait)) {
+    op *o = np_list_entry(c->dwait.next, op, wlink);
+    sconn *best = find_conn(c->sw, &c->peer);
+    dwait_release(o, best ? best : c);
+  }
+}
+
 static int op_on_conn(op *o, sconn *c) {
   np_cstream *cs;
   sstream *st;
@@ -1305,6 +1522,8 @@ static int op_on_conn(op *o, sconn *c) {
     }
     return 0;
   }
+  if (c->nc->limited && !o->limited_ok && direct_wait(o, c))
+    return 1;
   rv = np_cstream_open(c->nc, NULL, &cs);
   if (rv == NP_ELIMIT) {
     /* All stream slots are in use: wait for one (bounded by the op's
@@ -1370,6 +1589,7 @@ static void sconn_init(sconn *c, np_swarm *sw) {
   np_list_init(&c->streams);
   np_list_init(&c->swait);
   np_list_init(&c->idwait);
+  np_list_init(&c->dwait);
 }
 
 static op *op_new(np_swarm *sw, int kind, const np_peerid *peer) {
@@ -1446,6 +1666,8 @@ static void c_conn_up(np_conn *nc, void *ud) {
     c->dial = NULL;
     dial_complete(d, c);
   }
+  if (!nc->limited)
+    dwait_direct_up(sw, c);
   /* Modules learn of it last (identify opens its stream here). */
   emit_conn(sw, c, NP_EV_CONN_UP, 0, 0);
 }
@@ -1481,6 +1703,8 @@ static void c_conn_down(np_conn *nc, int err, void *ud) {
     op_finish(np_list_entry(c->swait.next, op, wlink), err);
   while (!np_list_empty(&c->idwait))
     op_finish(np_list_entry(c->idwait.next, op, wlink), err);
+  while (!np_list_empty(&c->dwait))
+    op_finish(np_list_entry(c->dwait.next, op, wlink), err);
   np_list_remove(&c->link);
   if (c->up) {
     int last = 1;
@@ -1652,6 +1876,7 @@ int np_swarm_conn_open(np_swarm *sw, const np_conn *nc, const char *proto,
   }
   o->nprotos = 1;
   o->lazy = 1;
+  o->limited_ok = 1; /* the caller chose this connection */
   o->stream_cb = cb;
   o->ud = ud;
   np_list_insert_tail(&sw->ops, &o->link);
@@ -1965,6 +2190,8 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
     return NP_ENOMEM;
   sw->h = h;
   sw->ps = np_host_peerstore(h);
+  sw->cbs = cbs;
+  np_defer_init(&sw->adv_changed, adv_emit, sw);
   np_list_init(&sw->conns);
   np_list_init(&sw->dials);
   np_list_init(&sw->ops);
@@ -2034,6 +2261,7 @@ void np_swarm_del(np_swarm *sw) {
   if (sw == NULL)
     return;
   sw->closing = 1;
+  np_loop_cancel(np_host_loop(sw->h), &sw->adv_changed);
   np_swarm_set_prober(sw, NULL, NULL);
   ev_timer_stop(EV(sw), &sw->liveness);
   np_host_set_net(sw->h, NULL, NULL);

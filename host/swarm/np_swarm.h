@@ -46,6 +46,39 @@ int np_swarm_dial_new(np_swarm *sw, const np_peerid *peer,
                       size_t n, int flags, uint64_t timeout_ms,
                       np_net_done_fn cb, void *ud, void **handle);
 
+/* Addresses this host announces beyond its listen addresses: |owner| (a
+ * module's tag, < 16 bytes: "relay", "observed") replaces its whole set
+ * with |addrs| (binary multiaddrs without our /p2p/ID; a circuit address
+ * ends in /p2p/RELAY/p2p-circuit); n = 0 clears it. np_net_ops addrs,
+ * which identify, the signed peer record and the DHT use, returns the
+ * listen addresses and then every owner's, deduplicated (32 at most).
+ * A change emits NP_EV_LOCAL_ADDRS_CHANGED on the next loop turn (one
+ * event for a burst); identify pushes it. At most 16 addresses per owner
+ * (more are dropped) and 4 owners. Returns 0, NP_EINVAL or NP_ELIMIT. */
+int np_swarm_set_adverts(np_swarm *sw, const char *owner,
+                         const uint8_t *const *addrs, const size_t *lens,
+                         size_t n);
+
+/* A module's own transport (the circuit relay): it reports to the
+ * callbacks np_swarm_conn_cbs gives (with that |ud|), the swarm dials
+ * the addresses it can_dial (ranked after direct ones), and deletes it at
+ * np_swarm_del unless np_swarm_remove_transport took it out first (which
+ * closes its connections and deletes it: conn_down events run inside that
+ * call, so not from inside one of its events). NP_ELIMIT when full. */
+const np_conn_cbs *np_swarm_conn_cbs(np_swarm *sw, void **ud);
+int np_swarm_add_transport(np_swarm *sw, np_transport *t);
+void np_swarm_remove_transport(np_swarm *sw, np_transport *t);
+
+/* DCUtR (np_dcutr) marks the relayed connection |c| while it tries to
+ * replace it with a direct one (|on| 1) and when it is done (0). Streams
+ * opened through np_net_ops to a peer whose only connection is relayed
+ * wait for the direct one: 3 s for a punch to begin (when both sides
+ * list /libp2p/dcutr), then while one is marked, at most 60 s from the
+ * relayed connection's start; then, or when the mark is cleared without
+ * a direct connection, they go over the relayed one. Streams opened on a
+ * given connection (np_swarm_conn_open) never wait. */
+void np_swarm_conn_punching(np_swarm *sw, const np_conn *c, int on);
+
 /* ---- hooks for protocol modules --------------------------------------------
  * A connection is the np_conn an event carried (read only); it is valid
  * until the NP_EV_CONN_DOWN dispatch of it returns. */

@@ -204,8 +204,10 @@ static int m_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
   }
   /* A failure here closes |b|: the dialer sees EOF, as from a full TCP
    * listener. */
-  np_upgrade_start(l->up, b, 1, NULL, e->maddr, e->maddrlen, laddr, llen, NULL,
-                   &lc);
+  (*pc)->limited = t->cfg.limited;
+  if (np_upgrade_start(l->up, b, 1, NULL, e->maddr, e->maddrlen, laddr, llen,
+                       NULL, &lc) == 0)
+    lc->limited = l->cfg.limited;
   return 0;
 }
 
@@ -286,6 +288,7 @@ int np_tmem_new(np_transport **pt, np_tmem_net *net, const np_identity *id,
 #define TAKE(f) (t->cfg.f = cfg->f ? cfg->f : t->cfg.f)
     TAKE(max_connections);
     TAKE(pipe_bytes);
+    t->cfg.limited = cfg->limited;
 #undef TAKE
   }
   t->pub.ops = &tmem_ops;

@@ -27,6 +27,8 @@ void np_tmem_net_del(np_tmem_net *n);
 typedef struct np_tmem_config {
   uint32_t max_connections; /* in + out, handshaking included; 512 */
   size_t pipe_bytes;        /* in flight each way per connection; 256 KiB */
+  int limited;              /* mark its connections limited, as relayed
+                               ones are (tests of the relayed path) */
   np_upgrade_config upgrade;
 } np_tmem_config;
 

@@ -82,7 +82,8 @@ need() {
 }
 
 # start_host NAME NODE MODE BOOTSTRAP PLUGINS: natpeer-host in lab NODE,
-# listening on the node's address, port 4001 (QUIC and TCP). Sets
+# listening on the node's address, port 4001 (QUIC and TCP); $HOST_EXTRA
+# (ini text: more sections, e.g. [relay] or [plugin.hello]) is appended. Sets
 # ${NAME}_pid, ${NAME}_addr (QUIC multiaddr with /p2p/), ${NAME}_id,
 # ${NAME}_ctl. PLUGINS: space-separated bundled plugin names, or "".
 start_host() {
@@ -107,6 +108,7 @@ treat_as_public = $LAB_PUBLIC
 call_timeout = 15s
 [plugins]
 dir = $T/$name/plugins
+${HOST_EXTRA:-}
 INI
   ip netns exec "$(lab netns "$node")" "$HOST" --config "$T/$name/host.ini" \
     >"$T/$name/out" 2>"$T/$name/log" </dev/null &

@@ -127,6 +127,24 @@ int main(void) {
   is_int(p->addrs[0].len, 11, "the /p2p/ suffix is stripped");
   np_peerstore_add_addr(p, bin, n, 0, 1000);
   is_int(p->naddrs, 1, "duplicates are merged");
+  {
+    /* A circuit address keeps its relay's /p2p/; only the target's goes. */
+    uint8_t c1[256];
+    size_t n1 = ma("/ip4/10.0.0.2/udp/4001/quic-v1/p2p/"
+                   "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq"
+                   "/p2p-circuit",
+                   c1);
+    n = ma("/ip4/10.0.0.2/udp/4001/quic-v1/p2p/"
+           "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq"
+           "/p2p-circuit/p2p/"
+           "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq",
+           bin);
+    is_int(np_peerstore_add_addr(p, bin, n, 0, 1000), 0, "circuit added");
+    ok(p->naddrs == 2 && p->addrs[1].len == n1 &&
+           memcmp(p->addrs[1].bin, c1, n1) == 0,
+       "a circuit address keeps the relay's /p2p/");
+    p->naddrs = 1; /* the cap checks below count from one */
+  }
   for (int i = 0; i < 20; i++) {
     char t[64];
     snprintf(t, sizeof(t), "/ip4/10.0.1.%d/udp/4001/quic-v1", i);

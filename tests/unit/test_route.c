@@ -80,15 +80,23 @@ static void echo_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
     s->ops->close(s);
 }
 
+static int client_mode; /* the next host_up is a DHT client */
+
 static int host_up(int i) {
-  static const char ini[] = "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
-                            "log_level = error\n[dht]\nmode = server\n"
-                            "[plugins]\nautoload = no\n";
+  static const char server_ini[] =
+      "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
+      "log_level = error\n[dht]\nmode = server\n"
+      "[plugins]\nautoload = no\n";
+  static const char client_ini[] =
+      "[host]\nlisten = /ip4/127.0.0.1/udp/0/quic-v1\n"
+      "log_level = error\n[dht]\nmode = client\n"
+      "[plugins]\nautoload = no\n";
+  const char *ini = client_mode ? client_ini : server_ini;
   np_conf *c;
   char err[256];
   np_handler hd;
   int rv;
-  if (np_conf_load_string(&c, "mem.ini", ini, sizeof(ini) - 1, err,
+  if (np_conf_load_string(&c, "mem.ini", ini, strlen(ini), err,
                           sizeof(err)) != 0)
     return -1;
   snprintf(H[i].addr, sizeof(H[i].addr), "/memory/route%d", i);
@@ -380,6 +388,32 @@ int main(void) {
       w2.s->ops->reset(w2.s);
     run_for(0.05);
     unwrap(a, &ct);
+  }
+
+  /* A DHT client (a host behind a NAT) is in nobody's table, yet found
+   * by ID through a server it is connected to: FIND_NODE for a peer ID
+   * names that peer when the server knows its addresses. */
+  {
+    int cl = next++, a = next++;
+    void *net;
+    const np_net_ops *ops;
+    waitv w;
+    client_mode = 1;
+    ok(newcomer_up(cl) == 0, "a DHT client %d up, connected to host 0 only",
+       cl);
+    client_mode = 0;
+    ok(newcomer_up(a) == 0, "newcomer %d up", a);
+    ok(knows_nothing_of(a, &H[cl].id.id),
+       "before: the newcomer knows nothing of the client");
+    ops = np_host_net(H[a].h, &net);
+    memset(&w, 0, sizeof(w));
+    ok(ops->connect(net, &H[cl].id.id, NULL, NULL, 0, 20000, on_done, &w,
+                    NULL) == 0,
+       "connect to the client by peer ID starts");
+    run_until(&w.done, 20);
+    ok(w.done && w.err == 0 && connected(a, &H[cl].id.id),
+       "the client is found through host 0 and connected (%s)",
+       np_errname(w.err));
   }
 
   /* CONNECT alone, and a dial to oneself: no lookup. */
