@@ -112,7 +112,7 @@ js_caller() {
   # last DCUtR error on each side (B = the callee, which starts DCUtR)
   "$NP_NODE" -e '
     const fs = require("fs")
-    const [res, aFile, bFile] = process.argv.slice(1)
+    const [res, aFile, bFile, npLog] = process.argv.slice(1)
     const r = JSON.parse(res)
     const last = (f) => {
       let m = null
@@ -127,11 +127,15 @@ js_caller() {
     }
     if (!r.direct) {
       const a = last(aFile), b = last(bFile)
-      r.reason = [b && "B: " + b, a && "A: " + a].filter(Boolean).join(" | ") || null
+      // a natpeer callee logs "dcutr failed peer=.. why=.." (np_dcutr.h)
+      let nb = null
+      try { nb = fs.readFileSync(npLog, "utf8").split("\n").filter(l => l.includes("dcutr failed")).pop() ?? null } catch {}
+      if (nb != null) nb = nb.replace(/.*dcutr failed/, "dcutr failed")
+      r.reason = [b && "B: " + b, nb && "B (natpeer): " + nb, a && "A: " + a].filter(Boolean).join(" | ") || null
     }
     delete r.event
     console.log(JSON.stringify(r))
-  ' "$res" "$T/$name.out" "${callee:+$T/$callee.out}"
+  ' "$res" "$T/$name.out" "${callee:+$T/$callee.out}" "${callee:+$T/$callee/log}"
   js_stop "$name"
 }
 
