@@ -21,8 +21,8 @@ service = on
 client = off"
   case " ${JS_RELAY_ARGS:-} " in
     *" --unlimited "*) extra="$extra
-circuit_duration = 0
-circuit_bytes = 0" ;;
+circuit_duration = 1h
+circuit_bytes = 4G" ;;
   esac
   HOST_EXTRA=$extra start_host "$1" "$2" server "" ""
   host_ready "$1" || return 1
