@@ -21,6 +21,7 @@
 #   MATRIX_LAUNCHERS="f.sh .." more launcher files to source (a natpeer one
 #                             defines natpeer_relay/_private/_caller/_stop)
 #   MATRIX_OUT=DIR            results folder (default tests/natlab/results)
+#   MATRIX_NOTE=TEXT          a line for the results' header (e.g. which natpeer build)
 #   JS_MODE=stock|announce    see jslib.sh; JS_TRANSPORT=quic|tcp|both;
 #   JS_RELAY_VIA=quic|tcp; JS_DIRECT_TIMEOUT=30; JS_AUTONAT_SERVER=1
 # Root only (network namespaces); skipped otherwise. Every wait is bounded; a
@@ -98,12 +99,12 @@ t_total=$(($(date +%s) - t_start))
 # the table (Markdown) from the JSON lines
 "$NP_NODE" -e '
   const fs = require("fs")
-  const [file, cols, tries, secs, relay, mode, transport] = process.argv.slice(1)
+  const [file, cols, tries, secs, relay, mode, transport, note] = process.argv.slice(1)
   const rows = fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map(l => JSON.parse(l))
   const columns = cols.split(" ").filter(Boolean)
   const pairs = [...new Set(rows.map(r => r.natA + ":" + r.natB))]
   const med = (a) => { if (a.length === 0) return null; a = [...a].sort((x, y) => x - y); const m = a.length >> 1; return a.length % 2 ? a[m] : Math.round((a[m - 1] + a[m]) / 2) }
-  let out = `NAT matrix, ${new Date().toISOString()}: relay ${relay} on public-1, ${tries} tries per pair and column, js mode ${mode}, js transports ${transport}, 20 ms one way on the internet links; ${secs} s in all.\n\n`
+  let out = `NAT matrix, ${new Date().toISOString()}: relay ${relay} on public-1, ${tries} tries per pair and column, js mode ${mode}, js transports ${transport}, 20 ms one way on the internet links; ${secs} s in all.${note ? " " + note + "." : ""}\n\n`
   out += "| NAT A (callee) | NAT B (caller) | " + columns.map(c => `${c}: direct | ${c}: answered | ${c}: median ms to direct`).join(" | ") + " | why not direct (js DCUtR log, most frequent) |\n"
   out += "|---|---|" + columns.map(() => "---|---|---|").join("") + "---|\n"
   let unanswered = 0
@@ -129,7 +130,7 @@ t_total=$(($(date +%s) - t_start))
   fs.writeFileSync(file.replace(/\.jsonl$/, ".md"), out)
   process.stdout.write(out)
   process.exitCode = unanswered === 0 ? 0 : 1
-' "$base.jsonl" "$MATRIX_COLUMNS" "$TRIES" "$t_total" "$MATRIX_RELAY" "$JS_MODE" "$JS_TRANSPORT"
+' "$base.jsonl" "$MATRIX_COLUMNS" "$TRIES" "$t_total" "$MATRIX_RELAY" "$JS_MODE" "$JS_TRANSPORT" "${MATRIX_NOTE:-}"
 st=$?
 echo "# results: $base.md and $base.jsonl"
 exit $st
