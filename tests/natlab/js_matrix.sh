@@ -22,6 +22,8 @@
 #                             defines natpeer_relay/_private/_caller/_stop)
 #   MATRIX_OUT=DIR            results folder (default tests/natlab/results)
 #   MATRIX_NOTE=TEXT          a line for the results' header (e.g. which natpeer build)
+#   MATRIX_FRESH_LAB=1        a new lab (and relay) for every try (default; 0: one
+#                             lab per NAT pair, faster, but tries share NAT state)
 #   JS_MODE=stock|announce    see jslib.sh; JS_TRANSPORT=quic|tcp|both;
 #   JS_RELAY_VIA=quic|tcp; JS_DIRECT_TIMEOUT=30; JS_AUTONAT_SERVER=1
 # Root only (network namespaces); skipped otherwise. Every wait is bounded; a
@@ -52,7 +54,7 @@ case " $MATRIX_RELAY $MATRIX_COLUMNS " in *js*) js_deps ;; esac
 npairs=$(echo $MATRIX_PAIRS | wc -w)
 ncols=$(echo $MATRIX_COLUMNS | wc -w)
 # bound: about 45 s per try at worst (start, call, 30 s wait), 20 s per lab
-watchdog $((npairs * (20 + ncols * TRIES * (JS_DIRECT_TIMEOUT + 25)) + 60))
+watchdog $((npairs * ncols * TRIES * (JS_DIRECT_TIMEOUT + 45) + 60))
 
 mkdir -p "$MATRIX_OUT"
 stamp=$(date -u +%Y%m%dT%H%MZ)
@@ -62,20 +64,33 @@ base=$MATRIX_OUT/matrix-$tag-$stamp
 : >"$base.jsonl"
 echo "# matrix: pairs=$npairs columns=$MATRIX_COLUMNS relay=$MATRIX_RELAY tries=$TRIES js_mode=$JS_MODE -> $base.md"
 
+# pair_lab A B: a new lab with NAT types A and B, 20 ms, and a relay on
+# public-1 (RELAY_MA empty when it did not start). Tearing the lab down
+# between tries (MATRIX_FRESH_LAB=1, the default) matters: a try leaves NAT
+# state behind (conntrack entries, the cone maps of eif/adf: 120 s), and
+# the next host on the same inside address and port 4001 would find a hole
+# already open (seen: natpeer punching from private-1:4001 in one column let
+# the next column's dial into private-1:4001 through apdf).
+pair_lab() {
+  if [ "$LAB_UP" = 1 ]; then "${MATRIX_RELAY}_stop" relay; lab teardown >/dev/null 2>&1; LAB_UP=0; fi
+  lab_setup "$1" "$2" || bail "lab setup $1 $2 failed: $(tail -n 3 "$T/natlab.log")"
+  lab impair internet 20 >>"$T/natlab.log" 2>&1 || bail "impair failed: $(tail -n 3 "$T/natlab.log")"
+  if ! "${MATRIX_RELAY}_relay" relay public-1; then
+    echo "# $1:$2: relay did not start: $(tail -n 3 "$T/relay.err" 2>/dev/null)"
+    RELAY_MA=
+  fi
+}
+: "${MATRIX_FRESH_LAB:=1}"
+
 t_start=$(date +%s)
 for pair in $MATRIX_PAIRS; do
   ta=${pair%%:*} tb=${pair##*:}
-  if [ "$LAB_UP" = 1 ]; then lab teardown >/dev/null 2>&1; LAB_UP=0; fi
-  lab_setup "$ta" "$tb" || bail "lab setup $ta $tb failed: $(tail -n 3 "$T/natlab.log")"
-  lab impair internet 20 >>"$T/natlab.log" 2>&1 || bail "impair failed: $(tail -n 3 "$T/natlab.log")"
-  if ! "${MATRIX_RELAY}_relay" relay public-1; then
-    echo "# $pair: relay did not start: $(tail -n 3 "$T/relay.err" 2>/dev/null)"
-    RELAY_MA=
-  fi
+  [ "$MATRIX_FRESH_LAB" = 1 ] || pair_lab "$ta" "$tb"
   for col in $MATRIX_COLUMNS; do
     callee=${col%%:*} caller=${col##*:}
     i=1
     while [ "$i" -le "$TRIES" ]; do
+      [ "$MATRIX_FRESH_LAB" = 1 ] && pair_lab "$ta" "$tb"
       if [ -z "$RELAY_MA" ]; then
         res='{"ok":false,"error":"relay did not start"}'
       elif ! "${callee}_private" callee private-1 "$RELAY_MA"; then
@@ -85,15 +100,15 @@ for pair in $MATRIX_PAIRS; do
         res=$("${caller}_caller" caller private-2 "$RELAY_MA" "$PRIVATE_ID" callee)
       fi
       "${callee}_stop" callee
-      line=$(printf '{"natA":"%s","natB":"%s","column":"%s","relay":"%s","try":%d,"jsMode":"%s","result":%s}' \
-        "$ta" "$tb" "$col" "$MATRIX_RELAY" "$i" "$JS_MODE" "${res:-null}")
+      line=$(printf '{"natA":"%s","natB":"%s","column":"%s","relay":"%s","try":%d,"jsMode":"%s","freshLab":%s,"result":%s}' \
+        "$ta" "$tb" "$col" "$MATRIX_RELAY" "$i" "$JS_MODE" "$([ "$MATRIX_FRESH_LAB" = 1 ] && echo true || echo false)" "${res:-null}")
       echo "$line" >>"$base.jsonl"
       echo "# $pair $col try $i: $(echo "$res" | cut -c1-220)"
       i=$((i + 1))
     done
   done
-  "${MATRIX_RELAY}_stop" relay
 done
+"${MATRIX_RELAY}_stop" relay
 t_total=$(($(date +%s) - t_start))
 
 # the table (Markdown) from the JSON lines

@@ -53,15 +53,44 @@ np_peer_rec() {
 }
 np_ms() { date +%s%3N; }
 
+# np_caller_host NAME NODE: the caller's host, as lib.sh's start_host but
+# with [limits] call_timeout = NP_CALL_TIMEOUT (s, default 15 as start_host):
+# a call over a relayed connection waits for a hole punch in progress, and
+# a punch that fails takes natpeer's 3 attempts x 10 s.
+np_caller_host() {
+  local name=$1 node=$2 ip
+  ip=$(lab addr "$node") || return 1
+  mkdir -p "$T/$name/plugins" "$T/$name/data"
+  cat >"$T/$name/host.ini" <<INI
+[host]
+data_dir = $T/$name/data
+listen = /ip4/$ip/udp/4001/quic-v1 /ip4/$ip/tcp/4001
+control = $T/$name/ctl.sock
+log_level = debug
+[nat]
+treat_as_public = $LAB_PUBLIC
+[limits]
+call_timeout = ${NP_CALL_TIMEOUT:-15}s
+[plugins]
+dir = $T/$name/plugins
+[relay]
+service = off
+client = off
+INI
+  ip netns exec "$(lab netns "$node")" "$HOST" --config "$T/$name/host.ini" \
+    >"$T/$name/out" 2>"$T/$name/log" </dev/null &
+  eval "${name}_pid=$!"
+  PIDS="$PIDS $!"
+  eval "${name}_ctl=$T/$name/ctl.sock"
+}
+
 # natpeer_caller NAME NODE RELAY_MA PEER [CALLEE]: connect to
 # RELAY_MA/p2p-circuit/p2p/PEER, call handler_name (t0 = before the
 # connect), watch natpeer-cli peers for a direct connection to PEER (every
 # 100 ms, up to JS_DIRECT_TIMEOUT s from t0), call again; one JSON line.
 natpeer_caller() {
-  local name=$1 node=$2 relay=$3 peer=$4 callee=${5:-} ctl t0 out rc direct_at="" rec="" i out2="" why=""
-  HOST_EXTRA="[relay]
-service = off
-client = off" start_host "$name" "$node" client "" ""
+  local name=$1 node=$2 relay=$3 peer=$4 callee=${5:-} ctl t0 out rc direct_at="" rec="" out2="" why="" callms
+  np_caller_host "$name" "$node"
   if ! host_ready "$name"; then
     echo '{"ok":false,"error":"natpeer caller did not start"}'
     natpeer_stop "$name"
@@ -88,8 +117,9 @@ client = off" start_host "$name" "$node" client "" ""
     done
   ) &
   local watcher=$!
-  out=$("$CLI" --control "$ctl" --timeout 30 call "$peer" handler_name 2>"$T/$name.call.err")
+  out=$("$CLI" --control "$ctl" --timeout $((${NP_CALL_TIMEOUT:-15} + 5)) call "$peer" handler_name 2>"$T/$name.call.err")
   rc=$?
+  callms=$(($(np_ms) - t0))
   wait "$watcher"
   if [ -s "$T/$name.direct" ]; then
     direct_at=$(cut -d' ' -f1 "$T/$name.direct")
@@ -104,8 +134,8 @@ client = off" start_host "$name" "$node" client "" ""
       sed 's/.* dcutr /no direct connection in '"$JS_DIRECT_TIMEOUT"' s; last dcutr step: /')
   fi
   "$NP_NODE" -e '
-    const [out, rc, directAt, t0, rec, out2, why, conn, callErr] = process.argv.slice(1)
-    const r = { ok: rc === "0" && out === "Hello, World!", response: out }
+    const [out, rc, directAt, t0, rec, out2, why, conn, callErr, callMs] = process.argv.slice(1)
+    const r = { ok: rc === "0" && out === "Hello, World!", response: out, callMs: Number(callMs) }
     if (r.ok !== true) r.error = `natpeer-cli call rc=${rc}: ${callErr}`.slice(0, 300)
     if (conn !== "") r.connect = conn.slice(0, 300)
     r.direct = directAt !== ""
@@ -117,7 +147,7 @@ client = off" start_host "$name" "$node" client "" ""
       r.secondCall = out2
     } else r.reason = why || null
     console.log(JSON.stringify(r))
-  ' "$out" "$rc" "$direct_at" "$t0" "$rec" "$out2" "$why" "$(grep -v '^$' "$T/$name.connect" | tail -n 1)" "$(tail -n 1 "$T/$name.call.err")"
+  ' "$out" "$rc" "$direct_at" "$t0" "$rec" "$out2" "$why" "$(grep -v '^$' "$T/$name.connect" | tail -n 1)" "$(tail -n 1 "$T/$name.call.err")" "$callms"
   natpeer_stop "$name"
 }
 
