@@ -17,6 +17,7 @@
 #include "np_err.h"
 #include "np_log.h"
 #include "np_multiaddr.h"
+#include "np_peerid.h"
 
 #define CONF_MAX_FILE (1u << 20) /* a config larger than 1 MiB is a mistake */
 #define CONF_MAX_LINE 8192
@@ -40,7 +41,8 @@ typedef enum kind {
   K_CONTROL, /* unix path or /unix/PATH or /ip4|ip6/A/tcp/P */
   K_NAMES,   /* list of words */
   K_PATHS,   /* list of paths */
-  K_PREFIXES /* list of address prefixes */
+  K_PREFIXES, /* list of address prefixes */
+  K_PEERIDS   /* list of peer IDs */
 } kind;
 
 typedef struct key {
@@ -95,17 +97,27 @@ static const key keys[] = {
      "yes or no"},
     {"nat", "autonat_interval", K_MS, OFF(nat.autonat_interval_ms), SEC(1),
      SEC(86400), "a duration like 15m, from 1s to 24h"},
+    {"nat", "autonat_boot_delay", K_MS, OFF(nat.autonat_boot_delay_ms),
+     MS(100), SEC(3600), "a duration like 15s, from 100ms to 1h"},
+    {"nat", "autonat_peer_limit", K_U32, OFF(nat.autonat_peer_limit), 1, 1000,
+     "a number from 1 to 1000"},
+    {"nat", "autonat_global_limit", K_U32, OFF(nat.autonat_global_limit), 1,
+     10000, "a number from 1 to 10000"},
     {"nat", "hole_punch", K_BOOL, OFF(nat.hole_punch), 0, 0, "yes or no"},
     {"nat", "hole_punch_attempts", K_U32, OFF(nat.hole_punch_attempts), 1, 10,
      "a number from 1 to 10"},
     {"nat", "hole_punch_timeout", K_MS, OFF(nat.hole_punch_timeout_ms),
      MS(100), SEC(120), "a duration like 10s, from 100ms to 2m"},
+    {"nat", "keepalive", K_MS, OFF(nat.keepalive_ms), SEC(1), SEC(600),
+     "a duration like 15s, from 1s to 10m"},
     {"nat", "treat_as_public", K_PREFIXES, OFF(nat.treat_as_public), 0, 0,
      "address prefixes like 192.0.2.0/24 (for NAT labs)"},
     {"relay", "service", K_TRI, OFF(relay.service), 0, 0, "auto, on or off"},
     {"relay", "client", K_TRI, OFF(relay.client), 0, 0, "auto, on or off"},
     {"relay", "relays", K_PEERS, OFF(relay.relays), 0, 0,
      "multiaddrs ending in /p2p/PEER_ID"},
+    {"relay", "client_reservations", K_U32, OFF(relay.client_reservations), 1,
+     16, "a number from 1 to 16"},
     {"relay", "max_reservations", K_U32, OFF(relay.max_reservations), 0, 65536,
      "a number from 0 to 65536"},
     {"relay", "max_circuits", K_U32, OFF(relay.max_circuits), 0, 65536,
@@ -116,6 +128,14 @@ static const key keys[] = {
      SEC(86400), "a duration like 2m, from 1s to 24h"},
     {"relay", "circuit_bytes", K_SIZE, OFF(relay.circuit_bytes), 1024,
      (uint64_t)1 << 32, "a size like 128K, from 1K to 4G"},
+    {"relay", "max_reservations_per_ip", K_U32,
+     OFF(relay.max_reservations_per_ip), 0, 65536, "a number from 0 to 65536"},
+    {"relay", "reserve_rate", K_U32, OFF(relay.reserve_rate), 1, 10000,
+     "a number from 1 to 10000"},
+    {"relay", "max_circuits_total", K_U32, OFF(relay.max_circuits_total), 0,
+     1000000, "a number from 0 to 1000000"},
+    {"relay", "unlimited_peers", K_PEERIDS, OFF(relay.unlimited_peers), 0, 0,
+     "peer IDs like 12D3KooW..."},
     {"limits", "max_connections", K_U32, OFF(limits.max_connections), 1,
      1000000, "a number from 1 to 1000000"},
     {"limits", "max_streams_per_conn", K_U32, OFF(limits.max_streams_per_conn),
@@ -208,16 +228,24 @@ int np_conf_defaults(np_conf *c) {
   c->nat.autonat = 1;
   c->nat.autonat_service = 1;
   c->nat.autonat_interval_ms = SEC(900);
+  c->nat.autonat_boot_delay_ms = SEC(15);
+  c->nat.autonat_peer_limit = 3;
+  c->nat.autonat_global_limit = 30;
   c->nat.hole_punch = 1;
   c->nat.hole_punch_attempts = 3;
   c->nat.hole_punch_timeout_ms = SEC(10);
+  c->nat.keepalive_ms = SEC(15);
   c->relay.service = NP_TRI_AUTO;
   c->relay.client = NP_TRI_AUTO;
+  c->relay.client_reservations = 3;
   c->relay.max_reservations = 128;
   c->relay.max_circuits = 16;
   c->relay.reservation_ttl_ms = SEC(3600);
   c->relay.circuit_duration_ms = SEC(120);
   c->relay.circuit_bytes = 128 * 1024;
+  c->relay.max_reservations_per_ip = 8;
+  c->relay.reserve_rate = 8;
+  c->relay.max_circuits_total = 1024;
   c->limits.max_connections = 256;
   c->limits.max_streams_per_conn = 256;
   c->limits.max_streams_per_protocol = 1024;
@@ -258,6 +286,7 @@ static void free_fields(np_conf *c) {
     case K_NAMES:
     case K_PATHS:
     case K_PREFIXES:
+    case K_PEERIDS:
       np_strv_free(f);
       break;
     default:
@@ -572,6 +601,15 @@ static int set_list(pctx *p, const key *k, np_strv *lst, const char *value) {
         break;
       }
       rv = strv_push(lst, tok);
+    } else if (k->k == K_PEERIDS) {
+      np_peerid id;
+      if (np_peerid_parse(&id, tok, strlen(tok)) != 0) {
+        fail(p, "[%s] %s: \"%s\" is not a peer ID (expected %s)",
+             k->section, k->name, tok, k->expected);
+        rv = NP_EINVAL;
+        break;
+      }
+      rv = strv_push(lst, tok);
     } else if (k->k == K_PATHS) {
       if ((v = resolve(p, tok)) == NULL) {
         rv = NP_ENOMEM;
@@ -596,7 +634,8 @@ static int set_key(pctx *p, const key *k, int idx, const char *v) {
   static const char *const reach[] = {"auto", "public", "private"};
   static const char *const tri[] = {"auto", "on", "off"};
   int is_list = k->k == K_LISTEN || k->k == K_MADDRS || k->k == K_PEERS ||
-                k->k == K_NAMES || k->k == K_PATHS || k->k == K_PREFIXES;
+                k->k == K_NAMES || k->k == K_PATHS || k->k == K_PREFIXES ||
+                k->k == K_PEERIDS;
 
   if (p->seen[idx] && !is_list) {
     fail(p, "[%s] %s: set twice (first on line %d; expected %s)", k->section,
@@ -711,6 +750,7 @@ static int set_key(pctx *p, const key *k, int idx, const char *v) {
   case K_NAMES:
   case K_PATHS:
   case K_PREFIXES:
+  case K_PEERIDS:
     return set_list(p, k, f, v);
   }
   return 0;
@@ -930,13 +970,39 @@ static unsigned flags_of(const key *k) {
       /* the DHT module reads its config once, at start */
       "bootstrap.peers", "bootstrap.connect_timeout", "dht.mode", "dht.protocol",
       "dht.bucket_size", "dht.alpha", "dht.record_ttl", "dht.refresh_interval",
-      "nat.treat_as_public"};
+      "nat.treat_as_public", "nat.keepalive", "relay.service",
+      /* the relay client reads its config once, at start */
+      "relay.client", "relay.relays", "relay.client_reservations",
+      /* the AutoNAT module reads its config once, at start */
+      "nat.reachability", "nat.autonat", "nat.autonat_service",
+      "nat.autonat_interval", "nat.autonat_boot_delay",
+      "nat.autonat_peer_limit", "nat.autonat_global_limit"};
   char full[96];
   unsigned f = 0;
   snprintf(full, sizeof(full), "%s.%s", k->section, k->name);
+  /* Built keys of the unbuilt sections. */
+  static const char *const built[] = {
+      "nat.treat_as_public",
+      /* hole punching (np_dcutr) and the QUIC keep-alive */
+      "nat.hole_punch", "nat.hole_punch_attempts", "nat.hole_punch_timeout",
+      "nat.keepalive",
+      /* the relay service (np_relaysvc) */
+      "relay.service", "relay.max_reservations", "relay.max_circuits",
+      "relay.reservation_ttl", "relay.circuit_duration", "relay.circuit_bytes",
+      "relay.max_reservations_per_ip", "relay.reserve_rate",
+      "relay.max_circuits_total", "relay.unlimited_peers",
+      /* the relay client (np_relayc) */
+      "relay.client", "relay.relays", "relay.client_reservations",
+      /* AutoNAT (np_autonat) */
+      "nat.reachability", "nat.autonat", "nat.autonat_service",
+      "nat.autonat_interval", "nat.autonat_boot_delay",
+      "nat.autonat_peer_limit", "nat.autonat_global_limit"};
+  int is_built = 0;
+  for (size_t i = 0; i < NP_ARRAY_LEN(built); i++)
+    if (strcmp(full, built[i]) == 0)
+      is_built = 1;
   for (size_t i = 0; i < NP_ARRAY_LEN(unbuilt); i++)
-    if (strcmp(k->section, unbuilt[i]) == 0 &&
-        strcmp(full, "nat.treat_as_public") != 0)
+    if (strcmp(k->section, unbuilt[i]) == 0 && !is_built)
       f |= NP_KEY_UNBUILT;
   for (size_t i = 0; i < NP_ARRAY_LEN(restart); i++)
     if (strcmp(full, restart[i]) == 0)
@@ -976,7 +1042,8 @@ static int value_eq(const key *k, const np_conf *a, const np_conf *b) {
   case K_PEERS:
   case K_NAMES:
   case K_PATHS:
-  case K_PREFIXES: {
+  case K_PREFIXES:
+  case K_PEERIDS: {
     const np_strv *u = x, *v = y;
     if (u->n != v->n)
       return 0;

@@ -66,20 +66,29 @@ typedef struct np_conf {
     int autonat;
     int autonat_service;
     uint64_t autonat_interval_ms;
+    uint64_t autonat_boot_delay_ms; /* first probe after start */
+    uint32_t autonat_peer_limit;    /* dial-back requests/peer/minute */
+    uint32_t autonat_global_limit;  /* dial-back requests/minute in all */
     int hole_punch;
     uint32_t hole_punch_attempts;
     uint64_t hole_punch_timeout_ms;
+    uint64_t keepalive_ms; /* QUIC keep-alive PING: holds NAT mappings */
     np_strv treat_as_public; /* prefixes counted as public (labs) */
   } nat;
   struct {
     int service; /* enum np_tristate */
     int client;  /* enum np_tristate */
     np_strv relays;
+    uint32_t client_reservations; /* relays the client reserves on */
     uint32_t max_reservations;
     uint32_t max_circuits;
     uint64_t reservation_ttl_ms;
     uint64_t circuit_duration_ms;
     uint64_t circuit_bytes;
+    uint32_t max_reservations_per_ip; /* by the connection's remote IP */
+    uint32_t reserve_rate;            /* RESERVE requests per peer a minute */
+    uint32_t max_circuits_total;
+    np_strv unlimited_peers; /* peer IDs: their circuits have no limits */
   } relay;
   struct {
     uint32_t max_connections;

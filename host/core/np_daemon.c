@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "np_autonat.h"
 #include "np_ctl.h"
+#include "np_dcutr.h"
 #include "np_err.h"
 #include "np_idsvc.h"
 #include "np_kad.h"
@@ -13,8 +15,10 @@
 #include "np_log.h"
 #include "np_module.h"
 #include "np_obsaddr.h"
+#include "np_relayc.h"
 #include "np_ping.h"
 #include "np_plugin.h"
+#include "np_relaysvc.h"
 #include "np_swarm.h"
 #include "np_unarysvc.h"
 
@@ -26,6 +30,10 @@ static const np_module *const host_modules[] = {
     &np_unarysvc_module,
     &np_kad_module,
     &np_obsaddr_module,
+    &np_relaysvc_module,
+    &np_relayc_module,
+    &np_autonat_module,
+    &np_dcutr_module,
 };
 #define NMODULES NP_ARRAY_LEN(host_modules)
 

@@ -61,6 +61,7 @@ struct np_kad {
   size_t nown, nlookups;
   int serving;     /* the protocol is registered */
   int public_seen; /* auto mode: a peer observed a public address of ours */
+  int reach;       /* auto mode: AutoNAT's verdict (NP_EV_REACHABILITY) */
   int stopping;
   ev_timer tick, save;
   int dirty;
@@ -305,6 +306,11 @@ static int ip_is_ours(const uint8_t *bin, size_t len) {
 
 static void on_event(const np_event *ev, void *ud) {
   np_kad *kad = ud;
+  if (ev->type == NP_EV_REACHABILITY) {
+    kad->reach = ev->reachability;
+    mode_update(kad);
+    return;
+  }
   if (ev->type == NP_EV_OBSERVED_ADDR) {
     if (!kad->public_seen && kad->cfg.mode == NP_DHT_AUTO &&
         np_maddr_is_public_with(ev->observed, ev->observed_len, kad->pub,
@@ -718,9 +724,10 @@ static void serve_off(np_kad *kad) {
   }
 }
 
-/* auto: a server once any address of ours is public: a listen address, or
- * one a peer observed that is an interface address of this machine (no
- * NAT between). AutoNAT will make this a confirmed reachability. */
+/* auto: AutoNAT's verdict when it has one (public: server, private:
+ * client); while it is unknown, a server once any address of ours is
+ * public: a listen address, or one a peer observed, that is an interface
+ * address of this machine (no NAT between). */
 static int wants_server(np_kad *kad) {
   const uint8_t *bins[32];
   size_t lens[32], n, i;
@@ -730,13 +737,18 @@ static int wants_server(np_kad *kad) {
     return 1;
   if (kad->cfg.mode != NP_DHT_AUTO)
     return 0;
+  if (kad->reach != NP_REACH_UNKNOWN)
+    return kad->reach == NP_REACH_PUBLIC;
   if (kad->public_seen)
     return 1;
   if ((ops = np_host_net(kad->h, &net)) == NULL || ops->addrs == NULL)
     return 0;
   n = ops->addrs(net, bins, lens, 32);
+  /* ip_is_ours: the swarm's adverts (a NAT's address we were observed
+   * at, relay addresses) are no address of ours that peers reach as is */
   for (i = 0; i < n && i < 32; i++)
-    if (np_maddr_is_public_with(bins[i], lens[i], kad->pub, kad->npub))
+    if (np_maddr_is_public_with(bins[i], lens[i], kad->pub, kad->npub) &&
+        ip_is_ours(bins[i], lens[i]))
       return 1;
   return 0;
 }
@@ -748,11 +760,14 @@ static void mode_update(np_kad *kad) {
   if (want) {
     if (serve_on(kad) == 0)
       np_info("kad", "mode-server why=\"%s\"",
-              kad->cfg.mode == NP_DHT_SERVER ? "configured"
-                                             : "a public address");
+              kad->cfg.mode == NP_DHT_SERVER      ? "configured"
+              : kad->reach == NP_REACH_PUBLIC ? "reachability public"
+                                                  : "a public address");
   } else {
     serve_off(kad);
-    np_info("kad", "mode-client");
+    np_info("kad", "mode-client why=\"%s\"",
+            kad->reach == NP_REACH_PRIVATE ? "reachability private"
+                                           : "no public address");
   }
 }
 
@@ -1901,7 +1916,7 @@ int np_kad_start(np_host *h, const np_kad_config *cfg, np_kad **pk) {
       (rv = np_events_subscribe(np_host_events(h),
                                 NP_EV_PEER_IDENTIFIED |
                                     NP_EV_PROTOCOLS_CHANGED |
-                                    NP_EV_OBSERVED_ADDR,
+                                    NP_EV_OBSERVED_ADDR | NP_EV_REACHABILITY,
                                 on_event, kad, &kad->sub)) != 0) {
     np_kad_stop(kad);
     return rv;

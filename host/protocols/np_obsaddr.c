@@ -9,10 +9,13 @@
 #include "np_host.h"
 #include "np_log.h"
 #include "np_multiaddr.h"
+#include "np_swarm.h"
 
 #define OBS_ADDR_MAX 48 /* an /ip6/.../udp/P/quic-v1 is 23 bytes */
 #define OBS_PER_ADDR 16 /* observer groups kept per address */
 #define OBS_PER_LOCAL 8 /* (group, port) kept per local socket */
+#define OBS_ADVERTS 8   /* confirmed addresses advertised */
+#define OBS_ADVERT_CHECK_S 60. /* expiry shows in the adverts this late */
 
 typedef struct obs {
   uint8_t group[8]; /* IPv4 address, or IPv6 /56; padded */
@@ -42,6 +45,11 @@ struct np_obsaddr {
   np_host *h;
   np_event_sub *sub;
   int mapping[2]; /* last logged, TCP and UDP */
+  /* what we advertise through the swarm ("observed" adverts) */
+  uint8_t adv[OBS_ADVERTS][OBS_ADDR_MAX];
+  size_t advlen[OBS_ADVERTS], nadv;
+  ev_timer check;
+  int check_on;
   oaddr *addrs;
   size_t naddrs;
   loc *locs;
@@ -308,6 +316,76 @@ void np_obsaddr_expire(np_obsaddr *o, uint64_t now) {
 /* ---- the module
  * ---------------------------------------------------------------------- */
 
+/* Is |port| the port of one of our TCP listen addresses? Our adverts are
+ * left out: an advertised address must not vouch for itself. */
+static int tcp_listen_port(np_obsaddr *o, uint16_t port) {
+  const uint8_t *bins[32];
+  size_t lens[32], n, i, j;
+  void *net;
+  const np_net_ops *ops = np_host_net(o->h, &net);
+  if (ops == NULL || ops->addrs == NULL)
+    return 0;
+  n = ops->addrs(net, bins, lens, 32);
+  for (i = 0; i < n && i < 32; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int mine = 0;
+    for (j = 0; j < o->nadv && !mine; j++)
+      mine = o->advlen[j] == lens[i] && memcmp(o->adv[j], bins[i], lens[i]) == 0;
+    if (!mine && np_maddr_to_sockaddr_tcp(bins[i], lens[i], &ss, &sl) == 0 &&
+        port_of(&ss) == port)
+      return 1;
+  }
+  return 0;
+}
+
+/* Advertise the confirmed addresses (identify, the signed peer record and
+ * the DHT carry them): every QUIC one (QUIC dials leave from the listen
+ * socket, so the mapping is that of the socket peers dial), and TCP ones
+ * whose external port is one of our TCP listen ports (TCP dials leave
+ * from the listen port through SO_REUSEPORT, falling back to an ephemeral
+ * port whose mapping nobody can dial; a NAT that keeps the port shows
+ * which case it was). Updates the swarm only when the set changed. */
+static void adverts_update(np_obsaddr *o, uint64_t now) {
+  const uint8_t *bins[OBS_ADVERTS * 2], *keep[OBS_ADVERTS];
+  size_t lens[OBS_ADVERTS * 2], klen[OBS_ADVERTS], n, i, k = 0;
+  int same;
+  np_swarm *sw = np_host_swarm(o->h);
+  if (sw == NULL)
+    return;
+  n = np_obsaddr_confirmed(o, now, bins, lens, OBS_ADVERTS * 2);
+  for (i = 0; i < n && i < OBS_ADVERTS * 2 && k < OBS_ADVERTS; i++) {
+    struct sockaddr_storage ss;
+    int udp;
+    if (sock_of(bins[i], lens[i], &ss, &udp) != 0)
+      continue;
+    if (!udp && !tcp_listen_port(o, port_of(&ss)))
+      continue;
+    keep[k] = bins[i], klen[k++] = lens[i];
+  }
+  same = k == o->nadv;
+  for (i = 0; i < k && same; i++)
+    same = klen[i] == o->advlen[i] && memcmp(keep[i], o->adv[i], klen[i]) == 0;
+  if (same)
+    return;
+  for (i = 0; i < k; i++) {
+    memcpy(o->adv[i], keep[i], klen[i]);
+    o->advlen[i] = klen[i];
+    keep[i] = o->adv[i]; /* the tracker's copies move on the next add */
+  }
+  o->nadv = k;
+  if (np_swarm_set_adverts(sw, "observed", keep, klen, k) == 0)
+    np_info("nat", "observed-adverts n=%zu", k);
+}
+
+static void on_check(struct ev_loop *ev, ev_timer *w, int revents) {
+  np_obsaddr *o = np_container_of(w, np_obsaddr, check);
+  uint64_t now = np_now(np_host_loop(o->h));
+  (void)ev, (void)revents;
+  np_obsaddr_expire(o, now);
+  adverts_update(o, now);
+}
+
 static void on_observed(const np_event *ev, void *ud) {
   np_obsaddr *o = ud;
   uint64_t now = np_now(np_host_loop(o->h));
@@ -321,6 +399,7 @@ static void on_observed(const np_event *ev, void *ud) {
       np_maddr_to_string(ev->observed, ev->observed_len, text,
                          sizeof(text)) >= 0)
     np_info("nat", "external-address-confirmed addr=%s", text);
+  adverts_update(o, now);
   for (udp = 0; udp < 2; udp++) {
     int mp = np_obsaddr_mapping(o, udp, now);
     if (mp != o->mapping[udp] && mp != NP_MAPPING_UNKNOWN) {
@@ -342,6 +421,9 @@ static int obs_start(np_host *h, void **state) {
     np_obsaddr_del(o);
     return rv;
   }
+  ev_timer_init(&o->check, on_check, OBS_ADVERT_CHECK_S, OBS_ADVERT_CHECK_S);
+  ev_timer_start(np_loop_ev(np_host_loop(h)), &o->check);
+  o->check_on = 1;
   *state = o;
   return 0;
 }
@@ -351,6 +433,10 @@ static void obs_stop(void *state) {
   if (o == NULL)
     return;
   np_events_unsubscribe(np_host_events(o->h), o->sub);
+  if (o->check_on)
+    ev_timer_stop(np_loop_ev(np_host_loop(o->h)), &o->check);
+  if (o->nadv && np_host_swarm(o->h))
+    np_swarm_set_adverts(np_host_swarm(o->h), "observed", NULL, NULL, 0);
   np_obsaddr_del(o);
 }
 

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
+#include <limits.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -1046,6 +1047,19 @@ static int addr_rank(np_swarm *sw, const uint8_t *bin, size_t len) {
                                               : 1;
 }
 
+/* A peer's circuit address as identify and the DHT carry it,
+ * <relay>/p2p/RELAY/p2p-circuit: its last /p2p/ is the relay's, and the
+ * dial appends the peer's own. */
+static int ends_in_circuit(const uint8_t *bin, size_t len) {
+  np_maddr_comp c;
+  size_t off = 0;
+  uint64_t last = 0;
+  int rv;
+  while ((rv = np_maddr_next(bin, len, &off, &c)) > 0)
+    last = c.code;
+  return rv == 0 && last == NP_MADDR_P2P_CIRCUIT;
+}
+
 /* Add an address to try; addresses not yet started stay sorted by rank
  * (stable), so one added to a running dial is still tried. */
 static void dial_add_addr(dialing *d, const uint8_t *bin, size_t len) {
@@ -1056,7 +1070,8 @@ static void dial_add_addr(dialing *d, const uint8_t *bin, size_t len) {
       (rank = addr_rank(d->sw, bin, len)) < 0)
     return;
   /* An address naming another peer is not an address of this one. */
-  if (np_maddr_get_p2p(bin, len, &id) == 0 && !np_peerid_equal(&id, &d->peer))
+  if (!ends_in_circuit(bin, len) && np_maddr_get_p2p(bin, len, &id) == 0 &&
+      !np_peerid_equal(&id, &d->peer))
     return;
   for (size_t i = 0; i < d->n; i++)
     if (d->lens[i] == len && memcmp(d->addrs[i], bin, len) == 0)
@@ -1146,7 +1161,7 @@ static void dial_next(dialing *d) {
     int rv;
     memcpy(bin, d->addrs[d->next], len);
     d->next++;
-    if (np_maddr_get_p2p(bin, len, &id) != 0) {
+    if (ends_in_circuit(bin, len) || np_maddr_get_p2p(bin, len, &id) != 0) {
       np_ssize n = np_maddr_append_p2p(bin, len, sizeof(bin), &d->peer);
       if (n < 0)
         continue;
@@ -2150,6 +2165,29 @@ static int mem_transport(np_swarm *sw, const np_conn_cbs *cbs) {
   return 0;
 }
 
+int np_swarm_conn_close_idle(np_swarm *sw, const np_conn *nc) {
+  sconn *c = live_conn(nc);
+  size_t n = 0;
+  np_list *it;
+  (void)sw;
+  if (c == NULL)
+    return NP_ECLOSED;
+  for (it = c->streams.next; it != &c->streams; it = it->next)
+    n++;
+  if (n > 0)
+    return n > INT_MAX ? INT_MAX : (int)n;
+  c->closing = 1;
+  np_conn_close(c->nc, 0);
+  return 0;
+}
+
+np_transport *np_swarm_transport(np_swarm *sw, int kind) {
+  for (size_t i = 0; i < sw->ntr; i++)
+    if (sw->tr[i]->ops->kind == kind)
+      return sw->tr[i];
+  return NULL;
+}
+
 int np_swarm_mem_vanish(np_swarm *sw) {
   for (size_t i = 0; i < sw->ntr; i++)
     if (sw->tr[i]->ops->kind == NP_TRANSPORT_MEM)
@@ -2199,6 +2237,7 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
   qc.max_connections = conf->limits.max_connections;
   qc.max_streams_per_conn = conf->limits.max_streams_per_conn;
   qc.idle_timeout_ms = conf->limits.idle_timeout_ms;
+  qc.keepalive_ms = conf->nat.keepalive_ms;
   if ((rv = np_tls_new(&sw->tls, np_host_identity(h))) != 0 ||
       (rv = np_tquic_new(&sw->tr[sw->ntr], np_host_loop(h), sw->tls, &qc,
                          &cbs, sw)) != 0) {

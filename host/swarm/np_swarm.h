@@ -124,6 +124,18 @@ typedef struct np_swarm_prober {
  * withdrawn, pings asked through np_net_ops fail with NP_ECANCELED). */
 void np_swarm_set_prober(np_swarm *sw, const np_swarm_prober *p, void *ud);
 
+/* Close |c| unless a stream is open on it (DCUtR retires a relayed
+ * connection once a direct one is up, without cutting streams that still
+ * use it). Returns 0 (closing; its events follow), the number of streams
+ * open (> 0, nothing done) or NP_ECLOSED (not up, or closing already). */
+int np_swarm_conn_close_idle(np_swarm *sw, const np_conn *c);
+
+/* The swarm's first transport of |kind| (np_transport_kind), or NULL: for
+ * what goes beside connections, such as DCUtR's hole-punch datagrams from
+ * the QUIC listen socket (np_tquic_quic + np_quic_punch). The transport
+ * stays the swarm's; it lives until np_swarm_del. */
+np_transport *np_swarm_transport(np_swarm *sw, int kind);
+
 /* Simulations: the host's in-memory transport vanishes without notice
  * (np_tmem_vanish): its peers hear nothing, dials to it hang. Returns 0
  * or NP_ENOENT (the host does not listen on /memory/). */

@@ -1528,8 +1528,12 @@ static int same_sockaddr(const struct sockaddr *a, const struct sockaddr *b) {
 }
 
 /* ICMP errors (IP_RECVERR): a peer whose port is closed (its process died,
- * the host is up) fails its connections at once instead of after the idle
- * timeout. The error queue names the destination of the refused packet. */
+ * the host is up) fails its established connections at once instead of
+ * after the idle timeout. A connection still in its handshake ignores them:
+ * during a hole punch the peer's NAT (or the peer, not yet listening)
+ * refuses our first Initials until its own packets open the way, and the
+ * handshake timeout bounds a dial to a port that stays closed. The error
+ * queue names the destination of the refused packet. */
 static void sock_read_errors(qsock *s) {
   np_quic *q = s->q;
   for (int i = 0; i < 64; i++) {
@@ -1574,6 +1578,11 @@ static void sock_read_errors(qsock *s) {
       p = ngtcp2_conn_get_path(c->conn);
       if (same_sockaddr((const struct sockaddr *)p->remote.addr,
                         (const struct sockaddr *)&dst)) {
+        if (c->state == ST_HANDSHAKE) {
+          np_debug(SUB, "port-unreachable-ignored conn=%08x state=handshake",
+                   c->id);
+          continue;
+        }
         np_info(SUB, "port-unreachable conn=%08x", c->id);
         conn_kill(c, NP_EUNREACH);
       }
@@ -1987,6 +1996,42 @@ fail:
 }
 
 size_t np_quic_conn_count(const np_quic *q) { return q->nconns; }
+
+int np_quic_punch(np_quic *q, const uint8_t *maddr, size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  uint8_t junk[NP_QUIC_PUNCH_LEN];
+  qsock *s = NULL;
+  np_list *l;
+  int rv;
+  if (q->deleting)
+    return NP_ECANCELED;
+  if ((rv = np_maddr_to_sockaddr(maddr, len, &ss, &sl)) != 0)
+    return rv;
+  /* Only a listening socket: the point is to open the NAT mapping that the
+   * peer's Initial will come back through, the one we advertise. */
+  for (l = q->socks.next; l != &q->socks; l = l->next) {
+    qsock *x = np_list_entry(l, qsock, link);
+    int fit;
+    if (!x->accept)
+      continue;
+    fit = np_sockaddr_source_fit((const struct sockaddr *)&x->local,
+                                 (const struct sockaddr *)&ss);
+    if (fit == 2 || (fit == 1 && s == NULL))
+      s = x;
+    if (fit == 2)
+      break;
+  }
+  if (s == NULL)
+    return NP_ENOENT;
+  if (np_crypto_random(junk, sizeof(junk)) != 0)
+    return NP_ECRYPTO;
+  /* A short-header first byte: no receiver takes it for an Initial or
+   * answers it with Version Negotiation. */
+  junk[0] = (uint8_t)((junk[0] & 0x3f) | 0x40);
+  sock_send_one(s, NULL, (const struct sockaddr *)&ss, sl, junk, sizeof(junk));
+  return 0;
+}
 
 void np_quic_conn_close(np_qconn *c, uint64_t app_error) {
   if (c->close_req || c->state >= ST_CLOSING)

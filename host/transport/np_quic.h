@@ -139,6 +139,17 @@ int np_quic_dial(np_quic *q, const uint8_t *maddr, size_t len, void *ud,
 int np_quic_dial_flags(np_quic *q, const uint8_t *maddr, size_t len,
                        int flags, void *ud, np_qconn **pc);
 
+/* np_quic_punch sends one UDP datagram of NP_QUIC_PUNCH_LEN random bytes
+ * to /ip4|ip6/A/udp/P/quic-v1 from the listening socket a dial there would
+ * use: the QUIC-server side of a DCUtR hole punch opens its NAT mapping
+ * this way and then accepts the peer's Initial as an inbound connection.
+ * Receivers drop such datagrams (they look like short-header packets of
+ * no connection). Best effort: a full socket buffer drops it silently.
+ * Returns 0, NP_ENOENT (no listening socket for that family), a multiaddr
+ * error, NP_ECRYPTO or NP_ECANCELED (during np_quic_del). */
+#define NP_QUIC_PUNCH_LEN 64
+int np_quic_punch(np_quic *q, const uint8_t *maddr, size_t len);
+
 /* Number of connection objects alive, including ones still in their
  * closing or draining period (tests; bounded by max_connections). */
 size_t np_quic_conn_count(const np_quic *q);

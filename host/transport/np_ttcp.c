@@ -229,8 +229,11 @@ static int start_connect(const struct sockaddr *to, socklen_t tolen,
   return -e;
 }
 
+/* How a dial leaves and which side of the handshake it takes. */
+enum { DIAL_LISTEN_PORT = 0, DIAL_NEW_PORT = 1, DIAL_PUNCH = 2 };
+
 static int dial_from(np_transport *pt, const uint8_t *maddr, size_t len,
-                     int new_port, void *ud, np_conn **pc) {
+                     int how, void *ud, np_conn **pc) {
   ttcp *t = (ttcp *)pt;
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
@@ -248,9 +251,11 @@ static int dial_from(np_transport *pt, const uint8_t *maddr, size_t len,
   if (np_upgrade_count(t->up) >= t->cfg.max_connections)
     return NP_ELIMIT;
   rn = np_maddr_from_sockaddr_tcp((struct sockaddr *)&ss, raddr, sizeof(raddr));
-  from = new_port ? NULL : pick_listener(t, (struct sockaddr *)&ss);
+  from = how == DIAL_NEW_PORT ? NULL : pick_listener(t, (struct sockaddr *)&ss);
+  if (how == DIAL_PUNCH && from == NULL)
+    return NP_ENOENT; /* a punch from another port opens the wrong mapping */
   fd = start_connect((struct sockaddr *)&ss, sl, from, &done);
-  if (fd < 0 && from != NULL) {
+  if (fd < 0 && from != NULL && how != DIAL_PUNCH) {
     /* The 4-tuple from our listen port is taken (EADDRNOTAVAIL), or the
      * bind failed: an ephemeral port still reaches the peer. */
     np_debug(SUB, "dial-reuseport-failed errno=%d (%s)", -fd, strerror(-fd));
@@ -258,6 +263,10 @@ static int dial_from(np_transport *pt, const uint8_t *maddr, size_t len,
   }
   if (fd < 0) {
     int e = -fd;
+    if (how == DIAL_PUNCH)
+      return e == ECONNREFUSED || e == ENETUNREACH || e == EHOSTUNREACH
+                 ? NP_EUNREACH
+                 : NP_ESYS;
     if (e == ECONNREFUSED || e == ENETUNREACH || e == EHOSTUNREACH)
       return np_upgrade_dial_failed(t->up, NP_EUNREACH, raddr,
                                     rn > 0 ? (size_t)rn : 0, ud, pc);
@@ -268,19 +277,26 @@ static int dial_from(np_transport *pt, const uint8_t *maddr, size_t len,
                                t->cfg.connect_timeout_ms, t->rxbuf, RX_BUF)) !=
       0)
     return rv;
+  if (how == DIAL_PUNCH) {
+    np_conn *c;
+    /* The listener's side of the handshake: to the upper layer this is
+     * an inbound connection (conn_up with no ud, nothing on failure). */
+    return np_upgrade_start(t->up, bs, 1, NULL, NULL, 0, raddr,
+                            rn > 0 ? (size_t)rn : 0, NULL, &c);
+  }
   return np_upgrade_start(t->up, bs, 0, has_expected ? &expected : NULL, NULL,
                           0, raddr, rn > 0 ? (size_t)rn : 0, ud, pc);
 }
 
 static int t_dial(np_transport *pt, const uint8_t *maddr, size_t len, void *ud,
                   np_conn **pc) {
-  return dial_from(pt, maddr, len, 0, ud, pc);
+  return dial_from(pt, maddr, len, DIAL_LISTEN_PORT, ud, pc);
 }
 
 /* From an ephemeral port, not the listen port (AutoNAT dial-backs). */
 static int t_dial_new_port(np_transport *pt, const uint8_t *maddr, size_t len,
                            void *ud, np_conn **pc) {
-  return dial_from(pt, maddr, len, 1, ud, pc);
+  return dial_from(pt, maddr, len, DIAL_NEW_PORT, ud, pc);
 }
 
 static size_t t_listen_count(const np_transport *pt) {
@@ -346,6 +362,12 @@ void np_ttcp_config_default(np_ttcp_config *cfg) {
   cfg->backlog = 128;
   cfg->connect_timeout_ms = 10000;
   np_upgrade_config_default(&cfg->upgrade);
+}
+
+int np_ttcp_punch(np_transport *pt, const uint8_t *maddr, size_t len) {
+  if (pt == NULL || pt->ops != &ttcp_ops)
+    return NP_EINVAL;
+  return dial_from(pt, maddr, len, DIAL_PUNCH, NULL, NULL);
 }
 
 int np_ttcp_new(np_transport **pt, np_loop *loop, const np_identity *id,

@@ -42,4 +42,15 @@ void np_ttcp_config_default(np_ttcp_config *cfg);
 int np_ttcp_new(np_transport **pt, np_loop *loop, const np_identity *id,
                 const np_ttcp_config *cfg, const np_conn_cbs *cbs, void *ud);
 
+/* DCUtR's TCP hole punch (simultaneous open, libp2p-wire.md §14): connect
+ * to /ip4|ip6/A/tcp/P from the listen port a dial there would use, and run
+ * the handshake as the listener (security responder), since the peer's
+ * own connect(2) to us makes the same single connection with the peer as
+ * the dialer. The upper layer sees an inbound connection: conn_up (with a
+ * NULL ud) if the handshake succeeds, no event otherwise. Returns 0,
+ * NP_EINVAL (|t| is not np_ttcp's), NP_ENOENT (no listen socket for that
+ * family), NP_EUNREACH (refused at once), a multiaddr error, NP_ELIMIT,
+ * NP_ECANCELED, NP_ESYS or NP_ENOMEM. */
+int np_ttcp_punch(np_transport *t, const uint8_t *maddr, size_t len);
+
 #endif

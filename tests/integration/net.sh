@@ -54,7 +54,7 @@ out=$(B --json peers); rc=$?
 check "peers lists a with direction and agent ($out)" sh -c 'echo "$1" | grep -q "\"peer\":\"$2\".*\"direction\":\"out\".*\"agent\":\"natpeer/"' _ "$out" "$a_id"
 check "peers shows the transport, direct ($out)" sh -c 'echo "$1" | grep -q "\"transport\":\"quic\",\"limited\":false"' _ "$out"
 out=$(B peers); rc=$?
-check "peers table has a VIA column with quic ($out)" sh -c 'echo "$1" | grep -q "^PEER .*VIA" && echo "$1" | grep -q " out  quic "' _ "$out"
+check "peers table has PATH and VIA columns: direct quic ($out)" sh -c 'echo "$1" | grep -q "^PEER .*PATH .*VIA" && echo "$1" | grep -q " out  direct  quic "' _ "$out"
 out=$(B ping "$a_id"); rc=$?
 check "ping reports an RTT ($out)" sh -c '[ $0 -eq 0 ] && echo "$1" | grep -q "rtt="' $rc "$out"
 

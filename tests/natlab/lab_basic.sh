@@ -11,6 +11,13 @@
 # within the dial timeout. About 20 s; root only.
 . "$(dirname "$0")/lib.sh"
 watchdog 150
+# The private hosts run without NAT traversal (no relay reservations, no
+# hole punching): this test shows the lab and the plain path, and the gap
+# the traversal closes (scenario.sh, lab_relay.sh, lab_dcutr.sh).
+NO_TRAVERSAL="[relay]
+client = off
+[nat]
+hole_punch = no"
 t0=$(date +%s)
 
 # ---- (a) the lab ------------------------------------------------------------
@@ -84,8 +91,8 @@ need "public-1 starts" host_ready pub1
 for i in 2 3 4; do start_host "pub$i" "public-$i" auto "$pub1_addr" hello; done
 for i in 2 3 4; do need "public-$i starts" host_ready "pub$i"; done
 boot="$pub1_addr $pub2_addr $pub3_addr $pub4_addr"
-start_host priv1 private-1 auto "$boot" hello
-start_host priv2 private-2 auto "$boot" ""
+HOST_EXTRA="$NO_TRAVERSAL" start_host priv1 private-1 auto "$boot" hello
+HOST_EXTRA="$NO_TRAVERSAL" start_host priv2 private-2 auto "$boot" ""
 need "private-1 starts" host_ready priv1
 need "private-2 starts" host_ready priv2
 for i in 1 2 3 4; do

@@ -86,6 +86,8 @@ need() {
 # (ini text: more sections, e.g. [relay] or [plugin.hello]) is appended. Sets
 # ${NAME}_pid, ${NAME}_addr (QUIC multiaddr with /p2p/), ${NAME}_id,
 # ${NAME}_ctl. PLUGINS: space-separated bundled plugin names, or "".
+# Environment: TREAT_AS_PUBLIC replaces the lab's prefixes, NAT_EXTRA adds
+# lines to [nat] (e.g. NAT_EXTRA="autonat_boot_delay = 3s").
 start_host() {
   local name=$1 node=$2 mode=$3 boot=$4 plugins=$5 ip p
   ip=$(lab addr "$node") || return 1
@@ -103,7 +105,8 @@ connect_timeout = 5s
 [dht]
 mode = $mode
 [nat]
-treat_as_public = $LAB_PUBLIC
+treat_as_public = ${TREAT_AS_PUBLIC:-$LAB_PUBLIC}
+${NAT_EXTRA:-}
 [limits]
 call_timeout = 15s
 [plugins]
