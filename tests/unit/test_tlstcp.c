@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "conn_util.h"
+#include "np_conf.h"
 #include "np_log.h"
 #include "np_mss.h"
 #include "np_tls.h"
@@ -570,6 +571,44 @@ static void test_config(void) {
   np_identity_clear(&id);
 }
 
+/* [host] security parses into what np_upgrade_config.security takes. */
+static int conf_sec(const char *value, char *err, size_t errlen) {
+  char text[128];
+  np_conf *c = NULL;
+  int rv, out;
+  if (value == NULL)
+    rv = np_conf_new_default(&c);
+  else {
+    snprintf(text, sizeof(text), "[host]\nsecurity = %s\n", value);
+    rv = np_conf_load_string(&c, "t.ini", text, strlen(text), err, errlen);
+  }
+  if (rv != 0)
+    return -1;
+  out = c->host.security;
+  np_conf_del(c);
+  return out;
+}
+
+static void test_conf_key(void) {
+  char err[256] = "";
+  is_int(conf_sec(NULL, err, sizeof(err)),
+         NP_UPGRADE_NOISE | NP_UPGRADE_TLS << 8, "default: noise tls");
+  is_int(conf_sec("tls noise", err, sizeof(err)),
+         NP_UPGRADE_TLS | NP_UPGRADE_NOISE << 8, "security = tls noise");
+  is_int(conf_sec("TLS", err, sizeof(err)), NP_UPGRADE_TLS,
+         "security = TLS (one, any case)");
+  is_int(conf_sec("noise,tls", err, sizeof(err)),
+         NP_UPGRADE_NOISE | NP_UPGRADE_TLS << 8, "commas separate too");
+  is_int(conf_sec("tls tls", err, sizeof(err)), -1, "a repeat is refused");
+  ok(strstr(err, "security") != NULL, "with a message naming the key: %s",
+     err);
+  is_int(conf_sec("plaintext", err, sizeof(err)), -1,
+         "an unknown protocol is refused");
+  is_int(conf_sec("noise tls noise", err, sizeof(err)), -1,
+         "three entries are refused");
+  is_int(conf_sec(",", err, sizeof(err)), -1, "no entry is refused");
+}
+
 int main(void) {
   (void)cu_dial;
   (void)cu_streams_closed;
@@ -584,6 +623,7 @@ int main(void) {
 
   test_sansio();
   test_config();
+  test_conf_key();
   ok(node_init(&T1, "T1", SEC_TLS, 0) == 0 &&
          node_init(&T2, "T2", SEC_TLS, 0) == 0 &&
          node_init(&T3, "T3", SEC_TLS, 1) == 0 &&
