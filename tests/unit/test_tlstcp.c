@@ -473,8 +473,8 @@ static void fl_read(struct ev_loop *ev, ev_io *w, int revents) {
   uint8_t buf[4096];
   ssize_t k = recv(f->fd, buf, sizeof(buf), 0);
   (void)revents;
-  if (k > 0 && memmem(buf, (size_t)k, "\x16\x03", 2) == NULL)
-    return; /* multistream lines; wait for the ClientHello */
+  if (k > 0 && (f->step == 2 || memmem(buf, (size_t)k, "\x16\x03", 2) == NULL))
+    return; /* multistream lines; wait for the ClientHello (2: forever) */
   ev_io_stop(ev, w);
   close(f->fd);
   f->fd = -1;
@@ -551,6 +551,72 @@ static void test_leavers(void) {
   np_identity_clear(&id);
   dial_leaver(0);
   dial_leaver(1);
+}
+
+/* Handshakes under way when their transports go: a raw dialer that sent
+ * its ClientHello to T2 (T2 holds a TLS server mid-handshake) and a dial
+ * from T1 to a listener that answers multistream and nothing more (T1
+ * holds a TLS client waiting for the server flight). */
+static int pend_fd = -1;
+static fake_l pend_l;
+static tconn *pend_tc;
+
+static void pending_start(np_tls *tls) {
+  np_tlsstream *c = NULL;
+  const uint8_t *o;
+  size_t n, before = T2.t->ops->conn_count(T2.t);
+  struct sockaddr_in sa;
+  socklen_t sl = sizeof(sa);
+  uint8_t addr[128];
+  char text[NP_PEERID_STRMAX + 64], idstr[NP_PEERID_STRMAX];
+  int rv;
+  pend_fd = raw_connect(port_of(T2.addr, T2.addrlen));
+  raw_mss(pend_fd, NP_TLSSTREAM_PROTOCOL);
+  if (np_tlsstream_new(&c, tls, 1, NULL, YAMUX, 1) == 0) {
+    n = np_tlsstream_output(c, &o);
+    raw_send(pend_fd, o, n);
+  }
+  np_tlsstream_del(c);
+  WAIT_FOR(T2.t->ops->conn_count(T2.t) == before + 1);
+  ok(T2.t->ops->conn_count(T2.t) == before + 1,
+     "T2 holds a handshake under way");
+  /* a listener that stops after multistream: step 2 never closes */
+  memset(&pend_l, 0, sizeof(pend_l));
+  pend_l.step = 2;
+  pend_l.fd = -1;
+  pend_l.lfd = socket(AF_INET, SOCK_STREAM, 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(pend_l.lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+      listen(pend_l.lfd, 4) != 0 ||
+      getsockname(pend_l.lfd, (struct sockaddr *)&sa, &sl) != 0)
+    return;
+  ev_io_init(&pend_l.lio, fl_accept, pend_l.lfd, EV_READ);
+  pend_l.lio.data = &pend_l;
+  ev_io_start(EV, &pend_l.lio);
+  np_peerid_to_string(&T2.id.id, idstr, sizeof(idstr));
+  snprintf(text, sizeof(text), "/ip4/127.0.0.1/tcp/%u/p2p/%s",
+           ntohs(sa.sin_port), idstr);
+  rv = (int)np_maddr_parse(text, strlen(text), addr, sizeof(addr));
+  pend_tc = cu_dial_addr(&T1, addr, (size_t)rv, &rv);
+  cu_run_for(0.3);
+  ok(rv == 0 && !pend_tc->up && !pend_tc->down,
+     "T1's dial waits in the TLS handshake");
+}
+
+static void pending_end(void) {
+  ok(pend_tc != NULL && pend_tc->down && pend_tc->err == NP_ECANCELED,
+     "deleting T1 ended its pending dial with NP_ECANCELED (%s)",
+     pend_tc ? np_errname(pend_tc->err) : "-");
+  ev_io_stop(EV, &pend_l.lio);
+  ev_io_stop(EV, &pend_l.io);
+  if (pend_l.fd >= 0)
+    close(pend_l.fd);
+  if (pend_l.lfd > 0)
+    close(pend_l.lfd);
+  if (pend_fd >= 0)
+    close(pend_fd);
 }
 
 static void test_config(void) {
@@ -635,6 +701,14 @@ int main(void) {
   test_mixed();
   test_wrong_peer();
   test_leavers();
+  {
+    np_identity pid;
+    np_tls *ptls = NULL;
+    if (np_identity_generate(&pid) == 0 && np_tls_new_stream(&ptls, &pid) == 0)
+      pending_start(ptls);
+    np_tls_del(ptls);
+    np_identity_clear(&pid);
+  }
 
   is_int(cu_violations, 0, "no event inside an ops call, none after the last");
   node_del(&T1);
@@ -643,6 +717,7 @@ int main(void) {
   node_del(&N1);
   node_del(&M1);
   ok(1, "transports deleted with live connections");
+  pending_end();
   np_loop_del(LOOP);
   cu_free_all();
   alarm(10);
