@@ -82,7 +82,8 @@ int np_tls_new_stream(np_tls **pt, const np_identity *id);
 
 /* One connection's TLS object over a byte stream: as np_tls_conn_new, with
  * |alpn| a comma-separated protocol list in preference order (e.g.
- * "/yamux/1.0.0,libp2p"); a peer sharing none still connects. The caller
+ * "/yamux/1.0.0,libp2p"); a peer offering no common one is refused (one
+ * sending no ALPN at all is let through: muxer by multistream). The caller
  * installs the I/O callbacks on np_tls_conn_native. Returns 0, NP_EINVAL,
  * NP_ENOMEM or NP_ECRYPTO. */
 int np_tls_conn_new_stream(np_tls_conn **pc, np_tls *t, int is_server,

@@ -5,6 +5,9 @@
  * inside TLS), mixed preferences, wrong peer ID, an 8 MiB echo through a
  * pausing reader, and scripted peers that leave at each handshake step.
  * Ends with no watcher left. */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +59,88 @@ static int handshake(np_tlsstream *c, np_tlsstream *s, size_t step) {
       return e1;
   }
   return np_tlsstream_done(c) && np_tlsstream_done(s) ? 0 : NP_ETIMEDOUT;
+}
+
+/* A raw wolfSSL client from np_tls_conn_new_stream with an ALPN list of
+ * our choosing, over memory, against an np_tlsstream server. */
+typedef struct memio {
+  uint8_t in[65536];
+  size_t inlen, inoff;
+  np_tlsstream *srv;
+} memio;
+
+static int mio_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  memio *m = ctx;
+  size_t n = m->inlen - m->inoff;
+  (void)ssl;
+  if (n == 0)
+    return WOLFSSL_CBIO_ERR_WANT_READ;
+  if (n > (size_t)sz)
+    n = (size_t)sz;
+  memcpy(buf, m->in + m->inoff, n);
+  m->inoff += n;
+  return (int)n;
+}
+
+static int mio_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  memio *m = ctx;
+  (void)ssl;
+  return np_tlsstream_feed(m->srv, (const uint8_t *)buf, (size_t)sz) == sz
+             ? sz
+             : WOLFSSL_CBIO_ERR_CONN_CLOSE;
+}
+
+/* Returns 1 if the handshake completed on both sides. */
+static int raw_client_vs(np_tls *tc, np_tls *ts, const char *alpn) {
+  np_tls_conn *cc = NULL;
+  memio *m = calloc(1, sizeof(*m));
+  WOLFSSL *ssl;
+  int done = 0;
+  if (np_tls_conn_new_stream(&cc, tc, 0, NULL, alpn) != 0 ||
+      np_tlsstream_new(&m->srv, ts, 0, NULL, YAMUX, 1) != 0)
+    goto out;
+  ssl = np_tls_conn_native(cc);
+  wolfSSL_SSLSetIORecv(ssl, mio_recv);
+  wolfSSL_SSLSetIOSend(ssl, mio_send);
+  wolfSSL_SetIOReadCtx(ssl, m);
+  wolfSSL_SetIOWriteCtx(ssl, m);
+  for (int i = 0; i < 20 && !done; i++) {
+    const uint8_t *o;
+    size_t n;
+    int r = wolfSSL_connect(ssl);
+    if (r != WOLFSSL_SUCCESS &&
+        wolfSSL_get_error(ssl, r) != WOLFSSL_ERROR_WANT_READ)
+      break;
+    n = np_tlsstream_output(m->srv, &o);
+    if (n > sizeof(m->in) - m->inlen)
+      break;
+    memcpy(m->in + m->inlen, o, n);
+    m->inlen += n;
+    np_tlsstream_output_drain(m->srv, n);
+    done = r == WOLFSSL_SUCCESS && np_tlsstream_done(m->srv);
+  }
+out:
+  np_tls_conn_del(cc);
+  np_tlsstream_del(m->srv);
+  free(m);
+  return done;
+}
+
+static void test_alpn(void) {
+  np_identity a, b;
+  np_tls *ta = NULL, *tb = NULL;
+  ok(np_identity_generate(&a) == 0 && np_identity_generate(&b) == 0 &&
+         np_tls_new_stream(&ta, &a) == 0 && np_tls_new_stream(&tb, &b) == 0,
+     "certificates for the ALPN checks");
+  ok(raw_client_vs(ta, tb, "libp2p"), "a client offering only libp2p connects");
+  ok(raw_client_vs(ta, tb, "/mplex/6.7.0,libp2p"),
+     "one offering another muxer then libp2p connects");
+  ok(!raw_client_vs(ta, tb, "h2,http/1.1"),
+     "one sharing no ALPN entry is refused");
+  np_tls_del(ta);
+  np_tls_del(tb);
+  np_identity_clear(&a);
+  np_identity_clear(&b);
 }
 
 static void test_sansio(void) {
@@ -688,6 +773,7 @@ int main(void) {
   ok(EV != NULL && np_loop_new(&LOOP, EV) == 0, "loop created");
 
   test_sansio();
+  test_alpn();
   test_config();
   test_conf_key();
   ok(node_init(&T1, "T1", SEC_TLS, 0) == 0 &&
