@@ -22,6 +22,7 @@
 #include "np_mss.h"
 #include "np_tls.h"
 #include "np_tlsstream.h"
+#include "np_tmem.h"
 #include "np_ttcp.h"
 #include "np_yamux.h"
 
@@ -704,6 +705,43 @@ static void pending_end(void) {
     close(pend_fd);
 }
 
+/* TLS over the in-memory byte stream with a 2 KiB pipe each way: every
+ * record crosses in pieces and both directions push back constantly. */
+static void test_memory(void) {
+  np_tmem_net *net = NULL;
+  np_tmem_config mc;
+  tnode *x = cu_alloc(sizeof(*x)), *y = cu_alloc(sizeof(*y));
+  uint8_t bin[64];
+  np_ssize len;
+  tconn *tc;
+  np_tmem_config_default(&mc);
+  mc.pipe_bytes = 2048;
+  memcpy(mc.upgrade.security, SEC_TLS, NP_UPGRADE_SEC_MAX);
+  x->name = "X";
+  y->name = "Y";
+  x->inbound_mode = y->inbound_mode = M_ECHO;
+  ok(np_tmem_net_new(&net, LOOP) == 0 && np_identity_generate(&x->id) == 0 &&
+         np_identity_generate(&y->id) == 0 &&
+         np_tmem_new(&x->t, net, &x->id, &mc, &cu_cbs, x) == 0 &&
+         np_tmem_new(&y->t, net, &y->id, &mc, &cu_cbs, y) == 0,
+     "two TLS-only in-memory hosts");
+  len = np_maddr_parse("/memory/tls-y", 13, bin, sizeof(bin));
+  ok(len > 0 && y->t->ops->listen(y->t, bin, (size_t)len) == 0 &&
+         cu_node_addr(y) == 0,
+     "Y listens on /memory/tls-y");
+  tc = dial_wait(x, y);
+  ok(tc->up && np_peerid_equal(&tc->c->peer, &y->id.id),
+     "X reaches Y over TLS on a byte-stream pair");
+  if (tc->up) {
+    echo_check(tc, y, 2u << 20, 9, "2 MiB echo through 2 KiB pipes");
+    OPV(np_conn_close(tc->c, 0));
+    WAIT_FOR(tc->down);
+  }
+  x->t->ops->del(x->t);
+  y->t->ops->del(y->t);
+  np_tmem_net_del(net);
+}
+
 static void test_config(void) {
   np_upgrade *u = NULL;
   np_upgrade_config cfg;
@@ -787,6 +825,7 @@ int main(void) {
   test_mixed();
   test_wrong_peer();
   test_leavers();
+  test_memory();
   {
     np_identity pid;
     np_tls *ptls = NULL;
