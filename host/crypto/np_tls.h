@@ -1,7 +1,7 @@
-/* libp2p TLS 1.3 for QUIC and over byte streams (libp2p/specs tls/tls.md): each host presents a
- * self-signed certificate whose extension 1.3.6.1.4.1.53594.1.1 carries its
- * PublicKey and a host-key signature over the certificate key; each side
- * checks the other's certificate itself and derives the peer ID from it.
+/* libp2p TLS 1.3 for QUIC and over byte streams (libp2p/specs tls/tls.md): each
+ * host presents a self-signed certificate whose extension 1.3.6.1.4.1.53594.1.1
+ * carries its PublicKey and a host-key signature over the certificate key; each
+ * side checks the other's certificate itself and derives the peer ID from it.
  *
  * This header names no wolfSSL or ngtcp2 type: np_tls.c (with np_crypto.c,
  * and np_tlsstream.c for the record I/O) is the only code that includes

@@ -38,9 +38,9 @@ typedef struct np_tlsstream np_tlsstream; /* opaque */
  * from np_tls_new_stream and must outlive |*ps|. |expected| (client only,
  * copied; NULL: any peer) fails the handshake with NP_EPEERID when the
  * server is another peer. |muxers| (0..NP_TLSSTREAM_MUXERS_MAX names of
- * 1..63 bytes without ',', copied) go first into ALPN, then "libp2p". The client's
- * first flight is in the output at once. Returns 0, NP_EINVAL, NP_ENOMEM
- * or NP_ECRYPTO. Free with np_tlsstream_del (NULL is fine). */
+ * 1..63 bytes without ',', copied) go first into ALPN, then "libp2p". The
+ * client's first flight is in the output at once. Returns 0, NP_EINVAL,
+ * NP_ENOMEM or NP_ECRYPTO. Free with np_tlsstream_del (NULL is fine). */
 int np_tlsstream_new(np_tlsstream **ps, np_tls *t, int initiator,
                      const np_peerid *expected, const char *const *muxers,
                      size_t nmuxers);

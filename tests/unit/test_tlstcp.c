@@ -279,8 +279,7 @@ static void test_sansio(void) {
   ok(np_tlsstream_new(&s, ts, 0, NULL, YAMUX, 1) == 0, "server");
   memset(buf, 'G', 64);
   r = np_tlsstream_feed(s, buf, 64);
-  ok(r < 0, "garbage instead of a ClientHello fails (%s)",
-     np_errname((int)r));
+  ok(r < 0, "garbage instead of a ClientHello fails (%s)", np_errname((int)r));
   np_tlsstream_del(s);
   is_int(np_tlsstream_new(&s, ts, 0, &other.id, NULL, 0), NP_EINVAL,
          "a server takes no expected peer");
@@ -292,7 +291,8 @@ static void test_sansio(void) {
   np_identity_clear(&other);
 }
 
-/* ---- hosts over TCP -------------------------------------------------------- */
+/* ---- hosts over TCP --------------------------------------------------------
+ */
 
 static int node_init(tnode *n, const char *name, const uint8_t *sec,
                      int no_inline) {
@@ -616,8 +616,7 @@ static void dial_leaver(int step) {
   tc = cu_dial_addr(&T1, addr, (size_t)rv, &rv);
   is_int(rv, 0, "dial a listener that leaves (%d)", step);
   WAIT_FOR(tc->down);
-  ok(tc->down && !tc->up && tc->err != 0,
-     "listener leaving %s: conn_down(%s)",
+  ok(tc->down && !tc->up && tc->err != 0, "listener leaving %s: conn_down(%s)",
      step ? "after the ClientHello" : "at once", np_errname(tc->err));
   ev_io_stop(EV, &f.lio);
   ev_io_stop(EV, &f.io);
@@ -789,8 +788,7 @@ static void test_conf_key(void) {
   is_int(conf_sec("noise,tls", err, sizeof(err)),
          NP_UPGRADE_NOISE | NP_UPGRADE_TLS << 8, "commas separate too");
   is_int(conf_sec("tls tls", err, sizeof(err)), -1, "a repeat is refused");
-  ok(strstr(err, "security") != NULL, "with a message naming the key: %s",
-     err);
+  ok(strstr(err, "security") != NULL, "with a message naming the key: %s", err);
   is_int(conf_sec("plaintext", err, sizeof(err)), -1,
          "an unknown protocol is refused");
   is_int(conf_sec("noise tls noise", err, sizeof(err)), -1,
