@@ -143,4 +143,7 @@ python3 "$PYC" persist "$T/h.sock" 0 >/dev/null 2>&1
 sleep 2
 check "natpeer-host survives its parent and its last persistent connection" alive $H
 
+# (ASan builds) the daemons that exited on their own left no report.
+check "no sanitizer report in the daemons' logs" sh -c '! grep -l "Sanitizer" "$1"/*.err'  _ "$T"
+
 finish
