@@ -436,6 +436,15 @@ static void note(pstate *st, const char *fmt, ...) {
   fputc('\n', st->err);
 }
 
+/* |q| (inside |list|) follows a /udp/PORT component: the /quic protocol,
+ * not a DNS name "quic". */
+static int after_udp_port(const char *list, const char *q) {
+  const char *d = q;
+  while (d > list && d[-1] >= '0' && d[-1] <= '9')
+    d--;
+  return d < q && d - list >= 5 && memcmp(d - 5, "/udp/", 5) == 0;
+}
+
 /* A comma list of multiaddrs with each /quic (draft-29) component made
  * /quic-v1; the first rewrite is reported, once per command line. */
 static char *quic_v1(pstate *st, const char *flag, const char *list) {
@@ -446,7 +455,8 @@ static char *quic_v1(pstate *st, const char *flag, const char *list) {
   sb_printf(&b, "%s", "");
   while (*p) {
     const char *q = strstr(p, "/quic");
-    if (q == NULL || (q[5] != '\0' && q[5] != '/' && q[5] != ',')) {
+    if (q == NULL || (q[5] != '\0' && q[5] != '/' && q[5] != ',') ||
+        !after_udp_port(list, q)) {
       size_t l = q ? (size_t)(q - p) + 5 : strlen(p);
       sb_printf(&b, "%.*s", (int)l, p);
       p += l;
