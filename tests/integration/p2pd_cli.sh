@@ -95,6 +95,24 @@ check "-q: nothing on stdout" [ ! -s "$T/q.out" ]
 kill $Q; gone_within $Q 5
 check "SIGTERM stops it" [ $? -eq 0 ]
 
+# ---- -id: a key file natpeer-host wrote, made 0644 as hivemind's are --------
+mkdir -p "$T/k"
+printf '[host]\ndata_dir = %s/k\n' "$T" >"$T/k.ini"
+KPEER=$("$HOST" --config "$T/k.ini" --print-peer-id 2>/dev/null)
+chmod 644 "$T/k/identity.key"
+setsid "$P2PD" "-id=$T/k/identity.key" "-listen=/unix$T/k.sock" \
+  -hostAddrs=/ip4/127.0.0.1/tcp/0 >"$T/k.out" 2>"$T/k.err" &
+K=$!; PIDS="$PIDS $K"
+wait_for "$T/k.out" "Peer Addrs:" 10
+check "-id: the key file's peer ID" [ "$(banner "$T/k.out" "Peer ID")" = "$KPEER" ]
+check "-id: a 0644 key file is taken, with a warning" grep -q "warning: -id .*accessible by group or others" "$T/k.err"
+kill $K
+printf 'not a key' >"$T/bad.key"
+"$P2PD" "-id=$T/bad.key" "-listen=/unix$T/bk.sock" 2>"$T/bk.err"; rc=$?
+check "-id: a file that is no PrivateKey exits 2, saying so" sh -c '[ $0 -eq 2 ] && grep -q "not a libp2p PrivateKey" "$1"' $rc "$T/bk.err"
+"$P2PD" "-id=$T/none.key" 2>"$T/nk.err"; rc=$?
+check "-id: a missing file exits 2" sh -c '[ $0 -eq 2 ] && grep -q "none.key" "$1"' $rc "$T/nk.err"
+
 # ---- lifetime -------------------------------------------------------------
 setsid "$P2PD" -idleTimeout=1s "-listen=/unix$T/i.sock" \
   -hostAddrs=/ip4/127.0.0.1/tcp/0 >"$T/i.out" 2>"$T/i.err" &
