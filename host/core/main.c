@@ -291,12 +291,18 @@ static int p2pd_main(int argc, char **argv) {
   }
 
   if (!o.quiet && !life.why) {
-    const char *a;
+    /* p2pd's lines exactly: its addresses carry no /p2p/ID suffix. */
+    const char *a, *me = np_host_identity(np_daemon_host(daemon))->id_str;
+    size_t ml = strlen(me);
     printf("Control socket: %s\nPeer ID: %s\nPeer Addrs:\n",
-           np_daemon_control_addr(daemon),
-           np_host_identity(np_daemon_host(daemon))->id_str);
-    for (size_t i = 0; (a = np_daemon_addr_text(daemon, i)) != NULL; i++)
-      printf("%s\n", a);
+           np_daemon_control_addr(daemon), me);
+    for (size_t i = 0; (a = np_daemon_addr_text(daemon, i)) != NULL; i++) {
+      size_t al = strlen(a);
+      if (al > ml + 5 && strcmp(a + al - ml, me) == 0 &&
+          memcmp(a + al - ml - 5, "/p2p/", 5) == 0)
+        al -= ml + 5;
+      printf("%.*s\n", (int)al, a);
+    }
     fflush(stdout);
   }
   ev_run(ev, 0);
