@@ -657,6 +657,7 @@ static int map_flags(pstate *st, np_p2pd_opts *o) {
 
   /* Bootstrap: p2pd connects to -bootstrapPeers only with -b. */
   b = fbool(st, "b") || fbool(st, "bootstrap");
+  o->bootstrap = b;
   if (b && fstr(st, "bootstrapPeers")[0]) {
     if ((s = quic_v1(st, "bootstrapPeers", fstr(st, "bootstrapPeers"))) ==
         NULL)

@@ -76,6 +76,12 @@ check "B: exactly one /quic warning line" [ "$(count "$T/b.err" "/quic (QUIC dra
 i=0; while [ $i -lt 100 ] && ! "$CLI" --control "$BCTL" peers 2>/dev/null | grep -q "$APEER"; do sleep 0.1; i=$((i + 1)); done
 check "B: bootstrapped to A through its /quic address" sh -c '"$1" --control "$2" peers | grep -q "$3"' _ "$CLI" "$BCTL" "$APEER"
 
+# -b with no bootstrap peer answering: p2pd exits.
+timeout 20 "$P2PD" -b=1 "-bootstrapPeers=/ip4/127.0.0.1/tcp/1/p2p/$APEER" \
+  "-listen=/unix$T/bb.sock" -hostAddrs=/ip4/127.0.0.1/tcp/0 >"$T/bb.out" 2>"$T/bb.err"; rc=$?
+check "-b: no bootstrap peer reachable: exit 1" [ $rc -eq 1 ]
+check "... 'failed to connect to bootstrap peers', no banner" sh -c 'grep -q "^failed to connect to bootstrap peers$" "$1" && [ ! -s "$2" ]' _ "$T/bb.err" "$T/bb.out"
+
 # ---- calls and streams to oneself ------------------------------------------
 python3 "$PYC" persist "/unix$T/a.sock" 0 "$APEER" >"$T/self.out" 2>&1
 check "unary call to one's own peer ID fails (p2pd)" grep -q '^daemonError dial to self attempted$' "$T/self.out"
