@@ -1035,12 +1035,6 @@ static void req_stream_open(client *c, const Np__P2pd__StreamOpenRequest *so) {
     send_error(c, "invalid peer ID");
     return;
   }
-  /* p2pd (go-libp2p) refuses to dial itself with this text; say so rather
-   * than the transport's "invalid argument". */
-  if (np_peerid_equal(&pid, &np_host_identity(c->ctl->h)->id)) {
-    send_error(c, "dial to self attempted");
-    return;
-  }
   if (so->n_proto == 0 || so->n_proto > 16) {
     send_error(c, "expected 1 to 16 protocols");
     return;

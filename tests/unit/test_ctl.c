@@ -145,24 +145,6 @@ int main(void) {
        "a DHT request without its dht field answers a clear ERROR");
     if (rs)
       np__p2pd__response__free_unpacked(rs, NULL);
-    {
-      Np__P2pd__StreamOpenRequest so = NP__P2PD__STREAM_OPEN_REQUEST__INIT;
-      char *protos[] = {"/hello"};
-      so.peer.data = self.bytes;
-      so.peer.len = self.len;
-      so.n_proto = 1;
-      so.proto = protos;
-      rq.type = NP__P2PD__REQUEST__TYPE__STREAM_OPEN;
-      rq.streamopen = &so;
-      rs = request(&a, &rq);
-      rq.streamopen = NULL;
-      ok(rs && rs->type == NP__P2PD__RESPONSE__TYPE__ERROR && rs->error &&
-             strcmp(rs->error->msg, "dial to self attempted") == 0,
-         "STREAM_OPEN to the host's own peer ID answers p2pd's "
-         "\"dial to self attempted\"");
-      if (rs)
-        np__p2pd__response__free_unpacked(rs, NULL);
-    }
     rq.type = NP__P2PD__REQUEST__TYPE__PUBSUB;
     rs = request(&a, &rq);
     ok(rs && rs->type == NP__P2PD__RESPONSE__TYPE__ERROR,
