@@ -18,17 +18,23 @@ total=${NP_HM_TOTAL:-600}
 
 skip() { echo "1..0 # SKIP $*"; exit 0; }
 [ -x "$P2PD" ] || skip "no natpeer-p2pd at $P2PD (set NP_P2PD)"
-[ -x "$PY" ] || skip "no $PY (Debian python3)"
-missing=""
-for m in pytest pytest_asyncio pytest_timeout google.protobuf cryptography base58 msgpack \
-         numpy netaddr idna uvloop psutil; do
-  "$PY" -c "import $m" 2>/dev/null || missing="$missing $m"
-done
-command -v protoc >/dev/null 2>&1 || missing="$missing protoc"
-[ -z "$missing" ] || skip "missing:$missing (apt-get install python3-pytest \
-python3-pytest-asyncio python3-pytest-timeout python3-protobuf python3-cryptography \
-python3-base58 python3-msgpack python3-numpy python3-netaddr python3-idna python3-uvloop \
-python3-psutil protobuf-compiler)"
+[ -x "$PY" ] || { [ "${CI:-}" = true ] && sh "$here/deps.sh"; }
+[ -x "$PY" ] || skip "no $PY (Debian python3; tests/hivemind/deps.sh installs it)"
+have_deps() {
+  missing=""
+  for m in pytest pytest_asyncio pytest_timeout google.protobuf cryptography base58 msgpack \
+           numpy netaddr idna uvloop psutil; do
+    "$PY" -c "import $m" 2>/dev/null || missing="$missing $m"
+  done
+  command -v protoc >/dev/null 2>&1 || missing="$missing protoc"
+  [ -z "$missing" ]
+}
+# CI installs them (Debian packages only); anyone else is told how.
+if ! have_deps && [ "${CI:-}" = true ]; then
+  echo "# installing:$missing (tests/hivemind/deps.sh)"
+  sh "$here/deps.sh" && have_deps
+fi
+[ -z "$missing" ] || skip "missing:$missing (run tests/hivemind/deps.sh as root)"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/np-hm-XXXXXX") || exit 99
 cleanup() {
@@ -53,6 +59,11 @@ for f in "$T"/py/hivemind/proto/*_pb2.py; do
   sed -i 's/^\(import [a-z_]*_pb2\)/from . \1/' "$f" || exit 99
 done
 
+# hivemind reads the daemon's output and logs it at debug level only: sanitizer reports of
+# an ASan build go to files instead, and count as a failure.
+mkdir -p "$T/san" || exit 99
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$T/san/asan"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$T/san/ubsan"
 export PYTHONPATH="$T/py:$T/tests"
 export PYTHONDONTWRITEBYTECODE=1
 cd "$T" || exit 99
@@ -68,6 +79,15 @@ if [ $# -eq 0 ]; then
   timeout -k 5 60 "$PY" "$here/tutorial.py" "$n" >>"$T/tap" 2>"$T/tut.err"
   sed 's/^/# tutorial: /' "$T/tut.err"
   grep -q 'tutorial flow' "$T/tap" || { n=$((n + 1)); echo "not ok $n - tutorial.py ran (no result: killed?)" >>"$T/tap"; }
+fi
+if grep -q __asan_init "$P2PD" 2>/dev/null; then
+  n=$(grep -cE '^(not )?ok ' "$T/tap")
+  if [ -n "$(ls "$T/san")" ]; then
+    echo "not ok $((n + 1)) - natpeer-p2pd (ASan build): no sanitizer report" >>"$T/tap"
+    cat "$T"/san/* | sed 's/^/# /'
+  else
+    echo "ok $((n + 1)) - natpeer-p2pd (ASan build): no sanitizer report" >>"$T/tap"
+  fi
 fi
 cat "$T/tap"
 echo "1..$(grep -cE '^(not )?ok ' "$T/tap")"
