@@ -18,6 +18,8 @@
 #include "np_identity.h"
 #include "np_log.h"
 #include "np_ctl.h"
+#include "np_kad.h"
+#include "np_kbucket.h"
 #include "np_p2pdflags.h"
 
 static void usage(FILE *f) {
@@ -97,6 +99,9 @@ typedef struct p2pd_life {
   pid_t ppid;
   int had_persist;
   const char *why;
+  ev_timer boot_w; /* -b: the banner waits for a bootstrap peer */
+  double boot_deadline;
+  int quiet, failed;
 } p2pd_life;
 
 static void life_stop(p2pd_life *l, const char *why) {
@@ -130,6 +135,42 @@ static void on_parent_check(struct ev_loop *ev, ev_timer *w, int revents) {
   (void)ev, (void)revents;
   if (getppid() != l->ppid)
     life_stop(l, "the parent process exited");
+}
+
+static void p2pd_banner(p2pd_life *l) {
+  /* p2pd's lines exactly: its addresses carry no /p2p/ID suffix. */
+  const char *a, *me = np_host_identity(np_daemon_host(l->d))->id_str;
+  size_t ml = strlen(me);
+  if (l->quiet || l->why)
+    return;
+  printf("Control socket: %s\nPeer ID: %s\nPeer Addrs:\n",
+         np_daemon_control_addr(l->d), me);
+  for (size_t i = 0; (a = np_daemon_addr_text(l->d, i)) != NULL; i++) {
+    size_t al = strlen(a);
+    if (al > ml + 5 && strcmp(a + al - ml, me) == 0 &&
+        memcmp(a + al - ml - 5, "/p2p/", 5) == 0)
+      al -= ml + 5;
+    printf("%.*s\n", (int)al, a);
+  }
+  fflush(stdout);
+}
+
+/* p2pd connects to its bootstrap peers before the banner and exits when
+ * none answers; hivemind takes the banner for "ready" and looks peers up
+ * through the DHT at once. So: the banner once a bootstrap peer is in the
+ * routing table, p2pd's error after [bootstrap] connect_timeout. */
+static void on_boot_check(struct ev_loop *ev, ev_timer *w, int revents) {
+  p2pd_life *l = np_container_of(w, p2pd_life, boot_w);
+  np_kad *kad = np_daemon_module(l->d, "kad");
+  (void)revents;
+  if (kad == NULL || np_kbucket_size(np_kad_table(kad)) > 0) {
+    ev_timer_stop(ev, w); /* without a DHT: no routing table to wait for */
+    p2pd_banner(l);
+  } else if (ev_now(ev) >= l->boot_deadline) {
+    ev_timer_stop(ev, w);
+    l->failed = 1; /* p2pd's message is its last line: printed at exit */
+    life_stop(l, "failed to connect to bootstrap peers");
+  }
 }
 
 /* np_ctl's hook: count changes only arm timers (see np_ctl.h). */
@@ -290,22 +331,20 @@ static int p2pd_main(int argc, char **argv) {
     }
   }
 
-  if (!o.quiet && !life.why) {
-    /* p2pd's lines exactly: its addresses carry no /p2p/ID suffix. */
-    const char *a, *me = np_host_identity(np_daemon_host(daemon))->id_str;
-    size_t ml = strlen(me);
-    printf("Control socket: %s\nPeer ID: %s\nPeer Addrs:\n",
-           np_daemon_control_addr(daemon), me);
-    for (size_t i = 0; (a = np_daemon_addr_text(daemon, i)) != NULL; i++) {
-      size_t al = strlen(a);
-      if (al > ml + 5 && strcmp(a + al - ml, me) == 0 &&
-          memcmp(a + al - ml - 5, "/p2p/", 5) == 0)
-        al -= ml + 5;
-      printf("%.*s\n", (int)al, a);
-    }
-    fflush(stdout);
+  life.quiet = o.quiet;
+  ev_timer_init(&life.boot_w, on_boot_check, 0., 0.02);
+  if (np_host_conf(np_daemon_host(daemon))->bootstrap.peers.n > 0 &&
+      !life.why) {
+    life.boot_deadline =
+        ev_now(ev) +
+        np_host_conf(np_daemon_host(daemon))->bootstrap.connect_timeout_ms /
+            1e3;
+    ev_timer_start(ev, &life.boot_w);
+  } else {
+    p2pd_banner(&life);
   }
   ev_run(ev, 0);
+  ev_timer_stop(ev, &life.boot_w);
   ev_timer_stop(ev, &life.parent_w);
   ev_timer_stop(ev, &life.idle_w);
   ev_timer_stop(ev, &life.last_w);
@@ -315,6 +354,10 @@ static int p2pd_main(int argc, char **argv) {
   if (tmp)
     rm_flat_dir(tmpdir);
   np_p2pd_opts_free(&o);
+  if (life.failed) {
+    fprintf(stderr, "failed to connect to bootstrap peers\n");
+    return 1;
+  }
   return 0;
 fail:
   np_daemon_del(daemon);
