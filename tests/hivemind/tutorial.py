@@ -6,9 +6,10 @@ initial_peers. The first registers `handler_name` answering b'Hello, World!' -- 
 peer ID. Run by run.sh with PYTHONPATH set up (vendored hivemind + generated *_pb2).
 TAP lines numbered after argv[1] (then no plan: run.sh prints it), else from 1 with a plan."""
 import asyncio
+import socket
 import sys
 
-from hivemind.p2p import P2P, PeerID
+from hivemind.p2p import P2P, P2PDaemonError, PeerID
 from hivemind.utils.multiaddr import Multiaddr
 
 HOST = [Multiaddr("/ip4/127.0.0.1/tcp/0")]
@@ -52,6 +53,22 @@ async def main():
         if second is not None:
             await second.shutdown()
         await first.shutdown()
+
+    # p2pd's behaviour hivemind's test_startup_error_message expects (that test is xfail
+    # upstream, so a regression would not show there): an unreachable bootstrap peer
+    # makes the daemon exit with this message before its banner.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    dead = f"/ip4/127.0.0.1/tcp/{port}/p2p/QmdaK4LUeQaKhqSFPRu9N7MvXUEWDxWwtCvPrS444tCgd1"
+    try:
+        p2p = await P2P.create(host_maddrs=HOST, initial_peers=[dead])
+        await p2p.shutdown()
+        check("unreachable initial_peers: P2P.create fails", False, "it started")
+    except P2PDaemonError as e:
+        ok = "failed to connect to bootstrap peers" in str(e).lower()
+        check("unreachable initial_peers: P2P.create fails with p2pd's message", ok, str(e))
 
 
 try:
