@@ -158,7 +158,8 @@ static void p2pd_banner(p2pd_life *l) {
 /* p2pd connects to its bootstrap peers before the banner and exits when
  * none answers; hivemind takes the banner for "ready" and looks peers up
  * through the DHT at once. So: the banner once a bootstrap peer is in the
- * routing table, p2pd's error after [bootstrap] connect_timeout. */
+ * routing table; after [bootstrap] connect_timeout, the banner if any
+ * connection is up, else p2pd's error. */
 static void on_boot_check(struct ev_loop *ev, ev_timer *w, int revents) {
   p2pd_life *l = np_container_of(w, p2pd_life, boot_w);
   np_kad *kad = np_daemon_module(l->d, "kad");
@@ -167,7 +168,15 @@ static void on_boot_check(struct ev_loop *ev, ev_timer *w, int revents) {
     ev_timer_stop(ev, w); /* without a DHT: no routing table to wait for */
     p2pd_banner(l);
   } else if (ev_now(ev) >= l->boot_deadline) {
+    void *net;
+    const np_net_ops *ops = np_host_net(np_daemon_host(l->d), &net);
     ev_timer_stop(ev, w);
+    /* Connected, but no peer in the table (bootstrap peers without the
+     * DHT): p2pd would have started, and so do we, late. */
+    if (ops != NULL && ops->conns(net, NULL, 0) > 0) {
+      p2pd_banner(l);
+      return;
+    }
     l->failed = 1; /* p2pd's message is its last line: printed at exit */
     life_stop(l, "failed to connect to bootstrap peers");
   }
