@@ -213,8 +213,7 @@ static void boot_done(void *ud, int err) {
   else
     np_warn("p2pd", "bootstrap-connect-failed error=%s", np_errname(err));
   if (b->pending == 0 && b->ok == 0) {
-    fprintf(stderr, "failed to connect to bootstrap peers\n");
-    b->life->rc = 1;
+    b->life->rc = 1; /* the message is the last line, after the logs */
     life_stop(b->life, "failed to connect to bootstrap peers");
   }
 }
@@ -255,8 +254,7 @@ static void boot_start(p2pd_boot *b, np_host *h, const np_strv *peers,
     }
   }
   if (b->pending == 0 && peers->n > 0) {
-    fprintf(stderr, "failed to connect to bootstrap peers\n");
-    b->life->rc = 1;
+    b->life->rc = 1; /* the message is the last line, after the logs */
     life_stop(b->life, "failed to connect to bootstrap peers");
   }
 }
@@ -448,6 +446,10 @@ static int p2pd_main(int argc, char **argv) {
   if (tmp)
     rm_flat_dir(tmpdir);
   np_p2pd_opts_free(&o);
+  /* p2pd's message is the last line: hivemind's P2P.create reports the
+   * daemon's last line when it exits early. */
+  if (life.why && strcmp(life.why, "failed to connect to bootstrap peers") == 0)
+    fprintf(stderr, "%s\n", life.why);
   return life.rc;
 fail:
   np_daemon_del(daemon);
