@@ -30,3 +30,18 @@ void np_stream_abandon(np_stream *s, int err) {
   s->cbs.on_writable = NULL;
   s->ud = NULL;
 }
+
+void np_stream_ignore_data(np_stream *s, const uint8_t *d, size_t len,
+                           void *ud) {
+  (void)s, (void)d, (void)len, (void)ud;
+}
+
+void np_stream_ignore_close(np_stream *s, int err, void *ud) {
+  (void)s, (void)err, (void)ud;
+}
+
+const np_stream_cbs np_stream_linger_cbs = {
+    .struct_size = sizeof(np_stream_cbs),
+    .on_data = np_stream_ignore_data,
+    .on_close = np_stream_ignore_close,
+};

@@ -53,6 +53,14 @@ void np_stream_set_cbs(np_stream *s, const np_stream_cbs *cbs, void *ud);
 /* Transport side: deliver on_close once and unlink from the owner. */
 void np_stream_closed(np_stream *s, int err);
 
+/* For an owner letting go of a stream it no longer reads: callbacks that
+ * ignore data and close (np_stream_set_cbs(s, &np_stream_linger_cbs,
+ * NULL), then close or reset it). */
+void np_stream_ignore_data(np_stream *s, const uint8_t *d, size_t len,
+                           void *ud);
+void np_stream_ignore_close(np_stream *s, int err, void *ud);
+extern const np_stream_cbs np_stream_linger_cbs;
+
 /* Owner side, for an owner going away: reset |s|, deliver its on_close
  * (|err|) now, and take the owner's callbacks off it, so nothing of the
  * owner runs again; the transport frees |s| later. */

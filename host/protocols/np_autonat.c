@@ -79,17 +79,6 @@ static struct ev_loop *EV(np_autonat *a) {
 }
 static uint64_t now_ms(np_autonat *a) { return np_now(np_host_loop(a->h)); }
 
-static void ignore_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
-  (void)s, (void)d, (void)len, (void)ud;
-}
-static void ignore_close(np_stream *s, int err, void *ud) {
-  (void)s, (void)err, (void)ud;
-}
-static const np_stream_cbs linger_cbs = {
-    .struct_size = sizeof(np_stream_cbs),
-    .on_data = ignore_data,
-    .on_close = ignore_close,
-};
 
 const char *np_autonat_reach_name(int r) {
   return r == NP_REACH_PUBLIC    ? "public"
@@ -182,7 +171,7 @@ static np_stream *req_free(srvreq *r) {
   if (r->timer_on)
     ev_timer_stop(EV(a), &r->timer);
   if (s)
-    np_stream_set_cbs(s, &linger_cbs, NULL);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
   np_lp_free(&r->rd);
   np_list_remove(&r->link);
   a->nreqs--;
@@ -462,7 +451,7 @@ static void srv_open(np_stream *s, void *ud) {
   np_autonat *a = ud;
   srvreq *r = a->nreqs < REQS_MAX ? calloc(1, sizeof(*r)) : NULL;
   if (r == NULL) { /* out of memory, or too many at once */
-    np_stream_set_cbs(s, &linger_cbs, NULL);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
     s->ops->reset(s);
     return;
   }
@@ -481,8 +470,8 @@ static void srv_open(np_stream *s, void *ud) {
 static const np_stream_cbs srv_open_cbs = {
     .struct_size = sizeof(np_stream_cbs),
     .on_open = srv_open,
-    .on_data = ignore_data, /* replaced in on_open */
-    .on_close = ignore_close,
+    .on_data = np_stream_ignore_data, /* replaced in on_open */
+    .on_close = np_stream_ignore_close,
 };
 
 /* ---- client
@@ -509,7 +498,7 @@ static void probe_release(np_autonat *a, int reset) {
   if (a->cs) {
     np_stream *s = a->cs;
     a->cs = NULL;
-    np_stream_set_cbs(s, &linger_cbs, NULL);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
     if (reset)
       s->ops->reset(s);
     else

@@ -104,17 +104,6 @@ static uint64_t now_ms(const np_dcutr *d) {
   return np_now(np_host_loop(d->h));
 }
 
-static void ignore_data(np_stream *s, const uint8_t *p, size_t n, void *ud) {
-  (void)s, (void)p, (void)n, (void)ud;
-}
-static void ignore_close(np_stream *s, int err, void *ud) {
-  (void)s, (void)err, (void)ud;
-}
-static const np_stream_cbs linger_cbs = {
-    .struct_size = sizeof(np_stream_cbs),
-    .on_data = ignore_data,
-    .on_close = ignore_close,
-};
 
 const char *np_dcutr_state_name(int state) {
   return state == NP_DCUTR_RUNNING  ? "running"
@@ -379,7 +368,7 @@ static void sess_stop_io(sess *x, int reset) {
   if (x->s) {
     np_stream *s = x->s;
     x->s = NULL;
-    np_stream_set_cbs(s, &linger_cbs, NULL);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
     if (reset)
       s->ops->reset(s);
     else
@@ -900,8 +889,8 @@ static void a_open(np_stream *s, void *ud) {
 static const np_stream_cbs handler_cbs = {
     .struct_size = sizeof(np_stream_cbs),
     .on_open = a_open,
-    .on_data = ignore_data, /* replaced in a_open */
-    .on_close = ignore_close,
+    .on_data = np_stream_ignore_data, /* replaced in a_open */
+    .on_close = np_stream_ignore_close,
 };
 
 /* ---- events ---------------------------------------------------------------- */

@@ -54,17 +54,6 @@ static uint64_t now_ms(np_idsvc *svc) { return np_now(np_host_loop(svc->h)); }
 /* ---- streams done with: wait for the remote's end, hold nothing
  * ---------------- */
 
-static void ignore_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
-  (void)s, (void)d, (void)len, (void)ud;
-}
-static void ignore_close(np_stream *s, int err, void *ud) {
-  (void)s, (void)err, (void)ud;
-}
-static const np_stream_cbs linger_cbs = {
-    .struct_size = sizeof(np_stream_cbs),
-    .on_data = ignore_data,
-    .on_close = ignore_close,
-};
 
 /* ---- our identify
  * ------------------------------------------------------------------ */
@@ -160,8 +149,8 @@ static void answer_open(np_stream *s, void *ud) { send_identify(ud, s); }
 static const np_stream_cbs answer_cbs = {
     .struct_size = sizeof(np_stream_cbs),
     .on_open = answer_open,
-    .on_data = ignore_data,
-    .on_close = ignore_close,
+    .on_data = np_stream_ignore_data,
+    .on_close = np_stream_ignore_close,
 };
 
 /* ---- reading theirs
@@ -316,7 +305,7 @@ static void read_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
    * take effect later, so |s| and |c| are still here. */
   if (c)
     np_swarm_conn_identified(svc->sw, c);
-  np_stream_set_cbs(s, &linger_cbs, svc);
+  np_stream_set_cbs(s, &np_stream_linger_cbs, svc);
   idread_free(r);
   s->ops->close(s);
 }
@@ -337,7 +326,7 @@ static void push_open(np_stream *s, void *ud) {
   np_idsvc *svc = ud;
   idread *r = idread_new(svc, 1);
   if (r == NULL) {
-    np_stream_set_cbs(s, &linger_cbs, svc);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, svc);
     s->ops->reset(s);
     return;
   }
@@ -347,8 +336,8 @@ static void push_open(np_stream *s, void *ud) {
 static const np_stream_cbs push_cbs = {
     .struct_size = sizeof(np_stream_cbs),
     .on_open = push_open,
-    .on_data = ignore_data, /* replaced in on_open */
-    .on_close = ignore_close,
+    .on_data = np_stream_ignore_data, /* replaced in on_open */
+    .on_close = np_stream_ignore_close,
 };
 
 /* ---- streams we open: identify on a new connection, push on a change
@@ -366,10 +355,10 @@ static void opened(void *ud, int err, np_stream *s, const char *proto) {
     return; /* the connection stays unidentified */
   np_list_insert_tail(&svc->streams, &s->owner_link);
   if (push) {
-    np_stream_set_cbs(s, &linger_cbs, svc);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, svc);
     send_identify(svc, s);
   } else if ((r = idread_new(svc, 0)) == NULL) {
-    np_stream_set_cbs(s, &linger_cbs, svc);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, svc);
     s->ops->reset(s);
   } else {
     np_stream_set_cbs(s, &read_cbs, r);

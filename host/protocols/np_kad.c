@@ -161,17 +161,6 @@ static uint64_t wall_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void ignore_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
-  (void)s, (void)d, (void)len, (void)ud;
-}
-static void ignore_close(np_stream *s, int err, void *ud) {
-  (void)s, (void)err, (void)ud;
-}
-static const np_stream_cbs linger_cbs = {
-    .struct_size = sizeof(np_stream_cbs),
-    .on_data = ignore_data,
-    .on_close = ignore_close,
-};
 
 void np_kad_config_default(np_kad_config *c) {
   memset(c, 0, sizeof(*c));
@@ -667,7 +656,7 @@ static void in_open(np_stream *s, void *ud) {
   if (same >= kad->cfg.max_peer_streams ||
       (in = calloc(1, sizeof(*in))) == NULL) {
     kad->st.refused++;
-    np_stream_set_cbs(s, &linger_cbs, kad);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, kad);
     s->ops->reset(s);
     return;
   }
@@ -684,8 +673,8 @@ static void in_open(np_stream *s, void *ud) {
 static const np_stream_cbs serve_cbs = {
     .struct_size = sizeof(np_stream_cbs),
     .on_open = in_open,
-    .on_data = ignore_data, /* replaced in on_open */
-    .on_close = ignore_close,
+    .on_data = np_stream_ignore_data, /* replaced in on_open */
+    .on_close = np_stream_ignore_close,
 };
 
 /* ---- modes
@@ -791,7 +780,7 @@ static void req_free(kreq *r, int reset) {
   if (r->s) {
     np_stream *s = r->s;
     r->s = NULL;
-    np_stream_set_cbs(s, &linger_cbs, NULL);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
     if (reset)
       s->ops->reset(s);
     else

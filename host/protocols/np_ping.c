@@ -41,17 +41,6 @@ static struct ev_loop *EV(np_ping *pm) {
   return np_loop_ev(np_host_loop(pm->h));
 }
 
-static void ignore_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
-  (void)s, (void)d, (void)len, (void)ud;
-}
-static void ignore_close(np_stream *s, int err, void *ud) {
-  (void)s, (void)err, (void)ud;
-}
-static const np_stream_cbs linger_cbs = {
-    .struct_size = sizeof(np_stream_cbs),
-    .on_data = ignore_data,
-    .on_close = ignore_close,
-};
 
 /* ---- answering
  * ----------------------------------------------------------------------- */
@@ -66,7 +55,7 @@ static void echo_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
 static const np_stream_cbs echo_cbs = {
     .struct_size = sizeof(np_stream_cbs),
     .on_data = echo_data,
-    .on_close = ignore_close,
+    .on_close = np_stream_ignore_close,
 };
 
 /* ---- pinging
@@ -84,7 +73,7 @@ static void pop_release(pingop *p, int reset) {
   if (p->s) {
     np_stream *s = p->s;
     p->s = NULL;
-    np_stream_set_cbs(s, &linger_cbs, NULL);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
     if (reset)
       s->ops->reset(s);
   }

@@ -165,17 +165,6 @@ static void add_circ(relay *r, const uint8_t *bin, size_t len) {
 
 /* ---- one relay --------------------------------------------------------- */
 
-static void ignore_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
-  (void)s, (void)d, (void)len, (void)ud;
-}
-static void ignore_close(np_stream *s, int err, void *ud) {
-  (void)s, (void)err, (void)ud;
-}
-static const np_stream_cbs linger_cbs = {
-    .struct_size = sizeof(np_stream_cbs),
-    .on_data = ignore_data,
-    .on_close = ignore_close,
-};
 
 static void timer_stop(relay *r) {
   if (r->timer_on) {
@@ -203,7 +192,7 @@ static void op_release(relay *r, int graceful) {
   if (r->s) {
     np_stream *s = r->s;
     r->s = NULL;
-    np_stream_set_cbs(s, &linger_cbs, NULL);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
     if (graceful)
       s->ops->close(s);
     else
@@ -653,8 +642,8 @@ static void stop_open(np_stream *s, void *ud) {
 static const np_stream_cbs stop_cbs = {
     .struct_size = sizeof(np_stream_cbs),
     .on_open = stop_open,
-    .on_data = ignore_data,
-    .on_close = ignore_close,
+    .on_data = np_stream_ignore_data,
+    .on_close = np_stream_ignore_close,
 };
 
 /* The stop handler is registered only while a reservation is held: a

@@ -108,21 +108,9 @@ static struct ev_loop *EV(np_relaysvc *r) {
 static uint64_t now_ms(np_relaysvc *r) { return np_now(np_host_loop(r->h)); }
 static const np_conf *CONF(np_relaysvc *r) { return np_host_conf(r->h); }
 
-static void ignore_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
-  (void)s, (void)d, (void)len, (void)ud;
-}
-static void ignore_close(np_stream *s, int err, void *ud) {
-  (void)s, (void)err, (void)ud;
-}
-/* A stream we let go of: it stays in r->streams until its close. */
-static const np_stream_cbs linger_cbs = {
-    .struct_size = sizeof(np_stream_cbs),
-    .on_data = ignore_data,
-    .on_close = ignore_close,
-};
 
 static void let_go(np_stream *s, int reset) {
-  np_stream_set_cbs(s, &linger_cbs, NULL);
+  np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
   if (reset)
     s->ops->reset(s);
 }
@@ -145,7 +133,7 @@ static void lg_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
 }
 static const np_stream_cbs lg_cbs = {
     .struct_size = sizeof(np_stream_cbs),
-    .on_data = ignore_data,
+    .on_data = np_stream_ignore_data,
     .on_close = lg_close,
 };
 
@@ -1025,7 +1013,7 @@ static void req_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
     hop_status(r, s, NP_RELAYMSG_MALFORMED_MESSAGE);
     return;
   }
-  np_stream_set_cbs(s, &linger_cbs, NULL);
+  np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
   if (m.type == NP_RELAYMSG_HOP_RESERVE) {
     req_free(q);
     np_relaymsg_free(&m);
@@ -1096,8 +1084,8 @@ static void hop_open(np_stream *s, void *ud) {
 static const np_stream_cbs hop_cbs = {
     .struct_size = sizeof(np_stream_cbs),
     .on_open = hop_open,
-    .on_data = ignore_data,
-    .on_close = ignore_close,
+    .on_data = np_stream_ignore_data,
+    .on_close = np_stream_ignore_close,
 };
 
 /* ---- serving ------------------------------------------------------------------ */

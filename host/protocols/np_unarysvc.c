@@ -59,17 +59,6 @@ static size_t send_cap(np_unarysvc *us) {
   return max_frame(us) + NP_IDENTIFY_MSG_OUT * 2;
 }
 
-static void ignore_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
-  (void)s, (void)d, (void)len, (void)ud;
-}
-static void ignore_close(np_stream *s, int err, void *ud) {
-  (void)s, (void)err, (void)ud;
-}
-static const np_stream_cbs linger_cbs = {
-    .struct_size = sizeof(np_stream_cbs),
-    .on_data = ignore_data,
-    .on_close = ignore_close,
-};
 
 /* ---- incoming
  * ------------------------------------------------------------------------ */
@@ -143,7 +132,7 @@ static void in_data(np_stream *s, const uint8_t *data, size_t len, void *ud) {
     size_t ml;
     np_ssize n = np_lp_feed(&u->rd, data + off, len - off, &m, &ml);
     if (n < 0 || (m && u->got)) { /* one request per stream */
-      np_stream_set_cbs(s, &linger_cbs, NULL);
+      np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
       s->ops->reset(s);
       if (u->call)
         np_call_caller_gone(u->call);
@@ -174,7 +163,7 @@ static void in_open(np_stream *s, void *ud) {
   uin *u = calloc(1, sizeof(*u));
   np_list_insert_tail(&us->streams, &s->owner_link);
   if (u == NULL) {
-    np_stream_set_cbs(s, &linger_cbs, NULL);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
     s->ops->reset(s);
     return;
   }
@@ -211,7 +200,7 @@ static void oc_release(outcall *oc, int reset) {
     np_stream *s = oc->s;
     oc->s = NULL;
     np_swarm_stream_await(s, 0);
-    np_stream_set_cbs(s, &linger_cbs, NULL);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
     if (reset)
       s->ops->reset(s);
   }

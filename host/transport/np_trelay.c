@@ -140,17 +140,6 @@ static void rbs_free(rbs *b) {
   free(b);
 }
 
-static void ignore_data(np_stream *s, const uint8_t *d, size_t len, void *ud) {
-  (void)s, (void)d, (void)len, (void)ud;
-}
-static void ignore_close(np_stream *s, int err, void *ud) {
-  (void)s, (void)err, (void)ud;
-}
-static const np_stream_cbs linger_cbs = {
-    .struct_size = sizeof(np_stream_cbs),
-    .on_data = ignore_data,
-    .on_close = ignore_close,
-};
 
 /* Let go of the relay side: the pending op, the timer and the stream
  * (closed gracefully after both FINs, else reset). */
@@ -170,7 +159,7 @@ static void rbs_release(rbs *b, int graceful) {
   if (b->s) {
     np_stream *s = b->s;
     b->s = NULL;
-    np_stream_set_cbs(s, &linger_cbs, NULL);
+    np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
     if (graceful)
       s->ops->close(s);
     else
@@ -448,7 +437,7 @@ static void handshake_input(rbs *b) {
       /* The status and a FIN are on their way: let the stream go. */
       np_stream *s = b->s;
       b->s = NULL;
-      np_stream_set_cbs(s, &linger_cbs, NULL);
+      np_stream_set_cbs(s, &np_stream_linger_cbs, NULL);
       hop_failed(b, "policy", status, NP_EPROTO);
       return;
     }
