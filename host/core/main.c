@@ -1,4 +1,5 @@
 /* natpeer-host: argv -> np_conf_load -> identity -> np_host -> ev_run. */
+#include <dirent.h>
 #include <ev.h>
 #include <getopt.h>
 #include <signal.h>
@@ -14,6 +15,8 @@
 #include "np_host.h"
 #include "np_identity.h"
 #include "np_log.h"
+#include "np_ctl.h"
+#include "np_p2pdflags.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -81,6 +84,207 @@ static void print_unbuilt(const char *section, const char *name, int line,
           (const char *)ud, line, section, name, section);
 }
 
+/* ---- natpeer-p2pd: go-libp2p-daemon's command line and lifetime --------- */
+
+typedef struct p2pd_life {
+  np_daemon *d;
+  struct ev_loop *ev;
+  ev_timer idle_w;   /* -idleTimeout: no persistent connection yet */
+  ev_timer last_w;   /* the last persistent connection closed */
+  ev_timer parent_w; /* the parent process is gone */
+  pid_t ppid;
+  int had_persist;
+  const char *why;
+} p2pd_life;
+
+static void life_stop(p2pd_life *l, const char *why) {
+  if (l->why)
+    return;
+  l->why = why;
+  np_info("p2pd", "exiting reason=\"%s\"", why);
+  ev_timer_stop(l->ev, &l->idle_w);
+  ev_timer_stop(l->ev, &l->parent_w);
+  ev_timer_stop(l->ev, &l->last_w);
+  np_daemon_stop(l->d);
+}
+
+static void on_idle_timeout(struct ev_loop *ev, ev_timer *w, int revents) {
+  p2pd_life *l = np_container_of(w, p2pd_life, idle_w);
+  (void)ev, (void)revents;
+  life_stop(l, "no persistent control connection within -idleTimeout");
+}
+
+static void on_last_closed(struct ev_loop *ev, ev_timer *w, int revents) {
+  p2pd_life *l = np_container_of(w, p2pd_life, last_w);
+  (void)ev, (void)revents;
+  life_stop(l, "the last persistent control connection closed");
+}
+
+/* getppid() rather than PR_SET_PDEATHSIG: the death signal follows the
+ * parent *thread*, and hivemind may spawn the daemon from a thread that
+ * ends long before its process does. */
+static void on_parent_check(struct ev_loop *ev, ev_timer *w, int revents) {
+  p2pd_life *l = np_container_of(w, p2pd_life, parent_w);
+  (void)ev, (void)revents;
+  if (getppid() != l->ppid)
+    life_stop(l, "the parent process exited");
+}
+
+/* np_ctl's hook: count changes only arm timers (see np_ctl.h). */
+static void on_persist(void *ud, unsigned n) {
+  p2pd_life *l = ud;
+  if (n > 0) {
+    l->had_persist = 1;
+    ev_timer_stop(l->ev, &l->idle_w); /* the fork: once one opened */
+    ev_timer_stop(l->ev, &l->last_w);
+  } else if (l->had_persist) {
+    ev_timer_set(&l->last_w, 0., 0.);
+    ev_timer_start(l->ev, &l->last_w);
+  }
+}
+
+static const char *prog_base(const char *argv0) {
+  const char *b = strrchr(argv0, '/');
+  return b ? b + 1 : argv0;
+}
+
+/* A throw-away data directory (p2pd keeps no state): removed at exit. */
+static void rm_flat_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  char path[4096];
+  if (d != NULL) {
+    while ((e = readdir(d)) != NULL) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+        continue;
+      snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+      unlink(path);
+    }
+    closedir(d);
+  }
+  rmdir(dir);
+}
+
+static int p2pd_main(int argc, char **argv) {
+  const char *prog = prog_base(argv[0]);
+  np_p2pd_opts o;
+  np_conf *conf = NULL;
+  np_identity id;
+  np_daemon *daemon = NULL;
+  struct ev_loop *ev;
+  p2pd_life life;
+  char err[1024], tmpdir[] = "/tmp/natpeer-p2pd-XXXXXX";
+  int rv, tmp = 0, created = 0;
+
+  memset(&life, 0, sizeof(life));
+  life.ppid = getppid();
+  rv = np_p2pd_parse(&o, prog, argc - 1, argv + 1, stderr);
+  if (rv == NP_P2PD_EXIT_OK)
+    return 0;
+  if (rv != NP_P2PD_RUN)
+    return 2;
+  if ((rv = np_p2pd_conf(&o, &conf, err, sizeof(err))) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    np_p2pd_opts_free(&o);
+    return 2;
+  }
+  np_log_set_level(conf->host.log_level);
+  np_log_set_timestamps(conf->host.log_timestamps);
+  np_daemon_conf_warnings(conf);
+  if (np_conf_key_line(conf, "host", "data_dir") == 0) {
+    if (mkdtemp(tmpdir) == NULL) {
+      fprintf(stderr, "%s: mkdtemp %s: failed\n", prog, tmpdir);
+      goto fail2;
+    }
+    tmp = 1;
+    free(conf->host.data_dir);
+    if ((conf->host.data_dir = strdup(tmpdir)) == NULL)
+      goto fail2;
+  }
+
+  /* Identity: -id, else -config's identity_file, else a new one per run
+   * (as p2pd without -id). */
+  if (o.id_file || np_conf_key_line(conf, "host", "identity_file"))
+    rv = np_identity_load(&id, o.id_file ? o.id_file : conf->host.identity_file,
+                          &created, err, sizeof(err));
+  else if ((rv = np_identity_generate(&id)) != 0)
+    snprintf(err, sizeof(err), "identity: %s", np_strerror(rv));
+  if (rv != 0) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    goto fail2;
+  }
+
+  signal(SIGPIPE, SIG_IGN);
+  ev = ev_default_loop(EVFLAG_AUTO);
+  rv = np_daemon_new(&daemon, ev, conf, &id);
+  np_identity_clear(&id);
+  if (rv != 0) {
+    fprintf(stderr, "%s: %s\n", prog, np_strerror(rv));
+    goto fail2;
+  }
+  conf = NULL; /* the daemon's now */
+  rv = np_daemon_start(daemon,
+                       NP_DAEMON_SIGNALS | NP_DAEMON_CONTROL | NP_DAEMON_NET);
+  if (rv != 0) {
+    fprintf(stderr, "%s: start failed: %s\n", prog, np_strerror(rv));
+    goto fail;
+  }
+
+  /* Lifetime, in this mode only: the fork's -idleTimeout, exit with the
+   * last persistent control connection, and with the parent. */
+  life.d = daemon;
+  life.ev = ev;
+  ev_timer_init(&life.idle_w, on_idle_timeout, 0., 0.);
+  ev_timer_init(&life.last_w, on_last_closed, 0., 0.);
+  ev_timer_init(&life.parent_w, on_parent_check, 1., 1.);
+  np_ctl_p2pd_mode(np_daemon_ctl(daemon), on_persist, &life);
+  if (o.idle_timeout_ns > 0) {
+    ev_timer_set(&life.idle_w, (double)o.idle_timeout_ns / 1e9, 0.);
+    ev_timer_start(ev, &life.idle_w);
+  }
+  if (life.ppid > 1) {
+    if (getppid() != life.ppid) {
+      life_stop(&life, "the parent process exited");
+    } else {
+      ev_timer_start(ev, &life.parent_w);
+    }
+  }
+
+  if (!o.quiet && !life.why) {
+    const char *a;
+    printf("Control socket: %s\nPeer ID: %s\nPeer Addrs:\n",
+           np_daemon_control_addr(daemon),
+           np_host_identity(np_daemon_host(daemon))->id_str);
+    for (size_t i = 0; (a = np_daemon_addr_text(daemon, i)) != NULL; i++)
+      printf("%s\n", a);
+    fflush(stdout);
+  }
+  ev_run(ev, 0);
+  ev_timer_stop(ev, &life.parent_w);
+  ev_timer_stop(ev, &life.idle_w);
+  ev_timer_stop(ev, &life.last_w);
+  np_daemon_del(daemon);
+  np_crypto_cleanup();
+  ev_loop_destroy(ev);
+  if (tmp)
+    rm_flat_dir(tmpdir);
+  np_p2pd_opts_free(&o);
+  return 0;
+fail:
+  np_daemon_del(daemon);
+  np_crypto_cleanup();
+  if (tmp)
+    rm_flat_dir(tmpdir);
+  np_p2pd_opts_free(&o);
+  return 1;
+fail2:
+  np_conf_del(conf);
+  if (tmp)
+    rm_flat_dir(tmpdir);
+  np_p2pd_opts_free(&o);
+  return 2;
+}
+
 int main(int argc, char **argv) {
   enum { OPT_CHECK = 256, OPT_PRINT_ID, OPT_CALL, OPT_DATA };
   static const struct option opts[] = {
@@ -103,6 +307,9 @@ int main(int argc, char **argv) {
   struct ev_loop *ev;
   call_ctx cc;
 
+  if (argc > 0 && (strcmp(prog_base(argv[0]), "p2pd") == 0 ||
+                   strcmp(prog_base(argv[0]), "natpeer-p2pd") == 0))
+    return p2pd_main(argc, argv);
   while ((o = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
     switch (o) {
     case 'c':

@@ -1136,3 +1136,54 @@ const char *np_conf_plugin_get(const np_conf_plugin *s, const char *k) {
       return s->kv[i].value;
   return NULL;
 }
+
+/* ---- overlay (natpeer-p2pd: command-line keys over a file) --------------- */
+
+int np_conf_key_line(const np_conf *c, const char *section, const char *name) {
+  for (size_t i = 0; i < NKEYS; i++)
+    if (strcmp(keys[i].section, section) == 0 &&
+        strcmp(keys[i].name, name) == 0)
+      return c->key_line ? c->key_line[i] : 0;
+  return 0;
+}
+
+void np_conf_overlay(np_conf *dst, np_conf *src, int only_unset) {
+  if (src->key_line == NULL)
+    return;
+  for (size_t i = 0; i < NKEYS; i++) {
+    void *d = (char *)dst + keys[i].off, *s = (char *)src + keys[i].off;
+    if (!src->key_line[i] || (only_unset && dst->key_line && dst->key_line[i]))
+      continue;
+    switch (keys[i].k) {
+    case K_STR:
+    case K_PROTO:
+    case K_PATH:
+    case K_CONTROL: /* move the string */
+      free(*(char **)d);
+      *(char **)d = *(char **)s;
+      *(char **)s = NULL;
+      break;
+    case K_LISTEN:
+    case K_MADDRS:
+    case K_PEERS:
+    case K_NAMES:
+    case K_PATHS:
+    case K_PREFIXES:
+    case K_PEERIDS:
+      np_strv_free(d);
+      *(np_strv *)d = *(np_strv *)s;
+      memset(s, 0, sizeof(np_strv));
+      break;
+    case K_U32:
+      *(uint32_t *)d = *(uint32_t *)s;
+      break;
+    case K_SIZE:
+    case K_MS:
+      *(uint64_t *)d = *(uint64_t *)s;
+      break;
+    default: /* K_LEVEL, K_BOOL, K_DHT_MODE, K_REACH, K_TRI: int */
+      *(int *)d = *(int *)s;
+      break;
+    }
+  }
+}

@@ -150,6 +150,13 @@ const np_conf_plugin *np_conf_plugin_section(const np_conf *c,
                                              const char *name);
 const char *np_conf_plugin_get(const np_conf_plugin *s, const char *key);
 
+/* The line of |c|'s file that set [section] name, 0 if unset (or unknown). */
+int np_conf_key_line(const np_conf *c, const char *section, const char *name);
+/* Move into |dst| every key that |src|'s text set (|only_unset|: only those
+ * |dst|'s own file left unset). |src| keeps what was not moved; free it
+ * with np_conf_del. natpeer-p2pd layers its command line over -config. */
+void np_conf_overlay(np_conf *dst, np_conf *src, int only_unset);
+
 /* Documented key table, for the test that etc/natpeer.ini covers every key:
  * returns the i-th "section.key" name or NULL past the end. */
 const char *np_conf_key_name(size_t i);

@@ -74,6 +74,8 @@ const char *np_daemon_control_addr(const np_daemon *d) {
   return d->ctl ? np_ctl_addr(d->ctl) : NULL;
 }
 
+np_ctl *np_daemon_ctl(np_daemon *d) { return d->ctl; }
+
 static int modules_start(np_daemon *d) {
   while (d->nstarted < NMODULES) {
     const np_module *m = host_modules[d->nstarted];

@@ -50,6 +50,9 @@ np_plugins *np_daemon_plugins(np_daemon *d);
 void *np_daemon_module(np_daemon *d, const char *name);
 /* The i-th listen address with /p2p/ID as text, or NULL past the end. */
 const char *np_daemon_addr_text(np_daemon *d, size_t i);
+/* The control socket (NULL before np_daemon_start or without
+ * NP_DAEMON_CONTROL); natpeer-p2pd sets its p2pd mode. */
+struct np_ctl *np_daemon_ctl(np_daemon *d);
 /* The control socket's bound address, or NULL. */
 const char *np_daemon_control_addr(const np_daemon *d);
 

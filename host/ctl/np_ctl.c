@@ -177,6 +177,12 @@ struct np_ctl {
   np_list refused;  /* turned-away connections lingering (struct turned) */
   unsigned nrefused;
   np_list ugroups, sgroups;
+  /* natpeer-p2pd only (np_ctl_p2pd_mode): p2pd's semantics for calls to
+   * oneself, and the persistent-connection count its lifetime follows. */
+  int p2pd;
+  unsigned npersist;
+  np_ctl_persist_fn persist_fn;
+  void *persist_ud;
 };
 
 static struct ev_loop *EV(np_ctl *ctl) {
@@ -186,6 +192,22 @@ static struct ev_loop *EV(np_ctl *ctl) {
 static void client_close(client *c, const char *why);
 static void client_try_read(client *c);
 static client *client_new(np_ctl *ctl, int fd, int mode);
+
+/* natpeer-p2pd: tell main() how many persistent connections are open (it
+ * only arms timers: the hook must not close clients). */
+static void ctl_persist_count(np_ctl *ctl, int delta) {
+  ctl->npersist = (unsigned)((int)ctl->npersist + delta);
+  if (ctl->persist_fn)
+    ctl->persist_fn(ctl->persist_ud, ctl->npersist);
+}
+
+/* p2pd semantics (natpeer-p2pd only): a call to this host's own peer ID
+ * fails as go-libp2p's dial to self does, instead of running the local
+ * handler (natpeer-host keeps the local dispatch). */
+static int is_self_call(const client *c, const char *peer) {
+  return c->ctl->p2pd &&
+         strcmp(peer, np_host_identity(c->ctl->h)->id_str) == 0;
+}
 
 /* Close once everything queued has been written. */
 static void close_after_flush(client *c);
@@ -672,6 +694,10 @@ static void call_unary(client *c, const uint8_t *id,
     persist_error(c, id, "invalid protocol name");
     return;
   }
+  if (is_self_call(c, peer)) {
+    persist_error(c, id, "dial to self attempted");
+    return;
+  }
   if (c->noutcalls >= MAX_OUTCALLS) {
     char msg[120];
     snprintf(msg, sizeof(msg),
@@ -1044,6 +1070,13 @@ static void req_stream_open(client *c, const Np__P2pd__StreamOpenRequest *so) {
       send_error(c, "invalid protocol name");
       return;
     }
+  /* A stream to oneself: say so (the network layer's NP_EINVAL read
+   * "invalid argument"); go-libp2p's text. */
+  if (np_peerid_equal(&pid, &np_host_identity(c->ctl->h)->id)) {
+    send_error(c, "dial to self attempted (cannot open a stream to this "
+                  "host's own peer ID)");
+    return;
+  }
   if ((ops = need_net(c, &net)) == NULL)
     return;
   busy_begin(c);
@@ -2208,6 +2241,7 @@ static void handle_request(client *c, const uint8_t *msg, size_t len) {
     if (c->mode == M_DEAD) /* the answer could not be written */
       break;
     c->mode = M_PERSIST;
+    ctl_persist_count(c->ctl, +1); /* natpeer-p2pd's lifetime */
     np_lp_free(&c->rd);
     np_lp_init(&c->rd, np_host_conf(c->ctl->h)->limits.max_message +
                            PERSIST_OVERHEAD);
@@ -2553,6 +2587,8 @@ static void client_close(client *c, const char *why) {
   if (why)
     np_info("ctl", "client-closed client=%llu reason=\"%s\"",
             (unsigned long long)c->id, why);
+  if (c->mode == M_PERSIST)
+    ctl_persist_count(ctl, -1); /* natpeer-p2pd's lifetime */
   c->mode = M_DEAD;
   ev_io_stop(EV(ctl), &c->rw);
   ev_io_stop(EV(ctl), &c->ww);
@@ -2886,9 +2922,16 @@ int np_ctl_new(np_ctl **pc, np_host *h, char *err, size_t errlen) {
   return 0;
 }
 
+void np_ctl_p2pd_mode(np_ctl *ctl, np_ctl_persist_fn fn, void *ud) {
+  ctl->p2pd = 1;
+  ctl->persist_fn = fn;
+  ctl->persist_ud = ud;
+}
+
 void np_ctl_del(np_ctl *ctl) {
   if (ctl == NULL)
     return;
+  ctl->persist_fn = NULL; /* closing everything is no client leaving */
   ev_io_stop(EV(ctl), &ctl->accept_w);
   while (!np_list_empty(&ctl->refused))
     turned_free(np_list_entry(ctl->refused.next, turned, link));

@@ -19,6 +19,13 @@ typedef struct np_ctl np_ctl;
  * one is an error) or /ip4|ip6/A/tcp/P (loopback only unless
  * control_allow_remote). On error |err| gets one line naming the address. */
 int np_ctl_new(np_ctl **pc, np_host *h, char *err, size_t errlen);
+/* natpeer-p2pd (go-libp2p-daemon's behaviour; natpeer-host never calls
+ * this): a unary call to this host's own peer ID fails ("dial to self
+ * attempted") instead of running the local handler, and |fn| (may be NULL)
+ * runs each time the number of open persistent connections changes, with
+ * the new count. |fn| must not close control clients: arm a timer. */
+typedef void (*np_ctl_persist_fn)(void *ud, unsigned npersist);
+void np_ctl_p2pd_mode(np_ctl *c, np_ctl_persist_fn fn, void *ud);
 /* Close every client, remove their handlers, unlink the socket file. */
 void np_ctl_del(np_ctl *c);
 /* The bound address as a multiaddr ("/unix/…" or "/ip4/127.0.0.1/tcp/N"). */
