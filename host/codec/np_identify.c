@@ -216,26 +216,32 @@ np_ssize np_envelope_seal(const np_identity *self, const char *domain,
                           size_t cap) {
   Np__Record__Envelope env = NP__RECORD__ENVELOPE__INIT;
   Np__Keys__PublicKey pk = NP__KEYS__PUBLIC_KEY__INIT;
-  uint8_t sig[NP_ED25519_SIG_LEN];
-  size_t slen, n;
+  uint8_t sig[NP_IDENTITY_SIG_MAX];
+  const uint8_t *kd;
+  size_t slen, siglen = 0, kdlen, n;
+  int ktype;
   uint8_t *sb = signing_buffer(domain, type, tlen, payload, plen, &slen);
   int rv;
   if (sb == NULL)
     return NP_ENOMEM;
-  rv = np_identity_sign(self, sb, slen, sig);
+  rv = np_identity_sign(self, sb, slen, sig, sizeof(sig), &siglen);
   free(sb);
   if (rv < 0)
     return rv;
-  pk.type = NP__KEYS__KEY_TYPE__Ed25519;
-  pk.data.data = (uint8_t *)self->key.pub;
-  pk.data.len = NP_ED25519_PUB_LEN;
+  /* The host's own PublicKey, whatever its type. */
+  if (np_pubkey_parse(self->pub_pb, self->pub_pb_len, &ktype, &kd, &kdlen) !=
+      0)
+    return NP_EINVAL;
+  pk.type = (Np__Keys__KeyType)ktype;
+  pk.data.data = (uint8_t *)kd;
+  pk.data.len = kdlen;
   env.public_key = &pk;
   env.payload_type.data = (uint8_t *)type;
   env.payload_type.len = tlen;
   env.payload.data = (uint8_t *)payload;
   env.payload.len = plen;
   env.signature.data = sig;
-  env.signature.len = sizeof(sig);
+  env.signature.len = siglen;
   n = np__record__envelope__get_packed_size(&env);
   if (n > cap)
     return NP_ELIMIT;
@@ -246,8 +252,9 @@ np_ssize np_envelope_open(const uint8_t *env, size_t len, const char *domain,
                           const uint8_t *type, size_t tlen, np_peerid *signer,
                           uint8_t *payload, size_t cap) {
   Np__Record__Envelope *e;
-  uint8_t pkbuf[64], *sb;
+  uint8_t pkbuf[NP_PUBKEY_DATA_MAX + 8], *sb;
   size_t slen, pklen;
+  np_peerid who;
   np_ssize rv;
   if (len > NP_ENVELOPE_MAX)
     return NP_ELIMIT;
@@ -257,14 +264,13 @@ np_ssize np_envelope_open(const uint8_t *env, size_t len, const char *domain,
     rv = NP_EPROTO;
     goto out;
   }
-  if (e->public_key->type != NP__KEYS__KEY_TYPE__Ed25519) {
-    rv = NP_ENOTSUP;
+  /* The ID hashes the canonical key encoding, whatever bytes were sent. */
+  if (e->public_key->data.len > NP_PUBKEY_DATA_MAX ||
+      np__keys__public_key__get_packed_size(e->public_key) > sizeof(pkbuf)) {
+    rv = NP_ELIMIT;
     goto out;
   }
-  if (e->public_key->data.len != NP_ED25519_PUB_LEN) {
-    rv = NP_EPROTO;
-    goto out;
-  }
+  pklen = np__keys__public_key__pack(e->public_key, pkbuf);
   sb = signing_buffer(domain, e->payload_type.data, e->payload_type.len,
                       e->payload.data, e->payload.len, &slen);
   if (sb == NULL) {
@@ -272,11 +278,13 @@ np_ssize np_envelope_open(const uint8_t *env, size_t len, const char *domain,
     goto out;
   }
   /* Signature first, then type (RFC 0002 order). */
-  rv = np_ed25519_verify(e->public_key->data.data, sb, slen, e->signature.data,
-                         e->signature.len);
+  rv = np_pubkey_verify(pkbuf, pklen, sb, slen, e->signature.data,
+                        e->signature.len, &who, NULL);
   free(sb);
   if (rv < 0) {
-    rv = NP_ECRYPTO;
+    /* NP_ENOTSUP: unknown key type; NP_EPROTO: malformed key */
+    if (rv != NP_ENOTSUP && rv != NP_EPROTO && rv != NP_ENOMEM)
+      rv = NP_ECRYPTO;
     goto out;
   }
   if (e->payload_type.len != tlen ||
@@ -284,12 +292,7 @@ np_ssize np_envelope_open(const uint8_t *env, size_t len, const char *domain,
     rv = NP_EPROTO;
     goto out;
   }
-  /* The ID hashes the canonical key encoding, whatever bytes were sent. */
-  pklen = np__keys__public_key__pack(e->public_key, pkbuf);
-  if (np_peerid_from_pubkey(signer, pkbuf, pklen) != 0) {
-    rv = NP_EPROTO;
-    goto out;
-  }
+  *signer = who;
   if (e->payload.len > cap) {
     rv = NP_ELIMIT;
     goto out;

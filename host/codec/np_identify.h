@@ -112,7 +112,7 @@ np_ssize np_envelope_seal(const np_identity *self, const char *domain,
  * length, or
  *   NP_ELIMIT   |len| > NP_ENVELOPE_MAX (checked first) or |cap| too small
  *   NP_EPROTO   malformed envelope or key, or another payload type
- *   NP_ENOTSUP  a signing key other than Ed25519
+ *   NP_ENOTSUP  a signing key of an unknown type (or RSA over 8192 bits)
  *   NP_ECRYPTO  bad signature
  *   NP_ENOMEM */
 np_ssize np_envelope_open(const uint8_t *env, size_t len, const char *domain,

@@ -188,10 +188,7 @@ fail:
 
 static int sign_identity(void *ud, const uint8_t *msg, size_t len, uint8_t *sig,
                          size_t cap, size_t *siglen) {
-  if (cap < NP_ED25519_SIG_LEN)
-    return NP_ELIMIT;
-  *siglen = NP_ED25519_SIG_LEN;
-  return np_identity_sign(ud, msg, len, sig);
+  return np_identity_sign(ud, msg, len, sig, cap, siglen);
 }
 
 int np_noise_new(np_noise **pn, int initiator, const np_identity *local,

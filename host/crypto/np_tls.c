@@ -33,7 +33,7 @@
 #define HANDSHAKE_PREFIX "libp2p-tls-handshake:"
 #define HANDSHAKE_PREFIX_LEN (sizeof(HANDSHAKE_PREFIX) - 1)
 #define SPKI_MAX 2048    /* RSA-8192 SPKI is ~1.1 KB */
-#define OWN_CERT_MAX 1024
+#define OWN_CERT_MAX 2048 /* the extension alone is ~1.1 KB with RSA-4096 */
 #define WHY_MAX 200
 
 /* 1.3.6.1.4.1.53594.1.1 as DER contents, and as arcs (wolfSSL's callback). */
@@ -492,9 +492,10 @@ static int make_cert(np_tls *t, const np_identity *id, uint8_t *keyder,
   WC_RNG rng;
   ecc_key k;
   Cert *cert = NULL;
-  uint8_t spki[128], msg[HANDSHAKE_PREFIX_LEN + 128], sig[NP_ED25519_SIG_LEN];
-  uint8_t sk[256], rnd[8];
-  size_t sklen;
+  uint8_t spki[128], msg[HANDSHAKE_PREFIX_LEN + 128], sig[NP_IDENTITY_SIG_MAX];
+  /* SignedKey: two DER OCTET STRINGs of at most 600 and 512 bytes */
+  uint8_t sk[NP_PUBKEY_PB_MAX + NP_IDENTITY_SIG_MAX + 16], rnd[8];
+  size_t sklen, siglen = 0;
   int n, rv = NP_ECRYPTO, have_key = 0;
   time_t now = time(NULL);
 
@@ -521,12 +522,12 @@ static int make_cert(np_tls *t, const np_identity *id, uint8_t *keyder,
   }
   memcpy(msg, HANDSHAKE_PREFIX, HANDSHAKE_PREFIX_LEN);
   memcpy(msg + HANDSHAKE_PREFIX_LEN, spki, (size_t)n);
-  if ((rv = np_identity_sign(id, msg, HANDSHAKE_PREFIX_LEN + (size_t)n, sig)) !=
-      0)
+  if ((rv = np_identity_sign(id, msg, HANDSHAKE_PREFIX_LEN + (size_t)n, sig,
+                              sizeof(sig), &siglen)) != 0)
     goto out;
   rv = NP_ECRYPTO;
   sklen = make_signed_key(sk, sizeof(sk), id->pub_pb, id->pub_pb_len, sig,
-                          sizeof(sig));
+                          siglen);
   if (sklen == 0)
     goto out;
 

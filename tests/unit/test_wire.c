@@ -595,7 +595,7 @@ static void test_identify(void) {
     sb[sl++] = (uint8_t)pl; /* < 128 here */
     memcpy(sb + sl, payload, (size_t)pl);
     sl += (size_t)pl;
-    np_identity_sign(&self, sb, sl, sig);
+    np_identity_sign(&self, sb, sl, sig, 64, &sl);
     ok(got.signed_record.len > 64 &&
            memcmp(got.signed_record.data + got.signed_record.len - 64, sig,
                   64) == 0,
