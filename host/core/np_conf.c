@@ -42,7 +42,8 @@ typedef enum kind {
   K_NAMES,   /* list of words */
   K_PATHS,   /* list of paths */
   K_PREFIXES, /* list of address prefixes */
-  K_PEERIDS   /* list of peer IDs */
+  K_PEERIDS,  /* list of peer IDs */
+  K_SECURITY  /* "noise tls": security protocols in preference order */
 } kind;
 
 typedef struct key {
@@ -75,6 +76,8 @@ static const key keys[] = {
      "error, warn, info or debug"},
     {"host", "log_timestamps", K_BOOL, OFF(host.log_timestamps), 0, 0,
      "yes or no"},
+    {"host", "security", K_SECURITY, OFF(host.security), 0, 0,
+     "noise and/or tls, in preference order (e.g. noise tls)"},
     {"bootstrap", "peers", K_PEERS, OFF(bootstrap.peers), 0, 0,
      "multiaddrs ending in /p2p/PEER_ID"},
     {"bootstrap", "connect_timeout", K_MS, OFF(bootstrap.connect_timeout_ms),
@@ -219,6 +222,7 @@ int np_conf_defaults(np_conf *c) {
   c->host.data_dir = strdup("/var/lib/natpeer"); /* systemd StateDirectory */
   c->bootstrap.connect_timeout_ms = SEC(10);
   c->dht.mode = NP_DHT_AUTO;
+  c->host.security = NP_CONF_SEC_NOISE | NP_CONF_SEC_TLS << 8;
   c->dht.bucket_size = 20;
   c->dht.alpha = 10; /* go-libp2p-kad-dht's default */
   c->dht.protocol = strdup("/ipfs/kad/1.0.0");
@@ -699,6 +703,35 @@ static int set_key(pctx *p, const key *k, int idx, const char *v) {
       goto bad;
     *(int *)f = r;
     return 0;
+  case K_SECURITY: {
+    /* Words split by spaces or commas; each at most once. */
+    static const char *const sec[] = {"noise", "tls"};
+    char w[16];
+    int packed = 0, n = 0;
+    const char *q0 = v;
+    while (*q0 != '\0') {
+      size_t len = strcspn(q0, " \t,");
+      if (len == 0) {
+        q0++;
+        continue;
+      }
+      if (len >= sizeof(w) || n == 2)
+        goto bad;
+      memcpy(w, q0, len);
+      w[len] = '\0';
+      if ((r = parse_word(w, sec, 2)) < 0)
+        goto bad;
+      r += 1; /* NP_CONF_SEC_NOISE or NP_CONF_SEC_TLS */
+      if (n == 1 && (packed & 0xff) == r)
+        goto bad;
+      packed |= r << (8 * n++);
+      q0 += len;
+    }
+    if (n == 0)
+      goto bad;
+    *(int *)f = packed;
+    return 0;
+  }
   case K_DHT_MODE:
     if ((r = parse_word(v, dht_modes, 4)) < 0)
       goto bad;
@@ -964,6 +997,7 @@ static unsigned flags_of(const key *k) {
   static const char *const unbuilt[] = {"nat", "relay"};
   static const char *const restart[] = {
       "host.identity_file", "host.listen",         "host.announce",
+      "host.security",
       "host.control",       "host.control_group",  "host.control_allow_remote",
       "host.data_dir",      "limits.max_connections",
       "limits.max_streams_per_conn", "limits.idle_timeout", "limits.max_peers",

@@ -35,6 +35,8 @@ enum np_dht_mode { NP_DHT_AUTO, NP_DHT_SERVER, NP_DHT_CLIENT, NP_DHT_OFF };
  * / NP_REACH_PRIVATE (np_event.h's values). */
 enum np_reach { NP_REACH_AUTO = 0 };
 enum np_tristate { NP_TRI_AUTO, NP_TRI_ON, NP_TRI_OFF };
+/* [host] security entries (the values of np_upgrade's NP_UPGRADE_*). */
+enum { NP_CONF_SEC_NOISE = 1, NP_CONF_SEC_TLS = 2 };
 
 typedef struct np_conf {
   char *path; /* NULL for built-in defaults */
@@ -48,6 +50,8 @@ typedef struct np_conf {
     char *data_dir;
     int log_level;
     int log_timestamps;
+    int security; /* NP_CONF_SEC_* in preference order, one per byte from
+                     the lowest ("noise tls": NOISE | TLS << 8) */
   } host;
   struct {
     np_strv peers;

@@ -56,6 +56,7 @@ typedef struct cert_memo {
 
 struct np_tls {
   WOLFSSL_CTX *cli, *srv;
+  int stream; /* plain TLS 1.3 contexts (np_tls_new_stream), not QUIC */
   uint8_t cert[OWN_CERT_MAX];
   size_t certlen;
   cert_memo memo[CERT_MEMO];
@@ -630,7 +631,7 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store) {
 }
 
 static WOLFSSL_CTX *make_ctx(int server, const np_tls *t, const uint8_t *key,
-                             size_t keylen) {
+                             size_t keylen, int quic) {
   WOLFSSL_CTX *ctx = wolfSSL_CTX_new(server ? wolfTLSv1_3_server_method()
                                             : wolfTLSv1_3_client_method());
   int n;
@@ -638,7 +639,9 @@ static WOLFSSL_CTX *make_ctx(int server, const np_tls *t, const uint8_t *key,
     np_warn(SUB, "wolfssl-error call=wolfSSL_CTX_new");
     return NULL;
   }
-  if (server)
+  if (!quic)
+    n = 0; /* records over a byte stream: wolfSSL's own I/O callbacks */
+  else if (server)
     n = ngtcp2_crypto_wolfssl_configure_server_context(ctx);
   else
     n = ngtcp2_crypto_wolfssl_configure_client_context(ctx);
@@ -675,7 +678,7 @@ fail:
   return NULL;
 }
 
-int np_tls_new(np_tls **pt, const np_identity *id) {
+static int tls_new(np_tls **pt, const np_identity *id, int quic) {
   np_tls *t;
   uint8_t key[256];
   size_t keylen = sizeof(key);
@@ -695,8 +698,9 @@ int np_tls_new(np_tls **pt, const np_identity *id) {
     goto fail;
   }
   rv = NP_ECRYPTO;
-  if ((t->cli = make_ctx(0, t, key, keylen)) == NULL ||
-      (t->srv = make_ctx(1, t, key, keylen)) == NULL)
+  t->stream = !quic;
+  if ((t->cli = make_ctx(0, t, key, keylen, quic)) == NULL ||
+      (t->srv = make_ctx(1, t, key, keylen, quic)) == NULL)
     goto fail;
   np_crypto_wipe(key, sizeof(key));
   np_debug(SUB, "cert-ready peer=%s der_len=%zu", id->id_str, t->certlen);
@@ -706,6 +710,14 @@ fail:
   np_crypto_wipe(key, sizeof(key));
   np_tls_del(t);
   return rv;
+}
+
+int np_tls_new(np_tls **pt, const np_identity *id) {
+  return tls_new(pt, id, 1);
+}
+
+int np_tls_new_stream(np_tls **pt, const np_identity *id) {
+  return tls_new(pt, id, 0);
 }
 
 void np_tls_del(np_tls *t) {
@@ -732,7 +744,7 @@ int np_tls_conn_new(np_tls_conn **pc, np_tls *t, int is_server,
   int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1,
                   WOLFSSL_ECC_SECP384R1};
   int n;
-  if (pc == NULL || t == NULL || ngtcp2_conn_ref == NULL ||
+  if (pc == NULL || t == NULL || ngtcp2_conn_ref == NULL || t->stream ||
       (is_server && expected != NULL))
     return NP_EINVAL;
   if ((c = calloc(1, sizeof(*c))) == NULL)
@@ -812,4 +824,74 @@ void np_tls_conn_del(np_tls_conn *c) {
     return;
   wolfSSL_free(c->ssl);
   free(c);
+}
+
+int np_tls_conn_new_stream(np_tls_conn **pc, np_tls *t, int is_server,
+                           const np_peerid *expected, const char *alpn) {
+  np_tls_conn *c;
+  char list[NP_TLS_ALPN_LIST_MAX];
+  int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1,
+                  WOLFSSL_ECC_SECP384R1};
+  int n;
+  if (pc == NULL || t == NULL || !t->stream || alpn == NULL ||
+      alpn[0] == '\0' || strlen(alpn) >= sizeof(list) ||
+      (is_server && expected != NULL))
+    return NP_EINVAL;
+  if ((c = calloc(1, sizeof(*c))) == NULL)
+    return NP_ENOMEM;
+  c->t = t;
+  c->is_server = is_server;
+  if (expected != NULL) {
+    c->expected = *expected;
+    c->has_expected = 1;
+  }
+  if ((c->ssl = wolfSSL_new(is_server ? t->srv : t->cli)) == NULL) {
+    free(c);
+    return NP_ENOMEM;
+  }
+  wolfSSL_SetCertCbCtx(c->ssl, c);
+  /* A peer sharing no entry (or sending none) still connects: the muxer is
+   * then negotiated with multistream. wolfSSL's list is comma-separated
+   * and the server takes the first client entry it also lists. */
+  snprintf(list, sizeof(list), "%s", alpn);
+  if ((n = wolfSSL_UseALPN(c->ssl, list, (word32)strlen(list),
+                           WOLFSSL_ALPN_CONTINUE_ON_MISMATCH)) !=
+      WOLFSSL_SUCCESS) {
+    log_wolf("wolfSSL_UseALPN", n);
+    goto fail;
+  }
+  if ((n = wolfSSL_set_groups(c->ssl, groups, (int)NP_ARRAY_LEN(groups))) !=
+      WOLFSSL_SUCCESS) {
+    log_wolf("wolfSSL_set_groups", n);
+    goto fail;
+  }
+  if (is_server)
+    wolfSSL_set_accept_state(c->ssl);
+  else
+    wolfSSL_set_connect_state(c->ssl);
+  *pc = c;
+  return 0;
+fail:
+  wolfSSL_free(c->ssl);
+  free(c);
+  return NP_ECRYPTO;
+}
+
+int np_tls_conn_finish_stream(np_tls_conn *c, const char **alpn,
+                              size_t *alpnlen) {
+  char *name = NULL;
+  word16 len = 0;
+  if (c->fail != 0)
+    return c->fail;
+  if (!c->verified) {
+    conn_fail(c, NP_ECRYPTO, "peer certificate was not verified");
+    return c->fail;
+  }
+  if (wolfSSL_ALPN_GetProtocol(c->ssl, &name, &len) != WOLFSSL_SUCCESS ||
+      name == NULL)
+    len = 0;
+  *alpn = len > 0 ? name : NULL;
+  *alpnlen = len;
+  c->done = 1;
+  return 0;
 }

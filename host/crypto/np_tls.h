@@ -1,10 +1,11 @@
-/* libp2p TLS 1.3 for QUIC (libp2p/specs tls/tls.md): each host presents a
+/* libp2p TLS 1.3 for QUIC and over byte streams (libp2p/specs tls/tls.md): each host presents a
  * self-signed certificate whose extension 1.3.6.1.4.1.53594.1.1 carries its
  * PublicKey and a host-key signature over the certificate key; each side
  * checks the other's certificate itself and derives the peer ID from it.
  *
- * This header names no wolfSSL or ngtcp2 type: np_tls.c (with np_crypto.c)
- * is the only code that includes wolfSSL. Loop thread only. */
+ * This header names no wolfSSL or ngtcp2 type: np_tls.c (with np_crypto.c,
+ * and np_tlsstream.c for the record I/O) is the only code that includes
+ * wolfSSL. Loop thread only. */
 #ifndef NP_TLS_H
 #define NP_TLS_H
 
@@ -68,6 +69,31 @@ int np_tls_conn_peer(const np_tls_conn *c, np_peerid *id);
 const char *np_tls_conn_error(const np_tls_conn *c);
 
 void np_tls_conn_del(np_tls_conn *c);
+
+/* ---- stream mode: libp2p TLS over a byte stream (libp2p-wire.md §4) ----
+ * The same certificate checks; plain TLS 1.3 records instead of QUIC, ALPN
+ * carries the early muxer choice. np_tlsstream.c does the record I/O. */
+
+#define NP_TLS_ALPN_LIST_MAX 256 /* comma-separated ALPN list, with NUL */
+
+/* np_tls_new with contexts for TLS over a byte stream (no ngtcp2): such an
+ * np_tls serves np_tls_conn_new_stream only, np_tls_new's only QUIC. */
+int np_tls_new_stream(np_tls **pt, const np_identity *id);
+
+/* One connection's TLS object over a byte stream: as np_tls_conn_new, with
+ * |alpn| a comma-separated protocol list in preference order (e.g.
+ * "/yamux/1.0.0,libp2p"); a peer sharing none still connects. The caller
+ * installs the I/O callbacks on np_tls_conn_native. Returns 0, NP_EINVAL,
+ * NP_ENOMEM or NP_ECRYPTO. */
+int np_tls_conn_new_stream(np_tls_conn **pc, np_tls *t, int is_server,
+                           const np_peerid *expected, const char *alpn);
+
+/* np_tls_conn_finish for stream mode: requires the verified certificate
+ * and sets |*alpn| (borrowed, not NUL-terminated, valid as long as |c|;
+ * NULL when none was agreed) and |*alpnlen|. Returns 0 or the failure
+ * (as np_tls_conn_peer). */
+int np_tls_conn_finish_stream(np_tls_conn *c, const char **alpn,
+                              size_t *alpnlen);
 
 /* np_tls_verify_cert checks a peer certificate on its own (no I/O; for the
  * handshake, unit tests and fuzzing): DER X.509 v3 of at most

@@ -785,6 +785,9 @@ static int relayc_start(np_host *h, void **state) {
   np_trelay_config_default(&tc);
   tc.upgrade.max_streams = conf->limits.max_streams_per_conn;
   tc.upgrade.idle_timeout_ms = conf->limits.idle_timeout_ms;
+  /* [host] security: NP_CONF_SEC_* are NP_UPGRADE_* */
+  tc.upgrade.security[0] = (uint8_t)(conf->host.security & 0xff);
+  tc.upgrade.security[1] = (uint8_t)(conf->host.security >> 8 & 0xff);
   /* The relay exchange comes first and has its own timeout. */
   tc.upgrade.handshake_timeout_ms = tc.hop_timeout_ms + 10000;
   cbs = np_swarm_conn_cbs(rc->sw, &cbud);

@@ -2252,6 +2252,9 @@ int np_swarm_new(np_swarm **psw, np_host *h, char *err, size_t errlen) {
     tc.max_connections = conf->limits.max_connections;
     tc.upgrade.max_streams = conf->limits.max_streams_per_conn;
     tc.upgrade.idle_timeout_ms = conf->limits.idle_timeout_ms;
+    /* [host] security: NP_CONF_SEC_* are NP_UPGRADE_* */
+    tc.upgrade.security[0] = (uint8_t)(conf->host.security & 0xff);
+    tc.upgrade.security[1] = (uint8_t)(conf->host.security >> 8 & 0xff);
     if ((rv = np_ttcp_new(&sw->tr[sw->ntr], np_host_loop(h),
                           np_host_identity(h), &tc, &cbs, sw)) != 0) {
       snprintf(err, errlen, "TCP transport set-up failed: %s",

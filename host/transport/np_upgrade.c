@@ -1,5 +1,7 @@
-/* Connection upgrader: multistream-select, Noise and yamux over an
- * np_bstream, presented as an np_conn. The protocol modules are sans-I/O;
+/* Connection upgrader: multistream-select, Noise or TLS, and yamux over an
+ * np_bstream, presented as an np_conn. Noise and TLS are both a "secured
+ * stream" here (sec_* below): handshake input, ciphertext output, plaintext
+ * both ways; the muxer layers do not know which one runs. The protocol modules are sans-I/O;
  * this file moves bytes between them and the byte stream and turns their
  * callbacks into np_conn events at the right time. */
 #include <math.h>
@@ -11,6 +13,7 @@
 #include "np_mss.h"
 #include "np_multiaddr.h"
 #include "np_noise.h"
+#include "np_tlsstream.h"
 #include "np_upgrade.h"
 #include "np_yamux.h"
 
@@ -22,13 +25,13 @@
 #define CHUNK_CACHE 16
 #define LOG_BURST 20 /* peer-triggered lines per second */
 
-enum { ST_SEC, ST_NOISE, ST_MUX, ST_UP };
+enum { ST_SEC, ST_HS, ST_MUX, ST_UP };
 enum { DUE_WRITABLE = 1, DUE_CLOSE = 2 };
 
 /* Handshake-only state, freed once yamux runs and its output is out. */
 typedef struct hs_state {
-  np_mss sec; /* /noise on the raw stream */
-  np_mss mux; /* /yamux/1.0.0 inside Noise, when not inlined */
+  np_mss sec; /* /noise or /tls/1.0.0 on the raw stream */
+  np_mss mux; /* /yamux/1.0.0 inside it, when not inlined */
   int has_expected;
   np_peerid expected;
 } hs_state;
@@ -67,7 +70,8 @@ struct uconn {
   int tx_blocked, rx_blocked, bs_broken;
   int credit_wanted, credit_due, ping_out;
   np_bstream *bs;
-  np_noise *nz;
+  np_noise *nz;       /* one of nz and ts, after ST_SEC */
+  np_tlsstream *ts;
   np_yamux *ym;
   hs_state *hs;
   ev_timer timer; /* handshake deadline, then keepalive */
@@ -89,6 +93,9 @@ struct np_upgrade {
   int kind;
   const char *sub; /* log subsystem */
   np_upgrade_config cfg;
+  const char *sec_protos[NP_UPGRADE_SEC_MAX]; /* offered, in order */
+  size_t nsec;
+  np_tls *tls; /* stream-mode certificate, made at the first TLS use */
   np_conn_cbs cbs;
   void *ud;
   np_list conns;
@@ -100,7 +107,6 @@ struct np_upgrade {
   np_ratelimit hs_rl, err_rl;
 };
 
-static const char *const noise_protos[] = {NP_NOISE_PROTOCOL};
 static const char *const yamux_protos[] = {NP_YAMUX_PROTOCOL};
 
 static const char *kind_sub(int kind) {
@@ -414,8 +420,42 @@ static np_ssize send_raw(uconn *c, const uint8_t *p, size_t n) {
   return w;
 }
 
+/* ---- the secured stream: Noise or TLS ------------------------------------ */
+
+static size_t sec_output(uconn *c, const uint8_t **o) {
+  if (c->nz != NULL)
+    return np_noise_output(c->nz, o);
+  return c->ts != NULL ? np_tlsstream_output(c->ts, o) : 0;
+}
+
+static void sec_drain(uconn *c, size_t n) {
+  if (c->nz != NULL)
+    np_noise_output_drain(c->nz, n);
+  else
+    np_tlsstream_output_drain(c->ts, n);
+}
+
+static int sec_done(const uconn *c) {
+  if (c->nz != NULL)
+    return np_noise_done(c->nz);
+  return c->ts != NULL && np_tlsstream_done(c->ts);
+}
+
+/* The handshake's reason when it has one (TLS says why), else |why|. */
+static const char *sec_why(const uconn *c, const char *why) {
+  if (c->ts != NULL && np_tlsstream_why(c->ts)[0] != '\0')
+    return np_tlsstream_why(c->ts);
+  return why;
+}
+
 static np_ssize encrypt(uconn *c, const uint8_t *p, size_t n) {
-  np_ssize k = np_noise_encrypt(c->nz, p, n);
+  np_ssize k;
+  if (c->ts != NULL) {
+    if ((k = np_tlsstream_write(c->ts, p, n)) < 0)
+      fail(c, hs_err(k), sec_why(c, "tls-write"));
+    return k;
+  }
+  k = np_noise_encrypt(c->nz, p, n);
   if (k < 0)
     fail(c, k == NP_ELIMIT ? NP_ECRYPTO : hs_err(k),
          k == NP_ELIMIT ? "noise-nonce-exhausted" : "noise-encrypt");
@@ -423,8 +463,8 @@ static np_ssize encrypt(uconn *c, const uint8_t *p, size_t n) {
 }
 
 /* Moves output to the byte stream as far as it takes it: raw multistream,
- * then Noise output, refilled from the muxer's multistream and yamux (in
- * that order, so the echo of /yamux/1.0.0 precedes the first frame). */
+ * then Noise or TLS output, refilled from the muxer's multistream and yamux
+ * (in that order, so the echo of /yamux/1.0.0 precedes the first frame). */
 static void flush(uconn *c) {
   const uint8_t *o;
   size_t n;
@@ -436,15 +476,15 @@ static void flush(uconn *c) {
       np_mss_drain(&c->hs->sec, (size_t)k);
       continue;
     }
-    if (c->nz == NULL)
+    if (c->nz == NULL && c->ts == NULL)
       break;
-    if ((n = np_noise_output(c->nz, &o)) > 0) {
+    if ((n = sec_output(c, &o)) > 0) {
       if ((k = send_raw(c, o, n)) < 0)
         return;
-      np_noise_output_drain(c->nz, (size_t)k);
+      sec_drain(c, (size_t)k);
       continue;
     }
-    if (!np_noise_done(c->nz))
+    if (!sec_done(c))
       break;
     if (c->hs != NULL && (n = np_mss_output(&c->hs->mux, &o)) > 0) {
       if ((k = encrypt(c, o, n)) <= 0)
@@ -542,18 +582,24 @@ static int start_yamux(uconn *c) {
   if (np_log_get_level() >= NP_LOG_DEBUG) {
     char peer[NP_PEERID_STRMAX];
     np_peerid_to_string(&c->pub.peer, peer, sizeof(peer));
-    np_debug(u->sub, "conn-up conn=%08x peer=%s dir=%s muxer=%s", c->id, peer,
-             c->pub.inbound ? "in" : "out",
-             np_noise_muxer(c->nz) ? "inline" : "multistream");
+    np_debug(u->sub, "conn-up conn=%08x peer=%s dir=%s sec=%s muxer=%s", c->id,
+             peer, c->pub.inbound ? "in" : "out", c->ts ? "tls" : "noise",
+             c->hs == NULL || np_mss_state(&c->hs->mux) != NP_MSS_DONE
+                 ? "inline"
+                 : "multistream");
   }
   if (u->cbs.conn_up)
     u->cbs.conn_up(&c->pub, u->ud);
   return c->failing ? -1 : 0;
 }
 
-static int lookup_noise(const char *name, size_t len, void *ud) {
-  (void)len, (void)ud;
-  return strcmp(name, NP_NOISE_PROTOCOL) == 0;
+static int lookup_sec(const char *name, size_t len, void *ud) {
+  const np_upgrade *u = ud;
+  (void)len;
+  for (size_t i = 0; i < u->nsec; i++)
+    if (strcmp(name, u->sec_protos[i]) == 0)
+      return 1;
+  return 0;
 }
 
 static int lookup_yamux(const char *name, size_t len, void *ud) {
@@ -572,16 +618,53 @@ static int start_noise(uconn *c) {
     fail(c, hs_err(rv), "noise-new");
     return -1;
   }
-  c->state = ST_NOISE;
+  c->state = ST_HS;
   return 0;
 }
 
-static int noise_done(uconn *c) {
-  const char *mux = np_noise_muxer(c->nz);
-  np_noise_remote(c->nz, &c->pub.peer);
+static int start_tls(uconn *c) {
+  np_upgrade *u = c->u;
+  hs_state *h = c->hs;
+  int rv = 0;
+  if (u->tls == NULL && (rv = np_tls_new_stream(&u->tls, u->id)) != 0) {
+    fail(c, rv == NP_ENOMEM ? NP_ENOMEM : NP_ECRYPTO, "tls-cert");
+    return -1;
+  }
+  rv = np_tlsstream_new(&c->ts, u->tls, !c->pub.inbound,
+                        h->has_expected && !c->pub.inbound ? &h->expected
+                                                           : NULL,
+                        u->cfg.no_inline_muxer ? NULL : yamux_protos,
+                        u->cfg.no_inline_muxer ? 0 : 1);
+  if (rv != 0) {
+    fail(c, hs_err(rv), "tls-new");
+    return -1;
+  }
+  c->state = ST_HS;
+  return 0;
+}
+
+static int start_sec(uconn *c) {
+  const char *p = np_mss_protocol(&c->hs->sec, NULL);
+  if (p != NULL && strcmp(p, NP_TLSSTREAM_PROTOCOL) == 0)
+    return start_tls(c);
+  return start_noise(c);
+}
+
+static int tls_pump(uconn *c);
+
+/* The secured stream is up (peer verified): the muxer next. */
+static int sec_established(uconn *c) {
+  const char *mux;
+  if (c->nz != NULL) {
+    mux = np_noise_muxer(c->nz);
+    np_noise_remote(c->nz, &c->pub.peer);
+  } else {
+    mux = np_tlsstream_muxer(c->ts);
+    np_tlsstream_remote(c->ts, &c->pub.peer);
+  }
   if (mux != NULL) {
     if (strcmp(mux, NP_YAMUX_PROTOCOL) != 0) { /* we offer nothing else */
-      fail(c, NP_ENOPROTO, "noise-muxer");
+      fail(c, NP_ENOPROTO, "inline-muxer");
       return -1;
     }
     return start_yamux(c);
@@ -601,7 +684,7 @@ static size_t out_pending(uconn *c) {
   return np_mss_output(&c->hs->mux, &o);
 }
 
-/* Plaintext from Noise into the muxer's multistream or yamux. Returns the
+/* Plaintext from Noise or TLS into the muxer's multistream or yamux. Returns the
  * bytes taken; fewer than |n| when output must drain first (or failed). */
 static size_t plain_input(uconn *c, const uint8_t *p, size_t n) {
   size_t off = 0;
@@ -639,10 +722,54 @@ static size_t plain_input(uconn *c, const uint8_t *p, size_t n) {
   return off;
 }
 
+/* Keeps what the muxer could not take of |pt| until output drains. */
+static int stash(uconn *c, const uint8_t *pt, size_t ptlen) {
+  if ((c->stash = malloc(ptlen)) == NULL) {
+    fail(c, NP_ENOMEM, "out-of-memory");
+    return -1;
+  }
+  memcpy(c->stash, pt, ptlen);
+  c->soff = 0;
+  c->slen = ptlen;
+  c->rx_blocked = 1;
+  return 0;
+}
+
+/* Decrypted TLS records into the muxer until none is complete or the
+ * muxer refuses more. Returns 0, or -1 after a failure. */
+static int tls_pump(uconn *c) {
+  uint8_t buf[NP_TLSSTREAM_RECORD_MAX];
+  while (!c->failing && !c->rx_blocked) {
+    np_ssize r = np_tlsstream_read(c->ts, buf, sizeof(buf));
+    size_t used;
+    if (r < 0) {
+      fail(c, r == NP_ECLOSED ? NP_ECLOSED : hs_err(r),
+           r == NP_ECLOSED ? "close-notify" : sec_why(c, "tls-record"));
+      return -1;
+    }
+    if (r == 0)
+      return 0;
+    used = plain_input(c, buf, (size_t)r);
+    if (c->failing)
+      return -1;
+    if (used < (size_t)r && stash(c, buf + used, (size_t)r - used) < 0)
+      return -1;
+  }
+  return c->failing ? -1 : 0;
+}
+
 static np_ssize secure_input(uconn *c, const uint8_t *d, size_t n) {
   const uint8_t *pt;
   size_t ptlen, used;
-  np_ssize k = np_noise_decrypt_feed(c->nz, d, n, &pt, &ptlen);
+  np_ssize k;
+  if (c->ts != NULL) {
+    if ((k = np_tlsstream_feed(c->ts, d, n)) < 0) {
+      fail(c, hs_err(k), sec_why(c, "tls-record"));
+      return -1;
+    }
+    return tls_pump(c) < 0 ? -1 : k;
+  }
+  k = np_noise_decrypt_feed(c->nz, d, n, &pt, &ptlen);
   if (k < 0) {
     fail(c, k == NP_ELIMIT ? NP_ECRYPTO : hs_err(k),
          k == NP_ELIMIT    ? "noise-nonce-exhausted"
@@ -655,17 +782,9 @@ static np_ssize secure_input(uconn *c, const uint8_t *d, size_t n) {
   used = plain_input(c, pt, ptlen);
   if (c->failing)
     return -1;
-  if (used < ptlen) {
-    /* Noise consumed the frame; keep its plaintext until output drains. */
-    if ((c->stash = malloc(ptlen - used)) == NULL) {
-      fail(c, NP_ENOMEM, "out-of-memory");
-      return -1;
-    }
-    memcpy(c->stash, pt + used, ptlen - used);
-    c->soff = 0;
-    c->slen = ptlen - used;
-    c->rx_blocked = 1;
-  }
+  /* Noise consumed the frame; keep its plaintext until output drains. */
+  if (used < ptlen && stash(c, pt + used, ptlen - used) < 0)
+    return -1;
   return k;
 }
 
@@ -680,16 +799,28 @@ static np_ssize step(uconn *c, const uint8_t *d, size_t n) {
       fail(c, hs_err(k), "multistream");
       return -1;
     }
-    if (np_mss_state(&c->hs->sec) == NP_MSS_DONE && start_noise(c) < 0)
+    if (np_mss_state(&c->hs->sec) == NP_MSS_DONE && start_sec(c) < 0)
       return -1;
     return k;
-  case ST_NOISE:
+  case ST_HS:
+    if (c->ts != NULL) {
+      k = np_tlsstream_feed(c->ts, d, n);
+      if (k < 0) {
+        fail(c, hs_err(k), sec_why(c, "tls-handshake"));
+        return -1;
+      }
+      /* Records past the handshake may be buffered in it already. */
+      if (np_tlsstream_done(c->ts) &&
+          (sec_established(c) < 0 || tls_pump(c) < 0))
+        return -1;
+      return k;
+    }
     k = np_noise_handshake_feed(c->nz, d, n);
     if (k < 0) {
       fail(c, hs_err(k), "noise-handshake");
       return -1;
     }
-    if (np_noise_done(c->nz) && noise_done(c) < 0)
+    if (np_noise_done(c->nz) && sec_established(c) < 0)
       return -1;
     return k;
   default:
@@ -751,6 +882,10 @@ static void rx_resume(uconn *c) {
     c->soff = 0;
   }
   c->rx_blocked = 0;
+  /* Whole records may wait inside TLS with nothing more to come. */
+  if (c->ts != NULL && c->state >= ST_MUX &&
+      (tls_pump(c) < 0 || c->rx_blocked))
+    return;
   c->bs->ops->pause(c->bs, 0);
 }
 
@@ -819,9 +954,10 @@ static void log_down(uconn *c) {
 static void teardown(uconn *c) {
   np_upgrade *u = c->u;
   ev_timer_stop(u->ev, &c->timer);
-  /* Best effort: GO_AWAY and what is queued, if the stream takes it. */
-  if (c->ym != NULL && c->bs != NULL && !c->bs_broken) {
-    if (np_yamux_error(c->ym) == 0)
+  /* Best effort: GO_AWAY (or a TLS alert) and what is queued, if the
+   * stream takes it. */
+  if ((c->ym != NULL || c->ts != NULL) && c->bs != NULL && !c->bs_broken) {
+    if (c->ym != NULL && np_yamux_error(c->ym) == 0)
       np_yamux_goaway(c->ym, c->err == NP_ECANCELED ? NP_YAMUX_GOAWAY_NORMAL
                                                     : NP_YAMUX_GOAWAY_PROTO);
     flush(c);
@@ -841,12 +977,14 @@ static void teardown(uconn *c) {
   }
   np_yamux_del(c->ym);
   np_noise_del(c->nz);
+  np_tlsstream_del(c->ts);
   free(c->hs);
   free(c->stash);
   if (c->bs != NULL)
     c->bs->ops->close(c->bs);
   c->ym = NULL;
   c->nz = NULL;
+  c->ts = NULL;
   c->bs = NULL;
   if ((!c->pub.inbound || c->up_done) && u->cbs.conn_down)
     u->cbs.conn_down(&c->pub, c->err, u->ud);
@@ -1028,6 +1166,8 @@ void np_upgrade_config_default(np_upgrade_config *cfg) {
   cfg->conn_buffer_max = 16u << 20;
   cfg->max_streams = 256;
   cfg->max_window = 16u << 20;
+  cfg->security[0] = NP_UPGRADE_NOISE;
+  cfg->security[1] = NP_UPGRADE_TLS;
 }
 
 int np_upgrade_new(np_upgrade **pu, np_loop *loop, const np_identity *id,
@@ -1050,6 +1190,22 @@ int np_upgrade_new(np_upgrade **pu, np_loop *loop, const np_identity *id,
     TAKE(max_window);
 #undef TAKE
     u->cfg.no_inline_muxer = cfg->no_inline_muxer;
+    if (cfg->security[0] != 0)
+      memcpy(u->cfg.security, cfg->security, sizeof(u->cfg.security));
+  }
+  for (size_t i = 0; i < NP_UPGRADE_SEC_MAX && u->cfg.security[i] != 0; i++) {
+    const char *p = u->cfg.security[i] == NP_UPGRADE_NOISE ? NP_NOISE_PROTOCOL
+                    : u->cfg.security[i] == NP_UPGRADE_TLS
+                        ? NP_TLSSTREAM_PROTOCOL
+                        : NULL;
+    for (size_t j = 0; p != NULL && j < u->nsec; j++)
+      if (u->sec_protos[j] == p)
+        p = NULL; /* listed twice */
+    if (p == NULL) {
+      free(u);
+      return NP_EINVAL;
+    }
+    u->sec_protos[u->nsec++] = p;
   }
   if (u->cfg.max_window < NP_YAMUX_INITIAL_WINDOW) {
     free(u);
@@ -1085,6 +1241,7 @@ void np_upgrade_del(np_upgrade *u) {
     u->spare = k->next;
     free(k);
   }
+  np_tls_del(u->tls);
   free(u);
 }
 
@@ -1138,9 +1295,9 @@ int np_upgrade_start(np_upgrade *u, np_bstream *bs, int inbound,
     h->expected = *expected;
   }
   if (inbound)
-    np_mss_init_listener(&h->sec, lookup_noise, NULL);
+    np_mss_init_listener(&h->sec, lookup_sec, u);
   else
-    np_mss_init_dialer(&h->sec, noise_protos, 1, 0);
+    np_mss_init_dialer(&h->sec, u->sec_protos, u->nsec, 0);
   if (llen > 0)
     memcpy(c->pub.laddr, laddr, llen);
   if (rlen > 0)

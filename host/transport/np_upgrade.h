@@ -2,15 +2,16 @@
  * TCP socket, later a relayed stream; an in-memory pair in tests) becomes
  * an np_conn:
  *
- *   multistream-select /multistream/1.0.0, /noise
- *   Noise XX with the libp2p payload (the dialer's expected peer enforced)
- *   yamux /yamux/1.0.0: inlined in the Noise handshake when both sides
- *   offer it, else multistream-select inside Noise
+ *   multistream-select /multistream/1.0.0, then /noise or /tls/1.0.0
+ *     (the dialer proposes np_upgrade_config.security in order, the
+ *     listener accepts any of them)
+ *   Noise XX with the libp2p payload, or libp2p TLS 1.3 (np_tlsstream);
+ *     the dialer's expected peer enforced either way
+ *   yamux /yamux/1.0.0: inlined in the Noise handshake or TLS ALPN when
+ *     both sides offer it, else multistream-select inside the channel
  *
- * The dialer is the Noise initiator and the yamux client (odd stream ids).
- * Noise is the only security protocol: /tls/1.0.0 and /plaintext/2.0.0
- * over a byte stream are not implemented (a go dialer proposing
- * /tls/1.0.0 first gets `na` and goes on to /noise).
+ * The dialer is the Noise initiator / TLS client and the yamux client
+ * (odd stream ids). /plaintext/2.0.0 is not implemented.
  *
  * np_conn streams are yamux streams. write is all-or-nothing into a
  * per-stream send buffer; pause withholds the yamux window (the peer
@@ -36,6 +37,10 @@
 
 typedef struct np_upgrade np_upgrade; /* opaque; one per transport */
 
+/* Security protocols for np_upgrade_config.security. */
+enum { NP_UPGRADE_NOISE = 1, NP_UPGRADE_TLS = 2 };
+#define NP_UPGRADE_SEC_MAX 2
+
 /* Zero fields take the np_upgrade_config_default value. */
 typedef struct np_upgrade_config {
   uint64_t handshake_timeout_ms; /* start to conn_up; default 10000 */
@@ -50,8 +55,14 @@ typedef struct np_upgrade_config {
                                     we may open; default 256 */
   uint32_t max_window;           /* yamux receive window auto-tuning cap: what
                                     a paused stream holds at most; 16 MiB */
-  int no_inline_muxer;           /* offer no muxer inside Noise: /yamux/1.0.0
-                                    then goes through multistream-select */
+  int no_inline_muxer;           /* offer no muxer inside Noise or TLS ALPN:
+                                    /yamux/1.0.0 then goes through
+                                    multistream-select */
+  uint8_t security[NP_UPGRADE_SEC_MAX]; /* NP_UPGRADE_NOISE/_TLS in
+                                    preference order, 0-terminated: what a
+                                    dial proposes and a listener accepts;
+                                    all zero: noise, then tls. A repeated or
+                                    unknown entry: NP_EINVAL */
 } np_upgrade_config;
 
 void np_upgrade_config_default(np_upgrade_config *cfg);

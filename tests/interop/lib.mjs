@@ -6,11 +6,15 @@ import { randomBytes } from 'node:crypto'
 
 export const MAX_MESSAGE = 4 << 20 // hivemind's -persistentConnMaxMsgSize default
 
-const [{ createLibp2p }, { identify }, { ping }, { quic }, { tcp }, { noise }, { yamux }, keys, { lpStream, echo }, P] = await Promise.all([
+const [{ createLibp2p }, { identify }, { ping }, { quic }, { tcp }, { noise }, { yamux }, keys, { lpStream, echo }, P, { tls }] = await Promise.all([
   import('libp2p'), import('@libp2p/identify'), import('@libp2p/ping'), import('@chainsafe/libp2p-quic'),
   import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'),
-  import('@libp2p/crypto/keys'), import('@libp2p/utils'), import('./p2pd-proto.mjs')
+  import('@libp2p/crypto/keys'), import('@libp2p/utils'), import('./p2pd-proto.mjs'), import('@libp2p/tls')
 ])
+// NP_JS_SECURITY: what TCP connections are secured with, in preference
+// order: "noise" (default), "tls" (@libp2p/tls), "tls noise", "noise tls"
+const encrypters = () => (process.env.NP_JS_SECURITY ?? 'noise').split(/[ ,]+/).filter(Boolean)
+  .map(w => w === 'tls' ? tls() : w === 'noise' ? noise() : (() => { throw new Error(`NP_JS_SECURITY: unknown ${w}`) })())
 export { echo, P }
 
 // transport: 'quic' (QUIC-v1, libp2p TLS and muxing built in) or 'tcp' (TCP
@@ -25,9 +29,9 @@ export async function makeNode ({ listen = [], seedHex, userAgent, transport = '
     privateKey,
     addresses: { listen },
     ...(transport === 'tcp'
-      ? { transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] }
+      ? { transports: [tcp()], connectionEncrypters: encrypters(), streamMuxers: [yamux()] }
       : transport === 'both'
-        ? { transports: [quic(), tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()] }
+        ? { transports: [quic(), tcp()], connectionEncrypters: encrypters(), streamMuxers: [yamux()] }
         : { transports: [quic()] }),
     // everything comes from 127.0.0.1: lift js-libp2p's per-host inbound limits
     connectionManager: { inboundConnectionThreshold: 1_000_000, maxIncomingPendingConnections: 1_000 },

@@ -106,7 +106,7 @@ static void test_errors(void) {
              "/etc/natpeer/natpeer.ini:3: [host] bogus_key: unknown key "
              "(expected one of identity_file, listen, announce, control, "
              "control_group, control_allow_remote, data_dir, log_level, "
-             "log_timestamps)",
+             "log_timestamps, security)",
              "unknown key");
   expect_err("\n[limits]\n\nmax_message = 4X\n",
              "/etc/natpeer/natpeer.ini:4: [limits] max_message: \"4X\" is not "
