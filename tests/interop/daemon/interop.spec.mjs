@@ -65,9 +65,20 @@ function p2pdArgs (o, dir) {
   if (o.encryption != null) args.push(`-${o.encryption}=true`)
   if (o.dht === true) args.push('-dhtServer')
   if (o.relay === true) args.push('-relay')
-  if (o.key != null) args.push(`-id=${o.key}`)
+  if (o.key != null) args.push(`-id=${privateCopy(o.key, dir)}`)
   args.push(`-muxer=${o.muxer === 'mplex' ? 'mplex' : 'yamux'}`)
+  // NP_INTEROP_P2PD_ARGS: more flags for every natpeer (experiments)
+  args.push(...(process.env.NP_INTEROP_P2PD_ARGS ?? '').split(' ').filter(Boolean))
   return args
+}
+
+// natpeer refuses a key file that group or others can read (go's p2pd reads
+// any); the suite ships its keys 0644, so natpeer gets a 0600 copy
+function privateCopy (key, dir) {
+  const copy = join(dir, 'identity.key')
+  copyFileSync(key, copy)
+  chmodSync(copy, 0o600)
+  return copy
 }
 
 // Until natpeer-p2pd exists: natpeer-host with the same options as INI.
@@ -75,12 +86,7 @@ function p2pdArgs (o, dir) {
 // `encryption` other than noise is not expressible: those tests then fail on
 // the js side's handshake, which is the honest result.
 function hostIni (o, dir) {
-  let identity = join(dir, 'identity.key')
-  if (o.key != null) {
-    // natpeer refuses a key file readable by others; the suite's are 0644
-    copyFileSync(o.key, identity)
-    chmodSync(identity, 0o600)
-  }
+  const identity = o.key != null ? privateCopy(o.key, dir) : join(dir, 'identity.key')
   const lines = [
     '[host]',
     `identity_file = ${identity}`,
