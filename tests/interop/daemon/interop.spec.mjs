@@ -158,15 +158,28 @@ async function spawnNatpeer (o) {
   proc.stdout.setEncoding('utf8')
   proc.stdout.on('data', s => { out += s; writeFileSync(logFile, s, { flag: 'a' }) })
 
+  // SIGTERM must end natpeer cleanly: exit 0 within STOP_GRACE, and (under
+  // ASan/UBSan) no sanitizer report in its log; else the after hook fails
+  let stopped = false
   const stop = async () => {
-    if (proc.exitCode == null && proc.signalCode == null) {
+    if (stopped) return
+    stopped = true
+    let killed = false
+    const wasUp = proc.exitCode == null && proc.signalCode == null
+    if (wasUp) {
       proc.kill('SIGTERM')
-      const t = setTimeout(() => proc.kill('SIGKILL'), STOP_GRACE)
+      const t = setTimeout(() => { killed = true; proc.kill('SIGKILL') }, STOP_GRACE)
       await exited
       clearTimeout(t)
     }
     running.delete(proc)
+    const log = tail(logFile, 400)
     rmSync(dir, { recursive: true, force: true })
+    let why = null
+    if (killed) why = `did not stop within ${STOP_GRACE} ms of SIGTERM`
+    else if (wasUp && proc.exitCode !== 0) why = `exit ${proc.exitCode ?? proc.signalCode} after SIGTERM`
+    else if (/ERROR: (Address|Leak)Sanitizer|runtime error:/.test(log)) why = 'sanitizer report'
+    if (why != null) throw new Error(`natpeer ${tag}: ${why}\n${log.split('\n').slice(-30).join('\n')}`)
   }
 
   try {
@@ -191,7 +204,7 @@ async function spawnNatpeer (o) {
     return { client, stop }
   } catch (err) {
     const why = tail(logFile)
-    await stop()
+    await stop().catch(() => {})
     throw new Error(`natpeer ${tag} did not start: ${err.message}\n${why}`)
   }
 }
