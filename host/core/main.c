@@ -1,5 +1,7 @@
 /* natpeer-host: argv -> np_conf_load -> identity -> np_host -> ev_run. */
 #include <dirent.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <ev.h>
 #include <getopt.h>
 #include <signal.h>
@@ -165,6 +167,42 @@ static void rm_flat_dir(const char *dir) {
   rmdir(dir);
 }
 
+/* -id FILE as p2pd reads it: any libp2p PrivateKey np_identity decodes.
+ * hivemind writes its key files with the default umask (0644): p2pd takes
+ * them, so a loose mode is a warning here, not natpeer-host's refusal. */
+static int p2pd_load_id(np_identity *id, const char *prog, const char *path,
+                        char *err, size_t errlen) {
+  uint8_t buf[4097];
+  struct stat st;
+  size_t n;
+  int rv;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    snprintf(err, errlen, "-id %s: %s", path, strerror(errno));
+    return NP_ESYS;
+  }
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fclose(f);
+    snprintf(err, errlen, "-id %s: not a regular file", path);
+    return NP_EINVAL;
+  }
+  n = fread(buf, 1, sizeof(buf), f);
+  fclose(f);
+  if (st.st_mode & 077)
+    fprintf(stderr,
+            "%s: warning: -id %s: key file is accessible by group or others "
+            "(mode %04o); chmod 600 it\n",
+            prog, path, (unsigned)(st.st_mode & 07777));
+  rv = n >= sizeof(buf) ? NP_ELIMIT : np_identity_decode_private(id, buf, n);
+  memset(buf, 0, sizeof(buf));
+  if (rv != 0)
+    snprintf(err, errlen, "-id %s: %s", path,
+             rv == NP_ENOTSUP  ? "key type not supported"
+             : rv == NP_ELIMIT ? "larger than 4 KiB: not a libp2p PrivateKey"
+                               : "not a libp2p PrivateKey (protobuf)");
+  return rv;
+}
+
 static int p2pd_main(int argc, char **argv) {
   const char *prog = prog_base(argv[0]);
   np_p2pd_opts o;
@@ -204,9 +242,11 @@ static int p2pd_main(int argc, char **argv) {
 
   /* Identity: -id, else -config's identity_file, else a new one per run
    * (as p2pd without -id). */
-  if (o.id_file || np_conf_key_line(conf, "host", "identity_file"))
-    rv = np_identity_load(&id, o.id_file ? o.id_file : conf->host.identity_file,
-                          &created, err, sizeof(err));
+  if (o.id_file)
+    rv = p2pd_load_id(&id, prog, o.id_file, err, sizeof(err));
+  else if (np_conf_key_line(conf, "host", "identity_file"))
+    rv = np_identity_load(&id, conf->host.identity_file, &created, err,
+                          sizeof(err));
   else if ((rv = np_identity_generate(&id)) != 0)
     snprintf(err, sizeof(err), "identity: %s", np_strerror(rv));
   if (rv != 0) {
@@ -251,12 +291,18 @@ static int p2pd_main(int argc, char **argv) {
   }
 
   if (!o.quiet && !life.why) {
-    const char *a;
+    /* p2pd's lines exactly: its addresses carry no /p2p/ID suffix. */
+    const char *a, *me = np_host_identity(np_daemon_host(daemon))->id_str;
+    size_t ml = strlen(me);
     printf("Control socket: %s\nPeer ID: %s\nPeer Addrs:\n",
-           np_daemon_control_addr(daemon),
-           np_host_identity(np_daemon_host(daemon))->id_str);
-    for (size_t i = 0; (a = np_daemon_addr_text(daemon, i)) != NULL; i++)
-      printf("%s\n", a);
+           np_daemon_control_addr(daemon), me);
+    for (size_t i = 0; (a = np_daemon_addr_text(daemon, i)) != NULL; i++) {
+      size_t al = strlen(a);
+      if (al > ml + 5 && strcmp(a + al - ml, me) == 0 &&
+          memcmp(a + al - ml - 5, "/p2p/", 5) == 0)
+        al -= ml + 5;
+      printf("%.*s\n", (int)al, a);
+    }
     fflush(stdout);
   }
   ev_run(ev, 0);

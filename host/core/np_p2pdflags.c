@@ -436,6 +436,15 @@ static void note(pstate *st, const char *fmt, ...) {
   fputc('\n', st->err);
 }
 
+/* |q| (inside |list|) follows a /udp/PORT component: the /quic protocol,
+ * not a DNS name "quic". */
+static int after_udp_port(const char *list, const char *q) {
+  const char *d = q;
+  while (d > list && d[-1] >= '0' && d[-1] <= '9')
+    d--;
+  return d < q && d - list >= 5 && memcmp(d - 5, "/udp/", 5) == 0;
+}
+
 /* A comma list of multiaddrs with each /quic (draft-29) component made
  * /quic-v1; the first rewrite is reported, once per command line. */
 static char *quic_v1(pstate *st, const char *flag, const char *list) {
@@ -446,7 +455,8 @@ static char *quic_v1(pstate *st, const char *flag, const char *list) {
   sb_printf(&b, "%s", "");
   while (*p) {
     const char *q = strstr(p, "/quic");
-    if (q == NULL || (q[5] != '\0' && q[5] != '/' && q[5] != ',')) {
+    if (q == NULL || (q[5] != '\0' && q[5] != '/' && q[5] != ',') ||
+        !after_udp_port(list, q)) {
       size_t l = q ? (size_t)(q - p) + 5 : strlen(p);
       sb_printf(&b, "%.*s", (int)l, p);
       p += l;
@@ -524,6 +534,11 @@ static int map_flags(pstate *st, np_p2pd_opts *o) {
   sbuf set = {0}, mode = {0};
   char num[64], *s = NULL;
   int rv = NP_P2PD_RUN;
+#define MAPFAIL(...)                                                           \
+  do {                                                                         \
+    rv = fatal(st, __VA_ARGS__);                                               \
+    goto out;                                                                  \
+  } while (0)
   const char *listen = NULL;
   int b;
 
@@ -534,24 +549,24 @@ static int map_flags(pstate *st, np_p2pd_opts *o) {
 
   /* Refused: they would turn on what natpeer does not have. */
   if (fbool(st, "pubsub"))
-    return fatal(st, "-pubsub: natpeer has no pubsub (PUBSUB requests answer "
+    MAPFAIL("-pubsub: natpeer has no pubsub (PUBSUB requests answer "
                      "\"PubSub not enabled\")");
   if (fbool(st, "plaintext"))
-    return fatal(st, "-plaintext: natpeer has no /plaintext/2.0.0 security");
+    MAPFAIL("-plaintext: natpeer has no /plaintext/2.0.0 security");
   if (fstr(st, "f")[0])
-    return fatal(st, "-f: JSON daemon configs are not supported; give "
+    MAPFAIL("-f: JSON daemon configs are not supported; give "
                      "natpeer's INI with -config FILE");
   if (fbool(st, "i"))
-    return fatal(st, "-i: JSON daemon configs are not supported; give "
+    MAPFAIL("-i: JSON daemon configs are not supported; give "
                      "natpeer's INI with -config FILE");
   if (fbool(st, "forceReachabilityPublic") &&
       fbool(st, "forceReachabilityPrivate"))
-    return fatal(st, "-forceReachabilityPublic and -forceReachabilityPrivate "
+    MAPFAIL("-forceReachabilityPublic and -forceReachabilityPrivate "
                      "exclude each other");
   {
     const char *m = fstr(st, "muxer");
     if (strstr(m, "yamux") == NULL)
-      return fatal(st, "-muxer=%s: natpeer speaks yamux only", m);
+      MAPFAIL("-muxer=%s: natpeer speaks yamux only", m);
     if (strcmp(m, "yamux") != 0)
       note(st, "-muxer=%s: natpeer speaks yamux only", m);
   }
@@ -610,7 +625,8 @@ static int map_flags(pstate *st, np_p2pd_opts *o) {
     s = t;
     if (s && s[0] == '\0') {
       free(s);
-      return fatal(st, "-quic=false: no listen address left");
+      s = NULL;
+      MAPFAIL("-quic=false: no listen address left");
     }
   }
   if (s == NULL)
@@ -636,7 +652,7 @@ static int map_flags(pstate *st, np_p2pd_opts *o) {
     if ((o->id_file = abs_path(fstr(st, "id"))) == NULL)
       goto oom;
     if (stat(o->id_file, &sb) != 0)
-      return fatal(st, "-id %s: %s", fstr(st, "id"), strerror(errno));
+      MAPFAIL("-id %s: %s", fstr(st, "id"), strerror(errno));
   }
 
   /* Bootstrap: p2pd connects to -bootstrapPeers only with -b. */
@@ -742,11 +758,15 @@ static int map_flags(pstate *st, np_p2pd_opts *o) {
     goto oom;
   o->set_ini = set.p;
   o->mode_ini = mode.p;
-  return rv;
+  return NP_P2PD_RUN;
 oom:
+  rv = fatal(st, "out of memory");
+out: /* every failure: the INI texts go, |o| is freed by the caller */
+  free(s);
   free(set.p);
   free(mode.p);
-  return fatal(st, "out of memory");
+  return rv;
+#undef MAPFAIL
 }
 
 int np_p2pd_parse(np_p2pd_opts *o, const char *prog, int argc, char **argv,

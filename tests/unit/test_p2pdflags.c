@@ -416,6 +416,16 @@ static void test_families(void) {
        "-quic=0 with only QUIC addresses is an error");
   }
   {
+    const char *a[] = {"-announceAddrs=/dns4/quic/udp/5/quic,/dns4/quic/tcp/5",
+                       NULL};
+    c = conf_of(&o, a);
+    ok(c && has(&c->host.announce, "/dns4/quic/udp/5/quic-v1") &&
+           has(&c->host.announce, "/dns4/quic/tcp/5"),
+       "only the /quic protocol after /udp/PORT is rewritten, not a name");
+    np_conf_del(c);
+    np_p2pd_opts_free(&o);
+  }
+  {
     const char *a[] = {"-relay=false", NULL};
     c = conf_of(&o, a);
     ok(c && c->relay.service == NP_TRI_OFF && c->relay.client == NP_TRI_OFF &&
