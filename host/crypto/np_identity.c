@@ -32,6 +32,12 @@ static const uint8_t secp256k1_n[SECP256K1_LEN] = {
     0xff, 0xff, 0xff, 0xff, 0xfe, 0xba, 0xae, 0xdc, 0xe6, 0xaf, 0x48,
     0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41};
 
+/* n / 2: a secp256k1 signature's s must not exceed it (low-S form). */
+static const uint8_t secp256k1_half_n[SECP256K1_LEN] = {
+    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4,
+    0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0};
+
 const char *np_identity_type_name(int type) {
   switch (type) {
   case NP_KEY_RSA:
@@ -171,6 +177,34 @@ static int wk_export(wkey *w, uint8_t *priv, size_t *privlen, uint8_t *pub,
   return NP_ENOTSUP;
 }
 
+/* Rewrite the DER signature |sig| in low-S form (s := n - s when s > n/2),
+ * as go (decred) writes them: js-libp2p (noble, lowS) and libsecp256k1
+ * refuse the other half, which wolfCrypt produces half of the time. */
+static int k1_low_s(uint8_t *sig, word32 *siglen, word32 cap) {
+  uint8_t r[40], sv[40], sn[SECP256K1_LEN];
+  word32 rl = sizeof(r), sl = sizeof(sv), out = cap, pl = SECP256K1_LEN;
+  const uint8_t *p = sn;
+  int borrow = 0;
+  if (wc_ecc_sig_to_rs(sig, *siglen, r, &rl, sv, &sl) != 0 ||
+      sl > SECP256K1_LEN)
+    return NP_ECRYPTO;
+  memset(sn, 0, sizeof(sn));
+  memcpy(sn + SECP256K1_LEN - sl, sv, sl);
+  if (memcmp(sn, secp256k1_half_n, SECP256K1_LEN) <= 0)
+    return 0;
+  for (int i = SECP256K1_LEN - 1; i >= 0; i--) {
+    int d = secp256k1_n[i] - sn[i] - borrow;
+    borrow = d < 0;
+    sn[i] = (uint8_t)(d + (borrow ? 256 : 0));
+  }
+  while (pl > 1 && *p == 0)
+    p++, pl--;
+  if (wc_ecc_rs_raw_to_sig(r, rl, p, pl, sig, &out) != 0)
+    return NP_ECRYPTO;
+  *siglen = out;
+  return 0;
+}
+
 static int wk_sign(wkey *w, const void *msg, size_t len, uint8_t *sig,
                    size_t cap, size_t *siglen) {
   WC_RNG rng;
@@ -194,7 +228,10 @@ static int wk_sign(wkey *w, const void *msg, size_t len, uint8_t *sig,
       rv = NP_ELIMIT;
     else if (wc_Sha256Hash(msg, (word32)len, h) == 0 &&
              wc_ecc_sign_hash(h, sizeof(h), sig, &sl, &rng, &w->ecc) == 0)
-      rv = 0;
+      rv = w->type == NP_KEY_SECP256K1
+               ? k1_low_s(sig, &sl, (word32)(cap > UINT32_MAX ? UINT32_MAX
+                                                                : cap))
+               : 0;
   }
   wc_FreeRng(&rng);
   if (rv == 0)

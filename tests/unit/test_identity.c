@@ -212,6 +212,50 @@ static void test_spec_types(void) {
   }
 }
 
+/* secp256k1 signatures are in low-S form (js-libp2p and libsecp256k1
+ * refuse the others): 64 signatures, each with s <= n/2. */
+static void test_low_s(void) {
+  static const uint8_t half_n[32] = {
+      0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+      0xff, 0xff, 0xff, 0xff, 0xff, 0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4,
+      0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0};
+  np_identity id;
+  int low = 0, verified = 0;
+  if (np_identity_generate_type(&id, NP_KEY_SECP256K1) != 0) {
+    ok(0, "secp256k1 key for the low-S check");
+    return;
+  }
+  for (int i = 0; i < 64; i++) {
+    uint8_t sig[NP_IDENTITY_SIG_MAX], s32[32];
+    size_t sl = 0, o, rlen, slen;
+    char m[32];
+    snprintf(m, sizeof(m), "message %d", i);
+    if (np_identity_sign(&id, m, strlen(m), sig, sizeof(sig), &sl) != 0)
+      continue;
+    verified += np_pubkey_verify(id.pub_pb, id.pub_pb_len, m, strlen(m), sig,
+                                 sl, NULL, NULL) == 0;
+    /* DER: 30 L 02 rl r 02 sl s (short lengths) */
+    if (sl < 8 || sig[0] != 0x30 || sig[2] != 0x02)
+      continue;
+    rlen = sig[3];
+    o = 4 + rlen;
+    if (o + 2 > sl || sig[o] != 0x02)
+      continue;
+    slen = sig[o + 1];
+    o += 2;
+    while (slen > 32 && sig[o] == 0)
+      o++, slen--;
+    if (slen > 32 || o + slen != sl)
+      continue;
+    memset(s32, 0, sizeof(s32));
+    memcpy(s32 + 32 - slen, sig + o, slen);
+    low += memcmp(s32, half_n, 32) <= 0;
+  }
+  is_int(low, 64, "secp256k1: all 64 signatures have a low S");
+  is_int(verified, 64, "secp256k1: and verify");
+  np_identity_clear(&id);
+}
+
 /* Fresh keys of every type: signing, encoding round trip, text form. */
 static void test_generated(void) {
   static const struct {
@@ -327,10 +371,28 @@ static void test_fixtures(void) {
     else
       ok(1, "python check # SKIP python3-cryptography not available");
     ok(sign_verifies(&id), "fixture %s: signature verifies", name);
+    if (strstr(name, "-pkcs8") != NULL) {
+      /* Stored as go writes it: the file without PKCS#8, byte for byte. */
+      static uint8_t enc[4096], plain[4096];
+      char base[64];
+      long n = np_identity_encode_private(&id, enc, sizeof(enc));
+      ssize_t pl = -1;
+      int fd;
+      snprintf(base, sizeof(base), "%.*s.key",
+               (int)(strstr(name, "-pkcs8") - name), name);
+      snprintf(src, sizeof(src), "%s/tests/fixtures/keys/%s", tu_srcdir(),
+               base);
+      if ((fd = open(src, O_RDONLY)) >= 0) {
+        pl = read(fd, plain, sizeof(plain));
+        close(fd);
+      }
+      ok(n > 0 && pl == n && memcmp(enc, plain, (size_t)n) == 0,
+         "fixture %s re-encodes as %s", name, base);
+    }
     np_identity_clear(&id);
   }
   fclose(f);
-  ok(nkeys == 3, "three fixture keys (%d)", nkeys);
+  ok(nkeys == 5, "five fixture keys (%d)", nkeys);
 
   /* A key of another type saved and loaded again: the file is the
    * standard PrivateKey, 0600, and python reads the same peer ID. */
@@ -467,6 +529,7 @@ int main(void) {
   test_sign();
   test_spec_types();
   test_generated();
+  test_low_s();
   test_fixtures();
   np_crypto_cleanup();
   return done_testing();
