@@ -850,12 +850,12 @@ int np_tls_conn_new_stream(np_tls_conn **pc, np_tls *t, int is_server,
     return NP_ENOMEM;
   }
   wolfSSL_SetCertCbCtx(c->ssl, c);
-  /* A peer sharing no entry (or sending none) still connects: the muxer is
-   * then negotiated with multistream. wolfSSL's list is comma-separated
-   * and the server takes the first client entry it also lists. */
+  /* No common entry aborts (libp2p-wire.md §4); every libp2p peer lists
+   * "libp2p". wolfSSL's list is comma-separated and the server takes the
+   * first client entry it also lists. */
   snprintf(list, sizeof(list), "%s", alpn);
   if ((n = wolfSSL_UseALPN(c->ssl, list, (word32)strlen(list),
-                           WOLFSSL_ALPN_CONTINUE_ON_MISMATCH)) !=
+                           WOLFSSL_ALPN_FAILED_ON_MISMATCH)) !=
       WOLFSSL_SUCCESS) {
     log_wolf("wolfSSL_UseALPN", n);
     goto fail;

@@ -1,7 +1,7 @@
-/* libp2p TLS 1.3 for QUIC and over byte streams (libp2p/specs tls/tls.md): each host presents a
- * self-signed certificate whose extension 1.3.6.1.4.1.53594.1.1 carries its
- * PublicKey and a host-key signature over the certificate key; each side
- * checks the other's certificate itself and derives the peer ID from it.
+/* libp2p TLS 1.3 for QUIC and over byte streams (libp2p/specs tls/tls.md): each
+ * host presents a self-signed certificate whose extension 1.3.6.1.4.1.53594.1.1
+ * carries its PublicKey and a host-key signature over the certificate key; each
+ * side checks the other's certificate itself and derives the peer ID from it.
  *
  * This header names no wolfSSL or ngtcp2 type: np_tls.c (with np_crypto.c,
  * and np_tlsstream.c for the record I/O) is the only code that includes
@@ -82,7 +82,8 @@ int np_tls_new_stream(np_tls **pt, const np_identity *id);
 
 /* One connection's TLS object over a byte stream: as np_tls_conn_new, with
  * |alpn| a comma-separated protocol list in preference order (e.g.
- * "/yamux/1.0.0,libp2p"); a peer sharing none still connects. The caller
+ * "/yamux/1.0.0,libp2p"); a peer offering no common one is refused (one
+ * sending no ALPN at all is let through: muxer by multistream). The caller
  * installs the I/O callbacks on np_tls_conn_native. Returns 0, NP_EINVAL,
  * NP_ENOMEM or NP_ECRYPTO. */
 int np_tls_conn_new_stream(np_tls_conn **pc, np_tls *t, int is_server,

@@ -6,9 +6,10 @@
  * sockets.
  *
  * Early muxer negotiation rides on ALPN: the client offers its muxers then
- * "libp2p"; the server takes the first client entry it supports. A muxer
- * agreed there is np_tlsstream_muxer; "libp2p" (or nothing) means the
- * caller negotiates the muxer with multistream inside TLS.
+ * "libp2p"; the server takes the first client entry it supports, and no
+ * common entry fails the handshake. A muxer agreed there is
+ * np_tlsstream_muxer; "libp2p" (or no ALPN from a peer that sent none)
+ * means the caller negotiates the muxer with multistream inside TLS.
  *
  * Bounds: ciphertext input is buffered up to NP_TLSSTREAM_RX_MAX bytes
  * (feed takes less when full: read plaintext out first); np_tlsstream_write
@@ -36,10 +37,10 @@ typedef struct np_tlsstream np_tlsstream; /* opaque */
 /* Starts one side: |initiator| (the dialer) is the TLS client. |t| comes
  * from np_tls_new_stream and must outlive |*ps|. |expected| (client only,
  * copied; NULL: any peer) fails the handshake with NP_EPEERID when the
- * server is another peer. |muxers| (0..NP_TLSSTREAM_MUXERS_MAX names,
- * borrowed for this call) go first into ALPN, then "libp2p". The client's
- * first flight is in the output at once. Returns 0, NP_EINVAL, NP_ENOMEM
- * or NP_ECRYPTO. Free with np_tlsstream_del (NULL is fine). */
+ * server is another peer. |muxers| (0..NP_TLSSTREAM_MUXERS_MAX names of
+ * 1..63 bytes without ',', copied) go first into ALPN, then "libp2p". The
+ * client's first flight is in the output at once. Returns 0, NP_EINVAL,
+ * NP_ENOMEM or NP_ECRYPTO. Free with np_tlsstream_del (NULL is fine). */
 int np_tlsstream_new(np_tlsstream **ps, np_tls *t, int initiator,
                      const np_peerid *expected, const char *const *muxers,
                      size_t nmuxers);

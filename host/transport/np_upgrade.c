@@ -1,9 +1,9 @@
 /* Connection upgrader: multistream-select, Noise or TLS, and yamux over an
  * np_bstream, presented as an np_conn. Noise and TLS are both a "secured
  * stream" here (sec_* below): handshake input, ciphertext output, plaintext
- * both ways; the muxer layers do not know which one runs. The protocol modules are sans-I/O;
- * this file moves bytes between them and the byte stream and turns their
- * callbacks into np_conn events at the right time. */
+ * both ways; the muxer layers do not know which one runs. The protocol modules
+ * are sans-I/O; this file moves bytes between them and the byte stream and
+ * turns their callbacks into np_conn events at the right time. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +70,7 @@ struct uconn {
   int tx_blocked, rx_blocked, bs_broken;
   int credit_wanted, credit_due, ping_out;
   np_bstream *bs;
-  np_noise *nz;       /* one of nz and ts, after ST_SEC */
+  np_noise *nz; /* one of nz and ts, after ST_SEC */
   np_tlsstream *ts;
   np_yamux *ym;
   hs_state *hs;
@@ -630,11 +630,11 @@ static int start_tls(uconn *c) {
     fail(c, rv == NP_ENOMEM ? NP_ENOMEM : NP_ECRYPTO, "tls-cert");
     return -1;
   }
-  rv = np_tlsstream_new(&c->ts, u->tls, !c->pub.inbound,
-                        h->has_expected && !c->pub.inbound ? &h->expected
-                                                           : NULL,
-                        u->cfg.no_inline_muxer ? NULL : yamux_protos,
-                        u->cfg.no_inline_muxer ? 0 : 1);
+  rv =
+      np_tlsstream_new(&c->ts, u->tls, !c->pub.inbound,
+                       h->has_expected && !c->pub.inbound ? &h->expected : NULL,
+                       u->cfg.no_inline_muxer ? NULL : yamux_protos,
+                       u->cfg.no_inline_muxer ? 0 : 1);
   if (rv != 0) {
     fail(c, hs_err(rv), "tls-new");
     return -1;
@@ -684,8 +684,8 @@ static size_t out_pending(uconn *c) {
   return np_mss_output(&c->hs->mux, &o);
 }
 
-/* Plaintext from Noise or TLS into the muxer's multistream or yamux. Returns the
- * bytes taken; fewer than |n| when output must drain first (or failed). */
+/* Plaintext from Noise or TLS into the muxer's multistream or yamux. Returns
+ * the bytes taken; fewer than |n| when output must drain first (or failed). */
 static size_t plain_input(uconn *c, const uint8_t *p, size_t n) {
   size_t off = 0;
   while (off < n && !c->failing) {
@@ -883,8 +883,7 @@ static void rx_resume(uconn *c) {
   }
   c->rx_blocked = 0;
   /* Whole records may wait inside TLS with nothing more to come. */
-  if (c->ts != NULL && c->state >= ST_MUX &&
-      (tls_pump(c) < 0 || c->rx_blocked))
+  if (c->ts != NULL && c->state >= ST_MUX && (tls_pump(c) < 0 || c->rx_blocked))
     return;
   c->bs->ops->pause(c->bs, 0);
 }

@@ -5,6 +5,9 @@
  * inside TLS), mixed preferences, wrong peer ID, an 8 MiB echo through a
  * pausing reader, and scripted peers that leave at each handshake step.
  * Ends with no watcher left. */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,7 @@
 #include "np_mss.h"
 #include "np_tls.h"
 #include "np_tlsstream.h"
+#include "np_tmem.h"
 #include "np_ttcp.h"
 #include "np_yamux.h"
 
@@ -56,6 +60,88 @@ static int handshake(np_tlsstream *c, np_tlsstream *s, size_t step) {
       return e1;
   }
   return np_tlsstream_done(c) && np_tlsstream_done(s) ? 0 : NP_ETIMEDOUT;
+}
+
+/* A raw wolfSSL client from np_tls_conn_new_stream with an ALPN list of
+ * our choosing, over memory, against an np_tlsstream server. */
+typedef struct memio {
+  uint8_t in[65536];
+  size_t inlen, inoff;
+  np_tlsstream *srv;
+} memio;
+
+static int mio_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  memio *m = ctx;
+  size_t n = m->inlen - m->inoff;
+  (void)ssl;
+  if (n == 0)
+    return WOLFSSL_CBIO_ERR_WANT_READ;
+  if (n > (size_t)sz)
+    n = (size_t)sz;
+  memcpy(buf, m->in + m->inoff, n);
+  m->inoff += n;
+  return (int)n;
+}
+
+static int mio_send(WOLFSSL *ssl, char *buf, int sz, void *ctx) {
+  memio *m = ctx;
+  (void)ssl;
+  return np_tlsstream_feed(m->srv, (const uint8_t *)buf, (size_t)sz) == sz
+             ? sz
+             : WOLFSSL_CBIO_ERR_CONN_CLOSE;
+}
+
+/* Returns 1 if the handshake completed on both sides. */
+static int raw_client_vs(np_tls *tc, np_tls *ts, const char *alpn) {
+  np_tls_conn *cc = NULL;
+  memio *m = calloc(1, sizeof(*m));
+  WOLFSSL *ssl;
+  int done = 0;
+  if (np_tls_conn_new_stream(&cc, tc, 0, NULL, alpn) != 0 ||
+      np_tlsstream_new(&m->srv, ts, 0, NULL, YAMUX, 1) != 0)
+    goto out;
+  ssl = np_tls_conn_native(cc);
+  wolfSSL_SSLSetIORecv(ssl, mio_recv);
+  wolfSSL_SSLSetIOSend(ssl, mio_send);
+  wolfSSL_SetIOReadCtx(ssl, m);
+  wolfSSL_SetIOWriteCtx(ssl, m);
+  for (int i = 0; i < 20 && !done; i++) {
+    const uint8_t *o;
+    size_t n;
+    int r = wolfSSL_connect(ssl);
+    if (r != WOLFSSL_SUCCESS &&
+        wolfSSL_get_error(ssl, r) != WOLFSSL_ERROR_WANT_READ)
+      break;
+    n = np_tlsstream_output(m->srv, &o);
+    if (n > sizeof(m->in) - m->inlen)
+      break;
+    memcpy(m->in + m->inlen, o, n);
+    m->inlen += n;
+    np_tlsstream_output_drain(m->srv, n);
+    done = r == WOLFSSL_SUCCESS && np_tlsstream_done(m->srv);
+  }
+out:
+  np_tls_conn_del(cc);
+  np_tlsstream_del(m->srv);
+  free(m);
+  return done;
+}
+
+static void test_alpn(void) {
+  np_identity a, b;
+  np_tls *ta = NULL, *tb = NULL;
+  ok(np_identity_generate(&a) == 0 && np_identity_generate(&b) == 0 &&
+         np_tls_new_stream(&ta, &a) == 0 && np_tls_new_stream(&tb, &b) == 0,
+     "certificates for the ALPN checks");
+  ok(raw_client_vs(ta, tb, "libp2p"), "a client offering only libp2p connects");
+  ok(raw_client_vs(ta, tb, "/mplex/6.7.0,libp2p"),
+     "one offering another muxer then libp2p connects");
+  ok(!raw_client_vs(ta, tb, "h2,http/1.1"),
+     "one sharing no ALPN entry is refused");
+  np_tls_del(ta);
+  np_tls_del(tb);
+  np_identity_clear(&a);
+  np_identity_clear(&b);
 }
 
 static void test_sansio(void) {
@@ -193,8 +279,7 @@ static void test_sansio(void) {
   ok(np_tlsstream_new(&s, ts, 0, NULL, YAMUX, 1) == 0, "server");
   memset(buf, 'G', 64);
   r = np_tlsstream_feed(s, buf, 64);
-  ok(r < 0, "garbage instead of a ClientHello fails (%s)",
-     np_errname((int)r));
+  ok(r < 0, "garbage instead of a ClientHello fails (%s)", np_errname((int)r));
   np_tlsstream_del(s);
   is_int(np_tlsstream_new(&s, ts, 0, &other.id, NULL, 0), NP_EINVAL,
          "a server takes no expected peer");
@@ -206,7 +291,8 @@ static void test_sansio(void) {
   np_identity_clear(&other);
 }
 
-/* ---- hosts over TCP -------------------------------------------------------- */
+/* ---- hosts over TCP --------------------------------------------------------
+ */
 
 static int node_init(tnode *n, const char *name, const uint8_t *sec,
                      int no_inline) {
@@ -473,8 +559,8 @@ static void fl_read(struct ev_loop *ev, ev_io *w, int revents) {
   uint8_t buf[4096];
   ssize_t k = recv(f->fd, buf, sizeof(buf), 0);
   (void)revents;
-  if (k > 0 && memmem(buf, (size_t)k, "\x16\x03", 2) == NULL)
-    return; /* multistream lines; wait for the ClientHello */
+  if (k > 0 && (f->step == 2 || memmem(buf, (size_t)k, "\x16\x03", 2) == NULL))
+    return; /* multistream lines; wait for the ClientHello (2: forever) */
   ev_io_stop(ev, w);
   close(f->fd);
   f->fd = -1;
@@ -530,8 +616,7 @@ static void dial_leaver(int step) {
   tc = cu_dial_addr(&T1, addr, (size_t)rv, &rv);
   is_int(rv, 0, "dial a listener that leaves (%d)", step);
   WAIT_FOR(tc->down);
-  ok(tc->down && !tc->up && tc->err != 0,
-     "listener leaving %s: conn_down(%s)",
+  ok(tc->down && !tc->up && tc->err != 0, "listener leaving %s: conn_down(%s)",
      step ? "after the ClientHello" : "at once", np_errname(tc->err));
   ev_io_stop(EV, &f.lio);
   ev_io_stop(EV, &f.io);
@@ -551,6 +636,109 @@ static void test_leavers(void) {
   np_identity_clear(&id);
   dial_leaver(0);
   dial_leaver(1);
+}
+
+/* Handshakes under way when their transports go: a raw dialer that sent
+ * its ClientHello to T2 (T2 holds a TLS server mid-handshake) and a dial
+ * from T1 to a listener that answers multistream and nothing more (T1
+ * holds a TLS client waiting for the server flight). */
+static int pend_fd = -1;
+static fake_l pend_l;
+static tconn *pend_tc;
+
+static void pending_start(np_tls *tls) {
+  np_tlsstream *c = NULL;
+  const uint8_t *o;
+  size_t n, before = T2.t->ops->conn_count(T2.t);
+  struct sockaddr_in sa;
+  socklen_t sl = sizeof(sa);
+  uint8_t addr[128];
+  char text[NP_PEERID_STRMAX + 64], idstr[NP_PEERID_STRMAX];
+  int rv;
+  pend_fd = raw_connect(port_of(T2.addr, T2.addrlen));
+  raw_mss(pend_fd, NP_TLSSTREAM_PROTOCOL);
+  if (np_tlsstream_new(&c, tls, 1, NULL, YAMUX, 1) == 0) {
+    n = np_tlsstream_output(c, &o);
+    raw_send(pend_fd, o, n);
+  }
+  np_tlsstream_del(c);
+  WAIT_FOR(T2.t->ops->conn_count(T2.t) == before + 1);
+  ok(T2.t->ops->conn_count(T2.t) == before + 1,
+     "T2 holds a handshake under way");
+  /* a listener that stops after multistream: step 2 never closes */
+  memset(&pend_l, 0, sizeof(pend_l));
+  pend_l.step = 2;
+  pend_l.fd = -1;
+  pend_l.lfd = socket(AF_INET, SOCK_STREAM, 0);
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(pend_l.lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+      listen(pend_l.lfd, 4) != 0 ||
+      getsockname(pend_l.lfd, (struct sockaddr *)&sa, &sl) != 0)
+    return;
+  ev_io_init(&pend_l.lio, fl_accept, pend_l.lfd, EV_READ);
+  pend_l.lio.data = &pend_l;
+  ev_io_start(EV, &pend_l.lio);
+  np_peerid_to_string(&T2.id.id, idstr, sizeof(idstr));
+  snprintf(text, sizeof(text), "/ip4/127.0.0.1/tcp/%u/p2p/%s",
+           ntohs(sa.sin_port), idstr);
+  rv = (int)np_maddr_parse(text, strlen(text), addr, sizeof(addr));
+  pend_tc = cu_dial_addr(&T1, addr, (size_t)rv, &rv);
+  cu_run_for(0.3);
+  ok(rv == 0 && !pend_tc->up && !pend_tc->down,
+     "T1's dial waits in the TLS handshake");
+}
+
+static void pending_end(void) {
+  ok(pend_tc != NULL && pend_tc->down && pend_tc->err == NP_ECANCELED,
+     "deleting T1 ended its pending dial with NP_ECANCELED (%s)",
+     pend_tc ? np_errname(pend_tc->err) : "-");
+  ev_io_stop(EV, &pend_l.lio);
+  ev_io_stop(EV, &pend_l.io);
+  if (pend_l.fd >= 0)
+    close(pend_l.fd);
+  if (pend_l.lfd > 0)
+    close(pend_l.lfd);
+  if (pend_fd >= 0)
+    close(pend_fd);
+}
+
+/* TLS over the in-memory byte stream with a 2 KiB pipe each way: every
+ * record crosses in pieces and both directions push back constantly. */
+static void test_memory(void) {
+  np_tmem_net *net = NULL;
+  np_tmem_config mc;
+  tnode *x = cu_alloc(sizeof(*x)), *y = cu_alloc(sizeof(*y));
+  uint8_t bin[64];
+  np_ssize len;
+  tconn *tc;
+  np_tmem_config_default(&mc);
+  mc.pipe_bytes = 2048;
+  memcpy(mc.upgrade.security, SEC_TLS, NP_UPGRADE_SEC_MAX);
+  x->name = "X";
+  y->name = "Y";
+  x->inbound_mode = y->inbound_mode = M_ECHO;
+  ok(np_tmem_net_new(&net, LOOP) == 0 && np_identity_generate(&x->id) == 0 &&
+         np_identity_generate(&y->id) == 0 &&
+         np_tmem_new(&x->t, net, &x->id, &mc, &cu_cbs, x) == 0 &&
+         np_tmem_new(&y->t, net, &y->id, &mc, &cu_cbs, y) == 0,
+     "two TLS-only in-memory hosts");
+  len = np_maddr_parse("/memory/tls-y", 13, bin, sizeof(bin));
+  ok(len > 0 && y->t->ops->listen(y->t, bin, (size_t)len) == 0 &&
+         cu_node_addr(y) == 0,
+     "Y listens on /memory/tls-y");
+  tc = dial_wait(x, y);
+  ok(tc->up && np_peerid_equal(&tc->c->peer, &y->id.id),
+     "X reaches Y over TLS on a byte-stream pair");
+  if (tc->up) {
+    echo_check(tc, y, 2u << 20, 9, "2 MiB echo through 2 KiB pipes");
+    OPV(np_conn_close(tc->c, 0));
+    WAIT_FOR(tc->down);
+  }
+  x->t->ops->del(x->t);
+  y->t->ops->del(y->t);
+  np_tmem_net_del(net);
 }
 
 static void test_config(void) {
@@ -600,8 +788,7 @@ static void test_conf_key(void) {
   is_int(conf_sec("noise,tls", err, sizeof(err)),
          NP_UPGRADE_NOISE | NP_UPGRADE_TLS << 8, "commas separate too");
   is_int(conf_sec("tls tls", err, sizeof(err)), -1, "a repeat is refused");
-  ok(strstr(err, "security") != NULL, "with a message naming the key: %s",
-     err);
+  ok(strstr(err, "security") != NULL, "with a message naming the key: %s", err);
   is_int(conf_sec("plaintext", err, sizeof(err)), -1,
          "an unknown protocol is refused");
   is_int(conf_sec("noise tls noise", err, sizeof(err)), -1,
@@ -622,6 +809,7 @@ int main(void) {
   ok(EV != NULL && np_loop_new(&LOOP, EV) == 0, "loop created");
 
   test_sansio();
+  test_alpn();
   test_config();
   test_conf_key();
   ok(node_init(&T1, "T1", SEC_TLS, 0) == 0 &&
@@ -635,6 +823,15 @@ int main(void) {
   test_mixed();
   test_wrong_peer();
   test_leavers();
+  test_memory();
+  {
+    np_identity pid;
+    np_tls *ptls = NULL;
+    if (np_identity_generate(&pid) == 0 && np_tls_new_stream(&ptls, &pid) == 0)
+      pending_start(ptls);
+    np_tls_del(ptls);
+    np_identity_clear(&pid);
+  }
 
   is_int(cu_violations, 0, "no event inside an ops call, none after the last");
   node_del(&T1);
@@ -643,6 +840,7 @@ int main(void) {
   node_del(&N1);
   node_del(&M1);
   ok(1, "transports deleted with live connections");
+  pending_end();
   np_loop_del(LOOP);
   cu_free_all();
   alarm(10);
