@@ -65,15 +65,15 @@ function p2pdArgs (o, dir) {
   if (o.encryption != null) args.push(`-${o.encryption}=true`)
   if (o.dht === true) args.push('-dhtServer')
   if (o.relay === true) args.push('-relay')
-  if (o.key != null) args.push(`-id=${privateCopy(o.key, dir)}`)
+  if (o.key != null) args.push(`-id=${o.key}`)
   args.push(`-muxer=${o.muxer === 'mplex' ? 'mplex' : 'yamux'}`)
   // NP_INTEROP_P2PD_ARGS: more flags for every natpeer (experiments)
   args.push(...(process.env.NP_INTEROP_P2PD_ARGS ?? '').split(' ').filter(Boolean))
   return args
 }
 
-// natpeer refuses a key file that group or others can read (go's p2pd reads
-// any); the suite ships its keys 0644, so natpeer gets a 0600 copy
+// natpeer-host refuses a key file that group or others can read (natpeer-p2pd
+// only warns, as go's p2pd reads any); the suite ships its keys 0644
 function privateCopy (key, dir) {
   const copy = join(dir, 'identity.key')
   copyFileSync(key, copy)
