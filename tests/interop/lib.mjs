@@ -55,7 +55,9 @@ export const utf8 = (b) => Buffer.from(b.subarray ? b.subarray() : b).toString('
 // ---------------------------------------------------------------------------
 // Registers a unary handler: fn(data: Uint8Array, remotePeer) -> Uint8Array
 // (response) or throws (the message goes back as unaryResponse.error).
-export async function handleUnary (node, proto, fn, onEvent) {
+// handleOpts: more node.handle options (natpeer-js.mjs: runOnLimitedConnection,
+// so that calls over a relayed circuit are served).
+export async function handleUnary (node, proto, fn, onEvent, handleOpts = {}) {
   await node.handle(proto, async (stream, connection) => {
     const peer = connection.remotePeer.toString()
     const signal = AbortSignal.timeout(10_000)
@@ -76,23 +78,42 @@ export async function handleUnary (node, proto, fn, onEvent) {
       onEvent?.({ event: 'unary-failed', proto, peer, error: String(err?.message ?? err) })
       stream.abort(err)
     }
-  }, { maxInboundStreams: 1024, maxOutboundStreams: 1024 })
+  }, { maxInboundStreams: 1024, maxOutboundStreams: 1024, ...handleOpts })
 }
 
 export class RemoteError extends Error {}
 
 // -> { response: Uint8Array } | { error: Uint8Array }; throws RemoteError when
 // the remote refused the protocol or broke the exchange, other errors otherwise
-export async function callUnary (node, target, proto, data, { timeoutMs = 10_000, peerIdBytes } = {}) {
+// runOnLimitedConnection: allow a relayed (limited) connection.
+export async function callUnary (node, target, proto, data, { timeoutMs = 10_000, peerIdBytes, runOnLimitedConnection = false } = {}) {
   const signal = AbortSignal.timeout(timeoutMs)
   let stream
   try {
-    stream = await node.dialProtocol(target, proto, { signal })
+    stream = await node.dialProtocol(target, proto, { signal, runOnLimitedConnection })
   } catch (err) {
     const n = err?.name ?? ''
     if (/UnsupportedProtocol|ProtocolError|InvalidMessage/.test(n)) throw new RemoteError(`protocol ${proto} refused: ${err.message}`)
     throw err
   }
+  return await unaryExchange(stream, proto, data, signal, peerIdBytes)
+}
+
+// The same call on a given connection (natpeer-js.mjs: to know whether it
+// went over the relayed or the direct connection).
+export async function callUnaryOn (conn, proto, data, { timeoutMs = 10_000, peerIdBytes } = {}) {
+  const signal = AbortSignal.timeout(timeoutMs)
+  let stream
+  try {
+    stream = await conn.newStream(proto, { signal, runOnLimitedConnection: true })
+  } catch (err) {
+    if (/UnsupportedProtocol|ProtocolError|InvalidMessage/.test(err?.name ?? '')) throw new RemoteError(`protocol ${proto} refused: ${err.message}`)
+    throw err
+  }
+  return await unaryExchange(stream, proto, data, signal, peerIdBytes)
+}
+
+async function unaryExchange (stream, proto, data, signal, peerIdBytes) {
   const callId = randomBytes(16)
   try {
     const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE })
