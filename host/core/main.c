@@ -94,6 +94,7 @@ typedef struct p2pd_life {
   ev_timer idle_w;   /* -idleTimeout: no persistent connection yet */
   ev_timer last_w;   /* the last persistent connection closed */
   ev_timer parent_w; /* the parent process is gone */
+  ev_signal sig[3];  /* INT, TERM, HUP */
   pid_t ppid;
   int had_persist;
   const char *why;
@@ -107,6 +108,8 @@ static void life_stop(p2pd_life *l, const char *why) {
   ev_timer_stop(l->ev, &l->idle_w);
   ev_timer_stop(l->ev, &l->parent_w);
   ev_timer_stop(l->ev, &l->last_w);
+  for (int i = 0; i < 3; i++)
+    ev_signal_stop(l->ev, &l->sig[i]);
   np_daemon_stop(l->d);
 }
 
@@ -130,6 +133,16 @@ static void on_parent_check(struct ev_loop *ev, ev_timer *w, int revents) {
   (void)ev, (void)revents;
   if (getppid() != l->ppid)
     life_stop(l, "the parent process exited");
+}
+
+/* p2pd has no reload: SIGHUP ends it as it ends a Go program (natpeer's
+ * reload would re-read natpeer.ini without the command line). */
+static void on_p2pd_signal(struct ev_loop *ev, ev_signal *w, int revents) {
+  p2pd_life *l = w->data;
+  (void)ev, (void)revents;
+  life_stop(l, w->signum == SIGHUP  ? "signal HUP"
+               : w->signum == SIGINT ? "signal INT"
+                                     : "signal TERM");
 }
 
 /* np_ctl's hook: count changes only arm timers (see np_ctl.h). */
@@ -263,8 +276,7 @@ static int p2pd_main(int argc, char **argv) {
     goto fail2;
   }
   conf = NULL; /* the daemon's now */
-  rv = np_daemon_start(daemon,
-                       NP_DAEMON_SIGNALS | NP_DAEMON_CONTROL | NP_DAEMON_NET);
+  rv = np_daemon_start(daemon, NP_DAEMON_CONTROL | NP_DAEMON_NET);
   if (rv != 0) {
     fprintf(stderr, "%s: start failed: %s\n", prog, np_strerror(rv));
     goto fail;
@@ -277,6 +289,14 @@ static int p2pd_main(int argc, char **argv) {
   ev_timer_init(&life.idle_w, on_idle_timeout, 0., 0.);
   ev_timer_init(&life.last_w, on_last_closed, 0., 0.);
   ev_timer_init(&life.parent_w, on_parent_check, 1., 1.);
+  {
+    static const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+      ev_signal_init(&life.sig[i], on_p2pd_signal, sigs[i]);
+      life.sig[i].data = &life;
+      ev_signal_start(ev, &life.sig[i]);
+    }
+  }
   np_ctl_p2pd_mode(np_daemon_ctl(daemon), on_persist, &life);
   if (o.idle_timeout_ns > 0) {
     ev_timer_set(&life.idle_w, (double)o.idle_timeout_ns / 1e9, 0.);
@@ -307,6 +327,8 @@ static int p2pd_main(int argc, char **argv) {
   }
   ev_run(ev, 0);
   ev_timer_stop(ev, &life.parent_w);
+  for (int i = 0; i < 3; i++)
+    ev_signal_stop(ev, &life.sig[i]);
   ev_timer_stop(ev, &life.idle_w);
   ev_timer_stop(ev, &life.last_w);
   np_daemon_del(daemon);

@@ -713,8 +713,9 @@ static int map_flags(pstate *st, np_p2pd_opts *o) {
       ini_set(&set, "relay", "service", fbool(st, "relayService") ? "on" : "off");
     else if (fset(st, "relayHop"))
       ini_set(&set, "relay", "service", fbool(st, "relayHop") ? "on" : "off");
-    if (fset(st, "autoRelay"))
-      ini_set(&set, "relay", "client", fbool(st, "autoRelay") ? "auto" : "off");
+    /* p2pd reserves on relays only with -autoRelay (default false). */
+    ini_set(fset(st, "autoRelay") ? &set : &mode, "relay", "client",
+            fbool(st, "autoRelay") ? "auto" : "off");
   }
   if (fstr(st, "trustedRelays")[0]) {
     if ((s = quic_v1(st, "trustedRelays", fstr(st, "trustedRelays"))) == NULL)

@@ -106,7 +106,8 @@ K=$!; PIDS="$PIDS $K"
 wait_for "$T/k.out" "Peer Addrs:" 10
 check "-id: the key file's peer ID" [ "$(banner "$T/k.out" "Peer ID")" = "$KPEER" ]
 check "-id: a 0644 key file is taken, with a warning" grep -q "warning: -id .*accessible by group or others" "$T/k.err"
-kill $K
+kill -HUP $K; gone_within $K 5
+check "SIGHUP ends it (p2pd has no reload)" sh -c '[ $0 -eq 0 ] && grep -q "exiting reason=\"signal HUP\"" "$1"' $? "$T/k.err"
 printf 'not a key' >"$T/bad.key"
 "$P2PD" "-id=$T/bad.key" "-listen=/unix$T/bk.sock" 2>"$T/bk.err"; rc=$?
 check "-id: a file that is no PrivateKey exits 2, saying so" sh -c '[ $0 -eq 2 ] && grep -q "not a libp2p PrivateKey" "$1"' $rc "$T/bk.err"

@@ -373,8 +373,10 @@ static void test_families(void) {
            c->dht.mode == NP_DHT_OFF && c->bootstrap.peers.n == 0 &&
            c->host.listen.n == 2 &&
            has(&c->host.listen, "/ip4/0.0.0.0/udp/0/quic-v1") &&
-           o.id_file == NULL && o.quiet == 0 && errtext[0] == '\0',
-       "no flags: p2pd's defaults (control /tmp/p2pd.sock, no DHT, port 0)");
+           o.id_file == NULL && o.quiet == 0 && errtext[0] == '\0' &&
+           c->relay.client == NP_TRI_OFF && c->relay.service == NP_TRI_AUTO,
+       "no flags: p2pd's defaults (control /tmp/p2pd.sock, no DHT, port 0, "
+       "no relay reservations)");
     np_conf_del(c);
     np_p2pd_opts_free(&o);
   }
