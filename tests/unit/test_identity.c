@@ -132,6 +132,27 @@ static const char rsa_pub[] =
     "4097e998f0ca3025ef9638cd2b0caecd3770ab54a1d9c6ca959b0f5dcbc90caeefc4135b"
     "aca6fd475224269bbe1b0203010001";
 
+/* RSA-1024 PrivateKey (python3-cryptography): below the 2048-bit floor. */
+static const char rsa1024_priv[] =
+    "080012e2043082025e02010002818100c424ba97a1af0f2a425f1cf43c219102160ab5c4"
+    "80606448cbe5ce10d28e674b05b176424260ade604b3de61926c8713c3dafa25b4ff459a"
+    "5cac343918d2c964537ed0fc40ea3bbac53ea175df42c595b90530634f431e1026e5cd7b"
+    "a093ee79c1391a0612fe975f3582720505c80631699bba7571b99cd0f8ffe2fe451e1381"
+    "0203010001028181008bc9ad5df1b224b9b671b8ddeb98f492ab08d9008189b10f1c99dc"
+    "21ab1e284994762455169f76702f3bcdaa764378854299669bc7020325ff140f67fde403"
+    "f887bd553c598157b3087cd4b29a5b3979a01301d38aa1a335817ea8db5a7d724f2efdb7"
+    "1d469ed58f69470b4d60b407829754e043a422c1b7c6fdf032ffc1e401024100ea41ed00"
+    "cb2a6307d962d27cc422ed986a6e3fcba884afc02432cb3decfcfca1ee9dd8d207c9f2ea"
+    "c0f2bbc7ec494f4d3eab3fad27cfb325b1c0c08589b5eda1024100d65931c7ef49494db3"
+    "fde4c78d595172e1c44e70add8a2e6d7da821b4e761226640e42ef720031a62591294131"
+    "a02012c492f724961071e11e99eba6b65399e10240295c186f426faa6a715c3c53a10195"
+    "b78a5b0ad2775f6df45bafc82897d616f8b43b945388e2840c24a2f6ba96a25ee9017e94"
+    "d08aade6306a90e0acf32276e1024100c1fec3f141fe401bd5556aa3b8a827f123a7f99e"
+    "3d991e067341ce134cb5cbc37736f919a141cfada1be796a09b1f49547d80359d77f56b1"
+    "fa72303718391dc10241009b10db64234ea5112ec59fe8cb848fa20f5b910c9a2d376e89"
+    "27ed67f0a160123c1112d38dc5ccfbdce0c5ec228da11b62fb29d9e3e5af7c4a9575db38"
+    "b82867";
+
 /* A signature by |id| that np_pubkey (the remote side) accepts, and the
  * peer ID np_pubkey derives equals the identity's. */
 static int sign_verifies(const np_identity *id) {
@@ -205,6 +226,9 @@ static void test_spec_types(void) {
            "secp256k1 scalar above the group order is refused");
     is_int(np_identity_decode_private(&id, priv, 35), NP_EINVAL,
            "31-byte secp256k1 key is refused");
+    pl = unhex(rsa1024_priv, priv, sizeof(priv));
+    is_int(np_identity_decode_private(&id, priv, pl), NP_ENOTSUP,
+           "RSA-1024 key is refused as unsupported (2048..4096 bits)");
     pl = unhex(ecdsa_priv, priv, sizeof(priv));
     priv[pl - 1] ^= 0x01; /* the stored public point */
     is_int(np_identity_decode_private(&id, priv, pl), NP_EINVAL,
