@@ -47,11 +47,16 @@ if (!JSONLY && P2PD === '' && HOST === '') {
 }
 
 let seq = 0
-const running = new Set()
+const running = new Map() // natpeer process -> its folder
 
 // A natpeer process that is still up when mocha exits (a failed before hook
-// leaves no stop() call) must not outlive the run.
-process.on('exit', () => { for (const p of running) p.kill('SIGKILL') })
+// leaves no stop() call) must not outlive the run, nor its folder.
+process.on('exit', () => {
+  for (const [p, dir] of running) {
+    p.kill('SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
 
 // ---- natpeer ---------------------------------------------------------------
 
@@ -152,7 +157,7 @@ async function spawnNatpeer (o) {
   writeFileSync(fd, `# ${bin} ${args.join(' ')}\n`)
   const proc = spawn(bin, args, { cwd: dir, stdio: ['ignore', 'pipe', fd] })
   closeSync(fd)
-  running.add(proc)
+  running.set(proc, dir)
   const exited = new Promise(resolve => proc.once('exit', resolve))
   let out = ''
   proc.stdout.setEncoding('utf8')
