@@ -97,7 +97,13 @@ INI
       diag "$out"
     fi
   done
-  kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=
+  kill "$PID" 2>/dev/null; wait "$PID"; rc=$?; PID=
+  if [ $rc -eq 0 ] && ! grep -q 'Sanitizer\|runtime error' "$T/$key/host.err"; then
+    ok "$key: natpeer-host exits 0 on SIGTERM, no sanitizer report"
+  else
+    notok "$key: natpeer-host exits 0 on SIGTERM, no sanitizer report (exit $rc)"
+    diag "$(grep -A5 'Sanitizer\|runtime error' "$T/$key/host.err" | head -n 20)"
+  fi
 done
 echo "1..$N"
 [ $FAILS -eq 0 ]

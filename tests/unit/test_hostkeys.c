@@ -1,8 +1,9 @@
 /* Host keys of every libp2p type as the identity of a running host: for
  * Ed25519, RSA (hivemind's 2048-bit PKCS#1 file from tests/fixtures/keys),
  * secp256k1 and ECDSA P-256, two daemons on loopback connect over QUIC
- * (libp2p TLS: the certificate extension is signed by the host key) and
- * over TCP (Noise: the handshake payload is signed by it). Each side must
+ * (libp2p TLS: the certificate extension is signed by the host key), over
+ * TCP with Noise (the handshake payload is signed by it) and over TCP with
+ * libp2p TLS. Each side must
  * see the other's expected peer ID; identify read from the wire carries
  * the host's PublicKey and a signed peer record that verifies; a relay
  * voucher sealed with the key opens. */
@@ -57,15 +58,22 @@ static void settle(double secs) {
   run_until(&never, secs);
 }
 
-/* Host |i| listening on one transport only, so that every connection
- * between the two goes through the security protocol under test. */
-static int up(int i, int tcp) {
-  char ini[256], err[256];
+/* The rounds: QUIC (TLS), TCP with Noise, TCP with libp2p TLS. */
+enum { R_QUIC, R_NOISE, R_TLS, R_N };
+static const char *const round_name[R_N] = {"QUIC/TLS", "TCP/Noise",
+                                            "TCP/TLS"};
+
+/* Host |i| listening on one transport with one security protocol, so that
+ * every connection between the two goes through the one under test. */
+static int up(int i, int r) {
+  char ini[320], err[256];
   np_conf *c;
   int n = snprintf(ini, sizeof(ini),
-                   "[host]\nlisten = %s\nlog_level = error\n[dht]\n"
-                   "mode = off\n[plugins]\nautoload = no\n",
-                   tcp ? "/ip4/127.0.0.1/tcp/0" : "/ip4/127.0.0.1/udp/0/quic-v1");
+                   "[host]\nlisten = %s\nsecurity = %s\nlog_level = error\n"
+                   "[dht]\nmode = off\n[plugins]\nautoload = no\n",
+                   r == R_QUIC ? "/ip4/127.0.0.1/udp/0/quic-v1"
+                               : "/ip4/127.0.0.1/tcp/0",
+                   r == R_TLS ? "tls" : "noise");
   if (np_conf_load_string(&c, "t.ini", ini, (size_t)n, err, sizeof(err)) !=
           0 ||
       np_daemon_new(&D[i], ev, c, &Id[i]) != 0)
@@ -75,7 +83,8 @@ static int up(int i, int tcp) {
 }
 
 static void down(int i) {
-  np_daemon_del(D[i]);
+  if (D[i] != NULL)
+    np_daemon_del(D[i]);
   D[i] = NULL;
 }
 
@@ -203,9 +212,10 @@ static void check_identify(const char *what) {
   np_identify_free(&idf);
 }
 
-/* A dials B on |tcp|'s address only. */
-static void dial(const char *name, int tcp) {
+/* A dials B on its only address. */
+static void dial(const char *name, int r) {
   char what[64];
+  int tcp = r != R_QUIC;
   int kind = tcp ? NP_TRANSPORT_TCP : NP_TRANSPORT_QUIC;
   uint8_t b[128];
   size_t bl = listen_addr(1, tcp, b, sizeof(b));
@@ -215,7 +225,7 @@ static void dial(const char *name, int tcp) {
   const np_net_ops *ops = np_host_net(Hh[0], &net);
   waitv w;
   int i;
-  snprintf(what, sizeof(what), "%s over %s", name, tcp ? "TCP/Noise" : "QUIC/TLS");
+  snprintf(what, sizeof(what), "%s over %s", name, round_name[r]);
   memset(&w, 0, sizeof(w));
   if (bl == 0 || ops->connect_identified(net, &Id[1].id, addrs, lens, 1,
                                          10000, on_done, &w, NULL) != 0) {
@@ -300,12 +310,14 @@ int main(void) {
     }
     ok(1, "%s: A is %s, B %s", name, Id[0].id_str, Id[1].id_str);
     records(name);
-    for (int tcp = 0; tcp < 2; tcp++) {
-      if (up(0, tcp) != 0 || up(1, tcp) != 0) {
-        ok(0, "%s: two hosts on loopback (%s)", name, tcp ? "TCP" : "QUIC");
+    for (int r = 0; r < R_N; r++) {
+      if (up(0, r) != 0 || up(1, r) != 0) {
+        ok(0, "%s: two hosts on loopback (%s)", name, round_name[r]);
+        down(0);
+        down(1);
         continue;
       }
-      dial(name, tcp);
+      dial(name, r);
       down(0);
       down(1);
     }
