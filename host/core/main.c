@@ -19,6 +19,7 @@
 #include "np_log.h"
 #include "np_ctl.h"
 #include "np_p2pdflags.h"
+#include "np_multiaddr.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -98,7 +99,33 @@ typedef struct p2pd_life {
   pid_t ppid;
   int had_persist;
   const char *why;
+  int rc;           /* exit status */
+  int quiet;        /* -q */
+  int bannered;
+  struct p2pd_boot *boot; /* -b connects in flight */
 } p2pd_life;
+
+static void boot_cancel(struct p2pd_boot *b);
+
+/* p2pd's start-up lines, once the daemon is up (after -b connected). */
+static void p2pd_banner(p2pd_life *l) {
+  const char *a, *me = np_host_identity(np_daemon_host(l->d))->id_str;
+  size_t ml = strlen(me);
+  if (l->quiet || l->bannered || l->why)
+    return;
+  l->bannered = 1;
+  printf("Control socket: %s\nPeer ID: %s\nPeer Addrs:\n",
+         np_daemon_control_addr(l->d), me);
+  /* p2pd's lines exactly: its addresses carry no /p2p/ID suffix. */
+  for (size_t i = 0; (a = np_daemon_addr_text(l->d, i)) != NULL; i++) {
+    size_t al = strlen(a);
+    if (al > ml + 5 && strcmp(a + al - ml, me) == 0 &&
+        memcmp(a + al - ml - 5, "/p2p/", 5) == 0)
+      al -= ml + 5;
+    printf("%.*s\n", (int)al, a);
+  }
+  fflush(stdout);
+}
 
 static void life_stop(p2pd_life *l, const char *why) {
   if (l->why)
@@ -110,6 +137,8 @@ static void life_stop(p2pd_life *l, const char *why) {
   ev_timer_stop(l->ev, &l->last_w);
   for (int i = 0; i < 3; i++)
     ev_signal_stop(l->ev, &l->sig[i]);
+  if (l->boot)
+    boot_cancel(l->boot); /* before the network goes */
   np_daemon_stop(l->d);
 }
 
@@ -156,6 +185,90 @@ static void on_persist(void *ud, unsigned n) {
     ev_timer_set(&l->last_w, 0., 0.);
     ev_timer_start(l->ev, &l->last_w);
   }
+}
+
+/* -b: p2pd connects to its bootstrap peers at start and exits when none
+ * answers ("failed to connect to bootstrap peers"); natpeer's DHT keeps
+ * retrying, which is natpeer-host's behaviour. */
+#define BOOT_MAX 64
+typedef struct p2pd_boot {
+  p2pd_life *life;
+  const np_net_ops *ops;
+  void *net;
+  void *h[BOOT_MAX];
+  unsigned pending, ok;
+  struct p2pd_boot_one {
+    struct p2pd_boot *b;
+    unsigned i;
+  } one[BOOT_MAX];
+} p2pd_boot;
+
+static void boot_done(void *ud, int err) {
+  struct p2pd_boot_one *o = ud;
+  p2pd_boot *b = o->b;
+  b->h[o->i] = NULL;
+  b->pending--;
+  if (err == 0 && b->ok++ == 0)
+    p2pd_banner(b->life);
+  else
+    np_warn("p2pd", "bootstrap-connect-failed error=%s", np_errname(err));
+  if (b->pending == 0 && b->ok == 0) {
+    fprintf(stderr, "failed to connect to bootstrap peers\n");
+    b->life->rc = 1;
+    life_stop(b->life, "failed to connect to bootstrap peers");
+  }
+}
+
+/* Connect to every peer of |peers| (text multiaddrs with /p2p/). */
+static void boot_start(p2pd_boot *b, np_host *h, const np_strv *peers,
+                       uint64_t timeout_ms) {
+  uint8_t bin[NP_MADDR_MAX];
+  b->ops = np_host_net(h, &b->net);
+  for (size_t i = 0; b->ops && i < peers->n && i < BOOT_MAX; i++) {
+    const uint8_t *addrs[1];
+    size_t lens[1], off = 0, cut = 0;
+    np_maddr_comp c;
+    np_peerid id;
+    np_ssize n = np_maddr_parse(peers->v[i], strlen(peers->v[i]), bin,
+                                sizeof(bin));
+    if (n < 0 || np_maddr_get_p2p(bin, (size_t)n, &id) != 0)
+      continue; /* np_conf checked them */
+    /* the address up to its /p2p/ component */
+    for (size_t prev = 0; np_maddr_next(bin, (size_t)n, &off, &c) == 1;
+         prev = off) {
+      if (c.code == NP_MADDR_P2P) {
+        cut = prev;
+        break;
+      }
+    }
+    if (np_peerid_equal(&id, &np_host_identity(h)->id))
+      continue; /* our own address in a shared list */
+    addrs[0] = bin;
+    lens[0] = cut;
+    b->one[i].b = b;
+    b->one[i].i = (unsigned)i;
+    b->pending++;
+    if (b->ops->connect(b->net, &id, addrs, lens, cut ? 1 : 0, timeout_ms,
+                        boot_done, &b->one[i], &b->h[i]) != 0) {
+      b->pending--;
+      b->h[i] = NULL;
+    }
+  }
+  if (b->pending == 0 && peers->n > 0) {
+    fprintf(stderr, "failed to connect to bootstrap peers\n");
+    b->life->rc = 1;
+    life_stop(b->life, "failed to connect to bootstrap peers");
+  }
+}
+
+static void boot_cancel(p2pd_boot *b) {
+  if (b->ops == NULL)
+    return;
+  for (size_t i = 0; i < BOOT_MAX; i++)
+    if (b->h[i]) {
+      b->ops->cancel(b->net, b->h[i]);
+      b->h[i] = NULL;
+    }
 }
 
 static const char *prog_base(const char *argv0) {
@@ -224,10 +337,12 @@ static int p2pd_main(int argc, char **argv) {
   np_daemon *daemon = NULL;
   struct ev_loop *ev;
   p2pd_life life;
+  p2pd_boot boot;
   char err[1024], tmpdir[] = "/tmp/natpeer-p2pd-XXXXXX";
   int rv, tmp = 0, created = 0;
 
   memset(&life, 0, sizeof(life));
+  memset(&boot, 0, sizeof(boot));
   life.ppid = getppid();
   rv = np_p2pd_parse(&o, prog, argc - 1, argv + 1, stderr);
   if (rv == NP_P2PD_EXIT_OK)
@@ -310,22 +425,18 @@ static int p2pd_main(int argc, char **argv) {
     }
   }
 
-  if (!o.quiet && !life.why) {
-    /* p2pd's lines exactly: its addresses carry no /p2p/ID suffix. */
-    const char *a, *me = np_host_identity(np_daemon_host(daemon))->id_str;
-    size_t ml = strlen(me);
-    printf("Control socket: %s\nPeer ID: %s\nPeer Addrs:\n",
-           np_daemon_control_addr(daemon), me);
-    for (size_t i = 0; (a = np_daemon_addr_text(daemon, i)) != NULL; i++) {
-      size_t al = strlen(a);
-      if (al > ml + 5 && strcmp(a + al - ml, me) == 0 &&
-          memcmp(a + al - ml - 5, "/p2p/", 5) == 0)
-        al -= ml + 5;
-      printf("%.*s\n", (int)al, a);
-    }
-    fflush(stdout);
+  life.quiet = o.quiet;
+  if (o.bootstrap && np_host_conf(np_daemon_host(daemon))->bootstrap.peers.n) {
+    const np_conf *hc = np_host_conf(np_daemon_host(daemon));
+    boot.life = &life;
+    life.boot = &boot;
+    boot_start(&boot, np_daemon_host(daemon), &hc->bootstrap.peers,
+               hc->bootstrap.connect_timeout_ms);
+  } else {
+    p2pd_banner(&life);
   }
-  ev_run(ev, 0);
+  if (!life.why) /* an ev_break before ev_run would be lost */
+    ev_run(ev, 0);
   ev_timer_stop(ev, &life.parent_w);
   for (int i = 0; i < 3; i++)
     ev_signal_stop(ev, &life.sig[i]);
@@ -337,7 +448,7 @@ static int p2pd_main(int argc, char **argv) {
   if (tmp)
     rm_flat_dir(tmpdir);
   np_p2pd_opts_free(&o);
-  return 0;
+  return life.rc;
 fail:
   np_daemon_del(daemon);
   np_crypto_cleanup();

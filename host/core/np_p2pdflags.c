@@ -256,8 +256,9 @@ static const gflag flags[] = {
      "no public listen address: natpeer listens on 127.0.0.1 port 0 only "
      "(it dials from its listen sockets)"},
     {"quic", F_BOOL, "true", "QUIC (false: no /quic-v1 listen address)"},
-    {"tls", F_BOOL, "true", "accepted; QUIC always uses TLS"},
-    {"noise", F_BOOL, "true", "accepted; TCP uses Noise"},
+    {"tls", F_BOOL, "true",
+     "TLS on TCP ([host] security; QUIC always uses TLS)"},
+    {"noise", F_BOOL, "true", "Noise on TCP ([host] security)"},
     {"plaintext", F_BOOL, "false", "natpeer has no /plaintext/2.0.0: true is an error"},
     {"muxer", F_STR, "yamux", "muxer; natpeer has yamux only"},
     {"echo", F_BOOL, "false", "accepted, no effect (no /echo/1.0.0 handler)"},
@@ -591,10 +592,16 @@ static int map_flags(pstate *st, np_p2pd_opts *o) {
   if (fset(st, "relayBufferSize"))
     note(st, "-relayBufferSize: ignored (natpeer's relay forwards with "
              "back-pressure, no fixed buffer)");
-  if (fset(st, "tls") && !fbool(st, "tls"))
-    note(st, "-tls=false: ignored, QUIC always uses TLS");
-  if (fset(st, "noise") && !fbool(st, "noise"))
-    note(st, "-noise=false: ignored, TCP always uses Noise");
+  /* TCP security: what -noise/-tls leave on ([host] security). */
+  if (fset(st, "tls") || fset(st, "noise")) {
+    int n = fbool(st, "noise"), t = fbool(st, "tls");
+    if (!n && !t)
+      MAPFAIL("-noise=false -tls=false: no security protocol left for TCP");
+    ini_set(&set, "host", "security", n && t ? "noise tls" : n ? "noise" : "tls");
+    if (!t)
+      note(st, "-tls=false: TCP uses Noise only; QUIC still uses TLS (its "
+               "only security)");
+  }
   if (fbool(st, "echo"))
     note(st, "-echo: ignored, natpeer-p2pd has no /echo/1.0.0 handler");
   if (fstr(st, "metricsAddr")[0])
@@ -657,6 +664,7 @@ static int map_flags(pstate *st, np_p2pd_opts *o) {
 
   /* Bootstrap: p2pd connects to -bootstrapPeers only with -b. */
   b = fbool(st, "b") || fbool(st, "bootstrap");
+  o->bootstrap = b;
   if (b && fstr(st, "bootstrapPeers")[0]) {
     if ((s = quic_v1(st, "bootstrapPeers", fstr(st, "bootstrapPeers"))) ==
         NULL)

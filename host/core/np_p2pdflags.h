@@ -19,6 +19,7 @@ int np_goflag_duration(const char *s, int64_t *ns);
 
 typedef struct np_p2pd_opts {
   int quiet;               /* -q: no banner */
+  int bootstrap;           /* -b: connect to [bootstrap] peers or exit */
   int64_t idle_timeout_ns; /* -idleTimeout; <= 0: none */
   char *config;            /* -config FILE (natpeer's INI) or NULL */
   char *id_file;           /* -id, absolute; NULL: a new identity per run */

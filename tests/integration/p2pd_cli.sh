@@ -76,6 +76,28 @@ check "B: exactly one /quic warning line" [ "$(count "$T/b.err" "/quic (QUIC dra
 i=0; while [ $i -lt 100 ] && ! "$CLI" --control "$BCTL" peers 2>/dev/null | grep -q "$APEER"; do sleep 0.1; i=$((i + 1)); done
 check "B: bootstrapped to A through its /quic address" sh -c '"$1" --control "$2" peers | grep -q "$3"' _ "$CLI" "$BCTL" "$APEER"
 
+# -b with no bootstrap peer answering: p2pd exits.
+timeout 20 "$P2PD" -b=1 "-bootstrapPeers=/ip4/127.0.0.1/tcp/1/p2p/$APEER" \
+  "-listen=/unix$T/bb.sock" -hostAddrs=/ip4/127.0.0.1/tcp/0 >"$T/bb.out" 2>"$T/bb.err"; rc=$?
+check "-b: no bootstrap peer reachable: exit 1" [ $rc -eq 1 ]
+check "... 'failed to connect to bootstrap peers', no banner" sh -c 'grep -q "^failed to connect to bootstrap peers$" "$1" && [ ! -s "$2" ]' _ "$T/bb.err" "$T/bb.out"
+
+# -b towards a silent UDP port, stopped while the connect is pending.
+python3 -c 'import socket,time,sys
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("127.0.0.1",0))
+print(s.getsockname()[1],flush=True); time.sleep(30)' >"$T/silent.port" &
+SIL=$!; PIDS="$PIDS $SIL"
+wait_for "$T/silent.port" "" 5; sleep 0.3
+SPORT=$(head -1 "$T/silent.port")
+setsid "$P2PD" -b=1 "-bootstrapPeers=/ip4/127.0.0.1/udp/$SPORT/quic-v1/p2p/$APEER" \
+  "-listen=/unix$T/bs.sock" -hostAddrs=/ip4/127.0.0.1/udp/0/quic-v1 >"$T/bs.out" 2>"$T/bs.err" &
+BS=$!; PIDS="$PIDS $BS"
+sleep 1.5
+check "-b: waits for its bootstrap connect (no banner yet)" sh -c 'kill -0 $0 && [ ! -s "$1" ]' $BS "$T/bs.out"
+kill $BS; gone_within $BS 5
+check "-b: SIGTERM while the bootstrap connect is pending stops it" [ $? -eq 0 ]
+kill $SIL
+
 # ---- calls and streams to oneself ------------------------------------------
 python3 "$PYC" persist "/unix$T/a.sock" 0 "$APEER" >"$T/self.out" 2>&1
 check "unary call to one's own peer ID fails (p2pd)" grep -q '^daemonError dial to self attempted$' "$T/self.out"

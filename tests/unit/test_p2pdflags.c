@@ -495,6 +495,34 @@ static void test_families(void) {
     np_p2pd_opts_free(&o);
   }
   {
+    const char *a[] = {"-tls=false", NULL};
+    c = conf_of(&o, a);
+    ok(c && c->host.security == NP_CONF_SEC_NOISE &&
+           strstr(errtext, "-tls=false: TCP uses Noise only"),
+       "-tls=false: [host] security = noise");
+    np_conf_del(c);
+    np_p2pd_opts_free(&o);
+  }
+  {
+    const char *a[] = {"-noise=0", NULL};
+    c = conf_of(&o, a);
+    ok(c && c->host.security == NP_CONF_SEC_TLS, "-noise=0: [host] security = tls");
+    np_conf_del(c);
+    np_p2pd_opts_free(&o);
+  }
+  {
+    const char *a[] = {"-tls=true", NULL};
+    c = conf_of(&o, a);
+    ok(c && c->host.security == (NP_CONF_SEC_NOISE | NP_CONF_SEC_TLS << 8),
+       "-tls=true: Noise and TLS on TCP");
+    np_conf_del(c);
+    np_p2pd_opts_free(&o);
+  }
+  {
+    const char *a[] = {"-noise=false", "-tls=false", NULL};
+    ok(parse(&o, a) == NP_P2PD_USAGE, "no security protocol left: an error");
+  }
+  {
     const char *a[] = {"-muxer=mplex", NULL};
     ok(parse(&o, a) == NP_P2PD_USAGE && strstr(errtext, "yamux only"),
        "-muxer=mplex is refused");
