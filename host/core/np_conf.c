@@ -121,6 +121,8 @@ static const key keys[] = {
      "multiaddrs ending in /p2p/PEER_ID"},
     {"relay", "client_reservations", K_U32, OFF(relay.client_reservations), 1,
      16, "a number from 1 to 16"},
+    {"relay", "accept_any_relay", K_BOOL, OFF(relay.accept_any_relay), 0, 0,
+     "yes or no"},
     {"relay", "max_reservations", K_U32, OFF(relay.max_reservations), 0, 65536,
      "a number from 0 to 65536"},
     {"relay", "max_circuits", K_U32, OFF(relay.max_circuits), 0, 65536,
@@ -1007,6 +1009,7 @@ static unsigned flags_of(const key *k) {
       "nat.treat_as_public", "nat.keepalive", "relay.service",
       /* the relay client reads its config once, at start */
       "relay.client", "relay.relays", "relay.client_reservations",
+      "relay.accept_any_relay",
       /* the AutoNAT module reads its config once, at start */
       "nat.reachability", "nat.autonat", "nat.autonat_service",
       "nat.autonat_interval", "nat.autonat_boot_delay",
@@ -1027,6 +1030,7 @@ static unsigned flags_of(const key *k) {
       "relay.max_circuits_total", "relay.unlimited_peers",
       /* the relay client (np_relayc) */
       "relay.client", "relay.relays", "relay.client_reservations",
+      "relay.accept_any_relay",
       /* AutoNAT (np_autonat) */
       "nat.reachability", "nat.autonat", "nat.autonat_service",
       "nat.autonat_interval", "nat.autonat_boot_delay",

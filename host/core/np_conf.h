@@ -84,6 +84,7 @@ typedef struct np_conf {
     int client;  /* enum np_tristate */
     np_strv relays;
     uint32_t client_reservations; /* relays the client reserves on */
+    int accept_any_relay; /* circuits through any relay, not only ours */
     uint32_t max_reservations;
     uint32_t max_circuits;
     uint64_t reservation_ttl_ms;

@@ -721,6 +721,12 @@ static int map_flags(pstate *st, np_p2pd_opts *o) {
       ini_set(&set, "relay", "service", fbool(st, "relayService") ? "on" : "off");
     else if (fset(st, "relayHop"))
       ini_set(&set, "relay", "service", fbool(st, "relayHop") ? "on" : "off");
+    else if (fset(st, "relay"))
+      /* -relay alone: p2pd's relayService defaults to true. */
+      ini_set(&set, "relay", "service", "on");
+    /* p2pd takes circuits through any relay (a client may reserve for it
+     * over the control socket, as the @libp2p/interop suite does). */
+    ini_set(&mode, "relay", "accept_any_relay", "yes");
     /* p2pd reserves on relays only with -autoRelay (default false). */
     ini_set(fset(st, "autoRelay") ? &set : &mode, "relay", "client",
             fbool(st, "autoRelay") ? "auto" : "off");

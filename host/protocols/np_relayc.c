@@ -37,6 +37,7 @@ struct np_relayc {
   size_t nrelays;
   np_list stop_streams; /* stop streams before the transport took them */
   int mode;             /* np_tristate */
+  int any_relay;        /* [relay] accept_any_relay */
   uint32_t want;        /* reservations to hold */
   int reach;            /* np_reach_state */
   ev_timer tick;
@@ -629,6 +630,8 @@ static int stop_policy(void *ud, const np_peerid *relay_id,
   np_relayc *rc = ud;
   relay *r = relay_find(rc, relay_id);
   (void)src;
+  if (rc->any_relay)
+    return NP_RELAYMSG_OK; /* [relay] accept_any_relay (go's p2pd) */
   if (r != NULL && r->state == NP_RELAYC_RESERVED && r->expire > unix_s())
     return NP_RELAYMSG_OK;
   return NP_RELAYMSG_PERMISSION_DENIED;
@@ -648,9 +651,10 @@ static const np_stream_cbs stop_cbs = {
 
 /* The stop handler is registered only while a reservation is held: a
  * circuit is accepted only through a relay we reserved on, so without one
- * there is nothing to serve (and identify does not list /stop). */
+ * there is nothing to serve (and identify does not list /stop); with
+ * [relay] accept_any_relay, always. */
 static void stop_sync(np_relayc *rc) {
-  int want = 0;
+  int want = rc->any_relay;
   np_list *it;
   for (it = rc->relays.next; it != &rc->relays && !want; it = it->next)
     want = np_list_entry(it, relay, link)->state == NP_RELAYC_RESERVED;
@@ -764,6 +768,7 @@ static int relayc_start(np_host *h, void **state) {
   np_defer_init(&rc->refill, refill_cb, rc);
   ev_timer_init(&rc->tick, tick_cb, TICK_S, TICK_S);
   rc->mode = conf->relay.client;
+  rc->any_relay = conf->relay.accept_any_relay;
   rc->want = conf->relay.client_reservations ? conf->relay.client_reservations
                                              : 3;
   rc->reach = conf->nat.reachability; /* forced public/private, or unknown */
@@ -817,6 +822,7 @@ static int relayc_start(np_host *h, void **state) {
     return rv;
   }
   ev_timer_start(EV(rc), &rc->tick);
+  stop_sync(rc); /* accept_any_relay: serve /stop from the start */
   np_info(SUB, "client mode=%s reservations=%u static=%zu %s",
           rc->mode == NP_TRI_ON ? "on" : rc->mode == NP_TRI_OFF ? "off" : "auto",
           rc->want, rc->nrelays, np_relayc_active(rc) ? "active" : "inactive");

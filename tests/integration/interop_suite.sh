@@ -47,12 +47,7 @@ known() {
   _np='(js sender to go|go sender to js) listener'
   printf '%s\t%s\n' \
     "^[a-z0-9]+/plaintext/[a-z]+ echo $_np" 'natpeer has no /plaintext/2.0.0 (natpeer-p2pd -plaintext=true exits with an error; natpeer-host offers Noise and TLS only)' \
-    '^(go|js) to go over relay (go|js) connects' 'natpeer B accepts a STOP only through a relay its own relay client reserved on; the suite reserves through B'"'"'s control client, so the relay'"'"'s STOP is refused (np_relayc stop_sync/stop_policy)' \
     '^go to (go|js) over relay (go|js) fails to connect without a reservation' 'natpeer'"'"'s CONNECT error reads "peer unreachable", not the relay'"'"'s status NO_RESERVATION: np_trelay maps every HopMessage status to NP_EUNREACH'
-  if [ "$mode" = p2pd ]; then
-    printf '%s\t%s\n' \
-      ' over relay go ' 'natpeer-p2pd -relay (all the suite passes to its relay) leaves [relay] service = auto, and on loopback natpeer never serves hop: RESERVE gets "protocol not supported" (natpeer-host with [relay] service = on passes these)'
-  fi
 }
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/np-interop-suite-XXXXXX") || exit 99

@@ -374,9 +374,18 @@ static void test_families(void) {
            c->host.listen.n == 2 &&
            has(&c->host.listen, "/ip4/0.0.0.0/udp/0/quic-v1") &&
            o.id_file == NULL && o.quiet == 0 && errtext[0] == '\0' &&
-           c->relay.client == NP_TRI_OFF && c->relay.service == NP_TRI_AUTO,
+           c->relay.client == NP_TRI_OFF && c->relay.service == NP_TRI_AUTO &&
+           c->relay.accept_any_relay == 1,
        "no flags: p2pd's defaults (control /tmp/p2pd.sock, no DHT, port 0, "
-       "no relay reservations)");
+       "no relay reservations, circuits through any relay)");
+    np_conf_del(c);
+    np_p2pd_opts_free(&o);
+  }
+  {
+    const char *a[] = {"-relay", NULL};
+    c = conf_of(&o, a);
+    ok(c && c->relay.service == NP_TRI_ON,
+       "-relay alone: relay service on (p2pd's relayService defaults to true)");
     np_conf_del(c);
     np_p2pd_opts_free(&o);
   }

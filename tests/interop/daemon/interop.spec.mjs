@@ -109,6 +109,7 @@ function hostIni (o, dir) {
     'hole_punch = no',
     '[relay]',
     `service = ${o.relay === true ? 'on' : 'off'}`,
+    'accept_any_relay = yes',
     'client = off',
     '[plugins]',
     'autoload = no',
