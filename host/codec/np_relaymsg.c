@@ -384,3 +384,26 @@ int np_relaymsg_voucher_open(np_relaymsg_voucher *v, const uint8_t *env,
     memset(v, 0, sizeof(*v));
   return rv;
 }
+
+const char *np_relaymsg_status_name(int status) {
+  switch (status) {
+  case NP_RELAYMSG_OK:
+    return "OK";
+  case NP_RELAYMSG_RESERVATION_REFUSED:
+    return "RESERVATION_REFUSED";
+  case NP_RELAYMSG_RESOURCE_LIMIT_EXCEEDED:
+    return "RESOURCE_LIMIT_EXCEEDED";
+  case NP_RELAYMSG_PERMISSION_DENIED:
+    return "PERMISSION_DENIED";
+  case NP_RELAYMSG_CONNECTION_FAILED:
+    return "CONNECTION_FAILED";
+  case NP_RELAYMSG_NO_RESERVATION:
+    return "NO_RESERVATION";
+  case NP_RELAYMSG_MALFORMED_MESSAGE:
+    return "MALFORMED_MESSAGE";
+  case NP_RELAYMSG_UNEXPECTED_MESSAGE:
+    return "UNEXPECTED_MESSAGE";
+  default:
+    return "UNKNOWN";
+  }
+}

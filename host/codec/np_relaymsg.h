@@ -57,6 +57,8 @@ typedef enum np_relaymsg_status {
   NP_RELAYMSG_MALFORMED_MESSAGE = 400,
   NP_RELAYMSG_UNEXPECTED_MESSAGE = 401
 } np_relaymsg_status;
+/* "NO_RESERVATION", … as the spec names them; "UNKNOWN" otherwise. */
+const char *np_relaymsg_status_name(int status);
 
 /* Caps applied by np_relaymsg_decode; np_relaymsg_limits_default fills the
  * NP_RELAYMSG_*_MAX values. */

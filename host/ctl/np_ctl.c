@@ -1,5 +1,8 @@
 #include "np_ctl.h"
 #include "np_natstatus.h"
+#include "np_relayc.h"
+#include "np_relaymsg.h"
+#include "np_trelay.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -146,6 +149,7 @@ struct client {
   size_t cb_addr_len;
   char *cb_proto;
   void *net_op; /* pending connect/open/ping handle */
+  np_peerid connect_peer; /* the pending CONNECT's peer */
   dhtreq *dht;  /* pending DHT request */
   np_list umembers; /* umember.clink */
   np_list routed;
@@ -922,11 +926,20 @@ static void busy_check(client *c) {
 
 static void on_connected(void *ud, int err) {
   client *c = ud;
+  np_relayc *rc;
+  int st;
   /* The op is finishing: answering may close the client, which must not
    * cancel it again. */
   c->net_op = NULL;
   if (err == 0)
     send_ok(c);
+  else if (err == NP_EUNREACH &&
+           (rc = np_host_module(c->ctl->h, "relayc")) != NULL &&
+           (st = np_trelay_refusal(np_relayc_transport(rc), &c->connect_peer,
+                                   60000)) != 0)
+    /* Name the relay's answer, as go's p2pd does ("NO_RESERVATION"). */
+    send_error(c, "%s: the relay refused the circuit: %s (%d)",
+               np_strerror(err), np_relaymsg_status_name(st), st);
   else
     send_error(c, "%s", np_strerror(err));
   net_done(c);
@@ -1043,6 +1056,7 @@ static void req_connect(client *c, const Np__P2pd__ConnectRequest *cr) {
     lens[i] = cr->addrs[i].len;
   }
   busy_begin(c);
+  c->connect_peer = pid;
   rv = ops->connect(net, &pid, bins, lens, n,
                     timeout_ms(cr->has_timeout, cr->timeout), on_connected, c,
                     &c->net_op);

@@ -65,6 +65,13 @@ struct trelay {
   void *policy_ud;
   int closing;
   np_trelay_stats st;
+  /* The last relay refusals of our dials (np_trelay_refusal). */
+  struct refusal {
+    np_peerid target;
+    int status;
+    uint64_t at_ms;
+  } refused[8];
+  size_t nrefused; /* next slot, modulo 8 */
 };
 
 static const np_transport_ops trelay_ops;
@@ -363,6 +370,12 @@ static void hop_failed(rbs *b, const char *why, int status, int err) {
   if (b->phase == P_DEAD || b->closed)
     return;
   log_failed(b, why, status);
+  if (b->dialer && status > 0) {
+    struct refusal *r = &b->t->refused[b->t->nrefused++ % 8];
+    r->target = b->peer;
+    r->status = status;
+    r->at_ms = np_now(b->t->loop);
+  }
   if (b->dialer)
     b->t->st.dials_failed++;
   else
@@ -792,6 +805,22 @@ void np_trelay_set_policy(np_transport *pt, np_trelay_policy_fn fn, void *ud) {
     return;
   t->policy = fn;
   t->policy_ud = ud;
+}
+
+int np_trelay_refusal(const np_transport *pt, const np_peerid *target,
+                      uint64_t max_age_ms) {
+  const trelay *t = (const trelay *)pt;
+  const struct refusal *best = NULL;
+  if (pt == NULL || pt->ops != &trelay_ops)
+    return 0;
+  for (size_t i = 0; i < 8; i++) {
+    const struct refusal *r = &t->refused[i];
+    if (r->status > 0 && np_peerid_equal(&r->target, target) &&
+        np_now(t->loop) - r->at_ms <= max_age_ms &&
+        (best == NULL || r->at_ms >= best->at_ms))
+      best = r;
+  }
+  return best ? best->status : 0;
 }
 
 void np_trelay_get_stats(const np_transport *pt, np_trelay_stats *st) {

@@ -81,5 +81,10 @@ typedef struct np_trelay_stats {
                            stop CONNECT (kept for the upgrade) */
 } np_trelay_stats;
 void np_trelay_get_stats(const np_transport *t, np_trelay_stats *st);
+/* The status (NP_RELAYMSG_*, e.g. NO_RESERVATION) with which a relay last
+ * refused one of our dials to |target| within |max_age_ms|, or 0: a dial
+ * fails with NP_EUNREACH, and the control socket names the reason. */
+int np_trelay_refusal(const np_transport *t, const np_peerid *target,
+                      uint64_t max_age_ms);
 
 #endif
