@@ -735,18 +735,17 @@ const uint8_t *np_tls_cert(const np_tls *t, size_t *len) {
   return t->cert;
 }
 
-int np_tls_conn_new(np_tls_conn **pc, np_tls *t, int is_server,
-                    const np_peerid *expected, void *ngtcp2_conn_ref) {
+/* A connection of either kind (QUIC or a byte stream): the peer to
+ * expect, ALPN list |alpn| (comma-separated, the first is preferred), key
+ * shares, role. */
+static int conn_setup(np_tls *t, int is_server, const np_peerid *expected,
+                      char *alpn, np_tls_conn **pc) {
   np_tls_conn *c;
-  char alpn[] = NP_TLS_ALPN;
   /* X25519 first: wolfSSL's default share (P-256 after P-521/384 in the
    * list) makes rustls answer with a HelloRetryRequest (pitfall 3). */
   int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1,
                   WOLFSSL_ECC_SECP384R1};
   int n;
-  if (pc == NULL || t == NULL || ngtcp2_conn_ref == NULL || t->stream ||
-      (is_server && expected != NULL))
-    return NP_EINVAL;
   if ((c = calloc(1, sizeof(*c))) == NULL)
     return NP_ENOMEM;
   c->t = t;
@@ -759,8 +758,6 @@ int np_tls_conn_new(np_tls_conn **pc, np_tls *t, int is_server,
     free(c);
     return NP_ENOMEM;
   }
-  /* ngtcp2's helper owns app_data (pitfall 6); ours goes in the cert ctx. */
-  wolfSSL_set_app_data(c->ssl, ngtcp2_conn_ref);
   wolfSSL_SetCertCbCtx(c->ssl, c);
   if ((n = wolfSSL_UseALPN(c->ssl, alpn, (word32)strlen(alpn),
                            WOLFSSL_ALPN_FAILED_ON_MISMATCH)) !=
@@ -777,13 +774,29 @@ int np_tls_conn_new(np_tls_conn **pc, np_tls *t, int is_server,
     wolfSSL_set_accept_state(c->ssl);
   else
     wolfSSL_set_connect_state(c->ssl);
-  wolfSSL_set_quic_use_legacy_codepoint(c->ssl, 0);
   *pc = c;
   return 0;
 fail:
   wolfSSL_free(c->ssl);
   free(c);
   return NP_ECRYPTO;
+}
+
+int np_tls_conn_new(np_tls_conn **pc, np_tls *t, int is_server,
+                    const np_peerid *expected, void *ngtcp2_conn_ref) {
+  np_tls_conn *c;
+  char alpn[] = NP_TLS_ALPN;
+  int rv;
+  if (pc == NULL || t == NULL || ngtcp2_conn_ref == NULL || t->stream ||
+      (is_server && expected != NULL))
+    return NP_EINVAL;
+  if ((rv = conn_setup(t, is_server, expected, alpn, &c)) != 0)
+    return rv;
+  /* ngtcp2's helper owns app_data (pitfall 6); ours is the cert ctx. */
+  wolfSSL_set_app_data(c->ssl, ngtcp2_conn_ref);
+  wolfSSL_set_quic_use_legacy_codepoint(c->ssl, 0);
+  *pc = c;
+  return 0;
 }
 
 void *np_tls_conn_native(np_tls_conn *c) { return c->ssl; }
@@ -828,53 +841,16 @@ void np_tls_conn_del(np_tls_conn *c) {
 
 int np_tls_conn_new_stream(np_tls_conn **pc, np_tls *t, int is_server,
                            const np_peerid *expected, const char *alpn) {
-  np_tls_conn *c;
   char list[NP_TLS_ALPN_LIST_MAX];
-  int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1,
-                  WOLFSSL_ECC_SECP384R1};
-  int n;
   if (pc == NULL || t == NULL || !t->stream || alpn == NULL ||
       alpn[0] == '\0' || strlen(alpn) >= sizeof(list) ||
       (is_server && expected != NULL))
     return NP_EINVAL;
-  if ((c = calloc(1, sizeof(*c))) == NULL)
-    return NP_ENOMEM;
-  c->t = t;
-  c->is_server = is_server;
-  if (expected != NULL) {
-    c->expected = *expected;
-    c->has_expected = 1;
-  }
-  if ((c->ssl = wolfSSL_new(is_server ? t->srv : t->cli)) == NULL) {
-    free(c);
-    return NP_ENOMEM;
-  }
-  wolfSSL_SetCertCbCtx(c->ssl, c);
   /* No common entry aborts (libp2p-wire.md §4); every libp2p peer lists
    * "libp2p". wolfSSL's list is comma-separated and the server takes the
    * first client entry it also lists. */
   snprintf(list, sizeof(list), "%s", alpn);
-  if ((n = wolfSSL_UseALPN(c->ssl, list, (word32)strlen(list),
-                           WOLFSSL_ALPN_FAILED_ON_MISMATCH)) !=
-      WOLFSSL_SUCCESS) {
-    log_wolf("wolfSSL_UseALPN", n);
-    goto fail;
-  }
-  if ((n = wolfSSL_set_groups(c->ssl, groups, (int)NP_ARRAY_LEN(groups))) !=
-      WOLFSSL_SUCCESS) {
-    log_wolf("wolfSSL_set_groups", n);
-    goto fail;
-  }
-  if (is_server)
-    wolfSSL_set_accept_state(c->ssl);
-  else
-    wolfSSL_set_connect_state(c->ssl);
-  *pc = c;
-  return 0;
-fail:
-  wolfSSL_free(c->ssl);
-  free(c);
-  return NP_ECRYPTO;
+  return conn_setup(t, is_server, expected, list, pc);
 }
 
 int np_tls_conn_finish_stream(np_tls_conn *c, const char **alpn,
