@@ -66,7 +66,7 @@ reachability = private
 [relay]
 client = on
 [plugins]
-load = hello
+load = $T/plugins/hello.so
 [plugin.hello]
 protocol = handler_name"
 start b $((port + 2)) "[bootstrap]
